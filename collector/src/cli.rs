@@ -1,0 +1,65 @@
+//! Command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// safeguard: eBPF-LSM security agent. Enforces and audits file policy in
+/// the kernel and reports every event.
+#[derive(Debug, Parser)]
+#[command(name = "safeguard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the policy into the kernel and report events until stopped
+    /// (SIGINT or SIGTERM).
+    Run(RunArgs),
+    /// Validate a configuration without loading anything; exit 0 if valid.
+    Check(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (YAML or TOML), layered over the built-in defaults.
+    /// Without it, /etc/safeguard/safeguard.yaml is read if it exists.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one configuration key; VALUE is YAML. Repeatable.
+    /// Example: --set files.mode=block --set 'files.deny=[/etc/secret]'
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// Mode of every module: monitor reports, block refuses.
+    #[arg(long, value_parser = ["monitor", "block"])]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Where audit events go: `-` for stdout or an absolute file path.
+    /// Overrides log.output.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Flag overrides in the order they apply (later wins).
+    pub fn overrides(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        if let Some(mode) = &self.mode {
+            for module in ["files", "network", "mount", "process"] {
+                all.push(format!("{module}.mode={mode}"));
+            }
+        }
+        all.extend(self.overrides.iter().cloned());
+        all
+    }
+}

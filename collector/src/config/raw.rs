@@ -1,0 +1,157 @@
+//! The configuration as written: openEuler safeguard's keys, plus what
+//! safeguard adds. Values stay strings here; `validate` turns them into
+//! typed settings and names the key of anything wrong.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// A key present with no value (`deny:` with every item commented out)
+/// reads as empty, as it does in safeguard (Go's YAML decoder).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Global `blacklist` or `whitelist`; a module's own `policy` wins.
+    pub policy: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub files: RawFiles,
+    #[serde(deserialize_with = "nullable")]
+    pub network: RawNetwork,
+    #[serde(deserialize_with = "nullable")]
+    pub mount: RawMount,
+    #[serde(deserialize_with = "nullable")]
+    pub process: RawProcess,
+    #[serde(deserialize_with = "nullable")]
+    pub dns_proxy: RawDnsProxy,
+    #[serde(deserialize_with = "nullable")]
+    pub log: RawLog,
+    #[serde(deserialize_with = "nullable")]
+    pub kernel: RawKernel,
+}
+
+/// `enable`, `mode`, `target`: every module has them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFiles {
+    pub enable: bool,
+    pub mode: Option<String>,
+    pub target: Option<String>,
+    pub policy: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub allow: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    bound(deserialize = "T: Deserialize<'de>")
+)]
+pub struct RawAllowDeny<T> {
+    #[serde(deserialize_with = "nullable")]
+    pub allow: Vec<T>,
+    #[serde(deserialize_with = "nullable")]
+    pub deny: Vec<T>,
+}
+
+impl<T> Default for RawAllowDeny<T> {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDomain {
+    #[serde(deserialize_with = "nullable")]
+    pub allow: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub deny: Vec<String>,
+    /// Deprecated in safeguard; accepted and ignored.
+    pub interval: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNetwork {
+    pub enable: bool,
+    pub mode: Option<String>,
+    pub target: Option<String>,
+    pub policy: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub cidr: RawAllowDeny<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub domain: RawDomain,
+    #[serde(deserialize_with = "nullable")]
+    pub command: RawAllowDeny<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub uid: RawAllowDeny<u32>,
+    #[serde(deserialize_with = "nullable")]
+    pub gid: RawAllowDeny<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMount {
+    pub enable: bool,
+    pub mode: Option<String>,
+    pub target: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProcess {
+    pub enable: bool,
+    pub mode: Option<String>,
+    pub target: Option<String>,
+    pub policy: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub allow: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDnsProxy {
+    pub enable: bool,
+    #[serde(deserialize_with = "nullable")]
+    pub upstreams: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub bind: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub output: Option<String>,
+    /// Megabytes.
+    pub max_size: Option<u64>,
+    /// Days.
+    pub max_age: Option<u64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawKernel {
+    pub ring_buffer_bytes: Option<u64>,
+    pub tier: Option<String>,
+}

@@ -1,0 +1,181 @@
+use std::io::Write as _;
+
+use super::*;
+
+fn load_with(yaml: Option<&str>, overrides: &[&str]) -> Result<Config, Vec<ConfigError>> {
+    let file = yaml.map(|y| {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(y.as_bytes()).unwrap();
+        f
+    });
+    load(&Sources {
+        file: file.as_ref().map(|f| f.path().to_path_buf()),
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        environment: false,
+    })
+}
+
+fn one_error(r: Result<Config, Vec<ConfigError>>) -> String {
+    let errors = r.expect_err("the configuration should be rejected");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors[0].to_string()
+}
+
+#[test]
+fn embedded_defaults_are_valid() {
+    let c = load_with(None, &[]).unwrap();
+    assert!(c.files.enable);
+    assert_eq!(c.files.mode, Mode::Monitor);
+    assert!(c.files.deny.iter().any(|p| p.as_str() == "/etc/shadow"));
+    assert_eq!(c.log.max_size_mb, 100);
+    assert_eq!(c.log.max_age_days, 365);
+    assert_eq!(c.tier, TierChoice::Auto);
+}
+
+#[test]
+fn safeguard_example_config_loads_unchanged() {
+    // openEuler safeguard's config/safeguard.yml.
+    let yaml = r#"
+network:
+  enable: false
+  mode: block
+  target: host
+  cidr:
+    allow:
+      - 0.0.0.0/0
+  domain:
+    deny:
+      #- example.com
+  command:
+    allow:
+      #- curl
+files:
+  enable: true
+  mode: block
+  target: host
+  deny:
+    - '/etc/test'
+    - '/home/vagrant/test'
+mount:
+  enable: true
+  mode: block
+  target: host
+  deny:
+    - '/dev/vdxn'
+process:
+  enable: false
+  mode: monitor
+  target: host
+log:
+  level: info
+  format: json
+"#;
+    let c = load_with(Some(yaml), &[]).unwrap();
+    assert_eq!(c.files.mode, Mode::Block);
+    let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();
+    assert_eq!(deny, ["/etc/test", "/home/vagrant/test"]);
+    assert_eq!(c.unsupported_modules, ["mount"]);
+}
+
+#[test]
+fn unknown_mode_names_the_key_and_the_choices() {
+    let e = one_error(load_with(Some("files:\n  mode: blok\n"), &[]));
+    assert_eq!(e, r#"files.mode: "blok" is not valid: monitor or block"#);
+}
+
+#[test]
+fn relative_rule_path_names_the_list_index() {
+    let e = one_error(load_with(
+        Some("files:\n  deny: [/etc/ok, etc/secret]\n"),
+        &[],
+    ));
+    assert_eq!(
+        e,
+        r#"files.deny[1]: "etc/secret" is not valid: an absolute path (starting with /)"#
+    );
+}
+
+#[test]
+fn dot_dot_and_overlong_paths_are_rejected() {
+    let e = one_error(load_with(Some("files:\n  allow: [/a/../b]\n"), &[]));
+    assert!(e.starts_with("files.allow[0]:"), "{e}");
+    let long = format!("/{}", "x".repeat(300));
+    let e = one_error(load_with(None, &[&format!("files.deny=[{long}]")]));
+    assert!(e.contains("at most 255 bytes"), "{e}");
+}
+
+#[test]
+fn rule_paths_are_normalised() {
+    let c = load_with(
+        Some("files:\n  deny: ['/etc/secret/', '//var//log']\n"),
+        &[],
+    )
+    .unwrap();
+    let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();
+    assert_eq!(deny, ["/etc/secret", "/var/log"]);
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let e = one_error(load(&Sources {
+        file: Some("/nonexistent/safeguard.yaml".into()),
+        ..Default::default()
+    }));
+    assert!(
+        e.starts_with("--config: \"/nonexistent/safeguard.yaml\" is not valid"),
+        "{e}"
+    );
+    assert!(e.contains("No such file"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    let e = one_error(load_with(Some("files:\n  mdoe: block\n"), &[]));
+    assert!(e.contains("mdoe"), "{e}");
+}
+
+#[test]
+fn a_uid_that_is_not_a_number_is_rejected() {
+    let e = one_error(load_with(
+        Some("network:\n  uid:\n    allow: [root]\n"),
+        &[],
+    ));
+    assert!(e.contains("root") || e.contains("uid"), "{e}");
+}
+
+#[test]
+fn overrides_apply_last_and_take_yaml() {
+    let c = load_with(
+        Some("files:\n  mode: monitor\n"),
+        &["files.mode=block", "files.deny=[/a, /b]"],
+    )
+    .unwrap();
+    assert_eq!(c.files.mode, Mode::Block);
+    assert_eq!(c.files.deny.len(), 2);
+    let e = one_error(load_with(None, &["files.mode"]));
+    assert!(e.starts_with("--set:"), "{e}");
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let errors = load_with(
+        Some("files:\n  mode: x\n  target: y\nlog:\n  format: xml\n"),
+        &[],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["files.mode", "files.target", "log.format"]);
+}
+
+#[test]
+fn toml_files_are_accepted() {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(b"[files]\nmode = \"block\"\ndeny = [\"/srv/x\"]\n")
+        .unwrap();
+    let c = load(&Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.files.mode, Mode::Block);
+}

@@ -1,0 +1,388 @@
+//! Raw configuration → typed, checked settings.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Component, Path, PathBuf},
+};
+
+use collector_common::PATH_RULE_MAX;
+
+use super::raw::{RawConfig, RawFiles, RawLog};
+
+/// A configuration problem: which key, what value, what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}: {}", self.key, self.expected)
+        } else {
+            write!(
+                f,
+                "{}: {:?} is not valid: {}",
+                self.key, self.value, self.expected
+            )
+        }
+    }
+}
+
+impl ConfigError {
+    /// An error the `config` crate reported while reading `origin`.
+    pub fn source(origin: &str, err: config::ConfigError) -> Self {
+        Self {
+            key: origin.to_string(),
+            value: String::new(),
+            expected: err.to_string().replace('\n', " "),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Monitor,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Blacklist,
+    Whitelist,
+}
+
+/// Which kernel tier the agent may use (`kernel.tier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierChoice {
+    /// BPF-LSM where the kernel allows it, the tracepoint tier elsewhere.
+    Auto,
+    /// BPF-LSM or nothing: start-up fails when it is unavailable.
+    Lsm,
+    /// The tracepoint tier (audit only), even where BPF-LSM would load.
+    Tracepoint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Host,
+    Container,
+}
+
+/// An absolute, normalised path prefix from a file rule, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePath(String);
+
+impl RulePath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    pub enable: bool,
+    pub mode: Mode,
+    pub target: Target,
+    pub policy: Policy,
+    pub allow: Vec<RulePath>,
+    pub deny: Vec<RulePath>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug = 10,
+    Info = 20,
+    Warning = 30,
+    Error = 40,
+    Critical = 50,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub output: Output,
+    pub max_size_mb: u64,
+    pub max_age_days: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub files: FilesConfig,
+    pub log: LogConfig,
+    /// Bytes of the kernel-to-agent ring buffer.
+    pub ring_buffer_bytes: u32,
+    pub tier: TierChoice,
+    /// Modules enabled in the configuration that this version does not
+    /// enforce yet; the agent says so at start-up.
+    pub unsupported_modules: Vec<&'static str>,
+}
+
+/// Collects every problem rather than stopping at the first.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        expected: impl Into<String>,
+    ) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            value: value.into(),
+            expected: expected.into(),
+        });
+    }
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+
+    let global_policy = parse_policy(
+        &mut errors,
+        "policy",
+        raw.policy.as_deref(),
+        Policy::Blacklist,
+    );
+    let files = files(&mut errors, &raw.files, global_policy);
+    let log = log(&mut errors, &raw.log);
+
+    // Modules this version accepts but does not enforce yet: their common
+    // keys are still checked, so a typo is caught today.
+    let mut unsupported_modules = Vec::new();
+    let others = [
+        (
+            "network",
+            raw.network.enable,
+            &raw.network.mode,
+            &raw.network.target,
+        ),
+        (
+            "mount",
+            raw.mount.enable,
+            &raw.mount.mode,
+            &raw.mount.target,
+        ),
+        (
+            "process",
+            raw.process.enable,
+            &raw.process.mode,
+            &raw.process.target,
+        ),
+    ];
+    for (name, enable, mode, target) in others {
+        parse_mode(&mut errors, &format!("{name}.mode"), mode.as_deref());
+        parse_target(&mut errors, &format!("{name}.target"), target.as_deref());
+        if enable {
+            unsupported_modules.push(name);
+        }
+    }
+    parse_policy(
+        &mut errors,
+        "network.policy",
+        raw.network.policy.as_deref(),
+        global_policy,
+    );
+    parse_policy(
+        &mut errors,
+        "process.policy",
+        raw.process.policy.as_deref(),
+        global_policy,
+    );
+    if raw.dns_proxy.enable {
+        unsupported_modules.push("dns_proxy");
+    }
+
+    let ring_buffer_bytes = match raw.kernel.ring_buffer_bytes.unwrap_or(4 << 20) {
+        n if n.is_power_of_two() && (4096..=(1 << 30)).contains(&n) => n as u32,
+        n => {
+            errors.push(
+                "kernel.ring_buffer_bytes",
+                n.to_string(),
+                "a power of two from 4096 to 1073741824",
+            );
+            0
+        }
+    };
+
+    let tier = match raw.kernel.tier.as_deref().map(str::trim) {
+        None | Some("auto") => TierChoice::Auto,
+        Some("lsm") => TierChoice::Lsm,
+        Some("tracepoint") => TierChoice::Tracepoint,
+        Some(other) => {
+            errors.push("kernel.tier", other, "auto, lsm or tracepoint");
+            TierChoice::Auto
+        }
+    };
+
+    if errors.0.is_empty() {
+        Ok(Config {
+            files,
+            log,
+            ring_buffer_bytes,
+            tier,
+            unsupported_modules,
+        })
+    } else {
+        Err(errors.0)
+    }
+}
+
+fn files(errors: &mut Errors, raw: &RawFiles, global_policy: Policy) -> FilesConfig {
+    let rule_paths = |errors: &mut Errors, list: &str, values: &[String]| -> Vec<RulePath> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match rule_path(v) {
+                Ok(p) => Some(p),
+                Err(expected) => {
+                    errors.push(format!("files.{list}[{i}]"), v.clone(), expected);
+                    None
+                }
+            })
+            .collect()
+    };
+    FilesConfig {
+        enable: raw.enable,
+        mode: parse_mode(errors, "files.mode", raw.mode.as_deref()),
+        target: parse_target(errors, "files.target", raw.target.as_deref()),
+        policy: parse_policy(errors, "files.policy", raw.policy.as_deref(), global_policy),
+        allow: rule_paths(errors, "allow", &raw.allow),
+        deny: rule_paths(errors, "deny", &raw.deny),
+    }
+}
+
+/// Checks and normalises a path prefix: absolute, no `.` or `..`, no
+/// trailing `/` (except the root), short enough for the kernel's key.
+pub fn rule_path(value: &str) -> Result<RulePath, String> {
+    let path = Path::new(value);
+    if !path.is_absolute() {
+        return Err("an absolute path (starting with /)".into());
+    }
+    let mut normal = String::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir => {}
+            Component::Normal(part) => {
+                normal.push('/');
+                normal.push_str(part.to_str().ok_or("a UTF-8 path")?);
+            }
+            Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err("a path without . or .. components".into());
+            }
+        }
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    if normal.len() > PATH_RULE_MAX {
+        return Err(format!("a path of at most {PATH_RULE_MAX} bytes"));
+    }
+    Ok(RulePath(normal))
+}
+
+fn parse_mode(errors: &mut Errors, key: &str, value: Option<&str>) -> Mode {
+    match value.map(str::trim) {
+        None | Some("monitor") => Mode::Monitor,
+        Some("block") => Mode::Block,
+        Some(other) => {
+            errors.push(key, other, "monitor or block");
+            Mode::Monitor
+        }
+    }
+}
+
+fn parse_target(errors: &mut Errors, key: &str, value: Option<&str>) -> Target {
+    match value.map(str::trim) {
+        None | Some("host") => Target::Host,
+        Some("container") => Target::Container,
+        Some(other) => {
+            errors.push(key, other, "host or container");
+            Target::Host
+        }
+    }
+}
+
+fn parse_policy(errors: &mut Errors, key: &str, value: Option<&str>, default: Policy) -> Policy {
+    match value.map(str::trim) {
+        None => default,
+        Some("blacklist") => Policy::Blacklist,
+        Some("whitelist") => Policy::Whitelist,
+        Some(other) => {
+            errors.push(key, other, "blacklist or whitelist");
+            default
+        }
+    }
+}
+
+fn log(errors: &mut Errors, raw: &RawLog) -> LogConfig {
+    let level = match raw.level.as_deref().map(|l| l.trim().to_ascii_uppercase()) {
+        None => LogLevel::Info,
+        Some(l) => match l.as_str() {
+            "DEBUG" | "TRACE" | "10" => LogLevel::Debug,
+            "INFO" | "20" => LogLevel::Info,
+            "WARN" | "WARNING" | "30" => LogLevel::Warning,
+            "ERROR" | "40" => LogLevel::Error,
+            "CRITICAL" | "FATAL" | "50" => LogLevel::Critical,
+            _ => {
+                errors.push(
+                    "log.level",
+                    raw.level.clone().unwrap_or_default(),
+                    "DEBUG (10), INFO (20), WARNING (30), ERROR (40) or CRITICAL (50)",
+                );
+                LogLevel::Info
+            }
+        },
+    };
+    let format = match raw.format.as_deref().map(str::trim) {
+        None | Some("json") => LogFormat::Json,
+        Some("text" | "txt") => LogFormat::Text,
+        Some(other) => {
+            errors.push("log.format", other, "json or text");
+            LogFormat::Json
+        }
+    };
+    let output = match raw.output.as_deref().map(str::trim) {
+        None | Some("" | "stdout" | "-") => Output::Stdout,
+        Some(path) if Path::new(path).is_absolute() => Output::File(PathBuf::from(path)),
+        Some(other) => {
+            errors.push("log.output", other, "stdout or an absolute file path");
+            Output::Stdout
+        }
+    };
+    let positive = |errors: &mut Errors, key: &str, v: Option<u64>, default: u64| match v {
+        None => default,
+        Some(0) => {
+            errors.push(key, "0", "a positive number");
+            default
+        }
+        Some(n) => n,
+    };
+    LogConfig {
+        level,
+        format,
+        output,
+        max_size_mb: positive(errors, "log.max_size", raw.max_size, 100),
+        max_age_days: positive(errors, "log.max_age", raw.max_age, 365),
+        labels: raw.labels.clone(),
+    }
+}

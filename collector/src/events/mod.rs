@@ -1,0 +1,13 @@
+//! Kernel records → typed events → enriched records.
+//!
+//! `reader` drains the ring buffer and decodes; `enrich` adds what the
+//! kernel did not know (wall-clock time, executable, resolved paths, the
+//! rule as written).
+
+pub mod decode;
+pub mod enrich;
+pub mod reader;
+pub mod record;
+
+pub use decode::Event;
+pub use record::Record;

@@ -1,0 +1,106 @@
+//! The names safeguard emits: attribute keys, event names and the values of
+//! enumerated attributes. Each is spelled here once; everything else refers
+//! to these constants.
+//!
+//! Keys come from the OpenTelemetry semantic conventions (v1.44) where one
+//! exists. What OpenTelemetry lacks lives under the single `safeguard.*`
+//! namespace.
+
+/// Attribute keys.
+pub mod attr {
+    // --- OpenTelemetry semantic conventions ---------------------------------
+
+    /// Process id (the kernel's tgid).
+    pub const PROCESS_PID: &str = "process.pid";
+    /// Parent process id.
+    pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+    /// The task's command name (`comm`, at most 15 bytes).
+    pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+    /// Full path of the process's executable.
+    pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+    /// Real user id of the process.
+    pub const PROCESS_REAL_USER_ID: &str = "process.real_user.id";
+    /// Thread id (the kernel's pid).
+    pub const THREAD_ID: &str = "thread.id";
+    /// Full path of the file the operation was on.
+    pub const FILE_PATH: &str = "file.path";
+    /// Name of the host the agent runs on.
+    pub const HOST_NAME: &str = "host.name";
+    /// The rule that matched, as written in the configuration.
+    pub const SECURITY_RULE_NAME: &str = "security_rule.name";
+    /// The list the rule came from, e.g. `files.deny`.
+    pub const SECURITY_RULE_RULESET_NAME: &str = "security_rule.ruleset.name";
+
+    // --- safeguard.* --------------------------------------------------------
+
+    /// What happened to the operation: see [`super::decision`].
+    pub const DECISION: &str = "safeguard.decision";
+    /// The module's mode when the event happened: see [`super::mode`].
+    pub const MODE: &str = "safeguard.mode";
+    /// The policy module: see [`super::module`].
+    pub const MODULE: &str = "safeguard.module";
+    /// The kernel hook that saw the operation, e.g. `lsm/file_open`.
+    pub const HOOK: &str = "safeguard.hook";
+    /// How the hook's row is covered on this kernel: see [`super::tier`].
+    pub const ENFORCEMENT_TIER: &str = "safeguard.enforcement.tier";
+    /// Monotonic event sequence number assigned in the kernel; a gap means
+    /// records were lost (and counted).
+    pub const SEQUENCE: &str = "safeguard.sequence";
+    /// Real group id of the process (OpenTelemetry has no process group id).
+    pub const PROCESS_GROUP_ID: &str = "safeguard.process.group_id";
+    /// cgroup v2 id of the task.
+    pub const CGROUP_ID: &str = "safeguard.cgroup.id";
+    /// How a file was opened: a list of `read`, `write`, `create`, `exec`,
+    /// `truncate`, `append`.
+    pub const FILE_OPEN_MODE: &str = "safeguard.file.open_mode";
+    /// The raw open flags (`O_*`).
+    pub const FILE_OPEN_FLAGS: &str = "safeguard.file.open_flags";
+}
+
+/// Event names (the OTLP LogRecord `EventName`).
+pub mod event {
+    /// A file was opened (or an open was refused).
+    pub const FILE_OPEN: &str = "safeguard.file.open";
+}
+
+/// Values of [`attr::DECISION`].
+pub mod decision {
+    /// The operation matched the policy and went through.
+    pub const ALLOWED: &str = "allowed";
+    /// The kernel refused the operation.
+    pub const BLOCKED: &str = "blocked";
+    /// The policy denies the operation but it went through: monitor mode, or
+    /// a tier that can only audit.
+    pub const WOULD_BLOCK: &str = "would_block";
+}
+
+/// Values of [`attr::MODE`].
+pub mod mode {
+    pub const MONITOR: &str = "monitor";
+    pub const BLOCK: &str = "block";
+}
+
+/// Values of [`attr::MODULE`].
+pub mod module {
+    pub const FILES: &str = "files";
+}
+
+/// Values of [`attr::ENFORCEMENT_TIER`].
+pub mod tier {
+    /// BPF-LSM: the operation can be refused.
+    pub const ENFORCED: &str = "enforced";
+    /// Tracepoints or similar: seen, not refusable.
+    pub const AUDIT_ONLY: &str = "audit-only";
+    /// Nothing on this kernel covers it.
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+/// Values of [`attr::FILE_OPEN_MODE`].
+pub mod open_mode {
+    pub const READ: &str = "read";
+    pub const WRITE: &str = "write";
+    pub const CREATE: &str = "create";
+    pub const EXEC: &str = "exec";
+    pub const TRUNCATE: &str = "truncate";
+    pub const APPEND: &str = "append";
+}
