@@ -72,8 +72,11 @@ fn lookup_path(path: &[u8; PATH_MAX], len: usize) -> Option<PathRule> {
 pub fn next_seq() -> u64 {
     match SEQUENCE.get_ptr_mut(0) {
         // The BPF target has no compare-and-swap, so `AtomicU64::fetch_add`
-        // is unavailable; the intrinsic lowers to the BPF atomic add with fetch.
-        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
+        // is unavailable; the intrinsic lowers to the BPF atomic add with
+        // fetch. It must be SeqCst: LLVM 22 lowers a Relaxed one to the
+        // plain `lock add`, which returns nothing, and hands back the
+        // addend as if it were the old value.
+        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) },
         None => 0,
     }
 }

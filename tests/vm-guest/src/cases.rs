@@ -1,0 +1,189 @@
+//! The test cases. Each sets up files, starts the agent with a policy,
+//! performs real opens from real programs (busybox `cat`, and this process
+//! itself), and checks the syscall results and the reported events.
+
+use std::fs;
+
+use semconv::attr;
+use serde_json::Value;
+
+use crate::agent::{Agent, TestResult, ensure, events_for, open_read, run};
+
+type Case = fn(&str) -> TestResult;
+
+pub const ALL: &[(&str, Case)] = &[
+    ("file_open_block_mode_denies_and_reports", block_mode),
+    ("file_open_monitor_mode_allows_and_reports", monitor_mode),
+    ("file_open_tracepoint_tier_audits", tracepoint_tier),
+];
+
+const ROOT: &str = "/srv/sg";
+const SECRET: &str = "/srv/sg/secret/x";
+const SIBLING: &str = "/srv/sg/secrets.d/x";
+const PUBLIC: &str = "/srv/sg/public/x";
+/// An unprivileged user for the workload, so the event's uid is not 0.
+const WORKLOAD_UID: u32 = 1000;
+const EPERM: i32 = 1;
+
+fn setup_files() -> TestResult {
+    for path in [SECRET, SIBLING, PUBLIC] {
+        let dir = std::path::Path::new(path).parent().unwrap();
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        fs::write(path, "data\n").map_err(|e| format!("write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn policy(mode: &str, tier: &str) -> String {
+    format!(
+        "files:\n  enable: true\n  mode: {mode}\n  deny: [{ROOT}/secret]\n  allow: [{ROOT}/public]\n\
+         kernel:\n  tier: {tier}\nlog:\n  format: json\n"
+    )
+}
+
+fn str_of<'a>(e: &'a Value, key: &str) -> &'a str {
+    e[key].as_str().unwrap_or("")
+}
+
+fn int_of(e: &Value, key: &str) -> i64 {
+    e[key].as_i64().unwrap_or(-1)
+}
+
+/// Checks the one event reported for `pid`'s open of SECRET.
+fn check_event(events: &[Value], pid: u32, decision: &str, uid: u32, comm: &str) -> TestResult {
+    let mine: Vec<&Value> = events_for(events, SECRET)
+        .into_iter()
+        .filter(|e| int_of(e, attr::PROCESS_PID) == i64::from(pid))
+        .collect();
+    ensure(mine.len() == 1, || {
+        format!(
+            "expected 1 event for pid {pid} opening {SECRET}, got {}: {events:?}",
+            mine.len()
+        )
+    })?;
+    let e = mine[0];
+    ensure(str_of(e, attr::DECISION) == decision, || {
+        format!("decision {:?}, want {decision}: {e}", e[attr::DECISION])
+    })?;
+    ensure(
+        int_of(e, attr::PROCESS_REAL_USER_ID) == i64::from(uid),
+        || format!("uid {:?}, want {uid}: {e}", e[attr::PROCESS_REAL_USER_ID]),
+    )?;
+    ensure(str_of(e, attr::PROCESS_EXECUTABLE_NAME) == comm, || {
+        format!(
+            "comm {:?}, want {comm}: {e}",
+            e[attr::PROCESS_EXECUTABLE_NAME]
+        )
+    })?;
+    ensure(
+        str_of(e, attr::SECURITY_RULE_NAME) == "/srv/sg/secret",
+        || format!("rule {:?}: {e}", e[attr::SECURITY_RULE_NAME]),
+    )?;
+    ensure(e["event_name"] == semconv::event::FILE_OPEN, || {
+        format!("event name: {e}")
+    })?;
+    ensure(int_of(e, attr::PROCESS_PARENT_PID) > 0, || {
+        format!("no parent pid: {e}")
+    })
+}
+
+type RunResult = Result<(u32, i32, String), String>;
+
+/// Opens outside the denied prefix: an allowed sibling prefix, and a name
+/// that only shares leading characters with the denied one.
+fn open_siblings() -> Vec<(&'static str, RunResult)> {
+    [SIBLING, PUBLIC]
+        .into_iter()
+        .map(|p| (p, run("/bin/cat", &[p], Some(WORKLOAD_UID))))
+        .collect()
+}
+
+/// Those opens succeeded and were not reported.
+fn check_siblings(results: Vec<(&'static str, RunResult)>, events: &[Value]) -> TestResult {
+    for (path, result) in results {
+        let (_, code, err) = result?;
+        ensure(code == 0, || format!("cat {path} failed ({code}): {err}"))?;
+        ensure(events_for(events, path).is_empty(), || {
+            format!("unexpected event for {path}: {events:?}")
+        })?;
+    }
+    Ok(())
+}
+
+fn sequence_increases(events: &[Value]) -> TestResult {
+    let seqs: Vec<i64> = events.iter().map(|e| int_of(e, attr::SEQUENCE)).collect();
+    ensure(seqs.windows(2).all(|w| w[0] < w[1]), || {
+        format!("sequence numbers not increasing: {seqs:?}")
+    })
+}
+
+fn block_mode(agent_bin: &str) -> TestResult {
+    setup_files()?;
+    let agent = Agent::start(agent_bin, "block", &policy("block", "lsm"))?;
+    ensure(agent.log().contains("enforced by BPF-LSM"), || {
+        format!("agent did not report BPF-LSM enforcement: {}", agent.log())
+    })?;
+
+    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
+    let own = open_read(SECRET);
+    let siblings = open_siblings();
+    let events = agent.stop()?;
+
+    ensure(code != 0 && err.contains("Operation not permitted"), || {
+        format!("cat {SECRET} should fail with EPERM, got exit {code}: {err}")
+    })?;
+    ensure(own == Err(EPERM), || {
+        format!("open({SECRET}) from the test: {own:?}, want EPERM")
+    })?;
+    check_event(&events, cat_pid, "blocked", WORKLOAD_UID, "cat")?;
+    check_event(&events, std::process::id(), "blocked", 0, "safeguard-vm-te")?;
+    ensure(
+        events
+            .iter()
+            .all(|e| str_of(e, attr::HOOK) == "lsm/file_open"),
+        || format!("events from another hook: {events:?}"),
+    )?;
+    check_siblings(siblings, &events)?;
+    sequence_increases(&events)
+}
+
+fn monitor_mode(agent_bin: &str) -> TestResult {
+    setup_files()?;
+    let agent = Agent::start(agent_bin, "monitor", &policy("monitor", "lsm"))?;
+    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
+    let own = open_read(SECRET);
+    let siblings = open_siblings();
+    let events = agent.stop()?;
+
+    ensure(code == 0, || {
+        format!("cat {SECRET} should succeed in monitor mode ({code}): {err}")
+    })?;
+    ensure(own.is_ok(), || {
+        format!("open({SECRET}) in monitor mode: {own:?}")
+    })?;
+    check_event(&events, cat_pid, "would_block", WORKLOAD_UID, "cat")?;
+    let e = events_for(&events, SECRET)[0];
+    ensure(str_of(e, attr::MODE) == "monitor", || format!("mode: {e}"))?;
+    check_siblings(siblings, &events)
+}
+
+/// The tier used on kernels without BPF-LSM, exercised here on purpose.
+fn tracepoint_tier(agent_bin: &str) -> TestResult {
+    setup_files()?;
+    let agent = Agent::start(agent_bin, "tracepoint", &policy("block", "tracepoint"))?;
+    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
+    let events = agent.stop()?;
+
+    ensure(code == 0, || {
+        format!("the tracepoint tier cannot block, yet cat failed ({code}): {err}")
+    })?;
+    check_event(&events, cat_pid, "would_block", WORKLOAD_UID, "cat")?;
+    let e = events_for(&events, SECRET)[0];
+    ensure(str_of(e, attr::ENFORCEMENT_TIER) == "audit-only", || {
+        format!("tier: {e}")
+    })?;
+    ensure(
+        str_of(e, attr::HOOK).starts_with("tracepoint/syscalls/sys_enter_open"),
+        || format!("hook: {e}"),
+    )
+}
