@@ -74,11 +74,9 @@ fn main() -> anyhow::Result<()> {
 
     let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
     let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-    let stderr = std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            println!("cargo:warning={line}");
-        }
-    });
+    // Cargo's progress lines: shown only if the build fails.
+    let stderr =
+        std::thread::spawn(move || stderr.lines().map_while(Result::ok).collect::<Vec<_>>());
 
     let mut object = None;
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -98,8 +96,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let status = child.wait().context("wait for cargo")?;
-    let _ = stderr.join();
+    let progress = stderr.join().unwrap_or_default();
     if !status.success() {
+        for line in progress {
+            println!("cargo:warning={line}");
+        }
         bail!("building the eBPF programs failed ({status}); see the warnings above");
     }
     let object = object.ok_or_else(|| anyhow!("cargo built no eBPF object"))?;

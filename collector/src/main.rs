@@ -141,11 +141,14 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
     }
     let files = Arc::new(CompiledFiles::compile(&config.files));
+    let stats = Arc::new(Stats::default());
+    // Everything the agent itself opens is opened before the policy is in
+    // the kernel, so a strict policy cannot lock the agent out.
+    let enricher = Enricher::new(files.clone(), stats.clone());
     let mut kernel = Kernel::start(&files, config.ring_buffer_bytes, config.tier)
         .context("cannot start the kernel programs")?;
     report_coverage(&kernel.file_open);
 
-    let stats = Arc::new(Stats::default());
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE_CAPACITY);
     let (stop_tx, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(events::reader::run(
@@ -155,7 +158,6 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
         stop_rx,
     ));
 
-    let enricher = Enricher::new(files.clone(), stats.clone());
     info!(
         rules = files.rules.len(),
         output = %match &output { Output::Stdout => "stdout".to_string(), Output::File(p) => p.display().to_string() },

@@ -69,8 +69,14 @@ fn load_raw(sources: &Sources) -> Result<raw::RawConfig, ConfigError> {
     }
 
     if sources.environment {
+        // Only SAFEGUARD_<SECTION>__<KEY> and SAFEGUARD_POLICY are
+        // configuration; other SAFEGUARD_* variables (SAFEGUARD_LOG, or a
+        // build's SAFEGUARD_CACHE) are not keys and must not break start-up.
         let vars: config::Map<String, String> = std::env::vars()
-            .filter(|(k, _)| k != ENV_LOG_LEVEL)
+            .filter(|(k, _)| {
+                k.strip_prefix("SAFEGUARD_")
+                    .is_some_and(|rest| rest.contains("__") || rest == "POLICY")
+            })
             .collect();
         let mut env = Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")

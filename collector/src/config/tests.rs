@@ -179,3 +179,33 @@ fn toml_files_are_accepted() {
     .unwrap();
     assert_eq!(c.files.mode, Mode::Block);
 }
+
+#[test]
+fn environment_variables_override_and_unrelated_ones_are_ignored() {
+    // SAFETY: this is the only test that touches the environment.
+    unsafe {
+        std::env::set_var("SAFEGUARD_FILES__MODE", "block");
+        std::env::set_var("SAFEGUARD_FILES__DENY", "/srv/a,/srv/b");
+        std::env::set_var("SAFEGUARD_CACHE", "/var/cache/x");
+        std::env::set_var("SAFEGUARD_LOG", "debug");
+    }
+    let c = load(&Sources {
+        environment: true,
+        ..Default::default()
+    });
+    unsafe {
+        for k in [
+            "SAFEGUARD_FILES__MODE",
+            "SAFEGUARD_FILES__DENY",
+            "SAFEGUARD_CACHE",
+            "SAFEGUARD_LOG",
+        ] {
+            std::env::remove_var(k);
+        }
+    }
+    let c = c.unwrap();
+    assert_eq!(c.files.mode, Mode::Block);
+    let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();
+    assert_eq!(deny, ["/srv/a", "/srv/b"]);
+    assert_eq!(c.log.level, LogLevel::Debug);
+}

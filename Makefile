@@ -1,0 +1,72 @@
+# safeguard — the two commands:
+#   make run    build and start the agent with the configuration built into it
+#   make test   every test: lint, unit, host integration, and BPF-LSM in VMs
+# Each installs what it needs first (scripts/setup.sh), idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Caches a second run on the same machine finds: cargo's build output, the
+# test kernels (tests/vm/kernel.sh). bpf-linker lives in ~/.cargo/bin.
+SAFEGUARD_CACHE ?= $(HOME)/.cache/safeguard
+export SAFEGUARD_CACHE
+CARGO_TARGET_DIR ?= $(SAFEGUARD_CACHE)/target
+export CARGO_TARGET_DIR
+
+# `make test-vm KERNEL=6.1` runs one kernel.
+KERNEL ?= 6.1 6.12
+VM_TIMEOUT ?= 900
+# Extra arguments for `make run`, e.g. ARGS='--mode block'.
+ARGS ?=
+
+DEBUG_BIN := $(CARGO_TARGET_DIR)/debug
+RELEASE_BIN := $(CARGO_TARGET_DIR)/release
+
+.PHONY: all setup setup-build build run test lint test-unit test-host test-vm bench clean-cache help
+
+all: build
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+	@echo "  other targets: test-unit test-host test-vm [KERNEL=6.1|6.12] lint bench setup"
+
+setup:
+	@scripts/setup.sh all
+
+setup-build:
+	@scripts/setup.sh build
+
+build: setup-build
+	cargo build --release --bin safeguard
+
+run: build
+	$(RELEASE_BIN)/safeguard run $(ARGS)
+
+test: setup lint test-unit test-host test-vm
+	@echo "make test: all passed"
+
+lint: setup-build
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+test-unit: setup-build
+	cargo test --bins --lib
+
+# Host integration tests (the tracepoint tier on this kernel; needs root).
+test-host: setup-build
+	cargo test -p safeguard --test host
+
+test-vm: setup
+	cargo build --bin safeguard --bin safeguard-vm-tests
+	@failed=0; for k in $(KERNEL); do \
+		tests/vm/run.sh --kernel $$k --timeout $(VM_TIMEOUT) \
+			--log $(SAFEGUARD_CACHE)/vm-$$k.log \
+			--bin $(DEBUG_BIN)/safeguard --bin $(DEBUG_BIN)/safeguard-vm-tests \
+			-- /bin/safeguard-vm-tests || failed=1; \
+	done; exit $$failed
+
+bench:
+	@echo "no benchmarks yet"
+
+clean-cache:
+	rm -rf $(SAFEGUARD_CACHE)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs what building and testing safeguard needs, idempotently: Debian
+# packages, the rust-src component, bpf-linker, and the test kernels.
+# A second run only checks and returns.
+#
+#   scripts/setup.sh          everything (build + tests)
+#   scripts/setup.sh build    what `make run` needs
+set -euo pipefail
+
+WHAT=${1:-all}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# bpf-linker against Debian's LLVM 22 (the default features want LLVM 23).
+BPF_LINKER_VERSION=0.13.0
+LLVM_VERSION=22
+
+BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
+TEST_PACKAGES=(qemu-system-x86 busybox-static cpio)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+sudo_() {
+	if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+missing_packages() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+	done
+}
+
+install_packages() {
+	local missing
+	mapfile -t missing < <(missing_packages "$@")
+	[[ ${#missing[@]} -eq 0 ]] && return
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! sudo_ apt-get install -y --no-install-recommends "${missing[@]}"; then
+		log "refreshing the package lists and retrying"
+		sudo_ apt-get update
+		sudo_ apt-get install -y --no-install-recommends "${missing[@]}"
+	fi
+}
+
+ensure_rust() {
+	command -v cargo >/dev/null || { log "error: cargo not found; install Rust with rustup"; exit 1; }
+	if command -v rustup >/dev/null; then
+		local sysroot
+		sysroot=$(rustc --print sysroot)
+		if [[ ! -d $sysroot/lib/rustlib/src/rust/library/core ]]; then
+			log "adding the rust-src component (for -Z build-std=core)"
+			rustup component add rust-src
+		fi
+	fi
+}
+
+ensure_bpf_linker() {
+	if command -v bpf-linker >/dev/null &&
+		[[ $(bpf-linker --version 2>/dev/null) == *"$BPF_LINKER_VERSION"* ]]; then
+		return
+	fi
+	log "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_VERSION (a few minutes, once)"
+	LLVM_PREFIX=/usr/lib/llvm-${LLVM_VERSION} cargo install bpf-linker \
+		--version "$BPF_LINKER_VERSION" --locked \
+		--no-default-features --features "llvm-${LLVM_VERSION}"
+}
+
+ensure_kernels() {
+	local k
+	for k in 6.1 6.12; do
+		"$HERE/tests/vm/kernel.sh" "$k" >/dev/null
+	done
+}
+
+install_packages "${BUILD_PACKAGES[@]}"
+ensure_rust
+ensure_bpf_linker
+if [[ $WHAT == all ]]; then
+	install_packages "${TEST_PACKAGES[@]}"
+	ensure_kernels
+fi
+log "ready"
