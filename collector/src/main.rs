@@ -73,6 +73,9 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 f.allow.len(),
                 f.deny.len()
             );
+            for module in &config.unsupported_modules {
+                println!("note: {module} is enabled, but this version does not enforce it yet");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -177,9 +180,10 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
         }
     }
 
-    // Stop: the reader drains what the kernel already wrote, then the queue
-    // is emptied, so nothing read is left unwritten.
+    // Stop: detach the programs, let the reader drain what they wrote, then
+    // empty the queue, so nothing the kernel reported is left unwritten.
     info!("stopping");
+    kernel.detach();
     let _ = stop_tx.send(true);
     match reader.await {
         Ok(Err(e)) => warn!("ring buffer reader: {e}"),

@@ -125,6 +125,22 @@ impl Kernel {
         })
     }
 
+    /// Detaches and unloads every program: nothing new reaches the ring
+    /// buffer afterwards, so a final drain sees everything.
+    pub fn detach(&mut self) {
+        for (name, program) in self.ebpf.programs_mut() {
+            let result = match program {
+                aya::programs::Program::Lsm(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+            // Programs that were never loaded (the tier not chosen) say so.
+            if let Err(e) = result {
+                debug!("unload {name}: {e}");
+            }
+        }
+    }
+
     /// Records lost in the kernel because the ring buffer was full, per hook.
     pub fn kernel_drops(&self) -> Result<Vec<(Hook, u64)>, KernelError> {
         let map = self
