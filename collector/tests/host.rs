@@ -6,14 +6,12 @@
 
 use std::{
     fs,
-    io::Read as _,
-    os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-use serde_json::Value;
+use safeguard_test_support::{Agent, events_for, run};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 
@@ -31,81 +29,14 @@ macro_rules! require_root {
     };
 }
 
-struct Agent {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(config: &str) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("safeguard.yaml");
-        fs::write(&config_path, config).unwrap();
-        let socket_path = dir.path().join("notify.sock");
-        let socket = UnixDatagram::bind(&socket_path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let child = Command::new(AGENT)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .arg("--output")
-            .arg(dir.path().join("events.jsonl"))
-            .env("NOTIFY_SOCKET", &socket_path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("agent.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut agent = Agent { child, dir };
-        let start = Instant::now();
-        let mut buf = [0u8; 128];
-        loop {
-            if let Ok(n) = socket.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n]).contains("READY=1")
-            {
-                return agent;
-            }
-            if let Some(status) = agent.child.try_wait().unwrap() {
-                panic!("agent exited before ready ({status}): {}", agent.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "not ready: {}",
-                agent.log()
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(self.dir.path().join("agent.log")) {
-            f.read_to_string(&mut s).unwrap();
-        }
-        s
-    }
-
-    /// SIGTERM, then the events written.
-    fn stop(mut self) -> (Vec<Value>, String) {
-        // SAFETY: kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        let log = self.log();
-        assert!(status.success(), "agent exited with {status}: {log}");
-        let text = fs::read_to_string(self.dir.path().join("events.jsonl")).unwrap_or_default();
-        let events = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect();
-        (events, log)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(dir: &tempfile::TempDir, config: &str) -> Agent {
+    Agent::start(
+        AGENT,
+        &dir.path().join("agent"),
+        config,
+        Duration::from_secs(60),
+    )
+    .unwrap()
 }
 
 /// A directory tree with a watched (denied) prefix and a sibling that only
@@ -124,21 +55,14 @@ fn workload_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (root, secret, sibling)
 }
 
-fn cat(path: &Path, cwd: Option<&Path>) -> (u32, bool) {
-    let mut cmd = Command::new("cat");
-    cmd.arg(path).stdout(Stdio::null());
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let ok = child.wait_with_output().unwrap().status.success();
-    (pid, ok)
+/// `cat path`: (pid, succeeded).
+fn cat(path: &Path) -> (u32, bool) {
+    let ran = run("cat", &[path.to_str().unwrap()], None, None).unwrap();
+    (ran.pid, ran.code == 0)
 }
 
-fn events_for<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {
-    let path = path.to_str().unwrap();
-    events.iter().filter(|e| e["file.path"] == path).collect()
+fn on(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 fn config(watched: &Path, tier: &str) -> String {
@@ -156,14 +80,14 @@ fn auto_tier_reports_what_it_chose_and_audits_opens() {
     require_root!();
     let (root, secret, sibling) = workload_dir();
     let watched = root.path().join("secret");
-    let agent = Agent::start(&config(&watched, "auto"));
-    let (pid, ok) = cat(&secret, None);
-    let (_, sibling_ok) = cat(&sibling, None);
-    let (events, log) = agent.stop();
+    let agent = start(&root, &config(&watched, "auto"));
+    let (pid, ok) = cat(&secret);
+    let (_, sibling_ok) = cat(&sibling);
+    let (events, log) = agent.stop().unwrap();
 
     assert!(sibling_ok, "a sibling prefix must never be denied");
-    assert!(events_for(&events, &sibling).is_empty(), "{events:?}");
-    let mine: Vec<_> = events_for(&events, &secret)
+    assert!(events_for(&events, on(&sibling)).is_empty(), "{events:?}");
+    let mine: Vec<_> = events_for(&events, on(&secret))
         .into_iter()
         .filter(|e| e["process.pid"] == pid)
         .collect();
@@ -201,7 +125,7 @@ fn tracepoint_tier_audits_absolute_and_relative_opens() {
     require_root!();
     let (root, secret, _) = workload_dir();
     let watched = root.path().join("secret");
-    let agent = Agent::start(&config(&watched, "tracepoint"));
+    let agent = start(&root, &config(&watched, "tracepoint"));
     // The shell opens the file itself (a redirection) and stays alive, so
     // its working directory can still be read when the agent resolves the
     // path. (A process that exits first is counted as unresolved: a known
@@ -212,13 +136,13 @@ fn tracepoint_tier_audits_absolute_and_relative_opens() {
         .spawn()
         .unwrap();
     let shell_pid = slow.id();
-    let (pid, ok) = cat(&secret, None);
+    let (pid, ok) = cat(&secret);
     slow.wait().unwrap();
-    let (events, log) = agent.stop();
+    let (events, log) = agent.stop().unwrap();
 
     assert!(ok);
     assert!(log.contains("files.open: audit only"), "{log}");
-    let found = events_for(&events, &secret);
+    let found = events_for(&events, on(&secret));
     assert!(
         found.iter().any(|e| e["process.pid"] == pid),
         "absolute open by pid {pid} not reported: {events:?}"

@@ -2,12 +2,13 @@
 //! performs real opens from real programs (busybox `cat`, and this process
 //! itself), and checks the syscall results and the reported events.
 
-use std::fs;
+use std::{fs, path::Path, time::Duration};
 
+use safeguard_test_support::{Agent, Ran, events_for};
 use semconv::attr;
 use serde_json::Value;
 
-use crate::agent::{Agent, TestResult, ensure, events_for, open_read, run};
+type TestResult = Result<(), String>;
 
 type Case = fn(&str) -> TestResult;
 
@@ -24,6 +25,34 @@ const PUBLIC: &str = "/srv/sg/public/x";
 /// An unprivileged user for the workload, so the event's uid is not 0.
 const WORKLOAD_UID: u32 = 1000;
 const EPERM: i32 = 1;
+
+/// How long the agent may take to load and attach under software emulation.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
+fn start(agent: &str, name: &str, config: &str) -> Result<Agent, String> {
+    Agent::start(
+        agent,
+        Path::new(&format!("/tmp/sgtest-{name}")),
+        config,
+        READY_WITHIN,
+    )
+}
+
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> TestResult {
+    if cond { Ok(()) } else { Err(what()) }
+}
+
+/// `cat path` as the unprivileged workload user.
+fn cat(path: &str) -> Result<Ran, String> {
+    safeguard_test_support::run("/bin/cat", &[path], Some(WORKLOAD_UID), None)
+}
+
+/// open(2) from this process; `Err(errno)` on failure.
+fn open_read(path: &str) -> Result<(), i32> {
+    fs::File::open(path)
+        .map(drop)
+        .map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
 
 fn setup_files() -> TestResult {
     for path in [SECRET, SIBLING, PUBLIC] {
@@ -87,22 +116,21 @@ fn check_event(events: &[Value], pid: u32, decision: &str, uid: u32, comm: &str)
     })
 }
 
-type RunResult = Result<(u32, i32, String), String>;
+type RunResult = Result<Ran, String>;
 
 /// Opens outside the denied prefix: an allowed sibling prefix, and a name
 /// that only shares leading characters with the denied one.
 fn open_siblings() -> Vec<(&'static str, RunResult)> {
-    [SIBLING, PUBLIC]
-        .into_iter()
-        .map(|p| (p, run("/bin/cat", &[p], Some(WORKLOAD_UID))))
-        .collect()
+    [SIBLING, PUBLIC].into_iter().map(|p| (p, cat(p))).collect()
 }
 
 /// Those opens succeeded and were not reported.
 fn check_siblings(results: Vec<(&'static str, RunResult)>, events: &[Value]) -> TestResult {
     for (path, result) in results {
-        let (_, code, err) = result?;
-        ensure(code == 0, || format!("cat {path} failed ({code}): {err}"))?;
+        let ran = result?;
+        ensure(ran.code == 0, || {
+            format!("cat {path} failed ({}): {}", ran.code, ran.stderr)
+        })?;
         ensure(events_for(events, path).is_empty(), || {
             format!("unexpected event for {path}: {events:?}")
         })?;
@@ -119,23 +147,29 @@ fn sequence_increases(events: &[Value]) -> TestResult {
 
 fn block_mode(agent_bin: &str) -> TestResult {
     setup_files()?;
-    let agent = Agent::start(agent_bin, "block", &policy("block", "lsm"))?;
+    let agent = start(agent_bin, "block", &policy("block", "lsm"))?;
     ensure(agent.log().contains("enforced by BPF-LSM"), || {
         format!("agent did not report BPF-LSM enforcement: {}", agent.log())
     })?;
 
-    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
+    let denied = cat(SECRET)?;
     let own = open_read(SECRET);
     let siblings = open_siblings();
-    let events = agent.stop()?;
+    let (events, _) = agent.stop()?;
 
-    ensure(code != 0 && err.contains("Operation not permitted"), || {
-        format!("cat {SECRET} should fail with EPERM, got exit {code}: {err}")
-    })?;
+    ensure(
+        denied.code != 0 && denied.stderr.contains("Operation not permitted"),
+        || {
+            format!(
+                "cat {SECRET} should fail with EPERM, got exit {}: {}",
+                denied.code, denied.stderr
+            )
+        },
+    )?;
     ensure(own == Err(EPERM), || {
         format!("open({SECRET}) from the test: {own:?}, want EPERM")
     })?;
-    check_event(&events, cat_pid, "blocked", WORKLOAD_UID, "cat")?;
+    check_event(&events, denied.pid, "blocked", WORKLOAD_UID, "cat")?;
     check_event(&events, std::process::id(), "blocked", 0, "safeguard-vm-te")?;
     ensure(
         events
@@ -149,19 +183,22 @@ fn block_mode(agent_bin: &str) -> TestResult {
 
 fn monitor_mode(agent_bin: &str) -> TestResult {
     setup_files()?;
-    let agent = Agent::start(agent_bin, "monitor", &policy("monitor", "lsm"))?;
-    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
+    let agent = start(agent_bin, "monitor", &policy("monitor", "lsm"))?;
+    let denied = cat(SECRET)?;
     let own = open_read(SECRET);
     let siblings = open_siblings();
-    let events = agent.stop()?;
+    let (events, _) = agent.stop()?;
 
-    ensure(code == 0, || {
-        format!("cat {SECRET} should succeed in monitor mode ({code}): {err}")
+    ensure(denied.code == 0, || {
+        format!(
+            "cat {SECRET} should succeed in monitor mode ({}): {}",
+            denied.code, denied.stderr
+        )
     })?;
     ensure(own.is_ok(), || {
         format!("open({SECRET}) in monitor mode: {own:?}")
     })?;
-    check_event(&events, cat_pid, "would_block", WORKLOAD_UID, "cat")?;
+    check_event(&events, denied.pid, "would_block", WORKLOAD_UID, "cat")?;
     let e = events_for(&events, SECRET)[0];
     ensure(str_of(e, attr::MODE) == "monitor", || format!("mode: {e}"))?;
     check_siblings(siblings, &events)
@@ -170,14 +207,17 @@ fn monitor_mode(agent_bin: &str) -> TestResult {
 /// The tier used on kernels without BPF-LSM, exercised here on purpose.
 fn tracepoint_tier(agent_bin: &str) -> TestResult {
     setup_files()?;
-    let agent = Agent::start(agent_bin, "tracepoint", &policy("block", "tracepoint"))?;
-    let (cat_pid, code, err) = run("/bin/cat", &[SECRET], Some(WORKLOAD_UID))?;
-    let events = agent.stop()?;
+    let agent = start(agent_bin, "tracepoint", &policy("block", "tracepoint"))?;
+    let denied = cat(SECRET)?;
+    let (events, _) = agent.stop()?;
 
-    ensure(code == 0, || {
-        format!("the tracepoint tier cannot block, yet cat failed ({code}): {err}")
+    ensure(denied.code == 0, || {
+        format!(
+            "the tracepoint tier cannot block, yet cat failed ({}): {}",
+            denied.code, denied.stderr
+        )
     })?;
-    check_event(&events, cat_pid, "would_block", WORKLOAD_UID, "cat")?;
+    check_event(&events, denied.pid, "would_block", WORKLOAD_UID, "cat")?;
     let e = events_for(&events, SECRET)[0];
     ensure(str_of(e, attr::ENFORCEMENT_TIER) == "audit-only", || {
         format!("tier: {e}")

@@ -5,7 +5,6 @@
 //!
 //! Usage: safeguard-vm-tests [--agent /bin/safeguard] [name-filter...]
 
-mod agent;
 mod cases;
 
 use std::process::ExitCode;

@@ -1,8 +1,11 @@
-//! Starting and stopping the real agent, and reading what it reported.
+//! Drives the real `safeguard` binary the way an operator or systemd does:
+//! start it with a configuration file, wait for its readiness notification
+//! (`NOTIFY_SOCKET`, as with `Type=notify`), stop it with SIGTERM, and read
+//! the events it wrote. Used by the host integration tests and inside the
+//! test VMs.
 
 use std::{
     fs,
-    io::Read as _,
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -11,23 +14,22 @@ use std::{
 
 use serde_json::Value;
 
-pub type TestResult = Result<(), String>;
-
-/// How long the agent may take to load and attach under software emulation.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
-
 pub struct Agent {
     child: Child,
     dir: PathBuf,
 }
 
 impl Agent {
-    /// Starts `safeguard run` with `config` (YAML) and waits until it
-    /// reports ready over the systemd notification protocol.
-    pub fn start(binary: &str, name: &str, config: &str) -> Result<Self, String> {
-        let dir = PathBuf::from(format!("/tmp/sgtest-{name}"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    /// Starts `binary run` with `config` (YAML), working in `dir` (created,
+    /// emptied first), and waits up to `ready_within` for READY=1.
+    pub fn start(
+        binary: &str,
+        dir: &Path,
+        config: &str,
+        ready_within: Duration,
+    ) -> Result<Self, String> {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let config_path = dir.join("safeguard.yaml");
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
 
@@ -35,7 +37,7 @@ impl Agent {
         let socket =
             UnixDatagram::bind(&socket_path).map_err(|e| format!("bind notify socket: {e}"))?;
         socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
+            .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
 
         let stderr = fs::File::create(dir.join("agent.log")).map_err(|e| e.to_string())?;
@@ -45,12 +47,16 @@ impl Agent {
             .arg("--output")
             .arg(dir.join("events.jsonl"))
             .env("NOTIFY_SOCKET", &socket_path)
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("spawn {binary}: {e}"))?;
-        let mut agent = Agent { child, dir };
+        let mut agent = Agent {
+            child,
+            dir: dir.to_path_buf(),
+        };
 
         let start = Instant::now();
         let mut buf = [0u8; 256];
@@ -68,19 +74,24 @@ impl Agent {
                     agent.log()
                 ));
             }
-            if start.elapsed() > READY_TIMEOUT {
+            if start.elapsed() > ready_within {
                 return Err(format!(
-                    "agent not ready after {READY_TIMEOUT:?}: {}",
+                    "agent not ready after {ready_within:?}: {}",
                     agent.log()
                 ));
             }
         }
     }
 
-    /// Stops the agent with SIGTERM, as an operator would, and returns the
-    /// events it wrote.
-    pub fn stop(mut self) -> Result<Vec<Value>, String> {
-        // SAFETY: plain kill(2) on our child's pid.
+    /// What the agent wrote to stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Stops the agent with SIGTERM, as an operator would; it must exit 0.
+    /// Returns the events it wrote and its log.
+    pub fn stop(mut self) -> Result<(Vec<Value>, String), String> {
+        // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         let status = loop {
@@ -88,23 +99,15 @@ impl Agent {
                 break status;
             }
             if start.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
                 return Err(format!("agent did not stop within 30 s: {}", self.log()));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
+        let log = self.log();
         if !status.success() {
-            return Err(format!("agent exited with {status}: {}", self.log()));
+            return Err(format!("agent exited with {status}: {log}"));
         }
-        read_events(&self.dir.join("events.jsonl"))
-    }
-
-    pub fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(self.dir.join("agent.log")) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
+        Ok((read_events(&self.dir.join("events.jsonl"))?, log))
     }
 }
 
@@ -115,42 +118,13 @@ impl Drop for Agent {
     }
 }
 
-fn read_events(path: &Path) -> Result<Vec<Value>, String> {
+/// Parses a JSON-lines event file; a line that is not JSON is an error.
+pub fn read_events(path: &Path) -> Result<Vec<Value>, String> {
     let text = fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| format!("event line {l:?} is not JSON: {e}")))
         .collect()
-}
-
-/// Spawns a program and returns its pid along with its result.
-pub fn run(program: &str, args: &[&str], uid: Option<u32>) -> Result<(u32, i32, String), String> {
-    use std::os::unix::process::CommandExt as _;
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    if let Some(uid) = uid {
-        cmd.uid(uid).gid(uid);
-    }
-    let child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
-    let pid = child.id();
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    Ok((
-        pid,
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-/// open(2) from this process; `Err(errno)` on failure.
-pub fn open_read(path: &str) -> Result<(), i32> {
-    match fs::File::open(path) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
-    }
-}
-
-pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> TestResult {
-    if cond { Ok(()) } else { Err(what()) }
 }
 
 /// Events about `path`.
@@ -159,4 +133,38 @@ pub fn events_for<'a>(events: &'a [Value], path: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|e| e[semconv::attr::FILE_PATH] == path)
         .collect()
+}
+
+/// Result of running a program: its pid, exit code and stderr.
+pub struct Ran {
+    pub pid: u32,
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// Runs a program to completion, optionally as another user, with stdout
+/// discarded.
+pub fn run(
+    program: &str,
+    args: &[&str],
+    uid: Option<u32>,
+    cwd: Option<&Path>,
+) -> Result<Ran, String> {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok(Ran {
+        pid,
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
