@@ -1,67 +1,157 @@
 //! What the programs read from the kernel beyond helper calls: struct field
-//! offsets (set by the agent from the running kernel's BTF before load) and
-//! the current task's identity.
+//! offsets (set by the agent from the running kernel's BTF before load), the
+//! current task's identity, and paths built from dentries.
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
-    generated::{bpf_get_current_cgroup_id, bpf_get_current_task},
+    generated::{self, bpf_get_current_cgroup_id, bpf_get_current_task},
 };
-use collector_common::ProcessInfo;
+use collector_common::{PATH_MAX, ProcessInfo};
+
+use crate::maps::WALK_SCRATCH;
 
 // Read-only globals, rewritten by the agent (`collector_common::offsets`).
 // The loader freezes `.rodata`, so the verifier sees these as constants; that
 // is what lets `file + FILE_F_PATH_OFFSET` stay a typed `struct path *`.
-#[unsafe(no_mangle)]
-static FILE_F_PATH_OFFSET: u64 = 0;
-#[unsafe(no_mangle)]
-static FILE_F_FLAGS_OFFSET: u64 = 0;
-#[unsafe(no_mangle)]
-static FILE_F_MODE_OFFSET: u64 = 0;
-#[unsafe(no_mangle)]
-static TASK_REAL_PARENT_OFFSET: u64 = 0;
-#[unsafe(no_mangle)]
-static TASK_TGID_OFFSET: u64 = 0;
+macro_rules! globals {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[unsafe(no_mangle)]
+            static $name: u64 = 0;
+        )*
+    };
+}
 
+globals!(
+    FILE_F_PATH_OFFSET,
+    FILE_F_FLAGS_OFFSET,
+    FILE_F_MODE_OFFSET,
+    TASK_REAL_PARENT_OFFSET,
+    TASK_TGID_OFFSET,
+    TASK_PID_OFFSET,
+    TASK_NSPROXY_OFFSET,
+    TASK_EXIT_CODE_OFFSET,
+    TASK_MM_OFFSET,
+    TASK_SIGNAL_OFFSET,
+    SIGNAL_LIVE_OFFSET,
+    NSPROXY_MNT_NS_OFFSET,
+    MNT_NS_NS_OFFSET,
+    NS_COMMON_INUM_OFFSET,
+    MM_ARG_START_OFFSET,
+    MM_ARG_END_OFFSET,
+    DENTRY_D_PARENT_OFFSET,
+    DENTRY_D_NAME_OFFSET,
+    MOUNT_MNT_OFFSET,
+    MOUNT_MNT_PARENT_OFFSET,
+    MOUNT_MNT_MOUNTPOINT_OFFSET,
+    VFSMOUNT_MNT_ROOT_OFFSET,
+    BPRM_FILE_OFFSET,
+    BPRM_FILENAME_OFFSET,
+    HOST_MNT_NS,
+);
+
+/// `value & mask`, with the mask kept in the program: the compiler would
+/// drop a mask it can prove redundant, and the verifier, which may have
+/// lost track of the bound (a spilled register), then rejects the access.
 #[inline(always)]
-fn offset(global: &'static u64) -> usize {
-    // A volatile read keeps the compiler from folding the placeholder 0.
-    unsafe { core::ptr::read_volatile(global) as usize }
+pub fn bounded(value: usize, mask: usize) -> usize {
+    unsafe { core::ptr::read_volatile(&value) & mask }
 }
 
 #[inline(always)]
+fn global(g: &'static u64) -> usize {
+    // A volatile read keeps the compiler from folding the placeholder 0.
+    unsafe { core::ptr::read_volatile(g) as usize }
+}
+
+/// Reads a `T` at `base + offset`; zero when the read faults.
+#[inline(always)]
+pub fn read<T: Default>(base: *const u8, offset: &'static u64) -> T {
+    if base.is_null() {
+        return T::default();
+    }
+    unsafe { bpf_probe_read_kernel(base.add(global(offset)).cast::<T>()) }.unwrap_or_default()
+}
+
+#[inline(always)]
+fn read_ptr(base: *const u8, offset: &'static u64) -> *const u8 {
+    read::<usize>(base, offset) as *const u8
+}
+
+/// `&file->f_path`, keeping the verifier's type for `bpf_d_path`.
+#[inline(always)]
 pub fn file_f_path(file: *const u8) -> *const u8 {
-    unsafe { file.add(offset(&FILE_F_PATH_OFFSET)) }
+    unsafe { file.add(global(&FILE_F_PATH_OFFSET)) }
 }
 
 #[inline(always)]
 pub fn file_f_flags(file: *const u8) -> u32 {
-    unsafe { bpf_probe_read_kernel(file.add(offset(&FILE_F_FLAGS_OFFSET)).cast::<u32>()) }
-        .unwrap_or(0)
+    read(file, &FILE_F_FLAGS_OFFSET)
 }
 
 #[inline(always)]
 pub fn file_f_mode(file: *const u8) -> u32 {
-    unsafe { bpf_probe_read_kernel(file.add(offset(&FILE_F_MODE_OFFSET)).cast::<u32>()) }
-        .unwrap_or(0)
+    read(file, &FILE_F_MODE_OFFSET)
 }
 
-/// The current task's parent process id (`current->real_parent->tgid`).
 #[inline(always)]
-fn parent_pid() -> u32 {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let parent = unsafe {
-        bpf_probe_read_kernel(
-            task.add(offset(&TASK_REAL_PARENT_OFFSET))
-                .cast::<*const u8>(),
-        )
-    };
-    match parent {
-        Ok(parent) if !parent.is_null() => {
-            unsafe { bpf_probe_read_kernel(parent.add(offset(&TASK_TGID_OFFSET)).cast::<u32>()) }
-                .unwrap_or(0)
-        }
-        _ => 0,
+pub fn bprm_file(bprm: *const u8) -> *const u8 {
+    read_ptr(bprm, &BPRM_FILE_OFFSET)
+}
+
+#[inline(always)]
+pub fn bprm_filename(bprm: *const u8) -> *const u8 {
+    read_ptr(bprm, &BPRM_FILENAME_OFFSET)
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+#[inline(always)]
+pub fn task_pid(task: *const u8) -> u32 {
+    read(task, &TASK_PID_OFFSET)
+}
+
+#[inline(always)]
+pub fn task_tgid(task: *const u8) -> u32 {
+    read(task, &TASK_TGID_OFFSET)
+}
+
+#[inline(always)]
+pub fn task_exit_code(task: *const u8) -> u32 {
+    read(task, &TASK_EXIT_CODE_OFFSET)
+}
+
+/// Whether `task` is the last live thread of its process (`signal->live`
+/// has dropped to zero), as `sched_process_exit` sees it.
+#[inline(always)]
+pub fn task_group_dead(task: *const u8) -> bool {
+    let signal = read_ptr(task, &TASK_SIGNAL_OFFSET);
+    !signal.is_null() && read::<i32>(signal, &SIGNAL_LIVE_OFFSET) == 0
+}
+
+/// The current task's argument area (`mm->arg_start..arg_end`), in user
+/// memory; valid after an exec.
+#[inline(always)]
+pub fn current_args() -> (u64, u64) {
+    let mm = read_ptr(current_task(), &TASK_MM_OFFSET);
+    (read(mm, &MM_ARG_START_OFFSET), read(mm, &MM_ARG_END_OFFSET))
+}
+
+/// Whether `task` runs in a mount namespace other than the host's.
+#[inline(always)]
+fn in_container(task: *const u8) -> bool {
+    let nsproxy = read_ptr(task, &TASK_NSPROXY_OFFSET);
+    let mnt_ns = read_ptr(nsproxy, &NSPROXY_MNT_NS_OFFSET);
+    if mnt_ns.is_null() {
+        return false;
     }
+    let ns = unsafe { mnt_ns.add(global(&MNT_NS_NS_OFFSET)) };
+    let inum: u32 = read(ns, &NS_COMMON_INUM_OFFSET);
+    let host = global(&HOST_MNT_NS) as u64;
+    host != 0 && inum != 0 && u64::from(inum) != host
 }
 
 /// Fills `p` with the current task's identity.
@@ -73,8 +163,158 @@ pub fn current_process(p: &mut ProcessInfo) {
     let uid_gid = bpf_get_current_uid_gid();
     p.uid = uid_gid as u32;
     p.gid = (uid_gid >> 32) as u32;
-    p.ppid = parent_pid();
-    p._pad = 0;
+    let task = current_task();
+    p.ppid = task_tgid(read_ptr(task, &TASK_REAL_PARENT_OFFSET));
+    p.in_container = in_container(task) as u32;
     p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     p.comm = bpf_get_current_comm().unwrap_or_default();
+}
+
+/// Whether the current task is in scope for a module with `target`.
+#[inline(always)]
+pub fn in_scope(target: u8) -> bool {
+    target != collector_common::TARGET_CONTAINER || in_container(current_task())
+}
+
+/// Deepest directory nesting a path walk follows; deeper paths are cut
+/// (and flagged) at the top.
+const MAX_DEPTH: u32 = 64;
+/// Longest name of one path component (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// State of a path walk, shared with its `bpf_loop` callback. It lives in
+/// map memory, not on the stack: the verifier does not track values there,
+/// so every step looks alike to it and checking the callback converges
+/// (kernels from 6.8 on re-check a callback until its state stops changing).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Walk {
+    /// `struct mount *` of the current mount, its `vfsmount`, and the
+    /// current dentry (kernel addresses).
+    mnt: u64,
+    vfsmnt: u64,
+    dentry: u64,
+    /// Where the path built so far starts in `WALK_SCRATCH` (it ends at
+    /// PATH_MAX).
+    off: u64,
+    /// 1 once the walk reached the root.
+    complete: u64,
+}
+
+/// Writes the path of `dentry` on the mount of `vfsmount` into `dst` (which
+/// must have PATH_MAX bytes of room) and returns its length and whether it
+/// was cut. Walks `d_parent` up to the mount's root and crosses mount
+/// points, as `d_path` does; used on hooks where `bpf_d_path` is not
+/// allowed (the `path_*` LSM hooks and the exec path).
+///
+/// The walk runs under `bpf_loop`, so the verifier checks one step rather
+/// than every possible sequence of steps.
+#[inline(always)]
+pub fn walk_path(vfsmount: *const u8, dentry: *const u8, dst: *mut u8) -> Option<(usize, bool)> {
+    if vfsmount.is_null() || dentry.is_null() {
+        return None;
+    }
+    let scratch = unsafe { &mut *WALK_SCRATCH.get_ptr_mut(0)? };
+    scratch.walk = Walk {
+        mnt: unsafe { vfsmount.sub(global(&MOUNT_MNT_OFFSET)) } as u64,
+        vfsmnt: vfsmount as u64,
+        dentry: dentry as u64,
+        off: PATH_MAX as u64,
+        complete: 0,
+    };
+    unsafe {
+        generated::bpf_loop(
+            MAX_DEPTH,
+            walk_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let walk = scratch.walk;
+    let buf = scratch.buf.as_mut_ptr();
+    let mut off = (walk.off as usize) & (2 * PATH_MAX - 1);
+    if off == 0 || off > PATH_MAX {
+        return None;
+    }
+    if off == PATH_MAX {
+        // The root itself.
+        off -= 1;
+        unsafe { *buf.add(off & (PATH_MAX - 1)) = b'/' };
+    }
+    let len = (PATH_MAX - off) & (PATH_MAX - 1);
+    if len == 0 {
+        return None;
+    }
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            dst.cast(),
+            len as u32,
+            buf.add(off & (PATH_MAX - 1)).cast(),
+        )
+    };
+    Some((len, walk.complete == 0))
+}
+
+/// One step of a path walk: prepend one name, or cross one mount point.
+/// Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let scratch = unsafe { &mut *scratch };
+    let buf = scratch.buf.as_mut_ptr();
+    let w = &mut scratch.walk;
+    let (mnt, vfsmnt, dentry) = (
+        w.mnt as *const u8,
+        w.vfsmnt as *const u8,
+        w.dentry as *const u8,
+    );
+    let mnt_root = read_ptr(vfsmnt, &VFSMOUNT_MNT_ROOT_OFFSET);
+    let parent = read_ptr(dentry, &DENTRY_D_PARENT_OFFSET);
+    if dentry == mnt_root || dentry == parent {
+        let mnt_parent = read_ptr(mnt, &MOUNT_MNT_PARENT_OFFSET);
+        if dentry != mnt_root || mnt == mnt_parent || mnt_parent.is_null() {
+            // The root of the mount tree (or a detached dentry).
+            w.complete = 1;
+            return 1;
+        }
+        w.dentry = read_ptr(mnt, &MOUNT_MNT_MOUNTPOINT_OFFSET) as u64;
+        w.mnt = mnt_parent as u64;
+        w.vfsmnt = unsafe { mnt_parent.add(global(&MOUNT_MNT_OFFSET)) } as u64;
+        return 0;
+    }
+    // struct qstr { u32 hash; u32 len; const char *name; }
+    let qstr = unsafe { dentry.add(global(&DENTRY_D_NAME_OFFSET)) };
+    let len = (unsafe { bpf_probe_read_kernel(qstr.add(4).cast::<u32>()) }.unwrap_or(0) as usize)
+        & NAME_MAX;
+    let name = unsafe { bpf_probe_read_kernel(qstr.add(8).cast::<*const u8>()) }
+        .unwrap_or(core::ptr::null());
+    let off = (w.off as usize) & (2 * PATH_MAX - 1);
+    if len == 0 || name.is_null() || off <= len + 1 || off > PATH_MAX {
+        return 1;
+    }
+    let off = off - len - 1;
+    unsafe {
+        *buf.add(off & (PATH_MAX - 1)) = b'/';
+        generated::bpf_probe_read_kernel(
+            buf.add((off + 1) & (PATH_MAX - 1)).cast(),
+            len as u32,
+            name.cast(),
+        );
+    }
+    w.off = off as u64;
+    w.dentry = parent as u64;
+    0
+}
+
+/// `(vfsmount, dentry)` of a `struct path *` (`{ mnt; dentry; }`, a layout
+/// stable since Linux 2.6).
+#[inline(always)]
+pub fn path_parts(path: *const u8) -> (*const u8, *const u8) {
+    let mnt =
+        unsafe { bpf_probe_read_kernel(path.cast::<*const u8>()) }.unwrap_or(core::ptr::null());
+    let dentry = unsafe { bpf_probe_read_kernel(path.add(8).cast::<*const u8>()) }
+        .unwrap_or(core::ptr::null());
+    (mnt, dentry)
 }

@@ -1,9 +1,10 @@
 //! safeguard's kernel programs. One program per hook, each driven by maps
 //! that the agent fills from its policy; never one program per rule.
 //!
-//! - `file_open`: BPF-LSM, enforces and audits the file policy.
-//! - `open_tracepoints`: the fallback tier for kernels that refuse BPF-LSM;
-//!   audits opens from the syscall tracepoints.
+//! - `file`: BPF-LSM programs that enforce and audit the file policy.
+//! - `file_audit`: the audit tier for opens, on kernels that refuse BPF-LSM.
+//! - `process`: exec policy (BPF-LSM) and the process life cycle.
+//! - `mount`: mount policy (BPF-LSM).
 #![no_std]
 #![no_main]
 // Built with RUSTC_BOOTSTRAP=1 (see collector/build.rs); the intrinsic gives a
@@ -11,10 +12,12 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
-mod file_open;
+mod file;
+mod file_audit;
 mod kernel;
 mod maps;
-mod open_tracepoints;
+mod mount;
+mod process;
 mod record;
 
 #[cfg(not(test))]

@@ -3,10 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    FileOpenRecord, HOOK_COUNT, MODULE_COUNT, ModuleConfig, PathKey, PathRule, maps::FILE_RULES_MAX,
+    HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, PathKey, PathRule,
+    file::FileRecord,
+    maps::{NAME_RULES_MAX, PATH_RULES_MAX},
+    mount::MountRecord,
+    process::ExecRecord,
 };
 
 /// Events to the agent. The agent sets the size before load.
@@ -21,20 +25,52 @@ pub static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
 
-/// Per module: enabled, mode, policy.
+/// Per module: enabled, mode, policy, target.
 #[map]
 pub static MODULE_CONFIG: Array<ModuleConfig> = Array::with_max_entries(MODULE_COUNT, 0);
 
-/// File rules: path prefix (with trailing `/`) to the deny/allow rules that
+/// File rules: path prefix (with trailing `/`) → the deny/allow rules that
 /// cover it.
 #[map]
-pub static FILE_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(FILE_RULES_MAX, 0);
+pub static FILE_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
 
-/// Per-CPU scratch space: a file record is too big for the 512-byte stack.
+/// Exec rules by executable path prefix.
 #[map]
-pub static FILE_SCRATCH: PerCpuArray<FileOpenRecord> = PerCpuArray::with_max_entries(1, 0);
+pub static EXEC_PATH_RULES: LpmTrie<PathKey, PathRule> =
+    LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
 
-/// Per-CPU scratch space for a path lookup key.
+/// Exec rules by program name (the basename the program was run as).
 #[map]
-pub static PATH_KEY_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<PathKey>> =
-    PerCpuArray::with_max_entries(1, 0);
+pub static EXEC_NAME_RULES: HashMap<NameKey, PathRule> =
+    HashMap::with_max_entries(NAME_RULES_MAX, 0);
+
+/// Mount rules: denied source path prefixes.
+#[map]
+pub static MOUNT_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+
+// Per-CPU scratch space: records are too big for the 512-byte stack.
+
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static MOUNT_SCRATCH: PerCpuArray<MountRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static PATH_KEY_SCRATCH: PerCpuArray<Key<PathKey>> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static NAME_KEY_SCRATCH: PerCpuArray<NameKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where `kernel::walk_path` builds a path backwards, and its state.
+#[repr(C)]
+pub struct WalkScratch {
+    pub buf: [u8; 2 * PATH_MAX],
+    pub walk: crate::kernel::Walk,
+}
+
+#[map]
+pub static WALK_SCRATCH: PerCpuArray<WalkScratch> = PerCpuArray::with_max_entries(1, 0);

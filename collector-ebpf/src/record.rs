@@ -3,21 +3,30 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel_buf, generated::bpf_ktime_get_boot_ns};
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel_buf, generated::bpf_ktime_get_boot_ns},
+    maps::LpmTrie,
+};
 use collector_common::{
-    Decision, EventHeader, EventKind, Hook, MODE_BLOCK, ModuleConfig, PATH_KEY_LEN, PATH_MAX,
+    Decision, EventHeader, EventKind, Hook, MODE_BLOCK, ModuleConfig, PATH_KEY_LEN, PathKey,
     PathRule,
 };
 
-use crate::maps::{DROPS, EVENTS, FILE_RULES, PATH_KEY_SCRATCH, SEQUENCE};
+use crate::maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, SEQUENCE};
 
-/// The verdict of the file policy on one path.
+/// The verdict of a policy on one operation.
 pub struct Verdict {
     pub decision: Decision,
     pub rule_id: u32,
 }
 
 impl Verdict {
+    /// An operation reported for audit, not judged.
+    pub const AUDIT: Verdict = Verdict {
+        decision: Decision::Allowed,
+        rule_id: 0,
+    };
+
     /// The value an LSM program returns for this verdict: 0 or -EPERM only
     /// (newer verifiers reject LSM programs whose return value they cannot
     /// bound to [-4095, 0]).
@@ -32,16 +41,19 @@ impl Verdict {
     }
 }
 
-/// Applies the file policy to `path[..len]`. `None`: allowed, nothing to
-/// report. `enforcing` is false on tiers that can only audit.
+/// The module's switches, if it is enabled and the current task is in its
+/// scope (`target`).
 #[inline(always)]
-pub fn file_verdict(
-    config: &ModuleConfig,
-    path: &[u8; PATH_MAX],
-    len: usize,
-    enforcing: bool,
-) -> Option<Verdict> {
-    let rule_id = PathRule::denial(lookup_path(path, len).as_ref(), config.policy)?;
+pub fn active_module(module: collector_common::Module) -> Option<&'static ModuleConfig> {
+    let config = MODULE_CONFIG.get(module as u32)?;
+    (config.enabled != 0 && crate::kernel::in_scope(config.target)).then_some(config)
+}
+
+/// Turns a denial (`Some(rule id)`) into a verdict. `enforcing` is false on
+/// hooks that can only audit.
+#[inline(always)]
+pub fn verdict(config: &ModuleConfig, denial: Option<u32>, enforcing: bool) -> Option<Verdict> {
+    let rule_id = denial?;
     let decision = if enforcing && config.mode == MODE_BLOCK {
         Decision::Blocked
     } else {
@@ -50,22 +62,38 @@ pub fn file_verdict(
     Some(Verdict { decision, rule_id })
 }
 
-/// Longest-prefix lookup of `path[..len]` followed by `/` in the file rules.
+/// Longest-prefix lookup of the path at `path` (`len` bytes, followed by at
+/// least PATH_KEY_LEN readable bytes) followed by `/`.
 #[inline(always)]
-fn lookup_path(path: &[u8; PATH_MAX], len: usize) -> Option<PathRule> {
+pub fn lookup_path(
+    rules: &LpmTrie<PathKey, PathRule>,
+    path: *const u8,
+    len: usize,
+) -> Option<PathRule> {
     let key = PATH_KEY_SCRATCH.get_ptr_mut(0)?;
     let key = unsafe { &mut *key };
     // Copy the whole key width; bytes past the prefix length are ignored.
-    unsafe { bpf_probe_read_kernel_buf(path.as_ptr(), &mut key.data) }.ok()?;
+    unsafe { bpf_probe_read_kernel_buf(path, &mut key.data) }.ok()?;
     let used = if len < PATH_KEY_LEN {
-        // `len & (PATH_KEY_LEN - 1)` is `len`; the mask shows the verifier the bound.
-        key.data[len & (PATH_KEY_LEN - 1)] = b'/';
+        key.data[crate::kernel::bounded(len, PATH_KEY_LEN - 1)] = b'/';
         len + 1
     } else {
         PATH_KEY_LEN
     };
     key.prefix_len = (used * 8) as u32;
-    FILE_RULES.get(&*key).copied()
+    rules.get(&*key).copied()
+}
+
+/// Applies a path policy to one absolute path.
+#[inline(always)]
+pub fn path_denial(
+    rules: &LpmTrie<PathKey, PathRule>,
+    config: &ModuleConfig,
+    path: *const u8,
+    len: usize,
+) -> Option<u32> {
+    let entry = lookup_path(rules, path, len);
+    PathRule::denial([entry.as_ref(), None], config.policy)
 }
 
 #[inline(always)]
@@ -82,17 +110,12 @@ pub fn next_seq() -> u64 {
 }
 
 #[inline(always)]
-pub fn header(
-    kind: EventKind,
-    hook: Hook,
-    config: &ModuleConfig,
-    verdict: &Verdict,
-) -> EventHeader {
+pub fn header(kind: EventKind, hook: Hook, mode: u8, verdict: &Verdict) -> EventHeader {
     EventHeader {
         kind: kind as u8,
         hook: hook as u8,
         decision: verdict.decision as u8,
-        mode: config.mode,
+        mode,
         rule_id: verdict.rule_id,
         seq: next_seq(),
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },

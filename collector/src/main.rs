@@ -22,9 +22,9 @@ use crate::{
     cli::{Cli, Command, ConfigArgs, RunArgs},
     config::{Config, Output},
     events::enrich::Enricher,
-    kernel::{Coverage, Kernel},
+    kernel::{Coverage, Kernel, Row},
     output::EventWriter,
-    policy::CompiledFiles,
+    policy::Policy,
     stats::Stats,
 };
 
@@ -58,21 +58,30 @@ fn load_config(args: &ConfigArgs) -> Result<Config, ExitCode> {
 fn check(args: &ConfigArgs) -> ExitCode {
     match load_config(args) {
         Ok(config) => {
-            let f = &config.files;
-            println!(
-                "configuration is valid: files {} ({} mode, {} policy, {} allow and {} deny rules)",
-                if f.enable { "enabled" } else { "disabled" },
-                match f.mode {
-                    config::Mode::Monitor => semconv::mode::MONITOR,
-                    config::Mode::Block => semconv::mode::BLOCK,
-                },
-                match f.policy {
-                    config::Policy::Blacklist => "blacklist",
-                    config::Policy::Whitelist => "whitelist",
-                },
-                f.allow.len(),
-                f.deny.len()
-            );
+            println!("configuration is valid");
+            let policy = Policy::compile(&config);
+            for (name, settings, module) in [
+                ("files", &config.files.settings, &policy.files),
+                ("process", &config.process.settings, &policy.process),
+                ("mount", &config.mount.settings, &policy.mount),
+            ] {
+                if settings.enable {
+                    println!(
+                        "  {name}: {} mode, {} policy, {} rules",
+                        match settings.mode {
+                            config::Mode::Monitor => semconv::mode::MONITOR,
+                            config::Mode::Block => semconv::mode::BLOCK,
+                        },
+                        match settings.policy {
+                            config::Policy::Blacklist => "blacklist",
+                            config::Policy::Whitelist => "whitelist",
+                        },
+                        module.rules.len()
+                    );
+                } else {
+                    println!("  {name}: disabled");
+                }
+            }
             for module in &config.unsupported_modules {
                 println!("note: {module} is enabled, but this version does not enforce it yet");
             }
@@ -143,14 +152,14 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     for module in &config.unsupported_modules {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
     }
-    let files = Arc::new(CompiledFiles::compile(&config.files));
+    let policy = Arc::new(Policy::compile(&config));
     let stats = Arc::new(Stats::default());
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
-    let enricher = Enricher::new(files.clone(), stats.clone());
-    let mut kernel = Kernel::start(&files, config.ring_buffer_bytes, config.tier)
+    let enricher = Enricher::new(policy.clone(), stats.clone());
+    let mut kernel = Kernel::start(&policy, config.ring_buffer_bytes, config.tier)
         .context("cannot start the kernel programs")?;
-    report_coverage(&kernel.file_open);
+    report_coverage(&kernel.rows);
 
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE_CAPACITY);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,21 +170,24 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
         stop_rx,
     ));
 
+    // Handlers first: a stop request that arrives right after READY must
+    // still be a clean stop.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     info!(
-        rules = files.rules.len(),
+        rules = policy.rule_count(),
         output = %match &output { Output::Stdout => "stdout".to_string(), Output::File(p) => p.display().to_string() },
         "safeguard ready"
     );
     notify_ready();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             event = queue_rx.recv() => match event {
                 Some(event) => write(&enricher, &mut writer, &stats, event),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
@@ -216,20 +228,39 @@ fn write(enricher: &Enricher, writer: &mut EventWriter, stats: &Stats, event: ev
     }
 }
 
-fn report_coverage(file_open: &Coverage) {
-    match file_open {
-        Coverage::Enforced { hooks } => {
-            info!(tier = file_open.tier(), hooks = %hooks.join(","), "files.open: enforced by BPF-LSM");
+/// One line per row of the policy: how this kernel covers it. The reason
+/// BPF-LSM is unavailable is said once.
+fn report_coverage(rows: &[Row]) {
+    let mut said = Vec::new();
+    for row in rows {
+        match &row.coverage {
+            Coverage::Enforced { hooks } => {
+                info!(tier = row.coverage.tier(), hooks = %hooks.join(","), "{}: enforced by BPF-LSM", row.name);
+            }
+            Coverage::AuditOnly { hooks, reason } => {
+                if !said.contains(&reason) && row.name != "process.lifecycle" {
+                    warn!("BPF-LSM unavailable: {reason}");
+                    said.push(reason);
+                }
+                warn!(
+                    tier = row.coverage.tier(),
+                    hooks = %hooks.join(","),
+                    "{}: audit only (fallback to tracepoints): reported, not blocked",
+                    row.name
+                );
+            }
+            Coverage::Unavailable { reason } => {
+                if !said.contains(&reason) {
+                    warn!("BPF-LSM unavailable: {reason}");
+                    said.push(reason);
+                }
+                warn!(
+                    tier = row.coverage.tier(),
+                    "{}: unavailable on this kernel", row.name
+                );
+            }
+            Coverage::Disabled => {}
         }
-        Coverage::AuditOnly { hooks, reason } => {
-            warn!("BPF-LSM unavailable: {reason}");
-            warn!(
-                tier = file_open.tier(),
-                hooks = %hooks.join(","),
-                "files.open: audit only (fallback to tracepoints): denied opens are reported, not blocked"
-            );
-        }
-        Coverage::Disabled => info!("files: disabled in the configuration"),
     }
 }
 

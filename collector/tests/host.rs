@@ -267,3 +267,39 @@ fn check_accepts_a_valid_file() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+/// The process module on the audit tier: a denied program still runs (the
+/// tier cannot refuse) and is reported, with its fork, exec and exit.
+#[test]
+fn process_audit_tier_reports_denied_execs_and_the_life_cycle() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let config = "files:\n  enable: false\nprocess:\n  enable: true\n  mode: block\n  \
+                  deny: [sleep]\nkernel:\n  tier: tracepoint\n";
+    let agent = start(&dir, config);
+    let ran = run("sh", &["-c", "exec sleep 0"], None, None).unwrap();
+    let (events, log) = agent.stop().unwrap();
+
+    assert_eq!(ran.code, 0, "the audit tier cannot refuse: {}", ran.stderr);
+    assert!(log.contains("process.exec: audit only"), "{log}");
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["event_name"] == name && e["process.pid"] == ran.pid)
+            .collect()
+    };
+    let execs = of("safeguard.process.exec");
+    let denied: Vec<_> = execs
+        .iter()
+        .filter(|e| e["security_rule.name"] == "sleep")
+        .collect();
+    assert_eq!(denied.len(), 1, "{execs:?}");
+    assert_eq!(denied[0]["safeguard.decision"], "would_block");
+    assert_eq!(
+        denied[0]["safeguard.hook"],
+        "raw_tracepoint/sched_process_exec"
+    );
+    assert_eq!(denied[0]["process.command_args"][0], "sleep");
+    assert_eq!(of("safeguard.process.fork").len(), 1, "{events:?}");
+    assert_eq!(of("safeguard.process.exit").len(), 1, "{events:?}");
+}

@@ -22,8 +22,18 @@ pub mod attr {
     pub const PROCESS_REAL_USER_ID: &str = "process.real_user.id";
     /// Thread id (the kernel's pid).
     pub const THREAD_ID: &str = "thread.id";
-    /// Full path of the file the operation was on.
+    /// All command-line arguments of the process, `argv[0]` first.
+    pub const PROCESS_COMMAND_ARGS: &str = "process.command_args";
+    /// The exit status of a process that ended normally.
+    pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+    /// Full path of the file the operation was on (a rename's source).
     pub const FILE_PATH: &str = "file.path";
+    /// New permission bits of a chmod, in octal (`0640`).
+    pub const FILE_MODE: &str = "file.mode";
+    /// New owner of a chown.
+    pub const FILE_OWNER_ID: &str = "file.owner.id";
+    /// New group of a chown.
+    pub const FILE_GROUP_ID: &str = "file.group.id";
     /// Name of the host the agent runs on.
     pub const HOST_NAME: &str = "host.name";
     /// The rule that matched, as written in the configuration.
@@ -55,12 +65,53 @@ pub mod attr {
     pub const FILE_OPEN_MODE: &str = "safeguard.file.open_mode";
     /// The raw open flags (`O_*`).
     pub const FILE_OPEN_FLAGS: &str = "safeguard.file.open_flags";
+    /// Where a rename moves the file to.
+    pub const FILE_NEW_PATH: &str = "safeguard.file.new_path";
+    /// Protection of a mapping: a list of `read`, `write`, `exec`.
+    pub const FILE_MMAP_PROT: &str = "safeguard.file.mmap_prot";
+    /// The ioctl request number.
+    pub const FILE_IOCTL_CMD: &str = "safeguard.file.ioctl_cmd";
+    /// The path was longer than the kernel program could follow and is cut
+    /// at the top.
+    pub const FILE_PATH_TRUNCATED: &str = "safeguard.file.path_truncated";
+    /// The signal that ended a process.
+    pub const PROCESS_EXIT_SIGNAL: &str = "safeguard.process.exit_signal";
+    /// The task runs in a mount namespace other than the host's.
+    pub const PROCESS_IN_CONTAINER: &str = "safeguard.process.in_container";
+    /// The arguments did not fit in the kernel record and are cut.
+    pub const PROCESS_ARGS_TRUNCATED: &str = "safeguard.process.args_truncated";
+    /// A mount's source (device or path, as given).
+    pub const MOUNT_SOURCE: &str = "safeguard.mount.source";
+    /// Where a mount is (or is moved) to.
+    pub const MOUNT_TARGET: &str = "safeguard.mount.target";
+    /// The filesystem type of a mount.
+    pub const MOUNT_FSTYPE: &str = "safeguard.mount.fstype";
+    /// The mount flags (`MS_*`).
+    pub const MOUNT_FLAGS: &str = "safeguard.mount.flags";
 }
 
 /// Event names (the OTLP LogRecord `EventName`).
 pub mod event {
     /// A file was opened (or an open was refused).
     pub const FILE_OPEN: &str = "safeguard.file.open";
+    pub const FILE_UNLINK: &str = "safeguard.file.unlink";
+    pub const FILE_RMDIR: &str = "safeguard.file.rmdir";
+    pub const FILE_RENAME: &str = "safeguard.file.rename";
+    pub const FILE_TRUNCATE: &str = "safeguard.file.truncate";
+    pub const FILE_CHMOD: &str = "safeguard.file.chmod";
+    pub const FILE_CHOWN: &str = "safeguard.file.chown";
+    pub const FILE_MMAP: &str = "safeguard.file.mmap";
+    pub const FILE_IOCTL: &str = "safeguard.file.ioctl";
+    /// A program was executed (or an exec was refused).
+    pub const PROCESS_EXEC: &str = "safeguard.process.exec";
+    /// A new process was created (fork, vfork, clone).
+    pub const PROCESS_FORK: &str = "safeguard.process.fork";
+    /// A process ended.
+    pub const PROCESS_EXIT: &str = "safeguard.process.exit";
+    /// A filesystem was mounted (or a mount was refused).
+    pub const MOUNT_MOUNT: &str = "safeguard.mount.mount";
+    /// A mount was moved (or the move was refused).
+    pub const MOUNT_MOVE: &str = "safeguard.mount.move";
 }
 
 /// Values of [`attr::DECISION`].
@@ -83,6 +134,8 @@ pub mod mode {
 /// Values of [`attr::MODULE`].
 pub mod module {
     pub const FILES: &str = "files";
+    pub const PROCESS: &str = "process";
+    pub const MOUNT: &str = "mount";
 }
 
 /// Values of [`attr::ENFORCEMENT_TIER`].
@@ -93,6 +146,12 @@ pub mod tier {
     pub const AUDIT_ONLY: &str = "audit-only";
     /// Nothing on this kernel covers it.
     pub const UNAVAILABLE: &str = "unavailable";
+}
+
+/// Values of [`attr::FILE_MMAP_PROT`] (with `READ`, `WRITE`, `EXEC` of
+/// [`open_mode`]).
+pub mod mmap_prot {
+    pub use super::open_mode::{EXEC, READ, WRITE};
 }
 
 /// Values of [`attr::FILE_OPEN_MODE`].

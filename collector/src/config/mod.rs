@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 
 pub use validate::{
-    Config, ConfigError, FilesConfig, LogConfig, LogFormat, LogLevel, Mode, Output, Policy,
-    TierChoice,
+    Config, ConfigError, ExecRule, LogConfig, LogFormat, LogLevel, Mode, ModuleSettings, Output,
+    Policy, Target, TierChoice,
 };
 #[cfg(test)]
-pub use validate::{RulePath, Target, rule_path as validate_rule_path};
+pub use validate::{
+    FilesConfig, MountConfig, ProcessConfig, RulePath, exec_rule as validate_exec_rule,
+    rule_path as validate_rule_path,
+};
 
 /// The configuration built into the binary (`make run` uses it alone).
 pub const EMBEDDED_DEFAULTS: &str = include_str!("default.yaml");

@@ -42,6 +42,8 @@ pub struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RawFiles {
     pub enable: bool,
+    /// safeguard addition: judge ioctl(2) on files too.
+    pub ioctl: bool,
     pub mode: Option<String>,
     pub target: Option<String>,
     pub policy: Option<String>,

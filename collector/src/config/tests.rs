@@ -24,8 +24,8 @@ fn one_error(r: Result<Config, Vec<ConfigError>>) -> String {
 #[test]
 fn embedded_defaults_are_valid() {
     let c = load_with(None, &[]).unwrap();
-    assert!(c.files.enable);
-    assert_eq!(c.files.mode, Mode::Monitor);
+    assert!(c.files.settings.enable);
+    assert_eq!(c.files.settings.mode, Mode::Monitor);
     assert!(c.files.deny.iter().any(|p| p.as_str() == "/etc/shadow"));
     assert_eq!(c.log.max_size_mb, 100);
     assert_eq!(c.log.max_age_days, 365);
@@ -71,10 +71,12 @@ log:
   format: json
 "#;
     let c = load_with(Some(yaml), &[]).unwrap();
-    assert_eq!(c.files.mode, Mode::Block);
+    assert_eq!(c.files.settings.mode, Mode::Block);
     let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();
     assert_eq!(deny, ["/etc/test", "/home/vagrant/test"]);
-    assert_eq!(c.unsupported_modules, ["mount"]);
+    assert!(c.mount.settings.enable);
+    assert_eq!(c.mount.deny[0].as_str(), "/dev/vdxn");
+    assert!(c.unsupported_modules.is_empty());
 }
 
 #[test]
@@ -150,7 +152,7 @@ fn overrides_apply_last_and_take_yaml() {
         &["files.mode=block", "files.deny=[/a, /b]"],
     )
     .unwrap();
-    assert_eq!(c.files.mode, Mode::Block);
+    assert_eq!(c.files.settings.mode, Mode::Block);
     assert_eq!(c.files.deny.len(), 2);
     let e = one_error(load_with(None, &["files.mode"]));
     assert!(e.starts_with("--set:"), "{e}");
@@ -177,7 +179,7 @@ fn toml_files_are_accepted() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(c.files.mode, Mode::Block);
+    assert_eq!(c.files.settings.mode, Mode::Block);
 }
 
 #[test]
@@ -204,8 +206,36 @@ fn environment_variables_override_and_unrelated_ones_are_ignored() {
         }
     }
     let c = c.unwrap();
-    assert_eq!(c.files.mode, Mode::Block);
+    assert_eq!(c.files.settings.mode, Mode::Block);
     let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();
     assert_eq!(deny, ["/srv/a", "/srv/b"]);
     assert_eq!(c.log.level, LogLevel::Debug);
+}
+
+#[test]
+fn process_rules_take_names_and_paths() {
+    let c = load_with(
+        Some("policy: whitelist\nprocess:\n  enable: true\n  allow: [bash, /usr/bin]\n  deny: [nc]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.process.settings.policy, Policy::Whitelist);
+    assert_eq!(
+        c.process.allow,
+        [
+            ExecRule::Name("bash".into()),
+            ExecRule::Path(validate_rule_path("/usr/bin").unwrap())
+        ]
+    );
+    let e = one_error(load_with(Some("process:\n  deny: [bin/nc]\n"), &[]));
+    assert_eq!(
+        e,
+        r#"process.deny[0]: "bin/nc" is not valid: a program name (like bash) or an absolute path"#
+    );
+}
+
+#[test]
+fn mount_sources_must_be_absolute() {
+    let e = one_error(load_with(Some("mount:\n  deny: [vdb]\n"), &[]));
+    assert!(e.starts_with("mount.deny[0]:"), "{e}");
 }

@@ -8,7 +8,7 @@ use std::{
 
 use collector_common::PATH_RULE_MAX;
 
-use super::raw::{RawConfig, RawFiles, RawLog};
+use super::raw::{RawConfig, RawFiles, RawLog, RawMount, RawProcess};
 
 /// A configuration problem: which key, what value, what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,13 +82,52 @@ impl RulePath {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilesConfig {
+/// The switches every module has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleSettings {
     pub enable: bool,
     pub mode: Mode,
     pub target: Target,
     pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    pub settings: ModuleSettings,
     pub allow: Vec<RulePath>,
+    pub deny: Vec<RulePath>,
+    /// Judge ioctl(2) on files too.
+    pub ioctl: bool,
+}
+
+/// An exec rule: an executable path prefix, or the name a program is run
+/// as (the basename of the path given to execve, as in safeguard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecRule {
+    Path(RulePath),
+    Name(String),
+}
+
+impl ExecRule {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExecRule::Path(p) => p.as_str(),
+            ExecRule::Name(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub settings: ModuleSettings,
+    pub allow: Vec<ExecRule>,
+    pub deny: Vec<ExecRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    pub settings: ModuleSettings,
+    /// Denied mount sources (devices or paths), as prefixes.
     pub deny: Vec<RulePath>,
 }
 
@@ -126,6 +165,8 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub files: FilesConfig,
+    pub process: ProcessConfig,
+    pub mount: MountConfig,
     pub log: LogConfig,
     /// Bytes of the kernel-to-agent ring buffer.
     pub ring_buffer_bytes: u32,
@@ -164,50 +205,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         Policy::Blacklist,
     );
     let files = files(&mut errors, &raw.files, global_policy);
+    let process = process(&mut errors, &raw.process, global_policy);
+    let mount = mount(&mut errors, &raw.mount, global_policy);
     let log = log(&mut errors, &raw.log);
 
     // Modules this version accepts but does not enforce yet: their common
     // keys are still checked, so a typo is caught today.
     let mut unsupported_modules = Vec::new();
-    let others = [
-        (
-            "network",
-            raw.network.enable,
-            &raw.network.mode,
-            &raw.network.target,
-        ),
-        (
-            "mount",
-            raw.mount.enable,
-            &raw.mount.mode,
-            &raw.mount.target,
-        ),
-        (
-            "process",
-            raw.process.enable,
-            &raw.process.mode,
-            &raw.process.target,
-        ),
-    ];
-    for (name, enable, mode, target) in others {
-        parse_mode(&mut errors, &format!("{name}.mode"), mode.as_deref());
-        parse_target(&mut errors, &format!("{name}.target"), target.as_deref());
-        if enable {
-            unsupported_modules.push(name);
-        }
+    let network = &raw.network;
+    settings(
+        &mut errors,
+        "network",
+        network.enable,
+        [&network.mode, &network.target, &network.policy],
+        global_policy,
+    );
+    if network.enable {
+        unsupported_modules.push("network");
     }
-    parse_policy(
-        &mut errors,
-        "network.policy",
-        raw.network.policy.as_deref(),
-        global_policy,
-    );
-    parse_policy(
-        &mut errors,
-        "process.policy",
-        raw.process.policy.as_deref(),
-        global_policy,
-    );
     if raw.dns_proxy.enable {
         unsupported_modules.push("dns_proxy");
     }
@@ -237,6 +252,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     if errors.0.is_empty() {
         Ok(Config {
             files,
+            process,
+            mount,
             log,
             ring_buffer_bytes,
             tier,
@@ -247,28 +264,104 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-fn files(errors: &mut Errors, raw: &RawFiles, global_policy: Policy) -> FilesConfig {
-    let rule_paths = |errors: &mut Errors, list: &str, values: &[String]| -> Vec<RulePath> {
-        values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| match rule_path(v) {
-                Ok(p) => Some(p),
-                Err(expected) => {
-                    errors.push(format!("files.{list}[{i}]"), v.clone(), expected);
-                    None
-                }
-            })
-            .collect()
-    };
-    FilesConfig {
-        enable: raw.enable,
-        mode: parse_mode(errors, "files.mode", raw.mode.as_deref()),
-        target: parse_target(errors, "files.target", raw.target.as_deref()),
-        policy: parse_policy(errors, "files.policy", raw.policy.as_deref(), global_policy),
-        allow: rule_paths(errors, "allow", &raw.allow),
-        deny: rule_paths(errors, "deny", &raw.deny),
+fn settings(
+    errors: &mut Errors,
+    module: &str,
+    enable: bool,
+    [mode, target, policy]: [&Option<String>; 3],
+    global_policy: Policy,
+) -> ModuleSettings {
+    ModuleSettings {
+        enable,
+        mode: parse_mode(errors, &format!("{module}.mode"), mode.as_deref()),
+        target: parse_target(errors, &format!("{module}.target"), target.as_deref()),
+        policy: parse_policy(
+            errors,
+            &format!("{module}.policy"),
+            policy.as_deref(),
+            global_policy,
+        ),
     }
+}
+
+/// Validates a list with `check`, naming `key[index]` in each error.
+fn list<T>(
+    errors: &mut Errors,
+    key: &str,
+    values: &[String],
+    check: impl Fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match check(v) {
+            Ok(t) => Some(t),
+            Err(expected) => {
+                errors.push(format!("{key}[{i}]"), v.clone(), expected);
+                None
+            }
+        })
+        .collect()
+}
+
+fn files(errors: &mut Errors, raw: &RawFiles, global_policy: Policy) -> FilesConfig {
+    FilesConfig {
+        settings: settings(
+            errors,
+            "files",
+            raw.enable,
+            [&raw.mode, &raw.target, &raw.policy],
+            global_policy,
+        ),
+        allow: list(errors, "files.allow", &raw.allow, rule_path),
+        deny: list(errors, "files.deny", &raw.deny, rule_path),
+        ioctl: raw.ioctl,
+    }
+}
+
+fn process(errors: &mut Errors, raw: &RawProcess, global_policy: Policy) -> ProcessConfig {
+    ProcessConfig {
+        settings: settings(
+            errors,
+            "process",
+            raw.enable,
+            [&raw.mode, &raw.target, &raw.policy],
+            global_policy,
+        ),
+        allow: list(errors, "process.allow", &raw.allow, exec_rule),
+        deny: list(errors, "process.deny", &raw.deny, exec_rule),
+    }
+}
+
+fn mount(errors: &mut Errors, raw: &RawMount, global_policy: Policy) -> MountConfig {
+    MountConfig {
+        settings: settings(
+            errors,
+            "mount",
+            raw.enable,
+            [&raw.mode, &raw.target, &None],
+            global_policy,
+        ),
+        deny: list(errors, "mount.deny", &raw.deny, rule_path),
+    }
+}
+
+/// A path prefix (starting with `/`) or a program name.
+pub fn exec_rule(value: &str) -> Result<ExecRule, String> {
+    if value.starts_with('/') {
+        return rule_path(value).map(ExecRule::Path);
+    }
+    let name = value.trim();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err("a program name (like bash) or an absolute path".into());
+    }
+    if name.len() >= collector_common::NAME_KEY_LEN {
+        return Err(format!(
+            "a program name of at most {} bytes",
+            collector_common::NAME_KEY_LEN - 1
+        ));
+    }
+    Ok(ExecRule::Name(name.to_string()))
 }
 
 /// Checks and normalises a path prefix: absolute, no `.` or `..`, no

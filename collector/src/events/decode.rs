@@ -3,8 +3,10 @@
 //! names what was wrong, never a guess.
 
 use collector_common::{
-    Decision, EventHeader, EventKind, FILE_OPEN_EVENT_SIZE, FileOpenEvent, Hook, PATH_RELATIVE,
-    PATH_TRUNCATED, ProcessInfo,
+    Decision, EventHeader, EventKind, Hook, PATH_RELATIVE, PATH_TRUNCATED, ProcessInfo,
+    file::{FileEvent, FileOp},
+    mount::{MountEvent, MountOp},
+    process::{ARGS_TRUNCATED, ExecEvent, ExitEvent, ForkEvent},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,8 +25,14 @@ pub enum DecodeError {
     UnknownHook(u8),
     #[error("unknown decision {0}")]
     UnknownDecision(u8),
-    #[error("path length {path_len} exceeds the {available} bytes after the fixed fields")]
-    PathLength { path_len: usize, available: usize },
+    #[error("unknown {what} {value}")]
+    UnknownValue { what: &'static str, value: u8 },
+    #[error("{what} length {len} exceeds the {available} bytes left in the record")]
+    Length {
+        what: &'static str,
+        len: usize,
+        available: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,26 +53,73 @@ pub struct Process {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
+    pub in_container: bool,
     pub cgroup_id: u64,
     pub comm: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileOpen {
+pub struct File {
     pub header: Header,
     pub process: Process,
+    pub op: FileOp,
     pub open_flags: u32,
     pub fmode: u32,
     pub dfd: i32,
+    pub arg: u64,
     pub path: String,
-    /// The path is relative to `dfd` (fallback tier).
+    /// The target of a rename.
+    pub path2: Option<String>,
+    /// The path is relative to `dfd` (audit tier).
     pub relative: bool,
     pub truncated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub header: Header,
+    pub process: Process,
+    pub path: String,
+    pub args: Vec<String>,
+    pub path_truncated: bool,
+    pub args_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fork {
+    pub header: Header,
+    /// The parent.
+    pub process: Process,
+    pub child_pid: u32,
+    pub child_tid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub header: Header,
+    pub process: Process,
+    /// As `wait(2)` reports it: status in bits 8-15, signal in bits 0-6.
+    pub exit_code: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub header: Header,
+    pub process: Process,
+    pub op: MountOp,
+    pub flags: u64,
+    pub fstype: String,
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    FileOpen(FileOpen),
+    File(File),
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+    Mount(Mount),
 }
 
 /// Decodes one ring-buffer record.
@@ -73,38 +128,71 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         return Err(DecodeError::Short(bytes.len()));
     }
     match EventKind::from_u8(bytes[0]) {
-        Some(EventKind::FileOpen) => decode_file_open(bytes).map(Event::FileOpen),
+        Some(EventKind::File) => file(bytes).map(Event::File),
+        Some(EventKind::Exec) => exec(bytes).map(Event::Exec),
+        Some(EventKind::Fork) => fork(bytes).map(Event::Fork),
+        Some(EventKind::Exit) => exit(bytes).map(Event::Exit),
+        Some(EventKind::Mount) => mount(bytes).map(Event::Mount),
         None => Err(DecodeError::UnknownKind(bytes[0])),
     }
 }
 
-fn decode_file_open(bytes: &[u8]) -> Result<FileOpen, DecodeError> {
-    if bytes.len() < FILE_OPEN_EVENT_SIZE {
+/// Marker for the `#[repr(C)]` plain-old-data records of `collector_common`.
+trait Record: Copy {
+    const KIND: &'static str;
+}
+impl Record for FileEvent {
+    const KIND: &'static str = "file";
+}
+impl Record for ExecEvent {
+    const KIND: &'static str = "exec";
+}
+impl Record for ForkEvent {
+    const KIND: &'static str = "fork";
+}
+impl Record for ExitEvent {
+    const KIND: &'static str = "exit";
+}
+impl Record for MountEvent {
+    const KIND: &'static str = "mount";
+}
+
+/// The fixed part of a record and the bytes after it.
+fn fixed<T: Record>(bytes: &[u8]) -> Result<(T, Tail<'_>), DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
         return Err(DecodeError::Truncated {
-            kind: "file open",
+            kind: T::KIND,
             len: bytes.len(),
-            need: FILE_OPEN_EVENT_SIZE,
+            need,
         });
     }
-    // SAFETY: length checked above; `FileOpenEvent` is plain old data and
-    // the read tolerates any alignment.
-    let raw: FileOpenEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let tail = &bytes[FILE_OPEN_EVENT_SIZE..];
-    let path_len = usize::from(raw.path_len);
-    let path = tail.get(..path_len).ok_or(DecodeError::PathLength {
-        path_len,
-        available: tail.len(),
-    })?;
-    Ok(FileOpen {
-        header: header(&raw.header)?,
-        process: process(&raw.process),
-        open_flags: raw.open_flags,
-        fmode: raw.fmode,
-        dfd: raw.dfd,
-        path: String::from_utf8_lossy(path).into_owned(),
-        relative: raw.path_flags & PATH_RELATIVE != 0,
-        truncated: raw.path_flags & PATH_TRUNCATED != 0,
-    })
+    // SAFETY: length checked above; `T` is plain old data (every bit
+    // pattern is valid) and the read tolerates any alignment.
+    let value = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) };
+    Ok((value, Tail(&bytes[need..])))
+}
+
+/// The variable-length part of a record, taken piece by piece.
+struct Tail<'a>(&'a [u8]);
+
+impl<'a> Tail<'a> {
+    fn take(&mut self, what: &'static str, len: usize) -> Result<&'a [u8], DecodeError> {
+        if len > self.0.len() {
+            return Err(DecodeError::Length {
+                what,
+                len,
+                available: self.0.len(),
+            });
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn string(&mut self, what: &'static str, len: usize) -> Result<String, DecodeError> {
+        Ok(String::from_utf8_lossy(self.take(what, len)?).into_owned())
+    }
 }
 
 fn header(h: &EventHeader) -> Result<Header, DecodeError> {
@@ -119,16 +207,103 @@ fn header(h: &EventHeader) -> Result<Header, DecodeError> {
 }
 
 fn process(p: &ProcessInfo) -> Process {
-    let comm_len = p.comm.iter().position(|&b| b == 0).unwrap_or(p.comm.len());
     Process {
         tid: p.tid,
         pid: p.pid,
         ppid: p.ppid,
         uid: p.uid,
         gid: p.gid,
+        in_container: p.in_container != 0,
         cgroup_id: p.cgroup_id,
-        comm: String::from_utf8_lossy(&p.comm[..comm_len]).into_owned(),
+        comm: c_string(&p.comm),
     }
+}
+
+/// A NUL-padded byte array as a string.
+fn c_string(bytes: &[u8]) -> String {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..len]).into_owned()
+}
+
+fn file(bytes: &[u8]) -> Result<File, DecodeError> {
+    let (raw, mut tail) = fixed::<FileEvent>(bytes)?;
+    let op = FileOp::from_u8(raw.op).ok_or(DecodeError::UnknownValue {
+        what: "file operation",
+        value: raw.op,
+    })?;
+    let path = tail.string("path", usize::from(raw.path_len))?;
+    let path2 = match raw.path2_len {
+        0 => None,
+        n => Some(tail.string("second path", usize::from(n))?),
+    };
+    Ok(File {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        op,
+        open_flags: raw.open_flags,
+        fmode: raw.fmode,
+        dfd: raw.dfd,
+        arg: raw.arg,
+        path,
+        path2,
+        relative: raw.path_flags & PATH_RELATIVE != 0,
+        truncated: raw.path_flags & PATH_TRUNCATED != 0,
+    })
+}
+
+fn exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
+    let (raw, mut tail) = fixed::<ExecEvent>(bytes)?;
+    let path = tail.string("path", usize::from(raw.path_len))?;
+    let args = tail.take("arguments", usize::from(raw.args_len))?;
+    let args = args
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Ok(Exec {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        path,
+        args,
+        path_truncated: raw.flags & PATH_TRUNCATED != 0,
+        args_truncated: raw.flags & ARGS_TRUNCATED != 0,
+    })
+}
+
+fn fork(bytes: &[u8]) -> Result<Fork, DecodeError> {
+    let (raw, _) = fixed::<ForkEvent>(bytes)?;
+    Ok(Fork {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        child_pid: raw.child_pid,
+        child_tid: raw.child_tid,
+    })
+}
+
+fn exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
+    let (raw, _) = fixed::<ExitEvent>(bytes)?;
+    Ok(Exit {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        exit_code: raw.exit_code,
+    })
+}
+
+fn mount(bytes: &[u8]) -> Result<Mount, DecodeError> {
+    let (raw, mut tail) = fixed::<MountEvent>(bytes)?;
+    let op = MountOp::from_u8(raw.op).ok_or(DecodeError::UnknownValue {
+        what: "mount operation",
+        value: raw.op,
+    })?;
+    Ok(Mount {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        op,
+        flags: raw.flags,
+        fstype: c_string(&raw.fstype),
+        source: tail.string("source", usize::from(raw.source_len))?,
+        target: tail.string("target", usize::from(raw.target_len))?,
+    })
 }
 
 #[cfg(test)]
@@ -137,52 +312,64 @@ mod tests {
 
     use super::*;
 
-    fn record(path: &[u8], path_len: u16) -> Vec<u8> {
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: viewing a plain old data struct as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn head(kind: EventKind, hook: Hook) -> EventHeader {
+        EventHeader {
+            kind: kind as u8,
+            hook: hook as u8,
+            decision: Decision::Blocked as u8,
+            mode: MODE_BLOCK,
+            rule_id: 3,
+            seq: 42,
+            boot_ns: 1_000,
+        }
+    }
+
+    fn proc_info() -> ProcessInfo {
         let mut comm = [0u8; COMM_LEN];
         comm[..3].copy_from_slice(b"cat");
-        let ev = FileOpenEvent {
-            header: EventHeader {
-                kind: EventKind::FileOpen as u8,
-                hook: Hook::LsmFileOpen as u8,
-                decision: Decision::Blocked as u8,
-                mode: MODE_BLOCK,
-                rule_id: 3,
-                seq: 42,
-                boot_ns: 1_000,
-            },
-            process: ProcessInfo {
-                tid: 11,
-                pid: 10,
-                ppid: 1,
-                uid: 1000,
-                gid: 100,
-                _pad: 0,
-                cgroup_id: 77,
-                comm,
-            },
+        ProcessInfo {
+            tid: 11,
+            pid: 10,
+            ppid: 1,
+            uid: 1000,
+            gid: 100,
+            in_container: 1,
+            cgroup_id: 77,
+            comm,
+        }
+    }
+
+    fn file_record(op: FileOp, path: &[u8], path2: &[u8], path_len: u16) -> Vec<u8> {
+        let ev = FileEvent {
+            header: head(EventKind::File, Hook::LsmFileOpen),
+            process: proc_info(),
+            op: op as u8,
             open_flags: 0o100,
-            fmode: 0,
             dfd: -100,
             path_len,
-            path_flags: 0,
-            _pad: 0,
+            path2_len: path2.len() as u16,
+            ..Default::default()
         };
-        // SAFETY: viewing a plain old data struct as bytes.
-        let fixed = unsafe {
-            std::slice::from_raw_parts(
-                (&ev as *const FileOpenEvent).cast::<u8>(),
-                FILE_OPEN_EVENT_SIZE,
-            )
-        };
-        let mut bytes = fixed.to_vec();
+        let mut bytes = as_bytes(&ev);
         bytes.extend_from_slice(path);
+        bytes.extend_from_slice(path2);
         bytes
     }
 
     #[test]
-    fn decodes_a_file_open_record() {
-        let Event::FileOpen(ev) = decode(&record(b"/etc/secret/x", 13)).unwrap();
+    fn decodes_a_file_record() {
+        let Ok(Event::File(ev)) = decode(&file_record(FileOp::Open, b"/etc/secret/x", b"", 13))
+        else {
+            panic!("not a file event");
+        };
         assert_eq!(ev.path, "/etc/secret/x");
+        assert_eq!(ev.path2, None);
+        assert_eq!(ev.op, FileOp::Open);
         assert_eq!(ev.header.seq, 42);
         assert_eq!(ev.header.decision, Decision::Blocked);
         assert_eq!(ev.header.rule_id, 3);
@@ -192,29 +379,66 @@ mod tests {
             (10, 11, 1)
         );
         assert_eq!((ev.process.uid, ev.process.gid), (1000, 100));
-        assert!(!ev.relative);
+        assert!(ev.process.in_container);
+    }
+
+    #[test]
+    fn decodes_both_paths_of_a_rename() {
+        let Ok(Event::File(ev)) = decode(&file_record(FileOp::Rename, b"/a/x", b"/b/y", 4)) else {
+            panic!("not a file event");
+        };
+        assert_eq!(ev.path, "/a/x");
+        assert_eq!(ev.path2.as_deref(), Some("/b/y"));
+    }
+
+    #[test]
+    fn decodes_exec_arguments() {
+        let ev = ExecEvent {
+            header: head(EventKind::Exec, Hook::LsmBprmCheck),
+            process: proc_info(),
+            path_len: 12,
+            args_len: 14,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&ev);
+        bytes.extend_from_slice(b"/bin/busyboxcat\0-n\0/etc/x\0");
+        let Ok(Event::Exec(ev)) = decode(&bytes) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(ev.path, "/bin/busybox");
+        assert_eq!(ev.args, ["cat", "-n", "/etc/x"]);
     }
 
     #[test]
     fn rejects_malformed_records_with_a_reason() {
         assert_eq!(decode(&[1, 2, 3]), Err(DecodeError::Short(3)));
-        let mut bad_kind = record(b"/x", 2);
+        let mut bad_kind = file_record(FileOp::Open, b"/x", b"", 2);
         bad_kind[0] = 99;
         assert_eq!(decode(&bad_kind), Err(DecodeError::UnknownKind(99)));
-        let full = record(b"/x", 2);
+        let full = file_record(FileOp::Open, b"/x", b"", 2);
         assert!(matches!(
             decode(&full[..40]),
             Err(DecodeError::Truncated { len: 40, .. })
         ));
         assert_eq!(
-            decode(&record(b"/x", 200)),
-            Err(DecodeError::PathLength {
-                path_len: 200,
+            decode(&file_record(FileOp::Open, b"/x", b"", 200)),
+            Err(DecodeError::Length {
+                what: "path",
+                len: 200,
                 available: 2
             })
         );
-        let mut bad_decision = record(b"/x", 2);
+        let mut bad_decision = file_record(FileOp::Open, b"/x", b"", 2);
         bad_decision[2] = 9;
         assert_eq!(decode(&bad_decision), Err(DecodeError::UnknownDecision(9)));
+        let mut bad_op = file_record(FileOp::Open, b"/x", b"", 2);
+        bad_op[72] = 200;
+        assert_eq!(
+            decode(&bad_op),
+            Err(DecodeError::UnknownValue {
+                what: "file operation",
+                value: 200
+            })
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Adds what the kernel did not know: wall-clock time, the executable's
-//! path, the full path of a relative open (fallback tier), the rule as
-//! written, the host. Produces output-independent [`Record`]s.
+//! path, the full path of a relative open (audit tier), the rule as written,
+//! the host. Produces output-independent [`Record`]s.
 
 use std::{
     path::{Component, Path, PathBuf},
@@ -8,75 +8,176 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use collector_common::{AT_FDCWD, Decision, MODE_BLOCK};
-use semconv::attr;
+use collector_common::{AT_FDCWD, Decision, MODE_BLOCK, PathRule, file::FileOp, mount::MountOp};
+use semconv::{attr, event};
 
 use super::{
-    decode::{Event, FileOpen, Header, Process},
+    decode::{Event, Exec, Exit, File, Fork, Header, Mount, Process},
     record::{Record, Severity, Value},
 };
-use crate::{policy::CompiledFiles, stats::Stats};
+use crate::{
+    policy::{ModulePolicy, Policy},
+    stats::Stats,
+};
+
+type Attributes = Vec<(&'static str, Value)>;
 
 pub struct Enricher {
-    files: Arc<CompiledFiles>,
+    policy: Arc<Policy>,
     clock: BootClock,
     host_name: String,
     stats: Arc<Stats>,
 }
 
 impl Enricher {
-    pub fn new(files: Arc<CompiledFiles>, stats: Arc<Stats>) -> Self {
+    pub fn new(policy: Arc<Policy>, stats: Arc<Stats>) -> Self {
         Self {
-            files,
+            policy,
             clock: BootClock::now(),
             host_name: host_name(),
             stats,
         }
     }
 
-    /// `None` when the event is not reportable: a relative path (fallback
-    /// tier) that resolves outside the policy, or cannot be resolved (counted).
+    /// `None` when the event is not reportable: a relative path (audit
+    /// tier) that resolves outside the policy, or cannot be resolved
+    /// (counted).
     pub fn enrich(&self, event: Event) -> Option<Record> {
         match event {
-            Event::FileOpen(e) => self.file_open(e),
+            Event::File(e) => self.file(e),
+            Event::Exec(e) => Some(self.exec(e)),
+            Event::Fork(e) => Some(self.fork(e)),
+            Event::Exit(e) => Some(self.exit(e)),
+            Event::Mount(e) => Some(self.mount(e)),
         }
     }
 
-    fn file_open(&self, mut e: FileOpen) -> Option<Record> {
+    fn file(&self, mut e: File) -> Option<Record> {
+        let files = &self.policy.files;
         if e.relative {
             let Some(path) = resolve_relative(e.process.pid, e.dfd, &e.path) else {
                 Stats::add(&self.stats.unresolved_paths, 1);
                 return None;
             };
-            // The fallback tier cannot enforce, so a denial is "would block".
-            e.header.rule_id = self.files.denial(&path)?;
+            // The audit tier cannot enforce, so a denial is "would block".
+            e.header.rule_id =
+                PathRule::denial([files.paths.lookup(&path), None], files.config.policy)?;
             e.header.decision = Decision::WouldBlock;
             e.path = path;
         }
 
-        let mut attributes = self.common(&e.header, &e.process, semconv::module::FILES);
-        attributes.push((attr::FILE_PATH, e.path.into()));
-        attributes.push((
-            attr::FILE_OPEN_MODE,
-            Value::StrList(open_mode(e.open_flags, e.fmode)),
-        ));
-        attributes.push((attr::FILE_OPEN_FLAGS, e.open_flags.into()));
-        if let Some(rule) = self.files.rule(e.header.rule_id) {
-            attributes.push((attr::SECURITY_RULE_NAME, rule.name.clone().into()));
-            attributes.push((attr::SECURITY_RULE_RULESET_NAME, rule.ruleset.into()));
-        } else if e.header.decision != Decision::Allowed {
-            attributes.push((attr::SECURITY_RULE_NAME, "whitelist default".into()));
-            attributes.push((attr::SECURITY_RULE_RULESET_NAME, "files.allow".into()));
+        let name = match e.op {
+            FileOp::Open => event::FILE_OPEN,
+            FileOp::Unlink => event::FILE_UNLINK,
+            FileOp::Rmdir => event::FILE_RMDIR,
+            FileOp::Rename => event::FILE_RENAME,
+            FileOp::Truncate => event::FILE_TRUNCATE,
+            FileOp::Chmod => event::FILE_CHMOD,
+            FileOp::Chown => event::FILE_CHOWN,
+            FileOp::Mmap => event::FILE_MMAP,
+            FileOp::Ioctl => event::FILE_IOCTL,
+        };
+        let mut a = self.common(&e.header, &e.process, semconv::module::FILES);
+        a.push((attr::FILE_PATH, e.path.into()));
+        if e.truncated {
+            a.push((attr::FILE_PATH_TRUNCATED, true.into()));
         }
-        Some(Record {
-            name: semconv::event::FILE_OPEN,
-            time: self.clock.wall_time(e.header.boot_ns),
-            severity: severity(e.header.decision),
-            attributes,
-        })
+        match e.op {
+            FileOp::Open => {
+                a.push((
+                    attr::FILE_OPEN_MODE,
+                    open_mode(e.open_flags, e.fmode).into(),
+                ));
+                a.push((attr::FILE_OPEN_FLAGS, e.open_flags.into()));
+            }
+            FileOp::Rename => {
+                if let Some(to) = e.path2 {
+                    a.push((attr::FILE_NEW_PATH, to.into()));
+                }
+            }
+            FileOp::Chmod => a.push((attr::FILE_MODE, format!("{:04o}", e.arg & 0o7777).into())),
+            FileOp::Chown => {
+                // u32::MAX (-1) means "unchanged".
+                let (uid, gid) = (e.arg as u32, (e.arg >> 32) as u32);
+                if uid != u32::MAX {
+                    a.push((attr::FILE_OWNER_ID, uid.to_string().into()));
+                }
+                if gid != u32::MAX {
+                    a.push((attr::FILE_GROUP_ID, gid.to_string().into()));
+                }
+            }
+            FileOp::Mmap => a.push((attr::FILE_MMAP_PROT, mmap_prot(e.arg as u32).into())),
+            FileOp::Ioctl => a.push((attr::FILE_IOCTL_CMD, e.arg.into())),
+            FileOp::Unlink | FileOp::Rmdir | FileOp::Truncate => {}
+        }
+        rule_attributes(&mut a, files, &e.header);
+        Some(self.record(name, &e.header, a))
     }
 
-    fn common(&self, h: &Header, p: &Process, module: &'static str) -> Vec<(&'static str, Value)> {
+    fn exec(&self, e: Exec) -> Record {
+        let mut a = self.common(&e.header, &e.process, semconv::module::PROCESS);
+        // The program the kernel ran (or refused), not what /proc shows.
+        a.retain(|(k, _)| *k != attr::PROCESS_EXECUTABLE_PATH);
+        a.push((attr::PROCESS_EXECUTABLE_PATH, e.path.into()));
+        a.push((attr::PROCESS_COMMAND_ARGS, e.args.into()));
+        if e.args_truncated {
+            a.push((attr::PROCESS_ARGS_TRUNCATED, true.into()));
+        }
+        rule_attributes(&mut a, &self.policy.process, &e.header);
+        self.record(event::PROCESS_EXEC, &e.header, a)
+    }
+
+    fn fork(&self, e: Fork) -> Record {
+        // The event describes the child; its parent is the task that forked.
+        let child = Process {
+            tid: e.child_tid,
+            pid: e.child_pid,
+            ppid: e.process.pid,
+            ..e.process
+        };
+        let a = self.common(&e.header, &child, semconv::module::PROCESS);
+        self.record(event::PROCESS_FORK, &e.header, a)
+    }
+
+    fn exit(&self, e: Exit) -> Record {
+        let mut a = self.common(&e.header, &e.process, semconv::module::PROCESS);
+        let signal = e.exit_code & 0x7f;
+        if signal == 0 {
+            a.push((attr::PROCESS_EXIT_CODE, ((e.exit_code >> 8) & 0xff).into()));
+        } else {
+            a.push((attr::PROCESS_EXIT_SIGNAL, signal.into()));
+        }
+        self.record(event::PROCESS_EXIT, &e.header, a)
+    }
+
+    fn mount(&self, e: Mount) -> Record {
+        let mut a = self.common(&e.header, &e.process, semconv::module::MOUNT);
+        a.push((attr::MOUNT_SOURCE, e.source.into()));
+        a.push((attr::MOUNT_TARGET, e.target.into()));
+        if !e.fstype.is_empty() {
+            a.push((attr::MOUNT_FSTYPE, e.fstype.into()));
+        }
+        if e.op == MountOp::Mount {
+            a.push((attr::MOUNT_FLAGS, e.flags.into()));
+        }
+        rule_attributes(&mut a, &self.policy.mount, &e.header);
+        let name = match e.op {
+            MountOp::Mount => event::MOUNT_MOUNT,
+            MountOp::Move => event::MOUNT_MOVE,
+        };
+        self.record(name, &e.header, a)
+    }
+
+    fn record(&self, name: &'static str, h: &Header, attributes: Attributes) -> Record {
+        Record {
+            name,
+            time: self.clock.wall_time(h.boot_ns),
+            severity: severity(h.decision),
+            attributes,
+        }
+    }
+
+    fn common(&self, h: &Header, p: &Process, module: &'static str) -> Attributes {
         let mut a = Vec::with_capacity(24);
         a.push((attr::SEQUENCE, h.seq.into()));
         a.push((attr::DECISION, decision_name(h.decision).into()));
@@ -107,8 +208,29 @@ impl Enricher {
             ));
         }
         a.push((attr::CGROUP_ID, p.cgroup_id.into()));
+        a.push((attr::PROCESS_IN_CONTAINER, p.in_container.into()));
         a.push((attr::HOST_NAME, self.host_name.clone().into()));
         a
+    }
+}
+
+/// The rule behind a denial, as the operator wrote it.
+fn rule_attributes(a: &mut Attributes, module: &ModulePolicy, h: &Header) {
+    if h.decision == Decision::Allowed {
+        return;
+    }
+    match module.rules.get(h.rule_id) {
+        Some(rule) => {
+            a.push((attr::SECURITY_RULE_NAME, rule.name.clone().into()));
+            a.push((attr::SECURITY_RULE_RULESET_NAME, rule.ruleset.into()));
+        }
+        None => {
+            a.push((attr::SECURITY_RULE_NAME, "whitelist default".into()));
+            a.push((
+                attr::SECURITY_RULE_RULESET_NAME,
+                module.allow_ruleset.into(),
+            ));
+        }
     }
 }
 
@@ -152,6 +274,21 @@ pub fn open_mode(flags: u32, fmode: u32) -> Vec<&'static str> {
         mode.push(EXEC);
     }
     mode
+}
+
+/// The protection bits of a mapping, as words.
+fn mmap_prot(prot: u32) -> Vec<&'static str> {
+    use semconv::mmap_prot::*;
+    let prot = prot as i32;
+    [
+        (libc::PROT_READ, READ),
+        (libc::PROT_WRITE, WRITE),
+        (libc::PROT_EXEC, EXEC),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| prot & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// Joins a relative path to the directory it was relative to, read from
@@ -233,6 +370,15 @@ mod tests {
             vec![READ, WRITE, APPEND]
         );
         assert_eq!(open_mode(0x20, 0), vec![READ, EXEC]);
+    }
+
+    #[test]
+    fn mmap_protection_in_words() {
+        assert_eq!(
+            mmap_prot((libc::PROT_READ | libc::PROT_EXEC) as u32),
+            ["read", "exec"]
+        );
+        assert!(mmap_prot(0).is_empty());
     }
 
     #[test]

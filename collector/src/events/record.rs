@@ -23,7 +23,24 @@ impl Severity {
 pub enum Value {
     Str(String),
     Int(i64),
-    StrList(Vec<&'static str>),
+    Bool(bool),
+    List(Vec<String>),
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<Vec<String>> for Value {
+    fn from(v: Vec<String>) -> Self {
+        Value::List(v)
+    }
+}
+impl From<Vec<&'static str>> for Value {
+    fn from(v: Vec<&'static str>) -> Self {
+        Value::List(v.into_iter().map(String::from).collect())
+    }
 }
 
 impl From<&str> for Value {

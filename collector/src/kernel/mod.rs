@@ -2,8 +2,10 @@
 //! the compiled policy, and attach the best tier this kernel allows.
 //!
 //! Tiers, per row: BPF-LSM where the kernel loads it (enforced); otherwise
-//! tracepoints (audit-only); the agent says which and why.
+//! tracepoints (audit-only) where a row has them; otherwise unavailable. The
+//! agent says which, and why.
 
+mod attach;
 mod mounts;
 pub mod offsets;
 mod probe;
@@ -12,13 +14,19 @@ use std::path::Path;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{Lsm, TracePoint},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use collector_common::{HOOK_COUNT, Hook, Module, ModuleConfig, PathKey, PathRule, maps, programs};
-use tracing::{debug, info, warn};
+use collector_common::{
+    HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
+};
+use tracing::{debug, info};
 
-use crate::{config::TierChoice, policy::CompiledFiles};
+pub use attach::{Coverage, Row};
+
+use crate::{
+    config::TierChoice,
+    policy::{ModulePolicy, Policy},
+};
 
 /// The compiled programs, built by build.rs.
 static EBPF_OBJECT: &[u8] =
@@ -52,38 +60,18 @@ pub enum KernelError {
     },
 }
 
-/// How a row of the policy is covered on this kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Coverage {
-    /// BPF-LSM: operations are refused in block mode.
-    Enforced { hooks: Vec<String> },
-    /// Tracepoints: operations are reported, never refused.
-    AuditOnly { hooks: Vec<String>, reason: String },
-    /// The module is disabled in the configuration.
-    Disabled,
-}
-
-impl Coverage {
-    pub fn tier(&self) -> &'static str {
-        match self {
-            Coverage::Enforced { .. } => semconv::tier::ENFORCED,
-            Coverage::AuditOnly { .. } => semconv::tier::AUDIT_ONLY,
-            Coverage::Disabled => semconv::tier::UNAVAILABLE,
-        }
-    }
-}
-
 /// The loaded programs. Dropping it detaches everything.
 pub struct Kernel {
     ebpf: Ebpf,
-    pub file_open: Coverage,
+    /// How each row of the policy is covered on this kernel.
+    pub rows: Vec<Row>,
 }
 
 impl Kernel {
     /// Loads, configures and attaches. `tier` chooses between automatic
-    /// selection, BPF-LSM only, and the tracepoint tier only.
+    /// selection, BPF-LSM only, and the audit tier only.
     pub fn start(
-        files: &CompiledFiles,
+        policy: &Policy,
         ring_buffer_bytes: u32,
         tier: TierChoice,
     ) -> Result<Self, KernelError> {
@@ -93,6 +81,7 @@ impl Kernel {
         }
 
         let offsets = offsets::resolve(Path::new(offsets::VMLINUX_BTF))?;
+        let host_mnt_ns = host_mount_namespace();
         let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&btf));
@@ -100,17 +89,26 @@ impl Kernel {
             debug!(global = name, offset = value, "kernel struct offset");
             loader.override_global(name, value, true);
         }
+        loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
         loader.map_max_entries(maps::EVENTS, ring_buffer_bytes);
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(KernelError::Load)?;
 
-        write_policy(&mut ebpf, files)?;
-
-        let file_open = if files.module.enabled == 0 {
-            Coverage::Disabled
-        } else {
-            attach_file_open(&mut ebpf, &btf, tier)?
-        };
-        Ok(Self { ebpf, file_open })
+        // Rules first, then programs (which return at once while their
+        // module is disabled), then the switches: a program never sees its
+        // module enabled without its rules.
+        write_rules(&mut ebpf, policy)?;
+        let attached = attach::attach_all(&mut ebpf, &btf, tier, policy)?;
+        for (module, policy, lsm) in [
+            (Module::Files, &policy.files, attached.files_lsm),
+            (Module::Process, &policy.process, attached.process_lsm),
+            (Module::Mount, &policy.mount, attached.mount_lsm),
+        ] {
+            write_switches(&mut ebpf, module, policy, lsm)?;
+        }
+        Ok(Self {
+            ebpf,
+            rows: attached.rows,
+        })
     }
 
     /// The ring buffer the programs write events into. Call once.
@@ -119,22 +117,21 @@ impl Kernel {
             .ebpf
             .take_map(maps::EVENTS)
             .ok_or(KernelError::Missing("EVENTS map"))?;
-        RingBuf::try_from(map).map_err(|source| KernelError::Map {
-            name: maps::EVENTS,
-            source,
-        })
+        RingBuf::try_from(map).map_err(map_err(maps::EVENTS))
     }
 
     /// Detaches and unloads every program: nothing new reaches the ring
     /// buffer afterwards, so a final drain sees everything.
     pub fn detach(&mut self) {
         for (name, program) in self.ebpf.programs_mut() {
+            use aya::programs::Program;
             let result = match program {
-                aya::programs::Program::Lsm(p) => p.unload(),
-                aya::programs::Program::TracePoint(p) => p.unload(),
+                Program::Lsm(p) => p.unload(),
+                Program::TracePoint(p) => p.unload(),
+                Program::RawTracePoint(p) => p.unload(),
                 _ => Ok(()),
             };
-            // Programs that were never loaded (the tier not chosen) say so.
+            // Programs that were never loaded (a tier not chosen) say so.
             if let Err(e) = result {
                 debug!("unload {name}: {e}");
             }
@@ -147,16 +144,10 @@ impl Kernel {
             .ebpf
             .map(maps::DROPS)
             .ok_or(KernelError::Missing("DROPS map"))?;
-        let drops = PerCpuArray::<_, u64>::try_from(map).map_err(|source| KernelError::Map {
-            name: maps::DROPS,
-            source,
-        })?;
+        let drops = PerCpuArray::<_, u64>::try_from(map).map_err(map_err(maps::DROPS))?;
         (0..HOOK_COUNT)
             .map(|i| {
-                let per_cpu = drops.get(&i, 0).map_err(|source| KernelError::Map {
-                    name: maps::DROPS,
-                    source,
-                })?;
+                let per_cpu = drops.get(&i, 0).map_err(map_err(maps::DROPS))?;
                 let hook = Hook::from_u8(i as u8).expect("every index below HOOK_COUNT is a hook");
                 Ok((hook, per_cpu.iter().sum()))
             })
@@ -168,91 +159,64 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
     move |source| KernelError::Map { name, source }
 }
 
-/// Fills the rule trie and then the module switches, so the programs never
-/// see the module enabled without its rules.
-fn write_policy(ebpf: &mut Ebpf, files: &CompiledFiles) -> Result<(), KernelError> {
-    let map = ebpf
-        .map_mut(maps::FILE_RULES)
-        .ok_or(KernelError::Missing("FILE_RULES map"))?;
-    let mut trie =
-        LpmTrie::<_, PathKey, PathRule>::try_from(map).map_err(map_err(maps::FILE_RULES))?;
-    for entry in &files.entries {
-        let key = Key::new((entry.key_len * 8) as u32, entry.key);
-        trie.insert(&key, entry.rule, 0)
-            .map_err(map_err(maps::FILE_RULES))?;
+fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
+    for (name, module) in [
+        (maps::FILE_RULES, &policy.files),
+        (maps::EXEC_PATH_RULES, &policy.process),
+        (maps::MOUNT_RULES, &policy.mount),
+    ] {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or(KernelError::Missing("a path rule map"))?;
+        let mut trie = LpmTrie::<_, PathKey, PathRule>::try_from(map).map_err(map_err(name))?;
+        for entry in module.paths.entries() {
+            let key = Key::new((entry.key_len * 8) as u32, entry.key);
+            trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
+        }
     }
-
+    let name = maps::EXEC_NAME_RULES;
     let map = ebpf
-        .map_mut(maps::MODULE_CONFIG)
-        .ok_or(KernelError::Missing("MODULE_CONFIG map"))?;
-    let mut modules =
-        Array::<_, ModuleConfig>::try_from(map).map_err(map_err(maps::MODULE_CONFIG))?;
-    modules
-        .set(Module::Files as u32, files.module, 0)
-        .map_err(map_err(maps::MODULE_CONFIG))?;
+        .map_mut(name)
+        .ok_or(KernelError::Missing("EXEC_NAME_RULES map"))?;
+    let mut names = HashMap::<_, NameKey, PathRule>::try_from(map).map_err(map_err(name))?;
+    for (key, rule) in policy.process.names.entries() {
+        names.insert(key, rule, 0).map_err(map_err(name))?;
+    }
     Ok(())
 }
 
-fn attach_file_open(ebpf: &mut Ebpf, btf: &Btf, tier: TierChoice) -> Result<Coverage, KernelError> {
-    let reason = match tier {
-        TierChoice::Tracepoint => {
-            "the configuration asks for the tracepoint tier (kernel.tier)".to_string()
-        }
-        TierChoice::Auto | TierChoice::Lsm => {
-            match try_lsm(ebpf, btf, programs::LSM_FILE_OPEN, "file_open") {
-                Ok(()) => {
-                    return Ok(Coverage::Enforced {
-                        hooks: vec!["lsm/file_open".into()],
-                    });
-                }
-                Err(reason) if tier == TierChoice::Lsm => {
-                    return Err(KernelError::LsmRequired(reason));
-                }
-                Err(reason) => reason,
-            }
-        }
-    };
-
-    let mut hooks = Vec::new();
-    for (program, category, name) in programs::OPEN_TRACEPOINTS {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(KernelError::Missing("an open tracepoint program"))?
-            .try_into()
-            .map_err(|source| KernelError::Attach {
-                what: program.into(),
-                source,
-            })?;
-        let attach = prog
-            .load()
-            .and_then(|()| prog.attach(category, name).map(drop));
-        match attach {
-            Ok(()) => hooks.push(format!("tracepoint/{category}/{name}")),
-            // `open` does not exist on every architecture; `openat2` is 5.6+.
-            Err(err) => warn!("tracepoint {category}/{name} not attached: {err}"),
-        }
+fn write_switches(
+    ebpf: &mut Ebpf,
+    module: Module,
+    policy: &ModulePolicy,
+    lsm: bool,
+) -> Result<(), KernelError> {
+    let map = ebpf
+        .map_mut(maps::MODULE_CONFIG)
+        .ok_or(KernelError::Missing("MODULE_CONFIG map"))?;
+    let mut switches =
+        Array::<_, ModuleConfig>::try_from(map).map_err(map_err(maps::MODULE_CONFIG))?;
+    let mut config = policy.config;
+    if lsm {
+        config.flags |= collector_common::FLAG_LSM;
     }
-    if hooks.is_empty() {
-        return Err(KernelError::Missing("any attachable open tracepoint"));
-    }
-    Ok(Coverage::AuditOnly { hooks, reason })
+    switches
+        .set(module as u32, config, 0)
+        .map_err(map_err(maps::MODULE_CONFIG))
 }
 
-/// Loads and attaches one BPF-LSM program; on failure, says why in one line.
-fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str, hook: &str) -> Result<(), String> {
-    if let Some(reason) = probe::lsm_list_reason() {
-        return Err(reason);
-    }
-    let prog: &mut Lsm = ebpf
-        .program_mut(program)
-        .ok_or_else(|| format!("the eBPF object has no program {program}"))?
-        .try_into()
-        .map_err(|e| format!("{program} is not an LSM program: {e}"))?;
-    prog.load(hook, btf)
-        .map_err(|e| probe::describe_load_error(program, &e))?;
-    prog.attach()
-        .map(drop)
-        .map_err(|e| format!("the kernel refused to attach BPF-LSM program {program}: {e}"))
+/// The inode number of the host's mount namespace, as seen from pid 1; 0
+/// (nothing is "in a container") if it cannot be read.
+fn host_mount_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/1/ns/mnt")
+        .map(|m| m.ino())
+        .unwrap_or_else(|e| {
+            tracing::warn!(
+                "cannot read /proc/1/ns/mnt ({e}); target: container will match nothing"
+            );
+            0
+        })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

@@ -29,22 +29,13 @@ pub enum OffsetError {
     },
 }
 
-/// `(global name, struct, field)` for every offset the programs need.
-const FIELDS: &[(&str, &str, &str)] = &[
-    (offsets::FILE_F_PATH, "file", "f_path"),
-    (offsets::FILE_F_FLAGS, "file", "f_flags"),
-    (offsets::FILE_F_MODE, "file", "f_mode"),
-    (offsets::TASK_REAL_PARENT, "task_struct", "real_parent"),
-    (offsets::TASK_TGID, "task_struct", "tgid"),
-];
-
 /// Byte offsets, by global name.
 pub fn resolve(btf_path: &Path) -> Result<Vec<(&'static str, u64)>, OffsetError> {
     let btf = Btf::from_file(btf_path).map_err(|source| OffsetError::Btf {
         path: btf_path.display().to_string(),
         source,
     })?;
-    FIELDS
+    offsets::FIELDS
         .iter()
         .map(|&(global, strukt, field)| {
             let bits = field_bit_offset(&btf, strukt, field)?;
@@ -102,17 +93,20 @@ mod tests {
             return;
         }
         let offsets = resolve(Path::new(VMLINUX_BTF)).unwrap();
-        assert_eq!(offsets.len(), FIELDS.len());
+        assert_eq!(offsets.len(), offsets::FIELDS.len());
         let get = |n| offsets.iter().find(|(g, _)| *g == n).unwrap().1;
         // f_path, f_flags and f_mode are distinct fields inside struct file.
         let (path, flags, mode) = (
-            get(offsets::FILE_F_PATH),
-            get(offsets::FILE_F_FLAGS),
-            get(offsets::FILE_F_MODE),
+            get("FILE_F_PATH_OFFSET"),
+            get("FILE_F_FLAGS_OFFSET"),
+            get("FILE_F_MODE_OFFSET"),
         );
         assert!(path != flags && flags != mode && path != mode);
         assert!(path < 512 && flags < 512 && mode < 512);
-        assert!(get(offsets::TASK_REAL_PARENT) > get(offsets::TASK_TGID));
+        assert!(get("TASK_REAL_PARENT_OFFSET") > get("TASK_TGID_OFFSET"));
+        // Fields inside anonymous structs are found too (mm_struct's
+        // argument area sits in one on current kernels).
+        assert!(get("MM_ARG_END_OFFSET") > get("MM_ARG_START_OFFSET"));
     }
 
     #[test]

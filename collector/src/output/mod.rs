@@ -107,7 +107,8 @@ fn json(record: &Record, labels: &BTreeMap<String, String>) -> Json {
         let v = match v {
             Value::Str(s) => Json::String(s.clone()),
             Value::Int(i) => Json::from(*i),
-            Value::StrList(l) => Json::Array(l.iter().map(|s| Json::String((*s).into())).collect()),
+            Value::Bool(b) => Json::Bool(*b),
+            Value::List(l) => Json::Array(l.iter().map(|s| Json::String(s.clone())).collect()),
         };
         m.insert((*k).into(), v);
     }
@@ -130,7 +131,8 @@ fn text(record: &Record, labels: &BTreeMap<String, String>) -> String {
         let _ = match v {
             Value::Str(s) => write!(line, " {k}={s:?}"),
             Value::Int(i) => write!(line, " {k}={i}"),
-            Value::StrList(l) => write!(line, " {k}={}", l.join(",")),
+            Value::Bool(b) => write!(line, " {k}={b}"),
+            Value::List(l) => write!(line, " {k}={:?}", l.join(" ")),
         };
     }
     for (k, v) in labels {
@@ -154,7 +156,7 @@ mod tests {
             attributes: vec![
                 (semconv::attr::FILE_PATH, "/etc/secret/x".into()),
                 (semconv::attr::PROCESS_PID, 42u32.into()),
-                (semconv::attr::FILE_OPEN_MODE, Value::StrList(vec!["read"])),
+                (semconv::attr::FILE_OPEN_MODE, vec!["read"].into()),
             ],
         }
     }

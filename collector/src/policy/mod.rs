@@ -1,10 +1,19 @@
 //! Policy compiler: validated configuration → the entries the kernel
-//! programs look up, plus the table that turns a rule id in an event back
+//! programs look up, plus the tables that turn a rule id in an event back
 //! into the rule as the operator wrote it.
 
-mod files;
+mod names;
+mod paths;
 
-pub use files::CompiledFiles;
+pub use names::NameRules;
+pub use paths::PathRules;
+
+use collector_common::{
+    FLAG_FILE_IOCTL, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST,
+    TARGET_CONTAINER, TARGET_HOST,
+};
+
+use crate::config::{Config, ExecRule, Mode, ModuleSettings, Policy as ListPolicy, Target};
 
 /// A rule as written in the configuration, for reporting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,3 +23,153 @@ pub struct RuleRef {
     /// The rule's value, e.g. `/etc/shadow`.
     pub name: String,
 }
+
+/// Rules of one module, by id: rule id `n` is `rules[n - 1]`.
+#[derive(Debug, Clone, Default)]
+pub struct RuleTable(Vec<RuleRef>);
+
+impl RuleTable {
+    fn add(&mut self, ruleset: &'static str, name: &str) -> u32 {
+        self.0.push(RuleRef {
+            ruleset,
+            name: name.to_string(),
+        });
+        self.0.len() as u32
+    }
+
+    pub fn get(&self, id: u32) -> Option<&RuleRef> {
+        id.checked_sub(1).and_then(|i| self.0.get(i as usize))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// One module's compiled policy.
+#[derive(Debug, Clone)]
+pub struct ModulePolicy {
+    pub config: ModuleConfig,
+    pub rules: RuleTable,
+    pub paths: PathRules,
+    pub names: NameRules,
+    /// The list a whitelist's default deny is reported against.
+    pub allow_ruleset: &'static str,
+}
+
+impl ModulePolicy {
+    pub fn enabled(&self) -> bool {
+        self.config.enabled != 0
+    }
+}
+
+/// The whole compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub files: ModulePolicy,
+    pub process: ModulePolicy,
+    pub mount: ModulePolicy,
+}
+
+impl Policy {
+    pub fn compile(config: &Config) -> Self {
+        let f = &config.files;
+        let mut files = module(&f.settings, "files.allow");
+        if f.ioctl {
+            files.config.flags |= FLAG_FILE_IOCTL;
+        }
+        let deny = ids(
+            &mut files.rules,
+            "files.deny",
+            f.deny.iter().map(|p| p.as_str()),
+        );
+        let allow = ids(
+            &mut files.rules,
+            "files.allow",
+            f.allow.iter().map(|p| p.as_str()),
+        );
+        files.paths = PathRules::build(&deny, &allow);
+
+        let p = &config.process;
+        let mut process = module(&p.settings, "process.allow");
+        let (deny_paths, deny_names) = split(&mut process.rules, "process.deny", &p.deny);
+        let (allow_paths, allow_names) = split(&mut process.rules, "process.allow", &p.allow);
+        process.paths = PathRules::build(&deny_paths, &allow_paths);
+        process.names = NameRules::build(&deny_names, &allow_names);
+
+        let m = &config.mount;
+        let mut mount = module(&m.settings, "mount.deny");
+        let deny = ids(
+            &mut mount.rules,
+            "mount.deny",
+            m.deny.iter().map(|p| p.as_str()),
+        );
+        mount.paths = PathRules::build(&deny, &[]);
+        // Mounts have no allow list: whatever is not denied may be mounted.
+        mount.config.policy = POLICY_BLACKLIST;
+
+        Self {
+            files,
+            process,
+            mount,
+        }
+    }
+
+    /// Rules loaded, over all modules.
+    pub fn rule_count(&self) -> usize {
+        self.files.rules.len() + self.process.rules.len() + self.mount.rules.len()
+    }
+}
+
+fn module(s: &ModuleSettings, allow_ruleset: &'static str) -> ModulePolicy {
+    ModulePolicy {
+        config: ModuleConfig {
+            enabled: s.enable as u8,
+            mode: match s.mode {
+                Mode::Monitor => MODE_MONITOR,
+                Mode::Block => MODE_BLOCK,
+            },
+            policy: match s.policy {
+                ListPolicy::Blacklist => POLICY_BLACKLIST,
+                ListPolicy::Whitelist => POLICY_WHITELIST,
+            },
+            target: match s.target {
+                Target::Host => TARGET_HOST,
+                Target::Container => TARGET_CONTAINER,
+            },
+            flags: 0,
+            _pad: [0; 3],
+        },
+        rules: RuleTable::default(),
+        paths: PathRules::default(),
+        names: NameRules::default(),
+        allow_ruleset,
+    }
+}
+
+/// Registers each value as a rule; `(id, value)` pairs. A value listed twice
+/// keeps its first id.
+fn ids<'a>(
+    table: &mut RuleTable,
+    ruleset: &'static str,
+    values: impl Iterator<Item = &'a str>,
+) -> Vec<(u32, String)> {
+    let mut out: Vec<(u32, String)> = Vec::new();
+    for v in values {
+        if !out.iter().any(|(_, seen)| seen == v) {
+            out.push((table.add(ruleset, v), v.to_string()));
+        }
+    }
+    out
+}
+
+type Ids = Vec<(u32, String)>;
+
+/// Exec rules split into path rules and name rules.
+fn split(table: &mut RuleTable, ruleset: &'static str, rules: &[ExecRule]) -> (Ids, Ids) {
+    let all = ids(table, ruleset, rules.iter().map(ExecRule::as_str));
+    all.into_iter().partition(|(_, v)| v.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use safeguard_test_support::{Agent, Ran, events_for};
 use semconv::attr;
 use serde_json::Value;
 
-type TestResult = Result<(), String>;
+pub type TestResult = Result<(), String>;
 
 type Case = fn(&str) -> TestResult;
 
@@ -16,6 +16,15 @@ pub const ALL: &[(&str, Case)] = &[
     ("file_open_block_mode_denies_and_reports", block_mode),
     ("file_open_monitor_mode_allows_and_reports", monitor_mode),
     ("file_open_tracepoint_tier_audits", tracepoint_tier),
+    (
+        "process_lifecycle_fork_exec_exit",
+        crate::process_rows::lifecycle,
+    ),
+    ("ring_buffer_drops_are_counted_exactly", drops_are_counted),
+    (
+        "target_container_applies_only_in_other_mount_namespaces",
+        target_container,
+    ),
 ];
 
 const ROOT: &str = "/srv/sg";
@@ -27,7 +36,7 @@ const WORKLOAD_UID: u32 = 1000;
 const EPERM: i32 = 1;
 
 /// How long the agent may take to load and attach under software emulation.
-const READY_WITHIN: Duration = Duration::from_secs(120);
+pub const READY_WITHIN: Duration = Duration::from_secs(120);
 
 fn start(agent: &str, name: &str, config: &str) -> Result<Agent, String> {
     Agent::start(
@@ -226,4 +235,88 @@ fn tracepoint_tier(agent_bin: &str) -> TestResult {
         str_of(e, attr::HOOK).starts_with("tracepoint/syscalls/sys_enter_open"),
         || format!("hook: {e}"),
     )
+}
+
+/// Floods one hook while the agent cannot read (SIGSTOP), with a small ring
+/// buffer: every event is either received or counted as a kernel drop, and
+/// none is lost silently.
+fn drops_are_counted(agent_bin: &str) -> TestResult {
+    const OPENS: u64 = 5_000;
+    setup_files()?;
+    let config = format!(
+        "files:\n  enable: true\n  mode: monitor\n  deny: [{ROOT}/secret]\n\
+         kernel:\n  tier: lsm\n  ring_buffer_bytes: 65536\n"
+    );
+    let agent = start(agent_bin, "drops", &config)?;
+    agent.signal(libc::SIGSTOP);
+    for _ in 0..OPENS {
+        let _ = open_read(SECRET);
+    }
+    agent.signal(libc::SIGCONT);
+    let (events, log) = agent.stop()?;
+    let received = events_for(&events, SECRET)
+        .iter()
+        .filter(|e| e[attr::PROCESS_PID] == std::process::id())
+        .count() as u64;
+    let drops = safeguard_test_support::stopped_counter(&log, "kernel_drops")
+        .ok_or_else(|| format!("no kernel_drops in the agent's final line: {log}"))?;
+    ensure(drops > 0, || {
+        format!("the flood did not overflow the ring buffer (received {received})")
+    })?;
+    ensure(received + drops == OPENS, || {
+        format!(
+            "generated {OPENS}, received {received} + dropped {drops} = {}",
+            received + drops
+        )
+    })?;
+    // The kernel numbers every event, dropped or not: the gaps are the drops.
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e[attr::SEQUENCE].as_u64())
+        .collect();
+    let span = seqs.iter().max().unwrap_or(&0) - seqs.iter().min().unwrap_or(&0) + 1;
+    ensure(span - seqs.len() as u64 <= drops, || {
+        format!(
+            "sequence gaps ({}) exceed the counted drops ({drops})",
+            span - seqs.len() as u64
+        )
+    })
+}
+
+/// `target: container`: the policy applies to tasks in a mount namespace
+/// other than the host's (what a container runtime creates), and not to
+/// the host's own tasks.
+fn target_container(agent_bin: &str) -> TestResult {
+    setup_files()?;
+    let config = format!(
+        "files:\n  enable: true\n  mode: block\n  target: container\n  deny: [{ROOT}/secret]\n\
+         kernel:\n  tier: lsm\n"
+    );
+    let agent = start(agent_bin, "container", &config)?;
+    let on_host = safeguard_test_support::run("/bin/cat", &[SECRET], None, None)?;
+    let in_ns =
+        safeguard_test_support::run("/bin/unshare", &["-m", "/bin/cat", SECRET], None, None)?;
+    let (events, _) = agent.stop()?;
+
+    ensure(on_host.code == 0, || {
+        format!("the host's own cat was refused: {}", on_host.stderr)
+    })?;
+    ensure(
+        in_ns.code != 0 && in_ns.stderr.contains("Operation not permitted"),
+        || {
+            format!(
+                "cat in a new mount namespace was not refused: {} {}",
+                in_ns.code, in_ns.stderr
+            )
+        },
+    )?;
+    let reported = events_for(&events, SECRET);
+    ensure(reported.len() == 1, || {
+        format!("want one event, got {reported:?}")
+    })?;
+    let e = reported[0];
+    ensure(e[attr::PROCESS_IN_CONTAINER] == true, || {
+        format!("in_container: {e}")
+    })?;
+    ensure(e[attr::DECISION] == "blocked", || format!("decision: {e}"))
 }

@@ -6,8 +6,26 @@
 //! Usage: safeguard-vm-tests [--agent /bin/safeguard] [name-filter...]
 
 mod cases;
+mod file_rows;
+mod mount_rows;
+mod process_rows;
+mod rows;
 
 use std::process::ExitCode;
+
+type Suite = fn(&str) -> Vec<(String, cases::TestResult)>;
+
+/// Suites report one result per row.
+const SUITES: &[(&str, Suite)] = &[
+    ("files-block", file_rows::block),
+    ("files-monitor", file_rows::monitor),
+    ("process-block", process_rows::block),
+    ("process-monitor", process_rows::monitor),
+    ("process-audit-tier", process_rows::audit_tier),
+    ("process-whitelist", process_rows::whitelist),
+    ("mount-block", mount_rows::block),
+    ("mount-monitor", mount_rows::monitor),
+];
 
 fn main() -> ExitCode {
     let mut agent = "/bin/safeguard".to_string();
@@ -20,16 +38,25 @@ fn main() -> ExitCode {
         }
     }
 
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let mut failed = 0;
-    for (name, case) in cases::ALL {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
+    let mut report = |name: &str, result: cases::TestResult| match result {
+        Ok(()) => println!("SGTEST PASS {name}"),
+        Err(reason) => {
+            failed += 1;
+            println!("SGTEST FAIL {name} {}", reason.replace('\n', " | "));
         }
-        match case(&agent) {
-            Ok(()) => println!("SGTEST PASS {name}"),
-            Err(reason) => {
-                failed += 1;
-                println!("SGTEST FAIL {name} {}", reason.replace('\n', " | "));
+    };
+    for (name, case) in cases::ALL {
+        if wanted(name) {
+            report(name, case(&agent));
+        }
+    }
+    for (name, suite) in SUITES {
+        if wanted(name) {
+            for (row, result) in suite(&agent) {
+                report(&row, result);
             }
         }
     }

@@ -1,0 +1,90 @@
+//! Names of the maps, programs and globals in the eBPF object.
+
+/// Maps.
+pub mod maps {
+    pub const EVENTS: &str = "EVENTS";
+    pub const SEQUENCE: &str = "SEQUENCE";
+    pub const DROPS: &str = "DROPS";
+    pub const MODULE_CONFIG: &str = "MODULE_CONFIG";
+    pub const FILE_RULES: &str = "FILE_RULES";
+    pub const EXEC_PATH_RULES: &str = "EXEC_PATH_RULES";
+    pub const EXEC_NAME_RULES: &str = "EXEC_NAME_RULES";
+    pub const MOUNT_RULES: &str = "MOUNT_RULES";
+    /// Capacity of a path-prefix rule trie (distinct prefixes).
+    pub const PATH_RULES_MAX: u32 = 65_536;
+    /// Capacity of the program-name rule map.
+    pub const NAME_RULES_MAX: u32 = 16_384;
+}
+
+/// Programs, as `(program, attach point)`. BPF-LSM programs attach to the
+/// hook of the same name; tracepoints to `category/name`.
+pub mod programs {
+    /// BPF-LSM programs of the file module, by hook.
+    pub const FILE_LSM: &[&str] = &[
+        "file_open",
+        "path_unlink",
+        "path_rmdir",
+        "path_rename",
+        "path_truncate",
+        "path_chmod",
+        "path_chown",
+        "mmap_file",
+        "file_ioctl",
+    ];
+    /// Audit tier of the file module: `(program, category, name)`.
+    pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[
+        ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+        ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
+        ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ];
+    /// BPF-LSM programs of the process module.
+    pub const PROCESS_LSM: &[&str] = &["bprm_check_security"];
+    /// Process life cycle raw tracepoints (both tiers): `(program, _, name)`.
+    pub const PROCESS_TRACEPOINTS: &[(&str, &str, &str)] = &[
+        ("sched_process_fork", "sched", "sched_process_fork"),
+        ("sched_process_exec", "sched", "sched_process_exec"),
+        ("sched_process_exit", "sched", "sched_process_exit"),
+    ];
+    /// BPF-LSM programs of the mount module.
+    pub const MOUNT_LSM: &[&str] = &["sb_mount", "move_mount"];
+}
+
+/// Other read-only globals the agent sets before load.
+pub mod globals {
+    /// Inode number of the host's mount namespace (`/proc/1/ns/mnt`): a
+    /// task in another one is "in a container" for `target: container`.
+    pub const HOST_MNT_NS: &str = "HOST_MNT_NS";
+}
+
+/// Field offsets in kernel structs, read from the running kernel's BTF by
+/// the agent and written into the programs' read-only data before load.
+/// The programs cannot use CO-RE relocations (rustc does not emit them).
+pub mod offsets {
+    /// `(global name, struct, field)` for every offset the programs need.
+    pub const FIELDS: &[(&str, &str, &str)] = &[
+        ("FILE_F_PATH_OFFSET", "file", "f_path"),
+        ("FILE_F_FLAGS_OFFSET", "file", "f_flags"),
+        ("FILE_F_MODE_OFFSET", "file", "f_mode"),
+        ("TASK_REAL_PARENT_OFFSET", "task_struct", "real_parent"),
+        ("TASK_TGID_OFFSET", "task_struct", "tgid"),
+        ("TASK_PID_OFFSET", "task_struct", "pid"),
+        ("TASK_NSPROXY_OFFSET", "task_struct", "nsproxy"),
+        ("TASK_EXIT_CODE_OFFSET", "task_struct", "exit_code"),
+        ("TASK_MM_OFFSET", "task_struct", "mm"),
+        ("TASK_SIGNAL_OFFSET", "task_struct", "signal"),
+        ("SIGNAL_LIVE_OFFSET", "signal_struct", "live"),
+        ("NSPROXY_MNT_NS_OFFSET", "nsproxy", "mnt_ns"),
+        ("MNT_NS_NS_OFFSET", "mnt_namespace", "ns"),
+        ("NS_COMMON_INUM_OFFSET", "ns_common", "inum"),
+        ("MM_ARG_START_OFFSET", "mm_struct", "arg_start"),
+        ("MM_ARG_END_OFFSET", "mm_struct", "arg_end"),
+        ("DENTRY_D_PARENT_OFFSET", "dentry", "d_parent"),
+        ("DENTRY_D_NAME_OFFSET", "dentry", "d_name"),
+        ("MOUNT_MNT_OFFSET", "mount", "mnt"),
+        ("MOUNT_MNT_PARENT_OFFSET", "mount", "mnt_parent"),
+        ("MOUNT_MNT_MOUNTPOINT_OFFSET", "mount", "mnt_mountpoint"),
+        ("VFSMOUNT_MNT_ROOT_OFFSET", "vfsmount", "mnt_root"),
+        ("BPRM_FILE_OFFSET", "linux_binprm", "file"),
+        ("BPRM_FILENAME_OFFSET", "linux_binprm", "filename"),
+    ];
+}

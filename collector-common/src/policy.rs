@@ -1,0 +1,114 @@
+//! Policy maps: per-module switches and rule lookups.
+
+/// Policy modules; index into the `MODULE_CONFIG` map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    Files = 0,
+    Process = 1,
+    Mount = 2,
+}
+
+pub const MODULE_COUNT: u32 = 3;
+
+pub const MODE_MONITOR: u8 = 0;
+pub const MODE_BLOCK: u8 = 1;
+pub const POLICY_BLACKLIST: u8 = 0;
+pub const POLICY_WHITELIST: u8 = 1;
+pub const TARGET_HOST: u8 = 0;
+pub const TARGET_CONTAINER: u8 = 1;
+
+/// Per-module switches, one entry per [`Module`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// 0: the module's programs return at once.
+    pub enabled: u8,
+    /// [`MODE_MONITOR`] or [`MODE_BLOCK`].
+    pub mode: u8,
+    /// [`POLICY_BLACKLIST`] or [`POLICY_WHITELIST`].
+    pub policy: u8,
+    /// [`TARGET_HOST`]: everything; [`TARGET_CONTAINER`]: only tasks in a
+    /// mount namespace other than the host's.
+    pub target: u8,
+    /// [`FLAG_LSM`], [`FLAG_FILE_IOCTL`].
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `ModuleConfig::flags`: the module's BPF-LSM programs are attached, so
+/// its denials are enforced in block mode (set by the agent).
+pub const FLAG_LSM: u8 = 1;
+/// `ModuleConfig::flags` of the file module: judge ioctls too.
+pub const FLAG_FILE_IOCTL: u8 = 2;
+
+/// Bytes of a path prefix lookup key. The kernel's LPM trie accepts at most
+/// 256 bytes of key data; a rule's prefix plus its trailing `/` must fit.
+pub const PATH_KEY_LEN: usize = 256;
+/// Longest path prefix a rule may have (the key also holds a trailing `/`).
+pub const PATH_RULE_MAX: usize = PATH_KEY_LEN - 1;
+
+/// Data of a path-prefix LPM trie key: the prefix followed by `/`, so that a
+/// rule matches on directory boundaries only (`/etc/secret/` is not a prefix
+/// of `/etc/secrets.d/x/`). Lookups use the full path followed by `/`.
+pub type PathKey = [u8; PATH_KEY_LEN];
+
+/// Bytes of a program-name key (an executable's basename, NUL-padded).
+pub const NAME_KEY_LEN: usize = 64;
+/// A program name as a hash-map key.
+pub type NameKey = [u8; NAME_KEY_LEN];
+
+/// Value of a rule lookup (path-prefix trie entries and name entries). The
+/// policy compiler stores in each path entry the nearest deny rule and the
+/// nearest allow rule among the entry's own prefix and its ancestors, so the
+/// single longest match answers both "is any deny rule a prefix?" and "is
+/// any allow rule a prefix?". Rule ids start at 1; 0 means none.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRule {
+    pub deny_rule: u32,
+    pub allow_rule: u32,
+}
+
+impl PathRule {
+    /// The policy's answer given the entries that match: `Some(rule id)`
+    /// when denied (rule id 0 for a whitelist's default deny), `None` when
+    /// allowed. A deny rule wins over an allow rule, as in safeguard. Both
+    /// sides use this one function.
+    #[inline(always)]
+    pub fn denial<const N: usize>(entries: [Option<&PathRule>; N], policy: u8) -> Option<u32> {
+        let mut deny = 0;
+        let mut allow = 0;
+        let mut i = 0;
+        while i < entries.len() {
+            if let Some(r) = entries[i] {
+                if deny == 0 {
+                    deny = r.deny_rule;
+                }
+                if allow == 0 {
+                    allow = r.allow_rule;
+                }
+            }
+            i += 1;
+        }
+        if deny != 0 {
+            Some(deny)
+        } else if policy == POLICY_WHITELIST && allow == 0 {
+            Some(0)
+        } else {
+            None
+        }
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<ModuleConfig>() == 8);
+    assert!(core::mem::size_of::<PathRule>() == 8);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data without padding-sensitive invariants.
+    unsafe impl aya::Pod for super::ModuleConfig {}
+    unsafe impl aya::Pod for super::PathRule {}
+}

@@ -1,0 +1,67 @@
+//! Process life cycle: fork, exec, exit.
+
+use crate::{EventHeader, PATH_MAX, ProcessInfo};
+
+/// Bytes of argv carried by an exec record (NUL-separated arguments).
+pub const ARGS_MAX: usize = 1024;
+
+/// An exec, allowed or refused. On the wire it is followed by `path_len`
+/// bytes of the executable's path, then `args_len` bytes of arguments, each
+/// ending in a NUL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// The task that execs (after a successful exec, the new program).
+    pub process: ProcessInfo,
+    pub path_len: u16,
+    pub args_len: u16,
+    /// `PATH_TRUNCATED`; `ARGS_TRUNCATED`.
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `ExecEvent::flags`: the arguments did not fit and were cut.
+pub const ARGS_TRUNCATED: u8 = 4;
+
+pub const EXEC_EVENT_SIZE: usize = core::mem::size_of::<ExecEvent>();
+
+/// Scratch layout for exec records.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub event: ExecEvent,
+    pub data: [u8; PATH_MAX + ARGS_MAX],
+}
+
+/// A new task: fork, vfork or clone (a new process or a new thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    /// The parent task.
+    pub process: ProcessInfo,
+    /// The child's process id (tgid) and thread id.
+    pub child_pid: u32,
+    pub child_tid: u32,
+}
+
+/// A process ended (its last thread exited).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    /// `task->exit_code`: the exit status in bits 8-15, the terminating
+    /// signal in bits 0-6, as `wait(2)` reports it.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<ExecEvent>() == 80);
+    assert!(offset_of!(ExecRecord, data) == EXEC_EVENT_SIZE);
+    assert!(size_of::<ForkEvent>() == 80);
+    assert!(size_of::<ExitEvent>() == 80);
+};

@@ -1,0 +1,267 @@
+//! The file module: one BPF-LSM program per hook, all judged against the
+//! same path-prefix rules (`FILE_RULES`).
+//!
+//! `file_open`, `mmap_file` and `file_ioctl` get the path from `bpf_d_path`;
+//! the `path_*` hooks, where the kernel does not allow it, walk the dentries
+//! (`kernel::walk_path`).
+
+use aya_ebpf::{helpers::generated::bpf_d_path, macros::lsm, programs::LsmContext};
+use collector_common::{
+    AT_FDCWD, EventKind, FLAG_FILE_IOCTL, Hook, Module, ModuleConfig, PATH_MAX, PATH_TRUNCATED,
+    file::{FILE_EVENT_SIZE, FileOp, FileRecord},
+};
+
+use crate::{
+    kernel,
+    maps::{FILE_RULES, FILE_SCRATCH},
+    record::{self, Verdict},
+};
+
+/// Keeps the decision of an earlier BPF-LSM program on the same hook (the
+/// last argument of every LSM program).
+macro_rules! earlier_denial {
+    ($ctx:expr, $n:expr) => {{
+        let earlier: i32 = $ctx.arg($n);
+        if earlier != 0 {
+            return if (-4095..0).contains(&earlier) {
+                earlier
+            } else {
+                -1
+            };
+        }
+    }};
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut FileRecord> {
+    FILE_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Fills the record's fixed part and hands `paths[..len1 + len2]` over.
+#[inline(always)]
+fn emit(
+    rec: &mut FileRecord,
+    hook: Hook,
+    config: &ModuleConfig,
+    verdict: &Verdict,
+    op: FileOp,
+    arg: u64,
+    len1: usize,
+    len2: usize,
+) {
+    let ev = &mut rec.event;
+    ev.header = record::header(EventKind::File, hook, config.mode, verdict);
+    kernel::current_process(&mut ev.process);
+    ev.op = op as u8;
+    ev.dfd = AT_FDCWD;
+    ev.arg = arg;
+    ev.path_len = len1 as u16;
+    ev.path2_len = len2 as u16;
+    record::submit(
+        hook,
+        (rec as *const FileRecord).cast(),
+        FILE_EVENT_SIZE + (len1 & (PATH_MAX - 1)) + (len2 & (PATH_MAX - 1)),
+    );
+}
+
+/// `bpf_d_path(&file->f_path)` into the record; the path's length, if it
+/// is an absolute path (pipes and anonymous inodes are outside any policy).
+#[inline(always)]
+fn file_path(rec: &mut FileRecord, file: *const u8) -> Option<usize> {
+    let path = kernel::file_f_path(file);
+    let len = unsafe {
+        bpf_d_path(
+            path as *mut _,
+            rec.paths.as_mut_ptr().cast(),
+            PATH_MAX as u32,
+        )
+    };
+    if len <= 1 || rec.paths[0] != b'/' {
+        return None;
+    }
+    // d_path's length counts the NUL.
+    Some((len as usize - 1) & (PATH_MAX - 1))
+}
+
+/// A hook on a `struct file *`: open, mmap, ioctl.
+#[inline(always)]
+fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
+    let Some(config) = record::active_module(Module::Files) else {
+        return 0;
+    };
+    if op == FileOp::Ioctl && config.flags & FLAG_FILE_IOCTL == 0 {
+        return 0;
+    }
+    let Some(rec) = scratch() else { return 0 };
+    let Some(len) = file_path(rec, file) else {
+        return 0;
+    };
+    let denial = record::path_denial(&FILE_RULES, config, rec.paths.as_ptr(), len);
+    let Some(verdict) = record::verdict(config, denial, true) else {
+        return 0;
+    };
+    rec.event.path_flags = 0;
+    if op == FileOp::Open {
+        rec.event.open_flags = kernel::file_f_flags(file);
+        rec.event.fmode = kernel::file_f_mode(file);
+    } else {
+        rec.event.open_flags = 0;
+        rec.event.fmode = 0;
+    }
+    emit(rec, hook, config, &verdict, op, arg, len, 0);
+    verdict.lsm_return()
+}
+
+/// A hook on one `(vfsmount, dentry)`, or two for a rename.
+#[inline(always)]
+fn judge_paths(
+    first: (*const u8, *const u8),
+    second: Option<(*const u8, *const u8)>,
+    hook: Hook,
+    op: FileOp,
+    arg: u64,
+) -> i32 {
+    let Some(config) = record::active_module(Module::Files) else {
+        return 0;
+    };
+    let Some(rec) = scratch() else { return 0 };
+    let base = rec.paths.as_mut_ptr();
+    let Some((len1, cut1)) = kernel::walk_path(first.0, first.1, base) else {
+        return 0;
+    };
+    let mut denial = record::path_denial(&FILE_RULES, config, base, len1);
+    let (mut len2, mut cut2) = (0, false);
+    if let Some((mnt, dentry)) = second {
+        let at = unsafe { base.add(len1 & (PATH_MAX - 1)) };
+        if let Some((len, cut)) = kernel::walk_path(mnt, dentry, at) {
+            (len2, cut2) = (len, cut);
+            if denial.is_none() {
+                denial = record::path_denial(&FILE_RULES, config, at, len2);
+            }
+        }
+    }
+    let Some(verdict) = record::verdict(config, denial, true) else {
+        return 0;
+    };
+    rec.event.path_flags = if cut1 || cut2 { PATH_TRUNCATED } else { 0 };
+    rec.event.open_flags = 0;
+    rec.event.fmode = 0;
+    emit(rec, hook, config, &verdict, op, arg, len1, len2);
+    verdict.lsm_return()
+}
+
+/// `(vfsmount of dir, dentry)`: the child `dentry` lives under `dir`.
+#[inline(always)]
+fn under(dir: *const u8, dentry: *const u8) -> (*const u8, *const u8) {
+    (kernel::path_parts(dir).0, dentry)
+}
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 1);
+    judge_file(ctx.arg(0), Hook::LsmFileOpen, FileOp::Open, 0)
+}
+
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 4);
+    let file: *const u8 = ctx.arg(0);
+    if file.is_null() {
+        return 0; // anonymous memory
+    }
+    let prot: u64 = ctx.arg(2);
+    let flags: u64 = ctx.arg(3);
+    judge_file(
+        file,
+        Hook::LsmMmapFile,
+        FileOp::Mmap,
+        (prot & 0xffff_ffff) | (flags << 32),
+    )
+}
+
+#[lsm(hook = "file_ioctl")]
+pub fn file_ioctl(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    let cmd: u32 = ctx.arg(1);
+    judge_file(
+        ctx.arg(0),
+        Hook::LsmFileIoctl,
+        FileOp::Ioctl,
+        u64::from(cmd),
+    )
+}
+
+#[lsm(hook = "path_unlink")]
+pub fn path_unlink(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 2);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        None,
+        Hook::LsmPathUnlink,
+        FileOp::Unlink,
+        0,
+    )
+}
+
+#[lsm(hook = "path_rmdir")]
+pub fn path_rmdir(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 2);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        None,
+        Hook::LsmPathRmdir,
+        FileOp::Rmdir,
+        0,
+    )
+}
+
+#[lsm(hook = "path_rename")]
+pub fn path_rename(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 5);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        Some(under(ctx.arg(2), ctx.arg(3))),
+        Hook::LsmPathRename,
+        FileOp::Rename,
+        0,
+    )
+}
+
+#[lsm(hook = "path_truncate")]
+pub fn path_truncate(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 1);
+    judge_paths(
+        kernel::path_parts(ctx.arg(0)),
+        None,
+        Hook::LsmPathTruncate,
+        FileOp::Truncate,
+        0,
+    )
+}
+
+#[lsm(hook = "path_chmod")]
+pub fn path_chmod(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 2);
+    let mode: u16 = ctx.arg(1);
+    judge_paths(
+        kernel::path_parts(ctx.arg(0)),
+        None,
+        Hook::LsmPathChmod,
+        FileOp::Chmod,
+        u64::from(mode),
+    )
+}
+
+#[lsm(hook = "path_chown")]
+pub fn path_chown(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    let uid: u32 = ctx.arg(1);
+    let gid: u32 = ctx.arg(2);
+    judge_paths(
+        kernel::path_parts(ctx.arg(0)),
+        None,
+        Hook::LsmPathChown,
+        FileOp::Chown,
+        u64::from(uid) | (u64::from(gid) << 32),
+    )
+}

@@ -1,0 +1,275 @@
+//! The process module: exec policy at `bprm_check_security` (BPF-LSM), and
+//! the process life cycle from the scheduler's raw tracepoints (both tiers).
+//!
+//! Exec rules match the executable's path (prefix rules) or the name it was
+//! run as (the basename of the path given to execve, as safeguard does). In
+//! block mode a denied exec is refused and reported from the LSM hook; every
+//! exec that happens is reported from `sched_process_exec`, judged again
+//! there so monitor mode and the audit tier say "would block".
+
+use aya_ebpf::{
+    helpers::generated::{self, bpf_probe_read_user},
+    macros::{lsm, raw_tracepoint},
+    programs::{LsmContext, RawTracePointContext},
+};
+use collector_common::{
+    EventKind, FLAG_LSM, Hook, Module, ModuleConfig, NAME_KEY_LEN, PATH_MAX, PATH_TRUNCATED,
+    PathRule,
+    process::{ARGS_MAX, ARGS_TRUNCATED, EXEC_EVENT_SIZE, ExecRecord, ExitEvent, ForkEvent},
+};
+
+use crate::{
+    kernel,
+    maps::{EXEC_NAME_RULES, EXEC_PATH_RULES, EXEC_SCRATCH, NAME_KEY_SCRATCH},
+    record::{self, Verdict},
+};
+
+/// Bytes of the executable name read to find its basename.
+const FILENAME_SCAN: usize = 256;
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let earlier: i32 = ctx.arg(1);
+    if earlier != 0 {
+        return if (-4095..0).contains(&earlier) {
+            earlier
+        } else {
+            -1
+        };
+    }
+    let Some(config) = record::active_module(Module::Process) else {
+        return 0;
+    };
+    let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let rec = unsafe { &mut *rec };
+    let bprm: *const u8 = ctx.arg(0);
+    let Some((len, denial)) = judge(rec, config, bprm) else {
+        return 0;
+    };
+    match record::verdict(config, denial, true) {
+        Some(verdict) if verdict.lsm_return() != 0 => {
+            // Refused: this exec never reaches sched_process_exec.
+            emit(rec, Hook::LsmBprmCheck, config, &verdict, len, 0);
+            verdict.lsm_return()
+        }
+        _ => 0,
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+    let Some(config) = record::active_module(Module::Process) else {
+        return 0;
+    };
+    let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let rec = unsafe { &mut *rec };
+    let bprm: *const u8 = ctx.arg(2);
+    let Some((len, denial)) = judge(rec, config, bprm) else {
+        return 0;
+    };
+    let verdict = record::verdict(config, denial, false).unwrap_or(Verdict::AUDIT);
+    // Where BPF-LSM is attached, the decision is the LSM hook's (this is
+    // monitor mode); elsewhere the audit tier made it.
+    let hook = if verdict.rule_id != 0 || denial.is_some() {
+        if config.flags & FLAG_LSM != 0 {
+            Hook::LsmBprmCheck
+        } else {
+            Hook::TpSchedExec
+        }
+    } else {
+        Hook::TpSchedExec
+    };
+    let args_len = read_args(rec, len);
+    emit(rec, hook, config, &verdict, len, args_len);
+    0
+}
+
+/// Writes the executable's path into the record and applies the exec
+/// policy: `(path length, denial)`.
+#[inline(always)]
+fn judge(
+    rec: &mut ExecRecord,
+    config: &ModuleConfig,
+    bprm: *const u8,
+) -> Option<(usize, Option<u32>)> {
+    let file = kernel::bprm_file(bprm);
+    let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
+    let (len, cut) = kernel::walk_path(mnt, dentry, rec.data.as_mut_ptr())?;
+    rec.event.flags = if cut { PATH_TRUNCATED } else { 0 };
+    let by_path = record::lookup_path(&EXEC_PATH_RULES, rec.data.as_ptr(), len);
+    let by_name = name_rule(rec, kernel::bprm_filename(bprm));
+    Some((
+        len,
+        PathRule::denial([by_path.as_ref(), by_name.as_ref()], config.policy),
+    ))
+}
+
+/// Looks up the basename of `filename` (the path given to execve) in the
+/// name rules. Uses the record's argument area as scratch.
+#[inline(always)]
+fn name_rule(rec: &mut ExecRecord, filename: *const u8) -> Option<PathRule> {
+    let buf = unsafe { rec.data.as_mut_ptr().add(PATH_MAX) };
+    let n = unsafe {
+        generated::bpf_probe_read_kernel_str(buf.cast(), FILENAME_SCAN as u32, filename.cast())
+    };
+    if n <= 1 {
+        return None;
+    }
+    // Find where the basename starts. Under bpf_loop the verifier checks
+    // one step, not every combination of steps.
+    let mut scan = Scan {
+        buf,
+        len: n as u64,
+        start: 0,
+    };
+    unsafe {
+        generated::bpf_loop(
+            FILENAME_SCAN as u32,
+            scan_step as *mut core::ffi::c_void,
+            (&mut scan as *mut Scan).cast(),
+            0,
+        )
+    };
+    let start = kernel::bounded(scan.start as usize, FILENAME_SCAN - 1);
+    let key = NAME_KEY_SCRATCH.get_ptr_mut(0)?;
+    let key = unsafe { &mut *key };
+    *key = [0u8; NAME_KEY_LEN];
+    unsafe {
+        generated::bpf_probe_read_kernel_str(
+            key.as_mut_ptr().cast(),
+            NAME_KEY_LEN as u32,
+            buf.add(start).cast(),
+        )
+    };
+    unsafe { EXEC_NAME_RULES.get(&*key) }.copied()
+}
+
+/// State of the basename scan, shared with its `bpf_loop` callback.
+#[repr(C)]
+struct Scan {
+    buf: *const u8,
+    /// Bytes in `buf`, with the NUL.
+    len: u64,
+    /// Index after the last '/' seen.
+    start: u64,
+}
+
+#[inline(never)]
+extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let scan = unsafe { &mut *ctx.cast::<Scan>() };
+    if index >= scan.len {
+        return 1;
+    }
+    let i = (index as usize) & (FILENAME_SCAN - 1);
+    if unsafe { *scan.buf.add(i) } == b'/' {
+        scan.start = index + 1;
+    }
+    0
+}
+
+/// Copies the new program's arguments (NUL-separated) after the path.
+#[inline(always)]
+fn read_args(rec: &mut ExecRecord, path_len: usize) -> usize {
+    let (start, end) = kernel::current_args();
+    if end <= start {
+        return 0;
+    }
+    let mut len = (end - start) as usize;
+    if len > ARGS_MAX {
+        len = ARGS_MAX;
+        rec.event.flags |= ARGS_TRUNCATED;
+    }
+    let dst = unsafe { rec.data.as_mut_ptr().add(path_len & (PATH_MAX - 1)) };
+    let len = len & (2 * ARGS_MAX - 1);
+    if len == 0 || len > ARGS_MAX {
+        return 0;
+    }
+    let rc = unsafe { bpf_probe_read_user(dst.cast(), len as u32, start as *const _) };
+    if rc == 0 { len } else { 0 }
+}
+
+#[inline(always)]
+fn emit(
+    rec: &mut ExecRecord,
+    hook: Hook,
+    config: &ModuleConfig,
+    verdict: &Verdict,
+    len: usize,
+    args_len: usize,
+) {
+    let ev = &mut rec.event;
+    ev.header = record::header(EventKind::Exec, hook, config.mode, verdict);
+    kernel::current_process(&mut ev.process);
+    ev.path_len = len as u16;
+    ev.args_len = args_len as u16;
+    record::submit(
+        hook,
+        (rec as *const ExecRecord).cast(),
+        EXEC_EVENT_SIZE + (len & (PATH_MAX - 1)) + (args_len & (2 * ARGS_MAX - 1)),
+    );
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct task_struct *parent, struct task_struct *child)
+    let Some(config) = record::active_module(Module::Process) else {
+        return 0;
+    };
+    let child: *const u8 = ctx.arg(1);
+    let (child_tid, child_pid) = (kernel::task_pid(child), kernel::task_tgid(child));
+    if child_tid != child_pid {
+        return 0; // a new thread, not a new process
+    }
+    let mut ev = ForkEvent {
+        header: record::header(
+            EventKind::Fork,
+            Hook::TpSchedFork,
+            config.mode,
+            &Verdict::AUDIT,
+        ),
+        child_pid,
+        child_tid,
+        ..Default::default()
+    };
+    kernel::current_process(&mut ev.process);
+    record::submit(
+        Hook::TpSchedFork,
+        (&ev as *const ForkEvent).cast(),
+        size_of::<ForkEvent>(),
+    );
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct task_struct *p); p is current.
+    let Some(config) = record::active_module(Module::Process) else {
+        return 0;
+    };
+    let task: *const u8 = ctx.arg(0);
+    if !kernel::task_group_dead(task) {
+        return 0; // other threads live on
+    }
+    let mut ev = ExitEvent {
+        header: record::header(
+            EventKind::Exit,
+            Hook::TpSchedExit,
+            config.mode,
+            &Verdict::AUDIT,
+        ),
+        exit_code: kernel::task_exit_code(task),
+        ..Default::default()
+    };
+    kernel::current_process(&mut ev.process);
+    record::submit(
+        Hook::TpSchedExit,
+        (&ev as *const ExitEvent).cast(),
+        size_of::<ExitEvent>(),
+    );
+    0
+}

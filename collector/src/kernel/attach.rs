@@ -1,0 +1,291 @@
+//! Which programs attach where, and what that means for each row of the
+//! policy. BPF-LSM first; where the kernel refuses it, the audit tier.
+
+use aya::{
+    Btf, Ebpf,
+    programs::{Lsm, RawTracePoint, TracePoint},
+};
+use collector_common::programs;
+use tracing::warn;
+
+use super::{KernelError, probe};
+use crate::{config::TierChoice, policy::Policy};
+
+/// How a row of the policy is covered on this kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// BPF-LSM: operations are refused in block mode.
+    Enforced { hooks: Vec<String> },
+    /// Tracepoints: operations are reported, never refused.
+    AuditOnly { hooks: Vec<String>, reason: String },
+    /// Nothing on this kernel covers the row.
+    Unavailable { reason: String },
+    /// The module is disabled in the configuration.
+    Disabled,
+}
+
+impl Coverage {
+    pub fn tier(&self) -> &'static str {
+        match self {
+            Coverage::Enforced { .. } => semconv::tier::ENFORCED,
+            Coverage::AuditOnly { .. } => semconv::tier::AUDIT_ONLY,
+            Coverage::Unavailable { .. } | Coverage::Disabled => semconv::tier::UNAVAILABLE,
+        }
+    }
+}
+
+/// One row: an operation the policy covers, e.g. `files.open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub name: &'static str,
+    pub coverage: Coverage,
+}
+
+pub struct Attached {
+    pub rows: Vec<Row>,
+    /// Per module: its BPF-LSM programs are attached (denials enforced).
+    pub files_lsm: bool,
+    pub process_lsm: bool,
+    pub mount_lsm: bool,
+}
+
+/// File rows and their BPF-LSM program (same name as the hook).
+const FILE_ROWS: &[(&str, &str)] = &[
+    ("files.open", "file_open"),
+    ("files.unlink", "path_unlink"),
+    ("files.rmdir", "path_rmdir"),
+    ("files.rename", "path_rename"),
+    ("files.truncate", "path_truncate"),
+    ("files.chmod", "path_chmod"),
+    ("files.chown", "path_chown"),
+    ("files.mmap", "mmap_file"),
+    ("files.ioctl", "file_ioctl"),
+];
+
+const MOUNT_ROWS: &[(&str, &str)] = &[("mount.mount", "sb_mount"), ("mount.move", "move_mount")];
+
+/// Tries BPF-LSM once per program; remembers why it is unavailable so the
+/// reason is found once and reported per row.
+struct LsmAttacher<'a> {
+    btf: &'a Btf,
+    tier: TierChoice,
+    /// Set once the kernel has refused BPF-LSM as such.
+    refused: Option<String>,
+}
+
+impl LsmAttacher<'_> {
+    /// `Ok(Ok(()))` attached; `Ok(Err(reason))` not attached (audit tier
+    /// may take over); `Err` when the configuration requires BPF-LSM.
+    fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        program: &str,
+    ) -> Result<Result<(), String>, KernelError> {
+        if self.tier == TierChoice::Tracepoint {
+            return Ok(Err(
+                "the configuration asks for the audit tier (kernel.tier: tracepoint)".into(),
+            ));
+        }
+        if let Some(reason) = &self.refused {
+            return Ok(Err(reason.clone()));
+        }
+        if let Some(reason) = probe::lsm_list_reason() {
+            self.refused = Some(reason);
+        }
+        let result = match &self.refused {
+            Some(reason) => Err(reason.clone()),
+            None => try_lsm(ebpf, self.btf, program),
+        };
+        match result {
+            Ok(()) => Ok(Ok(())),
+            Err(reason) if self.tier == TierChoice::Lsm => Err(KernelError::LsmRequired(reason)),
+            Err(reason) => {
+                // EPERM or a missing LSM list entry refuses every program.
+                if reason.contains("EPERM") || reason.contains("LSM list") {
+                    self.refused = Some(reason.clone());
+                }
+                Ok(Err(reason))
+            }
+        }
+    }
+}
+
+pub fn attach_all(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    tier: TierChoice,
+    policy: &Policy,
+) -> Result<Attached, KernelError> {
+    let mut lsm = LsmAttacher {
+        btf,
+        tier,
+        refused: None,
+    };
+    let mut rows = Vec::new();
+
+    // Files.
+    let mut files_lsm = false;
+    if policy.files.enabled() {
+        for &(row, program) in FILE_ROWS {
+            let coverage = match lsm.attach(ebpf, program)? {
+                Ok(()) => {
+                    files_lsm = true;
+                    Coverage::Enforced {
+                        hooks: vec![format!("lsm/{program}")],
+                    }
+                }
+                Err(reason) if row == "files.open" => {
+                    let hooks = attach_tracepoints(ebpf, programs::FILE_TRACEPOINTS)?;
+                    Coverage::AuditOnly { hooks, reason }
+                }
+                Err(reason) => Coverage::Unavailable { reason },
+            };
+            rows.push(Row {
+                name: row,
+                coverage,
+            });
+        }
+    } else {
+        rows.extend(FILE_ROWS.iter().map(|&(name, _)| Row {
+            name,
+            coverage: Coverage::Disabled,
+        }));
+    }
+
+    // Processes: the life cycle from raw tracepoints on every tier; exec
+    // policy enforced by BPF-LSM where it loads.
+    let mut process_lsm = false;
+    if policy.process.enabled() {
+        let lifecycle = attach_raw_tracepoints(ebpf, programs::PROCESS_TRACEPOINTS)?;
+        let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0])? {
+            Ok(()) => {
+                process_lsm = true;
+                Coverage::Enforced {
+                    hooks: vec!["lsm/bprm_check_security".into()],
+                }
+            }
+            Err(reason) => Coverage::AuditOnly {
+                hooks: vec!["raw_tracepoint/sched_process_exec".into()],
+                reason,
+            },
+        };
+        rows.push(Row {
+            name: "process.exec",
+            coverage: exec,
+        });
+        rows.push(Row {
+            name: "process.lifecycle",
+            coverage: Coverage::AuditOnly {
+                hooks: lifecycle,
+                reason: "fork and exit are reported, not judged".into(),
+            },
+        });
+    } else {
+        for name in ["process.exec", "process.lifecycle"] {
+            rows.push(Row {
+                name,
+                coverage: Coverage::Disabled,
+            });
+        }
+    }
+
+    // Mounts.
+    let mut mount_lsm = false;
+    for &(row, program) in MOUNT_ROWS {
+        let coverage = if !policy.mount.enabled() {
+            Coverage::Disabled
+        } else {
+            match lsm.attach(ebpf, program)? {
+                Ok(()) => {
+                    mount_lsm = true;
+                    Coverage::Enforced {
+                        hooks: vec![format!("lsm/{program}")],
+                    }
+                }
+                Err(reason) => Coverage::Unavailable { reason },
+            }
+        };
+        rows.push(Row {
+            name: row,
+            coverage,
+        });
+    }
+
+    Ok(Attached {
+        rows,
+        files_lsm,
+        process_lsm,
+        mount_lsm,
+    })
+}
+
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    list: &[(&str, &str, &str)],
+) -> Result<Vec<String>, KernelError> {
+    let mut hooks = Vec::new();
+    for &(program, category, name) in list {
+        let prog: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or(KernelError::Missing("a tracepoint program"))?
+            .try_into()
+            .map_err(|source| KernelError::Attach {
+                what: program.into(),
+                source,
+            })?;
+        match prog
+            .load()
+            .and_then(|()| prog.attach(category, name).map(drop))
+        {
+            Ok(()) => hooks.push(format!("tracepoint/{category}/{name}")),
+            // `open` does not exist on every architecture; `openat2` is 5.6+.
+            Err(err) => warn!("tracepoint {category}/{name} not attached: {err}"),
+        }
+    }
+    if hooks.is_empty() {
+        return Err(KernelError::Missing("any attachable tracepoint"));
+    }
+    Ok(hooks)
+}
+
+fn attach_raw_tracepoints(
+    ebpf: &mut Ebpf,
+    list: &[(&str, &str, &str)],
+) -> Result<Vec<String>, KernelError> {
+    let mut hooks = Vec::new();
+    for &(program, _, name) in list {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(program)
+            .ok_or(KernelError::Missing("a raw tracepoint program"))?
+            .try_into()
+            .map_err(|source| KernelError::Attach {
+                what: program.into(),
+                source,
+            })?;
+        prog.load()
+            .and_then(|()| prog.attach(name).map(drop))
+            .map_err(|source| KernelError::Attach {
+                what: format!("raw tracepoint {name}"),
+                source,
+            })?;
+        hooks.push(format!("raw_tracepoint/{name}"));
+    }
+    Ok(hooks)
+}
+
+/// Loads and attaches one BPF-LSM program (named after its hook); on
+/// failure, says why in one line.
+fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str) -> Result<(), String> {
+    let prog: &mut Lsm = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("the eBPF object has no program {program}"))?
+        .try_into()
+        .map_err(|e| format!("{program} is not an LSM program: {e}"))?;
+    let started = std::time::Instant::now();
+    prog.load(program, btf)
+        .map_err(|e| probe::describe_load_error(program, &e))?;
+    tracing::debug!(program, elapsed = ?started.elapsed(), "BPF-LSM program verified and loaded");
+    prog.attach()
+        .map(drop)
+        .map_err(|e| format!("the kernel refused to attach BPF-LSM program {program}: {e}"))
+}

@@ -1,0 +1,112 @@
+//! Path-prefix rules → LPM trie entries.
+//!
+//! Each distinct prefix becomes one entry whose key is the prefix followed
+//! by `/` (so rules match on directory boundaries) and whose value carries
+//! the nearest deny rule and the nearest allow rule among the prefix and its
+//! ancestors. The kernel's single longest-prefix lookup then answers the
+//! whole policy question (`PathRule::denial`).
+
+use std::collections::HashMap;
+
+use collector_common::{PATH_KEY_LEN, PathKey, PathRule};
+
+/// One trie entry: key data and the number of leading bytes that count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathEntry {
+    pub key: PathKey,
+    pub key_len: usize,
+    pub rule: PathRule,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PathRules {
+    by_prefix: HashMap<Vec<u8>, PathRule>,
+}
+
+impl PathRules {
+    /// `deny` and `allow` are `(rule id, normalised absolute path)`.
+    pub fn build(deny: &[(u32, String)], allow: &[(u32, String)]) -> Self {
+        // Prefix (with trailing '/') → its own deny and allow rules.
+        let mut own: HashMap<Vec<u8>, PathRule> = HashMap::new();
+        for (id, path) in deny {
+            let slot = own.entry(prefix_key(path)).or_default();
+            if slot.deny_rule == 0 {
+                slot.deny_rule = *id;
+            }
+        }
+        for (id, path) in allow {
+            let slot = own.entry(prefix_key(path)).or_default();
+            if slot.allow_rule == 0 {
+                slot.allow_rule = *id;
+            }
+        }
+        // Inherit the nearest deny and allow from ancestors.
+        let by_prefix = own
+            .keys()
+            .map(|key| {
+                let mut rule = PathRule::default();
+                for ancestor in boundaries(key).filter_map(|len| own.get(&key[..len])) {
+                    if rule.deny_rule == 0 {
+                        rule.deny_rule = ancestor.deny_rule;
+                    }
+                    if rule.allow_rule == 0 {
+                        rule.allow_rule = ancestor.allow_rule;
+                    }
+                }
+                (key.clone(), rule)
+            })
+            .collect();
+        Self { by_prefix }
+    }
+
+    /// The trie entries, sorted by key.
+    pub fn entries(&self) -> Vec<PathEntry> {
+        let mut entries: Vec<PathEntry> = self
+            .by_prefix
+            .iter()
+            .map(|(key, rule)| {
+                let mut data = [0u8; PATH_KEY_LEN];
+                data[..key.len()].copy_from_slice(key);
+                PathEntry {
+                    key: data,
+                    key_len: key.len(),
+                    rule: *rule,
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| a.key[..a.key_len].cmp(&b.key[..b.key_len]));
+        entries
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.by_prefix.len()
+    }
+
+    /// The longest matching entry for an absolute path, as the kernel's
+    /// lookup finds it.
+    pub fn lookup(&self, path: &str) -> Option<&PathRule> {
+        let mut key = path.as_bytes().to_vec();
+        key.push(b'/');
+        key.truncate(PATH_KEY_LEN);
+        boundaries(&key).find_map(|len| self.by_prefix.get(&key[..len]))
+    }
+}
+
+/// A rule's key: `/etc/secret` → `/etc/secret/`; the root stays `/`.
+fn prefix_key(path: &str) -> Vec<u8> {
+    let mut key = path.as_bytes().to_vec();
+    if key.last() != Some(&b'/') {
+        key.push(b'/');
+    }
+    key
+}
+
+/// Lengths of `key`'s prefixes that end on a `/`, longest first.
+fn boundaries(key: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    key.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'/')
+        .map(|(i, _)| i + 1)
+}

@@ -1,0 +1,157 @@
+use collector_common::PathRule;
+
+use super::*;
+use crate::config::{
+    FilesConfig, ModuleSettings, MountConfig, ProcessConfig, validate_exec_rule, validate_rule_path,
+};
+
+fn settings(policy: ListPolicy) -> ModuleSettings {
+    ModuleSettings {
+        enable: true,
+        mode: Mode::Block,
+        target: Target::Host,
+        policy,
+    }
+}
+
+fn compile(policy: ListPolicy, allow: &[&str], deny: &[&str]) -> Policy {
+    // Names (not paths) only make sense as exec rules.
+    let paths = |v: &[&str]| {
+        v.iter()
+            .filter(|p| p.starts_with('/'))
+            .map(|p| validate_rule_path(p).unwrap())
+            .collect()
+    };
+    let execs = |v: &[&str]| v.iter().map(|p| validate_exec_rule(p).unwrap()).collect();
+    let mut config = crate::config::load(&Default::default()).unwrap();
+    config.files = FilesConfig {
+        settings: settings(policy),
+        allow: paths(allow),
+        deny: paths(deny),
+        ioctl: false,
+    };
+    config.process = ProcessConfig {
+        settings: settings(policy),
+        allow: execs(allow),
+        deny: execs(deny),
+    };
+    config.mount = MountConfig {
+        settings: settings(policy),
+        deny: paths(deny),
+    };
+    Policy::compile(&config)
+}
+
+/// The file verdict for `path`, named by its rule: what the kernel decides.
+fn file_denied_by(p: &Policy, path: &str) -> Option<String> {
+    let m = &p.files;
+    PathRule::denial([m.paths.lookup(path), None], m.config.policy)
+        .map(|id| m.rules.get(id).map_or("default".into(), |r| r.name.clone()))
+}
+
+fn exec_denied_by(p: &Policy, path: &str, name: &str) -> Option<String> {
+    let m = &p.process;
+    PathRule::denial(
+        [m.paths.lookup(path), m.names.lookup(name)],
+        m.config.policy,
+    )
+    .map(|id| m.rules.get(id).map_or("default".into(), |r| r.name.clone()))
+}
+
+#[test]
+fn prefixes_match_on_directory_boundaries_only() {
+    let p = compile(ListPolicy::Blacklist, &[], &["/etc/secret"]);
+    assert_eq!(
+        file_denied_by(&p, "/etc/secret"),
+        Some("/etc/secret".into())
+    );
+    assert_eq!(
+        file_denied_by(&p, "/etc/secret/x"),
+        Some("/etc/secret".into())
+    );
+    assert_eq!(
+        file_denied_by(&p, "/etc/secret/a/b/c"),
+        Some("/etc/secret".into())
+    );
+    assert_eq!(file_denied_by(&p, "/etc/secrets.d/x"), None);
+    assert_eq!(file_denied_by(&p, "/etc/secre"), None);
+    assert_eq!(file_denied_by(&p, "/etc"), None);
+}
+
+#[test]
+fn deny_wins_over_a_longer_allow_as_in_safeguard() {
+    let p = compile(ListPolicy::Blacklist, &["/etc/ssl"], &["/etc"]);
+    assert_eq!(file_denied_by(&p, "/etc/ssl/certs/x"), Some("/etc".into()));
+    // The compiled entry for /etc/ssl carries the ancestor's deny.
+    let entries = p.files.paths.entries();
+    let ssl = entries
+        .iter()
+        .find(|e| &e.key[..e.key_len] == b"/etc/ssl/")
+        .unwrap();
+    assert_ne!(ssl.rule.deny_rule, 0);
+    assert_ne!(ssl.rule.allow_rule, 0);
+}
+
+#[test]
+fn whitelist_denies_what_is_not_allowed() {
+    let p = compile(ListPolicy::Whitelist, &["/usr", "/etc"], &["/etc/shadow"]);
+    assert_eq!(file_denied_by(&p, "/usr/bin/ls"), None);
+    assert_eq!(file_denied_by(&p, "/etc/hosts"), None);
+    assert_eq!(
+        file_denied_by(&p, "/etc/shadow"),
+        Some("/etc/shadow".into())
+    );
+    assert_eq!(file_denied_by(&p, "/home/x"), Some("default".into()));
+    assert_eq!(file_denied_by(&p, "/usrlocal/x"), Some("default".into()));
+}
+
+#[test]
+fn root_allow_covers_everything() {
+    let p = compile(ListPolicy::Whitelist, &["/"], &["/root/.ssh"]);
+    assert_eq!(file_denied_by(&p, "/anything/at/all"), None);
+    assert_eq!(
+        file_denied_by(&p, "/root/.ssh/id_rsa"),
+        Some("/root/.ssh".into())
+    );
+}
+
+#[test]
+fn duplicate_rules_share_an_id() {
+    let p = compile(ListPolicy::Blacklist, &[], &["/a", "/a/", "/b"]);
+    assert_eq!(p.files.rules.len(), 2);
+    assert_eq!(p.files.paths.len(), 2);
+}
+
+#[test]
+fn long_paths_are_judged_on_the_key_width() {
+    let p = compile(ListPolicy::Blacklist, &[], &["/deep"]);
+    let long = format!("/deep/{}", "x/".repeat(300));
+    assert_eq!(file_denied_by(&p, &long), Some("/deep".into()));
+}
+
+#[test]
+fn exec_rules_match_by_path_prefix_or_by_name() {
+    let p = compile(ListPolicy::Blacklist, &[], &["nc", "/opt/tools"]);
+    assert_eq!(
+        exec_denied_by(&p, "/usr/bin/nc.openbsd", "nc"),
+        Some("nc".into())
+    );
+    assert_eq!(
+        exec_denied_by(&p, "/opt/tools/x", "x"),
+        Some("/opt/tools".into())
+    );
+    assert_eq!(exec_denied_by(&p, "/usr/bin/ncat", "ncat"), None);
+    let w = compile(ListPolicy::Whitelist, &["bash", "/usr/bin"], &[]);
+    assert_eq!(exec_denied_by(&w, "/usr/bin/id", "id"), None);
+    assert_eq!(exec_denied_by(&w, "/opt/bash", "bash"), None);
+    assert_eq!(exec_denied_by(&w, "/opt/x", "x"), Some("default".into()));
+}
+
+#[test]
+fn module_switches_follow_the_settings() {
+    let p = compile(ListPolicy::Whitelist, &[], &["/dev/vdb"]);
+    assert_eq!(p.files.config.policy, collector_common::POLICY_WHITELIST);
+    assert_eq!(p.files.config.mode, collector_common::MODE_BLOCK);
+    // Mounts have no allow list, whatever the global policy says.
+    assert_eq!(p.mount.config.policy, collector_common::POLICY_BLACKLIST);
+}

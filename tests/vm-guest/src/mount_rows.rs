@@ -1,0 +1,155 @@
+//! Mount rows: a denied source may not be mounted (mount(2)) or moved
+//! (move_mount(2)).
+
+use std::{ffi::CString, fs};
+
+use semconv::{attr, event};
+use serde_json::json;
+
+use crate::{
+    cases::TestResult,
+    rows::{Action, Expect, Op, Untouched, suite},
+};
+
+const DENIED: &str = "/srv/sgm/secret";
+const OTHER: &str = "/srv/sgm/public";
+
+fn sh(command: &str) -> Result<(), String> {
+    let ran = safeguard_test_support::run("/bin/sh", &["-c", command], None, None)?;
+    if ran.code == 0 {
+        Ok(())
+    } else {
+        Err(format!("{command}: {}", ran.stderr))
+    }
+}
+
+fn setup() -> Result<(), String> {
+    // Undo an earlier run: mounts first, then the directories.
+    let _ =
+        sh("umount -l /mnt/sgm/* 2>/dev/null; umount -l /srv/sgm/secret/tree 2>/dev/null; true");
+    let _ = fs::remove_dir_all("/srv/sgm");
+    let _ = fs::remove_dir_all("/mnt/sgm");
+    for dir in [
+        &format!("{DENIED}/data"),
+        &format!("{DENIED}/tree"),
+        &format!("{OTHER}/data"),
+        "/mnt/sgm/bind",
+        "/mnt/sgm/other",
+        "/mnt/sgm/moved",
+    ] {
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    }
+    // A mount under the denied source, to be moved while the agent runs.
+    sh(&format!("mount -t tmpfs tree {DENIED}/tree"))
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+/// open_tree(2) on the mount at `from`, then move_mount(2) it to `to`.
+fn move_mount(from: &str, to: &str) -> Result<(), i32> {
+    let (from, to, empty) = (
+        CString::new(from).unwrap(),
+        CString::new(to).unwrap(),
+        CString::new("").unwrap(),
+    );
+    // SAFETY: raw syscalls with valid C strings; the fd is closed below.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, from.as_ptr(), 0u32) as i32;
+        if fd < 0 {
+            return Err(errno());
+        }
+        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+        let rc = libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        );
+        let err = errno();
+        libc::close(fd);
+        if rc == 0 { Ok(()) } else { Err(err) }
+    }
+}
+
+fn ops() -> Vec<Op> {
+    vec![
+        Op {
+            row: "mount.bind",
+            event: event::MOUNT_MOUNT,
+            key: attr::MOUNT_SOURCE,
+            value: format!("{DENIED}/data"),
+            attributes: vec![
+                (attr::MOUNT_TARGET, json!("/mnt/sgm/bind")),
+                (attr::SECURITY_RULE_NAME, json!(DENIED)),
+            ],
+            action: Action::Run(
+                "/bin/mount",
+                vec![
+                    "--bind".into(),
+                    format!("{DENIED}/data"),
+                    "/mnt/sgm/bind".into(),
+                ],
+            ),
+        },
+        Op {
+            row: "mount.move_mount",
+            event: event::MOUNT_MOVE,
+            key: attr::MOUNT_SOURCE,
+            value: format!("{DENIED}/tree"),
+            attributes: vec![(attr::MOUNT_TARGET, json!("/mnt/sgm/moved"))],
+            action: Action::Call(Box::new(|| {
+                move_mount(&format!("{DENIED}/tree"), "/mnt/sgm/moved")
+            })),
+        },
+    ]
+}
+
+fn untouched() -> Vec<Untouched> {
+    vec![Untouched {
+        what: "other-source",
+        key: attr::MOUNT_SOURCE,
+        value: format!("{OTHER}/data"),
+        action: Action::Run(
+            "/bin/mount",
+            vec![
+                "--bind".into(),
+                format!("{OTHER}/data"),
+                "/mnt/sgm/other".into(),
+            ],
+        ),
+    }]
+}
+
+fn config(mode: &str) -> String {
+    format!(
+        "mount:\n  enable: true\n  mode: {mode}\n  deny: [{DENIED}]\nfiles:\n  enable: false\nkernel:\n  tier: lsm\n"
+    )
+}
+
+pub fn block(agent: &str) -> Vec<(String, TestResult)> {
+    suite(
+        agent,
+        "block",
+        &config("block"),
+        Expect::Blocked,
+        &setup,
+        ops(),
+        untouched(),
+    )
+}
+
+pub fn monitor(agent: &str) -> Vec<(String, TestResult)> {
+    suite(
+        agent,
+        "monitor",
+        &config("monitor"),
+        Expect::WouldBlock,
+        &setup,
+        ops(),
+        untouched(),
+    )
+}
