@@ -10,6 +10,7 @@
 pub mod file;
 pub mod mount;
 pub mod names;
+pub mod net;
 pub mod policy;
 pub mod process;
 
@@ -38,6 +39,8 @@ pub enum EventKind {
     Exit = 4,
     /// [`mount::MountEvent`].
     Mount = 5,
+    /// [`net::NetEvent`].
+    Net = 6,
 }
 
 impl EventKind {
@@ -48,6 +51,7 @@ impl EventKind {
             3 => Some(Self::Fork),
             4 => Some(Self::Exit),
             5 => Some(Self::Mount),
+            6 => Some(Self::Net),
             _ => None,
         }
     }
@@ -104,6 +108,21 @@ hooks! {
     TpSchedExit = 15 => "raw_tracepoint/sched_process_exit", false;
     LsmSbMount = 16 => "lsm/sb_mount", true;
     LsmMoveMount = 17 => "lsm/move_mount", true;
+    LsmSocketConnect = 18 => "lsm/socket_connect", true;
+    LsmSocketSendmsg = 19 => "lsm/socket_sendmsg", true;
+    LsmSocketRecvmsg = 20 => "lsm/socket_recvmsg", true;
+    LsmSocketGetpeername = 21 => "lsm/socket_getpeername", true;
+    LsmSocketBind = 22 => "lsm/socket_bind", true;
+    LsmInetConnRequest = 23 => "lsm/inet_conn_request", true;
+    CgroupConnect4 = 24 => "cgroup/connect4", true;
+    CgroupConnect6 = 25 => "cgroup/connect6", true;
+    CgroupSendmsg4 = 26 => "cgroup/sendmsg4", true;
+    CgroupSendmsg6 = 27 => "cgroup/sendmsg6", true;
+    CgroupRecvmsg4 = 28 => "cgroup/recvmsg4", false;
+    CgroupRecvmsg6 = 29 => "cgroup/recvmsg6", false;
+    CgroupGetpeername4 = 30 => "cgroup/getpeername4", false;
+    CgroupGetpeername6 = 31 => "cgroup/getpeername6", false;
+    LsmSockRcvSkb = 32 => "lsm/socket_sock_rcv_skb", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

@@ -10,6 +10,15 @@ pub mod maps {
     pub const EXEC_PATH_RULES: &str = "EXEC_PATH_RULES";
     pub const EXEC_NAME_RULES: &str = "EXEC_NAME_RULES";
     pub const MOUNT_RULES: &str = "MOUNT_RULES";
+    pub const NET_V4_RULES: &str = "NET_V4_RULES";
+    pub const NET_V6_RULES: &str = "NET_V6_RULES";
+    pub const NET_COMMAND_RULES: &str = "NET_COMMAND_RULES";
+    pub const NET_UID_RULES: &str = "NET_UID_RULES";
+    pub const NET_GID_RULES: &str = "NET_GID_RULES";
+    /// Capacity of a CIDR rule trie.
+    pub const CIDR_RULES_MAX: u32 = 65_536;
+    /// Capacity of a command, UID or GID rule map.
+    pub const ID_RULES_MAX: u32 = 16_384;
     /// Capacity of a path-prefix rule trie (distinct prefixes).
     pub const PATH_RULES_MAX: u32 = 65_536;
     /// Capacity of the program-name rule map.
@@ -47,6 +56,28 @@ pub mod programs {
     ];
     /// BPF-LSM programs of the mount module.
     pub const MOUNT_LSM: &[&str] = &["sb_mount", "move_mount"];
+    /// BPF-LSM programs of the network module: `(row, program)`.
+    pub const NETWORK_LSM: &[(&str, &str)] = &[
+        ("network.connect", "socket_connect"),
+        ("network.send", "socket_sendmsg"),
+        ("network.receive", "socket_recvmsg"),
+        ("network.getpeername", "socket_getpeername"),
+        ("network.bind", "socket_bind"),
+        ("network.accept", "inet_conn_request"),
+        ("network.receive.datagram", "socket_sock_rcv_skb"),
+    ];
+    /// Audit tier of the network module: cgroup sock_addr programs,
+    /// `(row, program, attach type)`. connect and sendmsg can refuse.
+    pub const NETWORK_CGROUP: &[(&str, &str)] = &[
+        ("network.connect", "connect4"),
+        ("network.connect", "connect6"),
+        ("network.send", "sendmsg4"),
+        ("network.send", "sendmsg6"),
+        ("network.receive", "recvmsg4"),
+        ("network.receive", "recvmsg6"),
+        ("network.getpeername", "getpeername4"),
+        ("network.getpeername", "getpeername6"),
+    ];
 }
 
 /// Other read-only globals the agent sets before load.
@@ -85,6 +116,19 @@ pub mod offsets {
         ("MOUNT_MNT_MOUNTPOINT_OFFSET", "mount", "mnt_mountpoint"),
         ("VFSMOUNT_MNT_ROOT_OFFSET", "vfsmount", "mnt_root"),
         ("BPRM_FILE_OFFSET", "linux_binprm", "file"),
+        ("SOCKET_SK_OFFSET", "socket", "sk"),
+        ("SOCK_PROTOCOL_OFFSET", "sock", "sk_protocol"),
+        ("SKC_DADDR_OFFSET", "sock_common", "skc_daddr"),
+        ("SKC_RCV_SADDR_OFFSET", "sock_common", "skc_rcv_saddr"),
+        ("SKC_DPORT_OFFSET", "sock_common", "skc_dport"),
+        ("SKC_NUM_OFFSET", "sock_common", "skc_num"),
+        ("SKC_FAMILY_OFFSET", "sock_common", "skc_family"),
+        ("SKC_V6_DADDR_OFFSET", "sock_common", "skc_v6_daddr"),
+        ("SKC_V6_RCV_SADDR_OFFSET", "sock_common", "skc_v6_rcv_saddr"),
+        ("MSGHDR_MSG_NAME_OFFSET", "msghdr", "msg_name"),
+        ("SKB_HEAD_OFFSET", "sk_buff", "head"),
+        ("SKB_NETWORK_HEADER_OFFSET", "sk_buff", "network_header"),
+        ("SKB_TRANSPORT_HEADER_OFFSET", "sk_buff", "transport_header"),
         ("BPRM_FILENAME_OFFSET", "linux_binprm", "filename"),
     ];
 }

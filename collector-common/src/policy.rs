@@ -7,9 +7,10 @@ pub enum Module {
     Files = 0,
     Process = 1,
     Mount = 2,
+    Network = 3,
 }
 
-pub const MODULE_COUNT: u32 = 3;
+pub const MODULE_COUNT: u32 = 4;
 
 pub const MODE_MONITOR: u8 = 0;
 pub const MODE_BLOCK: u8 = 1;
@@ -41,6 +42,11 @@ pub struct ModuleConfig {
 pub const FLAG_LSM: u8 = 1;
 /// `ModuleConfig::flags` of the file module: judge ioctls too.
 pub const FLAG_FILE_IOCTL: u8 = 2;
+/// `ModuleConfig::flags` of the network module: the configuration has an
+/// allow list of commands, UIDs or GIDs (only those may connect).
+pub const FLAG_NET_ALLOW_COMMAND: u8 = 4;
+pub const FLAG_NET_ALLOW_UID: u8 = 8;
+pub const FLAG_NET_ALLOW_GID: u8 = 16;
 
 /// Bytes of a path prefix lookup key. The kernel's LPM trie accepts at most
 /// 256 bytes of key data; a rule's prefix plus its trailing `/` must fit.
@@ -99,6 +105,44 @@ impl PathRule {
             None
         }
     }
+}
+
+/// The network policy, as safeguard has it. `Some(rule id)` when denied
+/// (0: a whitelist or allow-list default). A denied command, UID or GID
+/// always denies; a denied CIDR is overridden by an allowed command, UID or
+/// GID; under a whitelist the address must be allowed; an allow list of
+/// commands, UIDs or GIDs admits only those.
+#[inline(always)]
+pub fn net_denial(
+    cidr: Option<&PathRule>,
+    command: Option<&PathRule>,
+    uid: Option<&PathRule>,
+    gid: Option<&PathRule>,
+    policy: u8,
+    flags: u8,
+) -> Option<u32> {
+    let deny = |r: Option<&PathRule>| r.map_or(0, |r| r.deny_rule);
+    let allow = |r: Option<&PathRule>| r.map_or(0, |r| r.allow_rule);
+    for who in [command, uid, gid] {
+        if deny(who) != 0 {
+            return Some(deny(who));
+        }
+    }
+    let who_allowed = allow(command) != 0 || allow(uid) != 0 || allow(gid) != 0;
+    let cidr_denied = deny(cidr);
+    if cidr_denied != 0 && !who_allowed {
+        return Some(cidr_denied);
+    }
+    if policy == POLICY_WHITELIST && cidr_denied == 0 && allow(cidr) == 0 {
+        return Some(0);
+    }
+    let someone_not_allowed = (flags & FLAG_NET_ALLOW_COMMAND != 0 && allow(command) == 0)
+        || (flags & FLAG_NET_ALLOW_UID != 0 && allow(uid) == 0)
+        || (flags & FLAG_NET_ALLOW_GID != 0 && allow(gid) == 0);
+    if policy == POLICY_WHITELIST && someone_not_allowed {
+        return Some(0);
+    }
+    None
 }
 
 const _: () = {

@@ -47,6 +47,19 @@ globals!(
     VFSMOUNT_MNT_ROOT_OFFSET,
     BPRM_FILE_OFFSET,
     BPRM_FILENAME_OFFSET,
+    SOCKET_SK_OFFSET,
+    SOCK_PROTOCOL_OFFSET,
+    SKC_DADDR_OFFSET,
+    SKC_RCV_SADDR_OFFSET,
+    SKC_DPORT_OFFSET,
+    SKC_NUM_OFFSET,
+    SKC_FAMILY_OFFSET,
+    SKC_V6_DADDR_OFFSET,
+    SKC_V6_RCV_SADDR_OFFSET,
+    MSGHDR_MSG_NAME_OFFSET,
+    SKB_HEAD_OFFSET,
+    SKB_NETWORK_HEADER_OFFSET,
+    SKB_TRANSPORT_HEADER_OFFSET,
     HOST_MNT_NS,
 );
 
@@ -102,6 +115,61 @@ pub fn bprm_file(bprm: *const u8) -> *const u8 {
 #[inline(always)]
 pub fn bprm_filename(bprm: *const u8) -> *const u8 {
     read_ptr(bprm, &BPRM_FILENAME_OFFSET)
+}
+
+/// `sock->sk`.
+#[inline(always)]
+pub fn socket_sk(socket: *const u8) -> *const u8 {
+    read_ptr(socket, &SOCKET_SK_OFFSET)
+}
+
+/// `msg->msg_name`.
+#[inline(always)]
+pub fn msghdr_name(msg: *const u8) -> *const u8 {
+    read_ptr(msg, &MSGHDR_MSG_NAME_OFFSET)
+}
+
+/// What a socket knows of its two ends: `(family, protocol, local address,
+/// local port, peer address, peer port)`; addresses in network order,
+/// ports in host order.
+#[inline(always)]
+pub fn sock_ends(sk: *const u8) -> (u16, u8, [u8; 16], u16, [u8; 16], u16) {
+    let family: u16 = read(sk, &SKC_FAMILY_OFFSET);
+    let protocol = read::<u16>(sk, &SOCK_PROTOCOL_OFFSET) as u8;
+    let mut local = [0u8; 16];
+    let mut peer = [0u8; 16];
+    if family == collector_common::net::AF_INET6 {
+        local = read(sk, &SKC_V6_RCV_SADDR_OFFSET);
+        peer = read(sk, &SKC_V6_DADDR_OFFSET);
+    } else {
+        local[..4].copy_from_slice(&read::<[u8; 4]>(sk, &SKC_RCV_SADDR_OFFSET));
+        peer[..4].copy_from_slice(&read::<[u8; 4]>(sk, &SKC_DADDR_OFFSET));
+    }
+    let local_port: u16 = read(sk, &SKC_NUM_OFFSET);
+    let peer_port = u16::from_be(read(sk, &SKC_DPORT_OFFSET));
+    (family, protocol, local, local_port, peer, peer_port)
+}
+
+/// The network and transport headers of a packet: `(skb->head +
+/// network_header, skb->head + transport_header)`.
+#[inline(always)]
+pub fn skb_headers(skb: *const u8) -> (*const u8, *const u8) {
+    let head = read_ptr(skb, &SKB_HEAD_OFFSET);
+    let network: u16 = read(skb, &SKB_NETWORK_HEADER_OFFSET);
+    let transport: u16 = read(skb, &SKB_TRANSPORT_HEADER_OFFSET);
+    if head.is_null() {
+        return (core::ptr::null(), core::ptr::null());
+    }
+    unsafe { (head.add(network as usize), head.add(transport as usize)) }
+}
+
+/// Reads a `T` at `base + offset` (a constant offset).
+#[inline(always)]
+pub fn read_at<T: Default>(base: *const u8, offset: usize) -> T {
+    if base.is_null() {
+        return T::default();
+    }
+    unsafe { bpf_probe_read_kernel(base.add(offset).cast::<T>()) }.unwrap_or_default()
 }
 
 #[inline(always)]

@@ -17,6 +17,8 @@ mod file_audit;
 mod kernel;
 mod maps;
 mod mount;
+mod net;
+mod net_cgroup;
 mod process;
 mod record;
 

@@ -8,8 +8,9 @@ use aya_ebpf::{
 use collector_common::{
     HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, PathKey, PathRule,
     file::FileRecord,
-    maps::{NAME_RULES_MAX, PATH_RULES_MAX},
+    maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX},
     mount::MountRecord,
+    net::{V4Key, V6Key},
     process::ExecRecord,
 };
 
@@ -47,6 +48,24 @@ pub static EXEC_NAME_RULES: HashMap<NameKey, PathRule> =
 /// Mount rules: denied source path prefixes.
 #[map]
 pub static MOUNT_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+
+/// Network rules by destination (or source) network, IPv4 and IPv6.
+#[map]
+pub static NET_V4_RULES: LpmTrie<V4Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+
+#[map]
+pub static NET_V6_RULES: LpmTrie<V6Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+
+/// Network rules by command (`comm`, NUL-padded), UID and GID.
+#[map]
+pub static NET_COMMAND_RULES: HashMap<[u8; collector_common::COMM_LEN], PathRule> =
+    HashMap::with_max_entries(ID_RULES_MAX, 0);
+
+#[map]
+pub static NET_UID_RULES: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
+
+#[map]
+pub static NET_GID_RULES: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
 
 // Per-CPU scratch space: records are too big for the 512-byte stack.
 

@@ -64,6 +64,7 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 ("files", &config.files.settings, &policy.files),
                 ("process", &config.process.settings, &policy.process),
                 ("mount", &config.mount.settings, &policy.mount),
+                ("network", &config.network.settings, &policy.network),
             ] {
                 if settings.enable {
                     println!(
@@ -157,8 +158,13 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
     let enricher = Enricher::new(policy.clone(), stats.clone());
-    let mut kernel = Kernel::start(&policy, config.ring_buffer_bytes, config.tier)
-        .context("cannot start the kernel programs")?;
+    let mut kernel = Kernel::start(
+        &policy,
+        config.ring_buffer_bytes,
+        config.tier,
+        config.network.cgroup.as_deref(),
+    )
+    .context("cannot start the kernel programs")?;
     report_coverage(&kernel.rows);
 
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE_CAPACITY);

@@ -303,3 +303,95 @@ fn process_audit_tier_reports_denied_execs_and_the_life_cycle() {
     assert_eq!(of("safeguard.process.fork").len(), 1, "{events:?}");
     assert_eq!(of("safeguard.process.exit").len(), 1, "{events:?}");
 }
+
+/// A cgroup v2 directory made for one test and removed after it.
+struct TestCgroup(std::path::PathBuf);
+
+impl TestCgroup {
+    fn new() -> Option<Self> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let root = mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+        })?;
+        let dir = root.join(format!("safeguard-test-{}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        Some(Self(dir))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// connect(2) to `addr` from a new process, inside `cgroup` if given:
+/// `(pid, errno or 0)`.
+fn connect_from(cgroup: Option<&Path>, addr: std::net::SocketAddr) -> (u32, i32) {
+    use std::os::unix::process::CommandExt as _;
+    let script = format!(
+        "import socket, sys\ntry:\n    socket.create_connection(('{}', {}), timeout=5)\nexcept OSError as e:\n    sys.exit(e.errno or 99)\n",
+        addr.ip(),
+        addr.port()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &script]);
+    if let Some(dir) = cgroup {
+        let procs = dir.join("cgroup.procs");
+        // SAFETY: only async-signal-safe work between fork and exec: a
+        // write(2) of our pid into the cgroup.
+        unsafe {
+            cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let status = child.wait_with_output().unwrap().status;
+    (pid, status.code().unwrap_or(-1))
+}
+
+/// The audit tier's network programs (cgroup sock_addr) refuse a connect
+/// to a denied network from inside the configured cgroup, and report it;
+/// a process outside that cgroup is untouched. Never the root cgroup.
+#[test]
+fn cgroup_tier_refuses_denied_connects_inside_its_cgroup_only() {
+    require_root!();
+    let Some(cgroup) = TestCgroup::new() else {
+        eprintln!("skipped: no writable cgroup v2 hierarchy");
+        return;
+    };
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: python3 is needed for the client");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: block\n  cidr:\n    \
+         deny: [127.0.0.2/32]\n  cgroup: {}\nkernel:\n  tier: tracepoint\n",
+        cgroup.0.display()
+    );
+    let agent = start(&dir, &config);
+    let (inside_pid, inside) = connect_from(Some(&cgroup.0), target);
+    let (_, outside) = connect_from(None, target);
+    let (events, log) = agent.stop().unwrap();
+
+    assert_eq!(inside, libc::EPERM, "connect inside the cgroup: {log}");
+    assert_eq!(outside, 0, "connect outside the cgroup must work");
+    assert!(log.contains("network.connect: enforced"), "{log}");
+    let reported: Vec<_> = events
+        .iter()
+        .filter(|e| e["event_name"] == "safeguard.network.connect")
+        .collect();
+    assert_eq!(reported.len(), 1, "{events:?}");
+    let e = reported[0];
+    assert_eq!(e["process.pid"], inside_pid);
+    assert_eq!(e["safeguard.decision"], "blocked");
+    assert_eq!(e["safeguard.hook"], "cgroup/connect4");
+    assert_eq!(e["network.peer.address"], "127.0.0.2");
+    assert_eq!(e["network.peer.port"], target.port());
+    assert_eq!(e["security_rule.name"], "127.0.0.2/32");
+}

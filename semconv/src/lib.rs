@@ -34,6 +34,20 @@ pub mod attr {
     pub const FILE_OWNER_ID: &str = "file.owner.id";
     /// New group of a chown.
     pub const FILE_GROUP_ID: &str = "file.group.id";
+    /// `tcp` or `udp`.
+    pub const NETWORK_TRANSPORT: &str = "network.transport";
+    /// `ipv4` or `ipv6`.
+    pub const NETWORK_TYPE: &str = "network.type";
+    /// The socket's own address and port.
+    pub const NETWORK_LOCAL_ADDRESS: &str = "network.local.address";
+    pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
+    /// The other end: destination of a connect or send, source of a
+    /// receive or an inbound connection.
+    pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+    pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+    /// `transmit` (connect, send, bind) or `receive` (receive, accept,
+    /// getpeername).
+    pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
     /// Name of the host the agent runs on.
     pub const HOST_NAME: &str = "host.name";
     /// The rule that matched, as written in the configuration.
@@ -112,6 +126,18 @@ pub mod event {
     pub const MOUNT_MOUNT: &str = "safeguard.mount.mount";
     /// A mount was moved (or the move was refused).
     pub const MOUNT_MOVE: &str = "safeguard.mount.move";
+    /// connect(2) to a denied peer.
+    pub const NETWORK_CONNECT: &str = "safeguard.network.connect";
+    /// A datagram sent to a denied destination.
+    pub const NETWORK_SEND: &str = "safeguard.network.send";
+    /// A receive on a socket connected to a denied peer.
+    pub const NETWORK_RECEIVE: &str = "safeguard.network.receive";
+    /// getpeername(2) on a socket connected to a denied peer.
+    pub const NETWORK_GETPEERNAME: &str = "safeguard.network.getpeername";
+    /// bind(2) to a denied local address.
+    pub const NETWORK_BIND: &str = "safeguard.network.bind";
+    /// An inbound connection from a denied source.
+    pub const NETWORK_ACCEPT: &str = "safeguard.network.accept";
 }
 
 /// Values of [`attr::DECISION`].
@@ -136,6 +162,18 @@ pub mod module {
     pub const FILES: &str = "files";
     pub const PROCESS: &str = "process";
     pub const MOUNT: &str = "mount";
+    pub const NETWORK: &str = "network";
+}
+
+/// Values of [`attr::NETWORK_TRANSPORT`], [`attr::NETWORK_TYPE`] and
+/// [`attr::NETWORK_IO_DIRECTION`].
+pub mod net {
+    pub const TCP: &str = "tcp";
+    pub const UDP: &str = "udp";
+    pub const IPV4: &str = "ipv4";
+    pub const IPV6: &str = "ipv6";
+    pub const TRANSMIT: &str = "transmit";
+    pub const RECEIVE: &str = "receive";
 }
 
 /// Values of [`attr::ENFORCEMENT_TIER`].

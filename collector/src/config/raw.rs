@@ -103,6 +103,9 @@ pub struct RawNetwork {
     pub uid: RawAllowDeny<u32>,
     #[serde(deserialize_with = "nullable")]
     pub gid: RawAllowDeny<u32>,
+    /// safeguard addition: the cgroup (v2) the audit tier's socket programs
+    /// attach to, where BPF-LSM is unavailable. Default: the whole v2 tree.
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -239,3 +239,30 @@ fn mount_sources_must_be_absolute() {
     let e = one_error(load_with(Some("mount:\n  deny: [vdb]\n"), &[]));
     assert!(e.starts_with("mount.deny[0]:"), "{e}");
 }
+
+#[test]
+fn network_rules_are_checked() {
+    let c = load_with(
+        Some("network:\n  enable: true\n  cidr:\n    deny: [10.1.2.3/8, '::1/128']\n  command:\n    allow: [curl]\n  uid:\n    allow: [1000]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.network.cidr_deny[0].to_string(), "10.0.0.0/8");
+    assert_eq!(c.network.command_allow, ["curl"]);
+    assert_eq!(c.network.uid_allow, [1000]);
+    let e = one_error(load_with(
+        Some("network:\n  cidr:\n    deny: [10.0.0.0/33]\n"),
+        &[],
+    ));
+    assert!(
+        e.starts_with(
+            r#"network.cidr.deny[0]: "10.0.0.0/33" is not valid: an IPv4 or IPv6 network"#
+        ),
+        "{e}"
+    );
+    let e = one_error(load_with(
+        Some("network:\n  command:\n    deny: [a-very-long-command-name]\n"),
+        &[],
+    ));
+    assert!(e.contains("at most 15 bytes"), "{e}");
+}

@@ -8,7 +8,9 @@ use std::{
 
 use collector_common::PATH_RULE_MAX;
 
-use super::raw::{RawConfig, RawFiles, RawLog, RawMount, RawProcess};
+use ipnetwork::IpNetwork;
+
+use super::raw::{RawConfig, RawFiles, RawLog, RawMount, RawNetwork, RawProcess};
 
 /// A configuration problem: which key, what value, what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +127,24 @@ pub struct ProcessConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    pub settings: ModuleSettings,
+    pub cidr_allow: Vec<IpNetwork>,
+    pub cidr_deny: Vec<IpNetwork>,
+    /// Commands, as the kernel names a task (`comm`, at most 15 bytes).
+    pub command_allow: Vec<String>,
+    pub command_deny: Vec<String>,
+    pub uid_allow: Vec<u32>,
+    pub uid_deny: Vec<u32>,
+    pub gid_allow: Vec<u32>,
+    pub gid_deny: Vec<u32>,
+    /// Domains (resolved by a later version; reported as not enforced).
+    pub domains: usize,
+    /// cgroup v2 directory for the audit tier; `None`: the v2 root.
+    pub cgroup: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountConfig {
     pub settings: ModuleSettings,
     /// Denied mount sources (devices or paths), as prefixes.
@@ -167,6 +187,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub process: ProcessConfig,
     pub mount: MountConfig,
+    pub network: NetworkConfig,
     pub log: LogConfig,
     /// Bytes of the kernel-to-agent ring buffer.
     pub ring_buffer_bytes: u32,
@@ -212,16 +233,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     // Modules this version accepts but does not enforce yet: their common
     // keys are still checked, so a typo is caught today.
     let mut unsupported_modules = Vec::new();
-    let network = &raw.network;
-    settings(
-        &mut errors,
-        "network",
-        network.enable,
-        [&network.mode, &network.target, &network.policy],
-        global_policy,
-    );
-    if network.enable {
-        unsupported_modules.push("network");
+    let network = network(&mut errors, &raw.network, global_policy);
+    if network.settings.enable && network.domains > 0 {
+        unsupported_modules.push("network.domain");
     }
     if raw.dns_proxy.enable {
         unsupported_modules.push("dns_proxy");
@@ -254,6 +268,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             files,
             process,
             mount,
+            network,
             log,
             ring_buffer_bytes,
             tier,
@@ -344,6 +359,63 @@ fn mount(errors: &mut Errors, raw: &RawMount, global_policy: Policy) -> MountCon
         ),
         deny: list(errors, "mount.deny", &raw.deny, rule_path),
     }
+}
+
+fn network(errors: &mut Errors, raw: &RawNetwork, global_policy: Policy) -> NetworkConfig {
+    let command = |v: &str| -> Result<String, String> {
+        let v = v.trim();
+        if v.is_empty() || v.contains('/') {
+            Err("a command name as the kernel shows it (like curl)".into())
+        } else if v.len() >= collector_common::COMM_LEN {
+            Err(format!(
+                "a command name of at most {} bytes (the kernel's task name)",
+                collector_common::COMM_LEN - 1
+            ))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    let cgroup = match raw.cgroup.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+        Some(other) => {
+            errors.push(
+                "network.cgroup",
+                other,
+                "an absolute path of a cgroup v2 directory",
+            );
+            None
+        }
+    };
+    NetworkConfig {
+        settings: settings(
+            errors,
+            "network",
+            raw.enable,
+            [&raw.mode, &raw.target, &raw.policy],
+            global_policy,
+        ),
+        cidr_allow: list(errors, "network.cidr.allow", &raw.cidr.allow, cidr),
+        cidr_deny: list(errors, "network.cidr.deny", &raw.cidr.deny, cidr),
+        command_allow: list(errors, "network.command.allow", &raw.command.allow, command),
+        command_deny: list(errors, "network.command.deny", &raw.command.deny, command),
+        uid_allow: raw.uid.allow.clone(),
+        uid_deny: raw.uid.deny.clone(),
+        gid_allow: raw.gid.allow.clone(),
+        gid_deny: raw.gid.deny.clone(),
+        domains: raw.domain.allow.len() + raw.domain.deny.len(),
+        cgroup,
+    }
+}
+
+/// An IPv4 or IPv6 network (`10.0.0.0/8`, `::1/128`) or a single address.
+fn cidr(value: &str) -> Result<IpNetwork, String> {
+    let value = value.trim();
+    let net: IpNetwork = value
+        .parse()
+        .map_err(|_| "an IPv4 or IPv6 network like 10.0.0.0/8 or 2001:db8::/32".to_string())?;
+    // Normalise 10.1.2.3/8 to 10.0.0.0/8, as the kernel's trie will.
+    IpNetwork::new(net.network(), net.prefix()).map_err(|e| e.to_string())
 }
 
 /// A path prefix (starting with `/`) or a program name.

@@ -6,6 +6,7 @@ use collector_common::{
     Decision, EventHeader, EventKind, Hook, PATH_RELATIVE, PATH_TRUNCATED, ProcessInfo,
     file::{FileEvent, FileOp},
     mount::{MountEvent, MountOp},
+    net::{NetEvent, NetOp},
     process::{ARGS_TRUNCATED, ExecEvent, ExitEvent, ForkEvent},
 };
 
@@ -114,7 +115,19 @@ pub struct Mount {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    pub header: Header,
+    pub process: Process,
+    pub op: NetOp,
+    /// `IPPROTO_*`, 0 when unknown.
+    pub protocol: u8,
+    pub local: std::net::SocketAddr,
+    pub peer: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    Net(Net),
     File(File),
     Exec(Exec),
     Fork(Fork),
@@ -133,6 +146,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Some(EventKind::Fork) => fork(bytes).map(Event::Fork),
         Some(EventKind::Exit) => exit(bytes).map(Event::Exit),
         Some(EventKind::Mount) => mount(bytes).map(Event::Mount),
+        Some(EventKind::Net) => net(bytes).map(Event::Net),
         None => Err(DecodeError::UnknownKind(bytes[0])),
     }
 }
@@ -155,6 +169,9 @@ impl Record for ExitEvent {
 }
 impl Record for MountEvent {
     const KIND: &'static str = "mount";
+}
+impl Record for NetEvent {
+    const KIND: &'static str = "network";
 }
 
 /// The fixed part of a record and the bytes after it.
@@ -303,6 +320,33 @@ fn mount(bytes: &[u8]) -> Result<Mount, DecodeError> {
         fstype: c_string(&raw.fstype),
         source: tail.string("source", usize::from(raw.source_len))?,
         target: tail.string("target", usize::from(raw.target_len))?,
+    })
+}
+
+fn net(bytes: &[u8]) -> Result<Net, DecodeError> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let (raw, _) = fixed::<NetEvent>(bytes)?;
+    let op = NetOp::from_u8(raw.op).ok_or(DecodeError::UnknownValue {
+        what: "network operation",
+        value: raw.op,
+    })?;
+    let ip = |a: [u8; 16]| -> Result<IpAddr, DecodeError> {
+        match raw.family {
+            collector_common::net::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+            collector_common::net::AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(a))),
+            other => Err(DecodeError::UnknownValue {
+                what: "address family",
+                value: other as u8,
+            }),
+        }
+    };
+    Ok(Net {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        op,
+        protocol: raw.protocol,
+        local: SocketAddr::new(ip(raw.local_addr)?, raw.local_port),
+        peer: SocketAddr::new(ip(raw.peer_addr)?, raw.peer_port),
     })
 }
 

@@ -8,11 +8,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use collector_common::{AT_FDCWD, Decision, MODE_BLOCK, PathRule, file::FileOp, mount::MountOp};
+use collector_common::{
+    AT_FDCWD, Decision, MODE_BLOCK, PathRule,
+    file::FileOp,
+    mount::MountOp,
+    net::{IPPROTO_TCP, IPPROTO_UDP, NetOp},
+};
 use semconv::{attr, event};
 
 use super::{
-    decode::{Event, Exec, Exit, File, Fork, Header, Mount, Process},
+    decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process},
     record::{Record, Severity, Value},
 };
 use crate::{
@@ -49,6 +54,7 @@ impl Enricher {
             Event::Fork(e) => Some(self.fork(e)),
             Event::Exit(e) => Some(self.exit(e)),
             Event::Mount(e) => Some(self.mount(e)),
+            Event::Net(e) => Some(self.net(e)),
         }
     }
 
@@ -165,6 +171,45 @@ impl Enricher {
             MountOp::Mount => event::MOUNT_MOUNT,
             MountOp::Move => event::MOUNT_MOVE,
         };
+        self.record(name, &e.header, a)
+    }
+
+    fn net(&self, e: Net) -> Record {
+        let mut a = self.common(&e.header, &e.process, semconv::module::NETWORK);
+        match e.protocol {
+            IPPROTO_TCP => a.push((attr::NETWORK_TRANSPORT, semconv::net::TCP.into())),
+            IPPROTO_UDP => a.push((attr::NETWORK_TRANSPORT, semconv::net::UDP.into())),
+            _ => {}
+        }
+        let net_type = if e.peer.is_ipv4() {
+            semconv::net::IPV4
+        } else {
+            semconv::net::IPV6
+        };
+        a.push((attr::NETWORK_TYPE, net_type.into()));
+        if !e.local.ip().is_unspecified() || e.local.port() != 0 {
+            a.push((attr::NETWORK_LOCAL_ADDRESS, e.local.ip().to_string().into()));
+            a.push((attr::NETWORK_LOCAL_PORT, u32::from(e.local.port()).into()));
+        }
+        if e.op != NetOp::Bind {
+            a.push((attr::NETWORK_PEER_ADDRESS, e.peer.ip().to_string().into()));
+            a.push((attr::NETWORK_PEER_PORT, u32::from(e.peer.port()).into()));
+        } else {
+            // A bind's "peer" is the local address asked for.
+            a.retain(|(k, _)| *k != attr::NETWORK_LOCAL_ADDRESS && *k != attr::NETWORK_LOCAL_PORT);
+            a.push((attr::NETWORK_LOCAL_ADDRESS, e.peer.ip().to_string().into()));
+            a.push((attr::NETWORK_LOCAL_PORT, u32::from(e.peer.port()).into()));
+        }
+        let (name, direction) = match e.op {
+            NetOp::Connect => (event::NETWORK_CONNECT, semconv::net::TRANSMIT),
+            NetOp::Send => (event::NETWORK_SEND, semconv::net::TRANSMIT),
+            NetOp::Bind => (event::NETWORK_BIND, semconv::net::TRANSMIT),
+            NetOp::Receive => (event::NETWORK_RECEIVE, semconv::net::RECEIVE),
+            NetOp::Getpeername => (event::NETWORK_GETPEERNAME, semconv::net::RECEIVE),
+            NetOp::Accept => (event::NETWORK_ACCEPT, semconv::net::RECEIVE),
+        };
+        a.push((attr::NETWORK_IO_DIRECTION, direction.into()));
+        rule_attributes(&mut a, &self.policy.network, &e.header);
         self.record(name, &e.header, a)
     }
 

@@ -1,9 +1,11 @@
 //! Which programs attach where, and what that means for each row of the
 //! policy. BPF-LSM first; where the kernel refuses it, the audit tier.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     Btf, Ebpf,
-    programs::{Lsm, RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint, TracePoint},
 };
 use collector_common::programs;
 use tracing::warn;
@@ -47,6 +49,7 @@ pub struct Attached {
     pub files_lsm: bool,
     pub process_lsm: bool,
     pub mount_lsm: bool,
+    pub network_lsm: bool,
 }
 
 /// File rows and their BPF-LSM program (same name as the hook).
@@ -115,6 +118,7 @@ pub fn attach_all(
     btf: &Btf,
     tier: TierChoice,
     policy: &Policy,
+    net_cgroup: Option<&Path>,
 ) -> Result<Attached, KernelError> {
     let mut lsm = LsmAttacher {
         btf,
@@ -211,12 +215,121 @@ pub fn attach_all(
         });
     }
 
+    // Network: BPF-LSM socket hooks; elsewhere cgroup sock_addr programs
+    // on the configured cgroup (connect and send can still be refused).
+    let mut network_lsm = false;
+    let mut audit_rows: Vec<(&'static str, String)> = Vec::new();
+    for &(row, program) in programs::NETWORK_LSM {
+        let coverage = if !policy.network.enabled() {
+            Coverage::Disabled
+        } else {
+            match lsm.attach(ebpf, program)? {
+                Ok(()) => {
+                    network_lsm = true;
+                    Coverage::Enforced {
+                        hooks: vec![format!("lsm/{program}")],
+                    }
+                }
+                Err(reason) => {
+                    audit_rows.push((row, reason.clone()));
+                    Coverage::Unavailable { reason }
+                }
+            }
+        };
+        rows.push(Row {
+            name: row,
+            coverage,
+        });
+    }
+    if !audit_rows.is_empty() {
+        let cgroup = match net_cgroup {
+            Some(path) => path.to_path_buf(),
+            None => cgroup2_root().ok_or(KernelError::Missing("a mounted cgroup v2 hierarchy"))?,
+        };
+        let attached = attach_cgroup_programs(ebpf, &cgroup)?;
+        for row in rows.iter_mut() {
+            let Some((_, reason)) = audit_rows.iter().find(|(r, _)| *r == row.name) else {
+                continue;
+            };
+            let hooks: Vec<String> = attached
+                .iter()
+                .filter(|(r, _)| *r == row.name)
+                .map(|(_, program)| format!("cgroup/{program} on {}", cgroup.display()))
+                .collect();
+            if hooks.is_empty() {
+                continue;
+            }
+            // connect and sendmsg programs can refuse; the others report.
+            row.coverage = if matches!(row.name, "network.connect" | "network.send") {
+                Coverage::Enforced { hooks }
+            } else {
+                Coverage::AuditOnly {
+                    hooks,
+                    reason: reason.clone(),
+                }
+            };
+        }
+    }
+
     Ok(Attached {
         rows,
         files_lsm,
         process_lsm,
         mount_lsm,
+        network_lsm,
     })
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most
+/// hosts; `/sys/fs/cgroup/unified` on hybrid ones).
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        // ... mount-point options - fstype source super-options
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// Attaches every cgroup sock_addr program to `cgroup`: `(row, program)`.
+fn attach_cgroup_programs(
+    ebpf: &mut Ebpf,
+    cgroup: &Path,
+) -> Result<Vec<(&'static str, &'static str)>, KernelError> {
+    let dir = std::fs::File::open(cgroup).map_err(|e| KernelError::Cgroup {
+        path: cgroup.display().to_string(),
+        source: e,
+    })?;
+    let mut attached = Vec::new();
+    for &(row, program) in programs::NETWORK_CGROUP {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(program)
+            .ok_or(KernelError::Missing("a cgroup sock_addr program"))?
+            .try_into()
+            .map_err(|source| KernelError::Attach {
+                what: program.into(),
+                source,
+            })?;
+        // A BPF link (how aya attaches where the kernel has them) coexists
+        // with other programs on the cgroup whatever the mode; the link
+        // API takes no flags, so the default mode it is.
+        match prog
+            .load()
+            .and_then(|()| prog.attach(&dir, CgroupAttachMode::Single).map(drop))
+        {
+            Ok(()) => attached.push((row, program)),
+            Err(source) => {
+                return Err(KernelError::Attach {
+                    what: format!("cgroup/{program} on {}", cgroup.display()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(attached)
 }
 
 fn attach_tracepoints(
@@ -233,6 +346,9 @@ fn attach_tracepoints(
                 what: program.into(),
                 source,
             })?;
+        // A BPF link (how aya attaches where the kernel has them) coexists
+        // with other programs on the cgroup whatever the mode; the link
+        // API takes no flags, so the default mode it is.
         match prog
             .load()
             .and_then(|()| prog.attach(category, name).map(drop))

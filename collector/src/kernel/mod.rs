@@ -50,6 +50,12 @@ pub enum KernelError {
     },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("cannot open cgroup {path} (network.cgroup): {source}")]
+    Cgroup {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("BPF-LSM is required (kernel.tier: lsm) but unavailable: {0}")]
     LsmRequired(String),
     #[error("attaching {what} failed: {source}")]
@@ -74,6 +80,7 @@ impl Kernel {
         policy: &Policy,
         ring_buffer_bytes: u32,
         tier: TierChoice,
+        net_cgroup: Option<&Path>,
     ) -> Result<Self, KernelError> {
         raise_memlock_limit();
         if let Ok(true) = mounts::ensure("tracefs", mounts::TRACEFS, "events") {
@@ -97,11 +104,12 @@ impl Kernel {
         // module is disabled), then the switches: a program never sees its
         // module enabled without its rules.
         write_rules(&mut ebpf, policy)?;
-        let attached = attach::attach_all(&mut ebpf, &btf, tier, policy)?;
+        let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
         for (module, policy, lsm) in [
             (Module::Files, &policy.files, attached.files_lsm),
             (Module::Process, &policy.process, attached.process_lsm),
             (Module::Mount, &policy.mount, attached.mount_lsm),
+            (Module::Network, &policy.network, attached.network_lsm),
         ] {
             write_switches(&mut ebpf, module, policy, lsm)?;
         }
@@ -129,6 +137,7 @@ impl Kernel {
                 Program::Lsm(p) => p.unload(),
                 Program::TracePoint(p) => p.unload(),
                 Program::RawTracePoint(p) => p.unload(),
+                Program::CgroupSockAddr(p) => p.unload(),
                 _ => Ok(()),
             };
             // Programs that were never loaded (a tier not chosen) say so.
@@ -174,6 +183,7 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
             trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
         }
     }
+    write_network_rules(ebpf, &policy.network)?;
     let name = maps::EXEC_NAME_RULES;
     let map = ebpf
         .map_mut(name)
@@ -181,6 +191,50 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
     let mut names = HashMap::<_, NameKey, PathRule>::try_from(map).map_err(map_err(name))?;
     for (key, rule) in policy.process.names.entries() {
         names.insert(key, rule, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+fn write_network_rules(ebpf: &mut Ebpf, network: &ModulePolicy) -> Result<(), KernelError> {
+    let net = &network.net;
+    let map = ebpf
+        .map_mut(maps::NET_V4_RULES)
+        .ok_or(KernelError::Missing("NET_V4_RULES map"))?;
+    let mut v4 =
+        LpmTrie::<_, [u8; 4], PathRule>::try_from(map).map_err(map_err(maps::NET_V4_RULES))?;
+    for e in net.v4_entries() {
+        v4.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
+            .map_err(map_err(maps::NET_V4_RULES))?;
+    }
+    let map = ebpf
+        .map_mut(maps::NET_V6_RULES)
+        .ok_or(KernelError::Missing("NET_V6_RULES map"))?;
+    let mut v6 =
+        LpmTrie::<_, [u8; 16], PathRule>::try_from(map).map_err(map_err(maps::NET_V6_RULES))?;
+    for e in net.v6_entries() {
+        v6.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
+            .map_err(map_err(maps::NET_V6_RULES))?;
+    }
+    let name = maps::NET_COMMAND_RULES;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(KernelError::Missing("NET_COMMAND_RULES map"))?;
+    let mut commands = HashMap::<_, [u8; collector_common::COMM_LEN], PathRule>::try_from(map)
+        .map_err(map_err(name))?;
+    for (key, rule) in net.command_entries() {
+        commands.insert(key, rule, 0).map_err(map_err(name))?;
+    }
+    for (name, ids) in [
+        (maps::NET_UID_RULES, &net.uids),
+        (maps::NET_GID_RULES, &net.gids),
+    ] {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or(KernelError::Missing("a UID/GID rule map"))?;
+        let mut m = HashMap::<_, u32, PathRule>::try_from(map).map_err(map_err(name))?;
+        for (id, rule) in ids {
+            m.insert(id, rule, 0).map_err(map_err(name))?;
+        }
     }
     Ok(())
 }

@@ -3,14 +3,16 @@
 //! into the rule as the operator wrote it.
 
 mod names;
+mod network;
 mod paths;
 
 pub use names::NameRules;
+pub use network::NetRules;
 pub use paths::PathRules;
 
 use collector_common::{
-    FLAG_FILE_IOCTL, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST,
-    TARGET_CONTAINER, TARGET_HOST,
+    FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, MODE_BLOCK,
+    MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{Config, ExecRule, Mode, ModuleSettings, Policy as ListPolicy, Target};
@@ -53,6 +55,7 @@ pub struct ModulePolicy {
     pub rules: RuleTable,
     pub paths: PathRules,
     pub names: NameRules,
+    pub net: NetRules,
     /// The list a whitelist's default deny is reported against.
     pub allow_ruleset: &'static str,
 }
@@ -69,6 +72,7 @@ pub struct Policy {
     pub files: ModulePolicy,
     pub process: ModulePolicy,
     pub mount: ModulePolicy,
+    pub network: ModulePolicy,
 }
 
 impl Policy {
@@ -108,16 +112,98 @@ impl Policy {
         // Mounts have no allow list: whatever is not denied may be mounted.
         mount.config.policy = POLICY_BLACKLIST;
 
+        let n = &config.network;
+        let mut network = module(&n.settings, "network.cidr.allow");
+        let mut cidrs = Vec::new();
+        for (ruleset, list, deny) in [
+            ("network.cidr.deny", &n.cidr_deny, true),
+            ("network.cidr.allow", &n.cidr_allow, false),
+        ] {
+            for (id, value) in ids(
+                &mut network.rules,
+                ruleset,
+                list.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            ) {
+                let net = value.parse().expect("validated network");
+                cidrs.push((id, net, deny));
+            }
+        }
+        network.net.add_cidrs(&cidrs);
+        for (ruleset, list, deny, flag) in [
+            ("network.command.deny", &n.command_deny, true, 0),
+            (
+                "network.command.allow",
+                &n.command_allow,
+                false,
+                FLAG_NET_ALLOW_COMMAND,
+            ),
+        ] {
+            let entries: Vec<(u32, String, bool)> =
+                ids(&mut network.rules, ruleset, list.iter().map(String::as_str))
+                    .into_iter()
+                    .map(|(id, v)| (id, v, deny))
+                    .collect();
+            if !entries.is_empty() {
+                network.config.flags |= flag;
+            }
+            NetRules::add_ids(&mut network.net.commands, &entries);
+        }
+        for (ruleset, list, deny, flag, map) in [
+            ("network.uid.deny", &n.uid_deny, true, 0, 0),
+            (
+                "network.uid.allow",
+                &n.uid_allow,
+                false,
+                FLAG_NET_ALLOW_UID,
+                0,
+            ),
+            ("network.gid.deny", &n.gid_deny, true, 0, 1),
+            (
+                "network.gid.allow",
+                &n.gid_allow,
+                false,
+                FLAG_NET_ALLOW_GID,
+                1,
+            ),
+        ] {
+            let values: Vec<String> = list.iter().map(u32::to_string).collect();
+            let entries: Vec<(u32, u32, bool)> = ids(
+                &mut network.rules,
+                ruleset,
+                values.iter().map(String::as_str),
+            )
+            .into_iter()
+            .map(|(id, v)| (id, v.parse().expect("a number"), deny))
+            .collect();
+            if !entries.is_empty() {
+                network.config.flags |= flag;
+            }
+            let target = if map == 0 {
+                &mut network.net.uids
+            } else {
+                &mut network.net.gids
+            };
+            NetRules::add_ids(target, &entries);
+        }
+
         Self {
             files,
             process,
             mount,
+            network,
         }
     }
 
     /// Rules loaded, over all modules.
     pub fn rule_count(&self) -> usize {
-        self.files.rules.len() + self.process.rules.len() + self.mount.rules.len()
+        self.files.rules.len()
+            + self.process.rules.len()
+            + self.mount.rules.len()
+            + self.network.rules.len()
     }
 }
 
@@ -143,6 +229,7 @@ fn module(s: &ModuleSettings, allow_ruleset: &'static str) -> ModulePolicy {
         rules: RuleTable::default(),
         paths: PathRules::default(),
         names: NameRules::default(),
+        net: NetRules::default(),
         allow_ruleset,
     }
 }

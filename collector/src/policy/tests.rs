@@ -155,3 +155,75 @@ fn module_switches_follow_the_settings() {
     // Mounts have no allow list, whatever the global policy says.
     assert_eq!(p.mount.config.policy, collector_common::POLICY_BLACKLIST);
 }
+
+fn net_policy(yaml: &str) -> Policy {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
+    let config = crate::config::load(&crate::config::Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    Policy::compile(&config)
+}
+
+/// The network verdict for a connection to `addr` by `comm`/`uid`/`gid`.
+fn net_denied_by(p: &Policy, addr: &str, comm: &str, uid: u32, gid: u32) -> Option<String> {
+    let m = &p.network;
+    collector_common::net_denial(
+        m.net.lookup(addr.parse().unwrap()),
+        m.net.commands.get(comm),
+        m.net.uids.get(&uid),
+        m.net.gids.get(&gid),
+        m.config.policy,
+        m.config.flags,
+    )
+    .map(|id| m.rules.get(id).map_or("default".into(), |r| r.name.clone()))
+}
+
+#[test]
+fn network_cidr_deny_and_allowed_command_override_as_in_safeguard() {
+    let p = net_policy(
+        "network:\n  enable: true\n  cidr:\n    allow: [0.0.0.0/0]\n    deny: [10.0.0.0/8, '2001:db8::/32']\n  command:\n    allow: [curl]\n    deny: [nc]\n  uid:\n    deny: [666]\n",
+    );
+    assert_eq!(
+        net_denied_by(&p, "10.1.2.3", "wget", 0, 0),
+        Some("10.0.0.0/8".into())
+    );
+    assert_eq!(
+        net_denied_by(&p, "10.1.2.3", "curl", 0, 0),
+        None,
+        "allowed command overrides"
+    );
+    assert_eq!(
+        net_denied_by(&p, "192.0.2.1", "nc", 0, 0),
+        Some("nc".into())
+    );
+    assert_eq!(
+        net_denied_by(&p, "192.0.2.1", "wget", 666, 0),
+        Some("666".into())
+    );
+    assert_eq!(net_denied_by(&p, "192.0.2.1", "wget", 0, 0), None);
+    assert_eq!(
+        net_denied_by(&p, "2001:db8::1", "wget", 0, 0),
+        Some("2001:db8::/32".into())
+    );
+    assert_eq!(net_denied_by(&p, "2001:db9::1", "wget", 0, 0), None);
+}
+
+#[test]
+fn network_whitelist_needs_an_allowed_network() {
+    let p = net_policy(
+        "policy: whitelist\nnetwork:\n  enable: true\n  cidr:\n    allow: [127.0.0.0/8]\n    deny: []\n  uid:\n    allow: [1000]\n",
+    );
+    assert_eq!(net_denied_by(&p, "127.0.0.1", "x", 1000, 0), None);
+    assert_eq!(
+        net_denied_by(&p, "192.0.2.1", "x", 1000, 0),
+        Some("default".into())
+    );
+    assert_eq!(
+        net_denied_by(&p, "127.0.0.1", "x", 0, 0),
+        Some("default".into()),
+        "uid not allowed"
+    );
+}

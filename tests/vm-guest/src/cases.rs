@@ -25,6 +25,10 @@ pub const ALL: &[(&str, Case)] = &[
         "target_container_applies_only_in_other_mount_namespaces",
         target_container,
     ),
+    (
+        "network_allowed_uid_overrides_cidr_deny",
+        crate::net_rows::allowed_uid_overrides_cidr_deny,
+    ),
 ];
 
 const ROOT: &str = "/srv/sg";

@@ -8,6 +8,7 @@
 mod cases;
 mod file_rows;
 mod mount_rows;
+mod net_rows;
 mod process_rows;
 mod rows;
 
@@ -25,6 +26,8 @@ const SUITES: &[(&str, Suite)] = &[
     ("process-whitelist", process_rows::whitelist),
     ("mount-block", mount_rows::block),
     ("mount-monitor", mount_rows::monitor),
+    ("network-block", net_rows::block),
+    ("network-monitor", net_rows::monitor),
 ];
 
 fn main() -> ExitCode {
@@ -34,6 +37,15 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--agent" => agent = args.next().expect("--agent needs a path"),
+            // A workload for tests that need a connect(2) from another
+            // process (another user): exits with the errno, 0 on success.
+            "--connect" => {
+                let to = args.next().expect("--connect needs ADDRESS:PORT");
+                return match std::net::TcpStream::connect(&to) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(99) as u8),
+                };
+            }
             _ => filters.push(arg),
         }
     }

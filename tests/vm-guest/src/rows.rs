@@ -35,6 +35,9 @@ pub enum Action {
     Run(&'static str, Vec<String>),
     /// A syscall from this process: `Err(errno)` on failure.
     Call(Box<dyn Fn() -> Result<(), i32>>),
+    /// A connection from this process whose refusal is a dropped SYN: it
+    /// shows as a timeout (ETIMEDOUT), not EPERM.
+    Inbound(Box<dyn Fn() -> Result<(), i32>>),
 }
 
 /// One denied operation and the event it must produce.
@@ -88,11 +91,16 @@ fn perform(action: &Action) -> Outcome {
                 },
             }
         }
-        Action::Call(call) => {
+        Action::Call(call) | Action::Inbound(call) => {
+            let refused = if matches!(action, Action::Inbound(_)) {
+                libc::ETIMEDOUT
+            } else {
+                libc::EPERM
+            };
             let r = call();
             Outcome {
                 pid: std::process::id(),
-                eperm: r == Err(libc::EPERM),
+                eperm: r == Err(refused),
                 result: r.map_err(|errno| format!("errno {errno}")),
             }
         }

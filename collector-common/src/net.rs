@@ -1,0 +1,73 @@
+//! Network operations: one record layout for every socket hook.
+
+use crate::{EventHeader, ProcessInfo};
+
+/// The operation a network record is about.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetOp {
+    /// connect(2): the peer is the destination.
+    Connect = 0,
+    /// sendto(2)/sendmsg(2) with a destination address.
+    Send = 1,
+    /// recvfrom(2)/recvmsg(2) on a connected socket: the peer is the source.
+    Receive = 2,
+    /// getpeername(2).
+    Getpeername = 3,
+    /// bind(2): the local address.
+    Bind = 4,
+    /// An inbound TCP connection request (SYN): the peer is the source.
+    Accept = 5,
+}
+
+impl NetOp {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Connect),
+            1 => Some(Self::Send),
+            2 => Some(Self::Receive),
+            3 => Some(Self::Getpeername),
+            4 => Some(Self::Bind),
+            5 => Some(Self::Accept),
+            _ => None,
+        }
+    }
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A network record (fixed size). Addresses are in network byte order; an
+/// IPv4 address fills the first 4 bytes. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    /// [`NetOp`].
+    pub op: u8,
+    /// `IPPROTO_TCP`, `IPPROTO_UDP`, or 0 when unknown.
+    pub protocol: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    pub local_port: u16,
+    pub peer_port: u16,
+    pub local_addr: [u8; 16],
+    pub peer_addr: [u8; 16],
+}
+
+pub const NET_EVENT_SIZE: usize = core::mem::size_of::<NetEvent>();
+
+/// Key data of the IPv4 LPM trie (network byte order).
+pub type V4Key = [u8; 4];
+/// Key data of the IPv6 LPM trie.
+pub type V6Key = [u8; 16];
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<NetEvent>() == 112);
+    assert!(offset_of!(NetEvent, op) == 72);
+    assert!(offset_of!(NetEvent, local_addr) == 80);
+};

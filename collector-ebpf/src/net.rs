@@ -1,0 +1,328 @@
+//! The network module on BPF-LSM: one program per socket hook, all judged
+//! by the same rules (CIDRs in LPM tries, commands, UIDs, GIDs), as
+//! safeguard judges connect and bind.
+//!
+//! Which hook sees what: `socket_connect` and `socket_sendmsg` (with a
+//! destination) the peer a task wants; `socket_recvmsg` and
+//! `socket_getpeername` the peer of a connected socket; `socket_bind` the
+//! local address; `inet_conn_request` the source of an inbound TCP SYN,
+//! which is dropped when denied (the client sees no answer);
+//! `socket_sock_rcv_skb` the source of a datagram arriving on an
+//! unconnected UDP socket, dropped when denied (recvfrom never sees it).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_uid_gid},
+    macros::lsm,
+    maps::lpm_trie::Key,
+    programs::LsmContext,
+};
+use collector_common::{
+    EventKind, Hook, Module, ModuleConfig,
+    net::{AF_INET, AF_INET6, IPPROTO_UDP, NetEvent, NetOp},
+    net_denial,
+};
+
+use crate::{
+    kernel,
+    maps::{NET_COMMAND_RULES, NET_GID_RULES, NET_UID_RULES, NET_V4_RULES, NET_V6_RULES},
+    record::{self, Verdict},
+};
+
+/// One side of a connection judged by the policy.
+pub struct Peer {
+    pub family: u16,
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+/// The rest of the record.
+pub struct Context {
+    pub protocol: u8,
+    pub local_addr: [u8; 16],
+    pub local_port: u16,
+}
+
+/// The network policy on `peer` for the current task.
+#[inline(always)]
+pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
+    let cidr = match peer.family {
+        AF_INET => {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&peer.addr[..4]);
+            NET_V4_RULES.get(Key::new(32, a)).copied()
+        }
+        AF_INET6 => NET_V6_RULES.get(Key::new(128, peer.addr)).copied(),
+        _ => return None,
+    };
+    let comm = bpf_get_current_comm().unwrap_or_default();
+    let uid_gid = bpf_get_current_uid_gid();
+    let (uid, gid) = (uid_gid as u32, (uid_gid >> 32) as u32);
+    let command = unsafe { NET_COMMAND_RULES.get(&comm) }.copied();
+    let uid = unsafe { NET_UID_RULES.get(&uid) }.copied();
+    let gid = unsafe { NET_GID_RULES.get(&gid) }.copied();
+    net_denial(
+        cidr.as_ref(),
+        command.as_ref(),
+        uid.as_ref(),
+        gid.as_ref(),
+        config.policy,
+        config.flags,
+    )
+}
+
+/// Judges `peer` and reports a denial. Returns the program's return value
+/// for an LSM hook (0 or -EPERM); `enforcing` is false on audit hooks.
+#[inline(always)]
+pub fn judge(
+    hook: Hook,
+    op: NetOp,
+    peer: &Peer,
+    ctx: &Context,
+    enforcing: bool,
+) -> Option<Verdict> {
+    let config = record::active_module(Module::Network)?;
+    // Port 0 is not a destination (safeguard skips it too).
+    if peer.port == 0 && !matches!(op, NetOp::Bind) {
+        return None;
+    }
+    let verdict = record::verdict(config, denial(config, peer), enforcing)?;
+    let mut ev = NetEvent {
+        header: record::header(EventKind::Net, hook, config.mode, &verdict),
+        op: op as u8,
+        protocol: ctx.protocol,
+        family: peer.family,
+        local_port: ctx.local_port,
+        peer_port: peer.port,
+        local_addr: ctx.local_addr,
+        peer_addr: peer.addr,
+        ..Default::default()
+    };
+    kernel::current_process(&mut ev.process);
+    record::submit(hook, (&ev as *const NetEvent).cast(), size_of::<NetEvent>());
+    Some(verdict)
+}
+
+/// A `struct sockaddr *` in kernel memory: `(family, address, port)`.
+#[inline(always)]
+fn sockaddr(addr: *const u8) -> Option<Peer> {
+    let family: u16 = kernel::read_at(addr, 0);
+    let port = u16::from_be(kernel::read_at(addr, 2));
+    let mut a = [0u8; 16];
+    match family {
+        AF_INET => a[..4].copy_from_slice(&kernel::read_at::<[u8; 4]>(addr, 4)),
+        AF_INET6 => a = kernel::read_at(addr, 8),
+        _ => return None,
+    }
+    Some(Peer {
+        family,
+        addr: a,
+        port,
+    })
+}
+
+/// The socket's own end and protocol.
+#[inline(always)]
+fn context_of(socket: *const u8) -> Context {
+    let (_, protocol, local_addr, local_port, _, _) = kernel::sock_ends(kernel::socket_sk(socket));
+    Context {
+        protocol,
+        local_addr,
+        local_port,
+    }
+}
+
+/// The peer of a connected socket, if it has one.
+#[inline(always)]
+fn connected_peer(socket: *const u8) -> Option<(Peer, Context)> {
+    let (family, protocol, local_addr, local_port, addr, port) =
+        kernel::sock_ends(kernel::socket_sk(socket));
+    if (family != AF_INET && family != AF_INET6) || port == 0 {
+        return None;
+    }
+    Some((
+        Peer { family, addr, port },
+        Context {
+            protocol,
+            local_addr,
+            local_port,
+        },
+    ))
+}
+
+macro_rules! earlier_denial {
+    ($ctx:expr, $n:expr) => {{
+        let earlier: i32 = $ctx.arg($n);
+        if earlier != 0 {
+            return if (-4095..0).contains(&earlier) {
+                earlier
+            } else {
+                -1
+            };
+        }
+    }};
+}
+
+#[inline(always)]
+fn lsm_return(v: Option<Verdict>) -> i32 {
+    v.map_or(0, |v| v.lsm_return())
+}
+
+#[lsm(hook = "socket_connect")]
+pub fn socket_connect(ctx: LsmContext) -> i32 {
+    // (struct socket *sock, struct sockaddr *address, int addrlen)
+    earlier_denial!(ctx, 3);
+    let socket: *const u8 = ctx.arg(0);
+    let Some(peer) = sockaddr(ctx.arg(1)) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmSocketConnect,
+        NetOp::Connect,
+        &peer,
+        &context_of(socket),
+        true,
+    ))
+}
+
+#[lsm(hook = "socket_sendmsg")]
+pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
+    // (struct socket *sock, struct msghdr *msg, int size)
+    earlier_denial!(ctx, 3);
+    let socket: *const u8 = ctx.arg(0);
+    let name = kernel::msghdr_name(ctx.arg(1));
+    if name.is_null() {
+        return 0; // a connected socket: judged at connect
+    }
+    let Some(peer) = sockaddr(name) else { return 0 };
+    lsm_return(judge(
+        Hook::LsmSocketSendmsg,
+        NetOp::Send,
+        &peer,
+        &context_of(socket),
+        true,
+    ))
+}
+
+#[lsm(hook = "socket_recvmsg")]
+pub fn socket_recvmsg(ctx: LsmContext) -> i32 {
+    // (struct socket *sock, struct msghdr *msg, int size, int flags)
+    earlier_denial!(ctx, 4);
+    let Some((peer, context)) = connected_peer(ctx.arg(0)) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmSocketRecvmsg,
+        NetOp::Receive,
+        &peer,
+        &context,
+        true,
+    ))
+}
+
+#[lsm(hook = "socket_getpeername")]
+pub fn socket_getpeername(ctx: LsmContext) -> i32 {
+    // (struct socket *sock)
+    earlier_denial!(ctx, 1);
+    let Some((peer, context)) = connected_peer(ctx.arg(0)) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmSocketGetpeername,
+        NetOp::Getpeername,
+        &peer,
+        &context,
+        true,
+    ))
+}
+
+#[lsm(hook = "socket_bind")]
+pub fn socket_bind(ctx: LsmContext) -> i32 {
+    // (struct socket *sock, struct sockaddr *address, int addrlen)
+    earlier_denial!(ctx, 3);
+    let socket: *const u8 = ctx.arg(0);
+    let Some(local) = sockaddr(ctx.arg(1)) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmSocketBind,
+        NetOp::Bind,
+        &local,
+        &context_of(socket),
+        true,
+    ))
+}
+
+/// The source and destination of a packet: `(peer, context)` with the
+/// ports from the transport header (TCP and UDP start alike).
+#[inline(always)]
+fn packet_ends(skb: *const u8, protocol: u8) -> Option<(Peer, Context)> {
+    let (ip, transport) = kernel::skb_headers(skb);
+    let version = kernel::read_at::<u8>(ip, 0) >> 4;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let family = match version {
+        4 => {
+            src[..4].copy_from_slice(&kernel::read_at::<[u8; 4]>(ip, 12));
+            dst[..4].copy_from_slice(&kernel::read_at::<[u8; 4]>(ip, 16));
+            AF_INET
+        }
+        6 => {
+            src = kernel::read_at(ip, 8);
+            dst = kernel::read_at(ip, 24);
+            AF_INET6
+        }
+        _ => return None,
+    };
+    Some((
+        Peer {
+            family,
+            addr: src,
+            port: u16::from_be(kernel::read_at(transport, 0)),
+        },
+        Context {
+            protocol,
+            local_addr: dst,
+            local_port: u16::from_be(kernel::read_at(transport, 2)),
+        },
+    ))
+}
+
+#[lsm(hook = "inet_conn_request")]
+pub fn inet_conn_request(ctx: LsmContext) -> i32 {
+    // (const struct sock *sk, struct sk_buff *skb, struct request_sock *req)
+    earlier_denial!(ctx, 3);
+    let Some((peer, context)) = packet_ends(ctx.arg(1), collector_common::net::IPPROTO_TCP) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmInetConnRequest,
+        NetOp::Accept,
+        &peer,
+        &context,
+        true,
+    ))
+}
+
+#[lsm(hook = "socket_sock_rcv_skb")]
+pub fn socket_sock_rcv_skb(ctx: LsmContext) -> i32 {
+    // (struct sock *sk, struct sk_buff *skb): every packet a socket
+    // receives, so return early for all but unconnected UDP sockets.
+    earlier_denial!(ctx, 2);
+    if record::active_module(Module::Network).is_none() {
+        return 0;
+    }
+    let (_, protocol, _, _, _, peer_port) = kernel::sock_ends(ctx.arg(0));
+    if protocol != IPPROTO_UDP || peer_port != 0 {
+        return 0; // not UDP, or connected (judged at connect and recvmsg)
+    }
+    let Some((peer, context)) = packet_ends(ctx.arg(1), IPPROTO_UDP) else {
+        return 0;
+    };
+    lsm_return(judge(
+        Hook::LsmSockRcvSkb,
+        NetOp::Receive,
+        &peer,
+        &context,
+        true,
+    ))
+}

@@ -1,0 +1,157 @@
+//! Network rules → LPM trie entries for IPv4 and IPv6, and hash entries for
+//! commands, UIDs and GIDs.
+//!
+//! As with paths, each distinct network becomes one trie entry carrying the
+//! nearest deny rule and the nearest allow rule among itself and the
+//! networks that contain it, so the kernel's single longest-prefix lookup
+//! answers both questions.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use collector_common::{COMM_LEN, PathRule};
+use ipnetwork::IpNetwork;
+
+/// One trie entry: the network's address bytes (network order) and its
+/// prefix length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CidrEntry<const N: usize> {
+    pub addr: [u8; N],
+    pub prefix: u8,
+    pub rule: PathRule,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NetRules {
+    v4: HashMap<([u8; 4], u8), PathRule>,
+    v6: HashMap<([u8; 16], u8), PathRule>,
+    pub commands: HashMap<String, PathRule>,
+    pub uids: HashMap<u32, PathRule>,
+    pub gids: HashMap<u32, PathRule>,
+}
+
+/// Sets the deny or allow rule of `slot` unless it already has one.
+fn mark(slot: &mut PathRule, id: u32, deny: bool) {
+    let field = if deny {
+        &mut slot.deny_rule
+    } else {
+        &mut slot.allow_rule
+    };
+    if *field == 0 {
+        *field = id;
+    }
+}
+
+impl NetRules {
+    /// `(rule id, network, deny?)`.
+    pub fn add_cidrs(&mut self, cidrs: &[(u32, IpNetwork, bool)]) {
+        let mut own4: HashMap<([u8; 4], u8), PathRule> = HashMap::new();
+        let mut own6: HashMap<([u8; 16], u8), PathRule> = HashMap::new();
+        for (id, net, deny) in cidrs {
+            match net.network() {
+                IpAddr::V4(a) => mark(
+                    own4.entry((a.octets(), net.prefix())).or_default(),
+                    *id,
+                    *deny,
+                ),
+                IpAddr::V6(a) => mark(
+                    own6.entry((a.octets(), net.prefix())).or_default(),
+                    *id,
+                    *deny,
+                ),
+            }
+        }
+        self.v4 = inherit(&own4);
+        self.v6 = inherit(&own6);
+    }
+
+    pub fn add_ids<K: std::hash::Hash + Eq + Clone>(
+        map: &mut HashMap<K, PathRule>,
+        ids: &[(u32, K, bool)],
+    ) {
+        for (id, key, deny) in ids {
+            mark(map.entry(key.clone()).or_default(), *id, *deny);
+        }
+    }
+
+    pub fn v4_entries(&self) -> Vec<CidrEntry<4>> {
+        entries(&self.v4)
+    }
+
+    pub fn v6_entries(&self) -> Vec<CidrEntry<16>> {
+        entries(&self.v6)
+    }
+
+    pub fn command_entries(&self) -> Vec<([u8; COMM_LEN], PathRule)> {
+        self.commands
+            .iter()
+            .map(|(name, rule)| {
+                let mut key = [0u8; COMM_LEN];
+                key[..name.len()].copy_from_slice(name.as_bytes());
+                (key, *rule)
+            })
+            .collect()
+    }
+
+    /// The longest matching network entry for `addr`, as the kernel finds it.
+    #[cfg(test)]
+    pub fn lookup(&self, addr: IpAddr) -> Option<&PathRule> {
+        match addr {
+            IpAddr::V4(a) => longest(&self.v4, a.octets()),
+            IpAddr::V6(a) => longest(&self.v6, a.octets()),
+        }
+    }
+}
+
+/// `addr` with all bits after the first `prefix` cleared.
+fn masked<const N: usize>(addr: [u8; N], prefix: u8) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (i, byte) in addr.iter().enumerate() {
+        let bits = (prefix as usize).saturating_sub(i * 8).min(8);
+        out[i] = if bits == 0 {
+            0
+        } else {
+            byte & (0xffu8 << (8 - bits))
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+fn longest<const N: usize>(
+    map: &HashMap<([u8; N], u8), PathRule>,
+    addr: [u8; N],
+) -> Option<&PathRule> {
+    (0..=(N * 8) as u8)
+        .rev()
+        .find_map(|p| map.get(&(masked(addr, p), p)))
+}
+
+fn inherit<const N: usize>(
+    own: &HashMap<([u8; N], u8), PathRule>,
+) -> HashMap<([u8; N], u8), PathRule> {
+    own.keys()
+        .map(|&(addr, prefix)| {
+            let mut rule = PathRule::default();
+            for p in (0..=prefix).rev() {
+                if let Some(r) = own.get(&(masked(addr, p), p)) {
+                    if rule.deny_rule == 0 {
+                        rule.deny_rule = r.deny_rule;
+                    }
+                    if rule.allow_rule == 0 {
+                        rule.allow_rule = r.allow_rule;
+                    }
+                }
+            }
+            ((addr, prefix), rule)
+        })
+        .collect()
+}
+
+fn entries<const N: usize>(map: &HashMap<([u8; N], u8), PathRule>) -> Vec<CidrEntry<N>> {
+    let mut v: Vec<CidrEntry<N>> = map
+        .iter()
+        .map(|(&(addr, prefix), &rule)| CidrEntry { addr, prefix, rule })
+        .collect();
+    v.sort_by_key(|e| (e.prefix, e.addr));
+    v
+}

@@ -1,0 +1,293 @@
+//! Network rows: connect (IPv4 and IPv6), send with a destination, receive
+//! and getpeername on a socket connected to a denied peer, bind to a denied
+//! address, and an inbound connection from a denied source. Real TCP and
+//! UDP sockets on loopback inside the VM.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use semconv::{attr, event};
+use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{
+    cases::TestResult,
+    rows::{Action, Expect, Op, Untouched, suite},
+};
+
+/// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1.
+const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128']";
+
+/// Sockets set up before the agent starts.
+#[derive(Default)]
+struct Fixture {
+    /// Listens on 127.0.0.2 (denied).
+    denied_tcp: Option<TcpListener>,
+    /// Receives datagrams on 127.0.0.2 (denied).
+    denied_udp: Option<UdpSocket>,
+    /// Listens on ::1 (denied).
+    denied_v6: Option<TcpListener>,
+    /// Listens on 127.0.0.1 (allowed).
+    open_tcp: Option<TcpListener>,
+    /// Connected to the denied listener, with data waiting to be read.
+    connected: Option<TcpStream>,
+    accepted: Option<TcpStream>,
+    /// Bound to 127.0.0.3 (denied) before the agent starts, since the same
+    /// rules judge bind(2); it connects to the allowed listener later.
+    inbound_client: Option<Socket>,
+    /// An unconnected UDP receiver on 127.0.0.1, and a sender bound to
+    /// 127.0.0.3 (denied) before the agent starts.
+    datagram_server: Option<UdpSocket>,
+    datagram_sender: Option<UdpSocket>,
+}
+
+fn fixture() -> &'static Mutex<Fixture> {
+    static F: OnceLock<Mutex<Fixture>> = OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+fn addr(f: &Option<TcpListener>) -> SocketAddr {
+    f.as_ref().unwrap().local_addr().unwrap()
+}
+
+fn setup() -> Result<(), String> {
+    let e = |e: std::io::Error| e.to_string();
+    let mut f = fixture().lock().unwrap();
+    *f = Fixture::default();
+    f.denied_tcp = Some(TcpListener::bind("127.0.0.2:0").map_err(e)?);
+    f.denied_udp = Some(UdpSocket::bind("127.0.0.2:0").map_err(e)?);
+    f.denied_v6 = Some(TcpListener::bind("[::1]:0").map_err(e)?);
+    f.open_tcp = Some(TcpListener::bind("127.0.0.1:0").map_err(e)?);
+    let connected = TcpStream::connect(addr(&f.denied_tcp)).map_err(e)?;
+    let (mut accepted, _) = f.denied_tcp.as_ref().unwrap().accept().map_err(e)?;
+    accepted.write_all(b"x").map_err(e)?;
+    f.connected = Some(connected);
+    f.accepted = Some(accepted);
+    let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
+    client
+        .bind(&"127.0.0.3:0".parse::<SocketAddr>().unwrap().into())
+        .map_err(e)?;
+    f.inbound_client = Some(client);
+    let server = UdpSocket::bind("127.0.0.1:0").map_err(e)?;
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(e)?;
+    f.datagram_server = Some(server);
+    f.datagram_sender = Some(UdpSocket::bind("127.0.0.3:0").map_err(e)?);
+    Ok(())
+}
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
+
+fn call(f: impl Fn(&Fixture) -> Result<(), i32> + 'static) -> Action {
+    Action::Call(Box::new(move || f(&fixture().lock().unwrap())))
+}
+
+fn peer(row: &'static str, name: &'static str, address: &str, action: Action) -> Op {
+    Op {
+        row,
+        event: name,
+        key: attr::NETWORK_PEER_ADDRESS,
+        value: address.into(),
+        attributes: vec![(attr::SECURITY_RULE_RULESET_NAME, json!("network.cidr.deny"))],
+        action,
+    }
+}
+
+fn ops() -> Vec<Op> {
+    vec![
+        peer(
+            "network.connect.tcp4",
+            event::NETWORK_CONNECT,
+            "127.0.0.2",
+            call(|f| {
+                TcpStream::connect(addr(&f.denied_tcp))
+                    .map(drop)
+                    .map_err(errno)
+            }),
+        ),
+        peer(
+            "network.connect.tcp6",
+            event::NETWORK_CONNECT,
+            "::1",
+            call(|f| {
+                TcpStream::connect(addr(&f.denied_v6))
+                    .map(drop)
+                    .map_err(errno)
+            }),
+        ),
+        peer(
+            "network.send.udp",
+            event::NETWORK_SEND,
+            "127.0.0.2",
+            call(|f| {
+                let to = f.denied_udp.as_ref().unwrap().local_addr().unwrap();
+                let s = UdpSocket::bind("127.0.0.1:0").map_err(errno)?;
+                s.send_to(b"x", to).map(drop).map_err(errno)
+            }),
+        ),
+        peer(
+            "network.receive",
+            event::NETWORK_RECEIVE,
+            "127.0.0.2",
+            call(|f| {
+                let mut buf = [0u8; 1];
+                let mut s = f.connected.as_ref().unwrap();
+                s.read(&mut buf).map(drop).map_err(errno)
+            }),
+        ),
+        peer(
+            "network.getpeername",
+            event::NETWORK_GETPEERNAME,
+            "127.0.0.2",
+            call(|f| {
+                f.connected
+                    .as_ref()
+                    .unwrap()
+                    .peer_addr()
+                    .map(drop)
+                    .map_err(errno)
+            }),
+        ),
+        Op {
+            row: "network.bind",
+            event: event::NETWORK_BIND,
+            key: attr::NETWORK_LOCAL_ADDRESS,
+            value: "127.0.0.2".into(),
+            attributes: vec![],
+            action: call(|_| UdpSocket::bind("127.0.0.2:0").map(drop).map_err(errno)),
+        },
+        peer(
+            "network.accept",
+            event::NETWORK_ACCEPT,
+            "127.0.0.3",
+            Action::Inbound(Box::new(|| {
+                let f = fixture().lock().unwrap();
+                let to = addr(&f.open_tcp);
+                let s = f.inbound_client.as_ref().unwrap();
+                s.connect_timeout(&to.into(), Duration::from_secs(3))
+                    .map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            libc::ETIMEDOUT
+                        } else {
+                            errno(e)
+                        }
+                    })
+            })),
+        ),
+        peer(
+            "network.receive.datagram",
+            event::NETWORK_RECEIVE,
+            "127.0.0.3",
+            Action::Inbound(Box::new(|| {
+                let f = fixture().lock().unwrap();
+                let server = f.datagram_server.as_ref().unwrap();
+                let to = server.local_addr().map_err(errno)?;
+                f.datagram_sender
+                    .as_ref()
+                    .unwrap()
+                    .send_to(b"x", to)
+                    .map_err(errno)?;
+                let mut buf = [0u8; 8];
+                match server.recv_from(&mut buf) {
+                    Ok(_) => Ok(()),
+                    // A dropped datagram never arrives.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(libc::ETIMEDOUT),
+                    Err(e) => Err(errno(e)),
+                }
+            })),
+        ),
+    ]
+}
+
+fn untouched() -> Vec<Untouched> {
+    vec![Untouched {
+        what: "allowed-peer",
+        key: attr::NETWORK_PEER_ADDRESS,
+        value: "127.0.0.1".into(),
+        action: call(|f| {
+            TcpStream::connect(addr(&f.open_tcp))
+                .map(drop)
+                .map_err(errno)
+        }),
+    }]
+}
+
+fn config(mode: &str) -> String {
+    format!(
+        "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: {mode}\n  cidr:\n    \
+         allow: [0.0.0.0/0, '::/0']\n    deny: {CONFIG_CIDRS}\nkernel:\n  tier: lsm\n"
+    )
+}
+
+pub fn block(agent: &str) -> Vec<(String, TestResult)> {
+    suite(
+        agent,
+        "block",
+        &config("block"),
+        Expect::Blocked,
+        &setup,
+        ops(),
+        untouched(),
+    )
+}
+
+pub fn monitor(agent: &str) -> Vec<(String, TestResult)> {
+    suite(
+        agent,
+        "monitor",
+        &config("monitor"),
+        Expect::WouldBlock,
+        &setup,
+        ops(),
+        untouched(),
+    )
+}
+
+/// An allowed UID overrides a denied network, as in safeguard: the same
+/// connect is refused for root and let through for UID 1000.
+pub fn allowed_uid_overrides_cidr_deny(agent_bin: &str) -> TestResult {
+    let listener = TcpListener::bind("127.0.0.2:0").map_err(|e| e.to_string())?;
+    let to = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let config = "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: block\n  cidr:\n    \
+                  deny: [127.0.0.2/32]\n  uid:\n    allow: [1000]\nkernel:\n  tier: lsm\n";
+    let agent = safeguard_test_support::Agent::start(
+        agent_bin,
+        std::path::Path::new("/tmp/sgtest-uid-override"),
+        config,
+        crate::cases::READY_WITHIN,
+    )?;
+    let me = "/bin/safeguard-vm-tests";
+    let as_root = safeguard_test_support::run(me, &["--connect", &to], None, None)?;
+    let as_user = safeguard_test_support::run(me, &["--connect", &to], Some(1000), None)?;
+    let (events, _) = agent.stop()?;
+    if as_root.code != libc::EPERM {
+        return Err(format!(
+            "root's connect: exit {} (want EPERM)",
+            as_root.code
+        ));
+    }
+    if as_user.code != 0 {
+        return Err(format!(
+            "UID 1000's connect: exit {} (want success)",
+            as_user.code
+        ));
+    }
+    let reported: Vec<_> = events
+        .iter()
+        .filter(|e| e["event_name"] == event::NETWORK_CONNECT)
+        .collect();
+    if reported.len() != 1 || reported[0][attr::PROCESS_PID] != as_root.pid {
+        return Err(format!("want one event, for root's connect: {reported:?}"));
+    }
+    Ok(())
+}
