@@ -8,9 +8,10 @@
 //! there so monitor mode and the audit tier say "would block".
 
 use aya_ebpf::{
-    helpers::generated::{self, bpf_probe_read_user},
-    macros::{lsm, raw_tracepoint},
-    programs::{LsmContext, RawTracePointContext},
+    helpers::generated::{self, bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::{lsm, map, raw_tracepoint, tracepoint},
+    maps::{LruHashMap, PerCpuArray},
+    programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use collector_common::{
     EventKind, FLAG_LSM, Hook, Module, ModuleConfig, NAME_KEY_LEN, PATH_MAX, PATH_TRUNCATED,
@@ -50,8 +51,10 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     };
     match record::verdict(config, denial, true) {
         Some(verdict) if verdict.lsm_return() != 0 => {
-            // Refused: this exec never reaches sched_process_exec.
-            emit(rec, Hook::LsmBprmCheck, config, &verdict, len, 0);
+            // Refused: this exec never reaches sched_process_exec, so the
+            // arguments come from the execve call itself.
+            let args_len = stashed_args(len);
+            emit(rec, Hook::LsmBprmCheck, config, &verdict, len, args_len);
             verdict.lsm_return()
         }
         _ => 0,
@@ -172,6 +175,123 @@ extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// Where each task's execve argv is, from the syscall's entry: a refused
+/// exec reports its arguments from there (the old program's memory is
+/// still the task's at `bprm_check_security`).
+#[map]
+static EXEC_ARGV: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+/// State of an argv copy, in map memory (see `kernel::Walk` for why).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ArgvCopy {
+    /// User address of the `char *argv[]` array.
+    argv: u64,
+    /// Where the next argument goes, from the start of the record's data.
+    off: u64,
+    /// Where the arguments end (the data area's size).
+    end: u64,
+}
+
+#[map]
+static ARGV_COPY: PerCpuArray<ArgvCopy> = PerCpuArray::with_max_entries(1, 0);
+
+/// The most arguments a refused exec reports.
+const ARGS_COUNT_MAX: u32 = 32;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    // execve(filename, argv, envp)
+    stash_argv(unsafe { ctx.read_at::<u64>(24) }.unwrap_or(0));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    // execveat(dfd, filename, argv, envp, flags)
+    stash_argv(unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0));
+    0
+}
+
+#[inline(always)]
+fn stash_argv(argv: u64) {
+    if record::active_module(Module::Process).is_none() || argv == 0 {
+        return;
+    }
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = EXEC_ARGV.insert(&tid, &argv, 0);
+}
+
+/// Copies the arguments stashed at execve entry after the path; their
+/// length.
+#[inline(always)]
+fn stashed_args(path_len: usize) -> usize {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let Some(argv) = (unsafe { EXEC_ARGV.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = EXEC_ARGV.remove(&tid);
+    let Some(state) = ARGV_COPY.get_ptr_mut(0) else {
+        return 0;
+    };
+    let state = unsafe { &mut *state };
+    let start = (path_len & (PATH_MAX - 1)) as u64;
+    *state = ArgvCopy {
+        argv,
+        off: start,
+        end: start + ARGS_MAX as u64,
+    };
+    unsafe {
+        generated::bpf_loop(
+            ARGS_COUNT_MAX,
+            argv_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    ((state.off - start) as usize) & (2 * ARGS_MAX - 1)
+}
+
+/// Copies `argv[index]` (NUL included) into the record; 1 stops the loop.
+#[inline(never)]
+extern "C" fn argv_step(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let (Some(state), Some(rec)) = (ARGV_COPY.get_ptr_mut(0), EXEC_SCRATCH.get_ptr_mut(0)) else {
+        return 1;
+    };
+    let (state, rec) = unsafe { (&mut *state, &mut *rec) };
+    let Ok(arg) =
+        (unsafe { aya_ebpf::helpers::bpf_probe_read_user((state.argv + index * 8) as *const u64) })
+    else {
+        return 1;
+    };
+    if arg == 0 {
+        return 1; // the NULL that ends argv
+    }
+    if state.off as usize >= PATH_MAX {
+        // A path near PATH_MAX leaves no room that the masks can prove.
+        rec.event.flags |= ARGS_TRUNCATED;
+        return 1;
+    }
+    let off = (state.off as usize) & (PATH_MAX - 1);
+    let room = (state.end as usize).saturating_sub(state.off as usize) & (2 * ARGS_MAX - 1);
+    if room <= 1 || room > ARGS_MAX {
+        rec.event.flags |= ARGS_TRUNCATED;
+        return 1;
+    }
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            rec.data.as_mut_ptr().add(off).cast(),
+            room as u32,
+            arg as *const _,
+        )
+    };
+    if n <= 0 {
+        return 1;
+    }
+    state.off += n as u64;
+    0
+}
+
 /// Copies the new program's arguments (NUL-separated) after the path.
 #[inline(always)]
 fn read_args(rec: &mut ExecRecord, path_len: usize) -> usize {
@@ -193,6 +313,17 @@ fn read_args(rec: &mut ExecRecord, path_len: usize) -> usize {
     if rc == 0 { len } else { 0 }
 }
 
+/// Bytes of path and arguments, clamped where the verifier can see it.
+#[inline(always)]
+fn data_len(path_len: usize, args_len: usize) -> usize {
+    let total = kernel::bounded(path_len + args_len, 2 * PATH_MAX - 1);
+    if total > PATH_MAX + ARGS_MAX {
+        PATH_MAX + ARGS_MAX
+    } else {
+        total
+    }
+}
+
 #[inline(always)]
 fn emit(
     rec: &mut ExecRecord,
@@ -210,7 +341,7 @@ fn emit(
     record::submit(
         hook,
         (rec as *const ExecRecord).cast(),
-        EXEC_EVENT_SIZE + (len & (PATH_MAX - 1)) + (args_len & (2 * ARGS_MAX - 1)),
+        EXEC_EVENT_SIZE + data_len(len, args_len),
     );
 }
 

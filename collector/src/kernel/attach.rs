@@ -164,6 +164,7 @@ pub fn attach_all(
         let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0])? {
             Ok(()) => {
                 process_lsm = true;
+                attach_tracepoints(ebpf, programs::EXEC_ARGV_TRACEPOINTS)?;
                 Coverage::Enforced {
                     hooks: vec!["lsm/bprm_check_security".into()],
                 }

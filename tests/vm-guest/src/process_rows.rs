@@ -38,6 +38,7 @@ fn ops() -> Vec<Op> {
             attributes: vec![
                 (attr::SECURITY_RULE_NAME, json!("uname")),
                 (attr::SECURITY_RULE_RULESET_NAME, json!("process.deny")),
+                (attr::PROCESS_COMMAND_ARGS, json!(["/bin/uname"])),
             ],
             action: exec("/bin/uname"),
         },
