@@ -52,9 +52,11 @@ lint: setup-build
 test-unit: setup-build
 	cargo test --bins --lib
 
-# Host integration tests (the tracepoint tier on this kernel; needs root).
+# Host integration tests (the tracepoint tier on this kernel; needs root),
+# and end to end with the real Collector (built once by scripts/collector.sh).
 test-host: setup-build
 	cargo test -p safeguard --test host
+	SAFEGUARD_OTELCOL=$$(scripts/collector.sh path) cargo test -p safeguard --test otel
 
 test-vm: setup
 	cargo build --bin safeguard --bin safeguard-vm-tests

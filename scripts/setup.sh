@@ -66,6 +66,41 @@ ensure_bpf_linker() {
 		--no-default-features --features "llvm-${LLVM_VERSION}"
 }
 
+# Go for building the test Collector (scripts/collector.sh): Go >= 1.26 in
+# /usr/local/go. Debian 12's golang-go (1.19) is too old, so the official
+# toolchain is fetched from the Go module proxy, where the go command itself
+# gets toolchains (module golang.org/toolchain), and linked there.
+GO_VERSION=1.26.8
+ensure_go() {
+	local go=/usr/local/go/bin/go minor
+	if [[ -x $go ]]; then
+		minor=$("$go" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+		[[ -n $minor && $minor -ge 26 ]] && return
+	fi
+	install_packages curl unzip ca-certificates
+	local proxy cache zip root
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%,*}
+	cache=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/go-toolchain
+	zip=$cache/go$GO_VERSION.zip
+	root=$cache/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64
+	if [[ ! -x $root/bin/go ]]; then
+		log "fetching Go $GO_VERSION from the Go module proxy ($proxy)"
+		mkdir -p "$cache"
+		curl -fsSL --retry 3 -o "$zip.part" \
+			"$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip"
+		mv "$zip.part" "$zip"
+		rm -rf "$root"
+		unzip -q -o "$zip" -d "$cache"
+		rm -f "$zip"
+		# Module zips keep no file modes.
+		chmod -R a+rX "$root"
+		chmod a+x "$root"/bin/* "$root"/pkg/tool/*/*
+	fi
+	sudo_ ln -sfn "$root" /usr/local/go
+	"$go" version >&2
+}
+
 ensure_kernels() {
 	local k
 	for k in 6.1 6.12; do
@@ -79,5 +114,7 @@ ensure_bpf_linker
 if [[ $WHAT == all ]]; then
 	install_packages "${TEST_PACKAGES[@]}"
 	ensure_kernels
+	ensure_go
+	"$HERE/scripts/collector.sh" path >/dev/null
 fi
 log "ready"

@@ -1,7 +1,9 @@
 //! safeguard: the agent's entry point.
 //!
 //! Data flows: kernel programs → `events::reader` (drain, decode) →
-//! `events::enrich` → `output`. `config` → `policy` → `kernel` maps.
+//! `events::enrich` → `telemetry` (OTLP logs, spans, metrics; spool;
+//! delivery) and `output` (the local event log). `config` → `policy` →
+//! `kernel` maps.
 
 mod cli;
 mod config;
@@ -10,8 +12,13 @@ mod kernel;
 mod output;
 mod policy;
 mod stats;
+mod telemetry;
 
-use std::{process::ExitCode, sync::Arc};
+use std::{
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -23,10 +30,20 @@ use crate::{
     config::{Config, Output},
     events::enrich::Enricher,
     kernel::{Coverage, Kernel, Row},
-    output::EventWriter,
+    output::EventLog,
     policy::Policy,
     stats::Stats,
+    telemetry::{
+        ExportState, Pipeline, SharedLog,
+        export::Transport,
+        metrics::{Metrics, Observed},
+        spool::Spool,
+    },
 };
+
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, EventLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Exit status for a configuration error (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -121,7 +138,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(agent(config, output)) {
+    // An explicit --output means every event goes there.
+    let local_always = args.output.is_some() || config.log.mode == config::LocalLog::Always;
+    match runtime.block_on(agent(config, output, local_always)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -148,8 +167,8 @@ fn init_diagnostics(config: &Config) {
         .init();
 }
 
-async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
-    let mut writer = EventWriter::open(&config.log, &output)?;
+async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Result<()> {
+    let local: SharedLog = Arc::new(Mutex::new(EventLog::open(&config.log, &output)?));
     for module in &config.unsupported_modules {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
     }
@@ -158,6 +177,13 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
     let enricher = Enricher::new(policy.clone(), stats.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let otel = if config.otel.enable {
+        Some(start_export(&config, &stats, &local)?)
+    } else {
+        info!("OpenTelemetry export is off (otel.enable: false)");
+        None
+    };
     let mut kernel = Kernel::start(
         &policy,
         config.ring_buffer_bytes,
@@ -166,9 +192,47 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     )
     .context("cannot start the kernel programs")?;
     report_coverage(&kernel.rows);
+    if let Some(otel) = &otel {
+        *otel.observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
+            .rows
+            .iter()
+            .map(|r| (r.name.to_string(), r.coverage.tier()))
+            .collect();
+        *otel
+            .observed
+            .rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = [
+            (semconv::module::FILES, &policy.files),
+            (semconv::module::PROCESS, &policy.process),
+            (semconv::module::MOUNT, &policy.mount),
+            (semconv::module::NETWORK, &policy.network),
+        ]
+        .into_iter()
+        .map(|(name, m)| (name, m.rules.len() as u64))
+        .collect();
+    }
+
+    let mut pipeline = Pipeline::new(
+        telemetry::resource::to_proto(
+            &otel
+                .as_ref()
+                .map_or_else(telemetry::resource::resource, |o| o.resource.clone()),
+        ),
+        otel.as_ref().map(|o| telemetry::Export {
+            spool: o.spool.clone(),
+            state: o.state.clone(),
+            batch_size: config.otel.batch_size,
+            batch_timeout: Duration::from_millis(config.otel.batch_timeout_ms),
+        }),
+        local.clone(),
+        local_always,
+        config.log.level,
+        otel.as_ref().map(|o| o.metrics.clone()),
+        stats.clone(),
+    );
 
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE_CAPACITY);
-    let (stop_tx, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(events::reader::run(
         kernel.take_events()?,
         queue_tx,
@@ -180,9 +244,14 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     // still be a clean stop.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        (config.otel.batch_timeout_ms / 2).clamp(10, 1000),
+    ));
+    let mut last_drops_read = Instant::now();
     info!(
         rules = policy.rule_count(),
-        output = %match &output { Output::Stdout => "stdout".to_string(), Output::File(p) => p.display().to_string() },
+        event_log = %lock(&local).location,
+        otlp = %if config.otel.enable { config.otel.endpoint.as_str() } else { "off" },
         "safeguard ready"
     );
     notify_ready();
@@ -190,16 +259,24 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             event = queue_rx.recv() => match event {
-                Some(event) => write(&enricher, &mut writer, &stats, event),
+                Some(event) => process(&enricher, &mut pipeline, event),
                 None => break,
             },
+            _ = tick.tick() => {
+                pipeline.tick();
+                if let Some(otel) = &otel && last_drops_read.elapsed() >= Duration::from_secs(5) {
+                    last_drops_read = Instant::now();
+                    read_kernel_drops(&kernel, &otel.observed);
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
 
     // Stop: detach the programs, let the reader drain what they wrote, then
-    // empty the queue, so nothing the kernel reported is left unwritten.
+    // empty the queue, so nothing the kernel reported is left unwritten;
+    // then give the spool its chance to reach the Collector.
     info!("stopping");
     kernel.detach();
     let _ = stop_tx.send(true);
@@ -209,28 +286,113 @@ async fn agent(config: Config, output: Output) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     while let Some(event) = queue_rx.recv().await {
-        write(&enricher, &mut writer, &stats, event);
+        process(&enricher, &mut pipeline, event);
     }
-    writer.flush()?;
+    pipeline.finish();
+    if let Some(otel) = otel {
+        read_kernel_drops(&kernel, &otel.observed);
+        // Everything is in the spool now: delivery may stop once it is
+        // empty.
+        let _ = otel.stop_delivery.send(true);
+        if let Err(e) = otel.deliver.await {
+            warn!("delivery: {e}");
+        }
+        // The final metrics export, bounded: the Collector may be away.
+        let metrics = otel.metrics.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || metrics.shutdown()),
+        )
+        .await;
+        otel.forwarder.abort();
+    }
     summarize(&kernel, &stats);
     Ok(())
 }
 
-fn write(enricher: &Enricher, writer: &mut EventWriter, stats: &Stats, event: events::Event) {
-    let Some(record) = enricher.enrich(event) else {
-        return;
-    };
-    match writer.write(&record) {
-        Ok(true) => {
-            Stats::add(&stats.written, 1);
+/// The running export: spool, delivery task and metrics.
+struct Otel {
+    resource: opentelemetry_sdk::Resource,
+    spool: Arc<Spool>,
+    state: Arc<ExportState>,
+    metrics: Arc<Metrics>,
+    observed: Arc<Observed>,
+    deliver: tokio::task::JoinHandle<()>,
+    stop_delivery: watch::Sender<bool>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+fn start_export(config: &Config, stats: &Arc<Stats>, local: &SharedLog) -> anyhow::Result<Otel> {
+    let otel = &config.otel;
+    let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
+    let usage = spool.usage();
+    if usage.batches > 0 {
+        info!(
+            batches = usage.batches,
+            records = usage.records,
+            "found undelivered batches in {}: they are sent first",
+            otel.spool_dir.display()
+        );
+    }
+    let transport = Arc::new(Transport::new(otel)?);
+    let resource = telemetry::resource::resource();
+    let observed = Arc::new(Observed::default());
+    let (exports_tx, exports_rx) = mpsc::channel(4);
+    let cell = Arc::new(std::sync::OnceLock::new());
+    let forwarder = tokio::spawn(telemetry::forward_metrics(
+        transport.clone(),
+        exports_rx,
+        cell.clone(),
+    ));
+    let metrics = Arc::new(Metrics::new(
+        resource.clone(),
+        None,
+        exports_tx,
+        stats.clone(),
+        Some(spool.clone()),
+        observed.clone(),
+    ));
+    let _ = cell.set(metrics.clone());
+    let state = Arc::new(ExportState::default());
+    let (stop_delivery, stop) = watch::channel(false);
+    let deliver = tokio::spawn(telemetry::deliver(
+        transport,
+        spool.clone(),
+        state.clone(),
+        local.clone(),
+        metrics.clone(),
+        stop,
+    ));
+    Ok(Otel {
+        resource,
+        spool,
+        state,
+        metrics,
+        observed,
+        deliver,
+        stop_delivery,
+        forwarder,
+    })
+}
+
+fn read_kernel_drops(kernel: &Kernel, observed: &Observed) {
+    match kernel.kernel_drops() {
+        Ok(drops) => {
+            *observed
+                .kernel_drops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = drops
+                .into_iter()
+                .map(|(hook, n)| (hook.name().to_string(), n))
+                .collect();
         }
-        Ok(false) => {}
-        Err(e) => {
-            let n = Stats::add(&stats.write_errors, 1);
-            if n == 1 || n.is_power_of_two() {
-                error!(failed = n, "cannot write event: {e}");
-            }
-        }
+        Err(e) => warn!("cannot read kernel drop counters: {e}"),
+    }
+}
+
+fn process(enricher: &Enricher, pipeline: &mut Pipeline, event: events::Event) {
+    if let Some(record) = enricher.enrich(event) {
+        pipeline.push(record);
     }
 }
 

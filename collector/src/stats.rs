@@ -14,9 +14,9 @@ pub struct Stats {
     /// Relative paths (fallback tier) whose process was gone before the
     /// agent could resolve them.
     pub unresolved_paths: AtomicU64,
-    /// Events written to the output.
+    /// Events reported (at or above the configured level).
     pub written: AtomicU64,
-    /// Events the output could not write.
+    /// Records the local event log could not write.
     pub write_errors: AtomicU64,
 }
 

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use safeguard_test_support::{Agent, events_for, run};
+use safeguard_test_support::{Agent, TestCgroup, connect_from, events_for, run};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 
@@ -302,54 +302,6 @@ fn process_audit_tier_reports_denied_execs_and_the_life_cycle() {
     assert_eq!(denied[0]["process.command_args"][0], "sleep");
     assert_eq!(of("safeguard.process.fork").len(), 1, "{events:?}");
     assert_eq!(of("safeguard.process.exit").len(), 1, "{events:?}");
-}
-
-/// A cgroup v2 directory made for one test and removed after it.
-struct TestCgroup(std::path::PathBuf);
-
-impl TestCgroup {
-    fn new() -> Option<Self> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let root = mountinfo.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
-        })?;
-        let dir = root.join(format!("safeguard-test-{}", std::process::id()));
-        fs::create_dir(&dir).ok()?;
-        Some(Self(dir))
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
-/// connect(2) to `addr` from a new process, inside `cgroup` if given:
-/// `(pid, errno or 0)`.
-fn connect_from(cgroup: Option<&Path>, addr: std::net::SocketAddr) -> (u32, i32) {
-    use std::os::unix::process::CommandExt as _;
-    let script = format!(
-        "import socket, sys\ntry:\n    socket.create_connection(('{}', {}), timeout=5)\nexcept OSError as e:\n    sys.exit(e.errno or 99)\n",
-        addr.ip(),
-        addr.port()
-    );
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", &script]);
-    if let Some(dir) = cgroup {
-        let procs = dir.join("cgroup.procs");
-        // SAFETY: only async-signal-safe work between fork and exec: a
-        // write(2) of our pid into the cgroup.
-        unsafe {
-            cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
-        }
-    }
-    let child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let status = child.wait_with_output().unwrap().status;
-    (pid, status.code().unwrap_or(-1))
 }
 
 /// The audit tier's network programs (cgroup sock_addr) refuse a connect

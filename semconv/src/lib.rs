@@ -54,6 +54,25 @@ pub mod attr {
     pub const SECURITY_RULE_NAME: &str = "security_rule.name";
     /// The list the rule came from, e.g. `files.deny`.
     pub const SECURITY_RULE_RULESET_NAME: &str = "security_rule.ruleset.name";
+    /// Class of an export error (`unavailable`, `timeout`, an HTTP status).
+    pub const ERROR_TYPE: &str = "error.type";
+    /// Container id of the task, where its cgroup path shows one.
+    pub const CONTAINER_ID: &str = "container.id";
+
+    // --- Resource attributes (on every signal, not on each record) ---------
+
+    /// `safeguard`, unless `OTEL_SERVICE_NAME` says otherwise.
+    pub const SERVICE_NAME: &str = "service.name";
+    /// The agent's version.
+    pub const SERVICE_VERSION: &str = "service.version";
+    /// Random per agent start: tells one run's records from the next.
+    pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+    /// The host's machine id (`/etc/machine-id`).
+    pub const HOST_ID: &str = "host.id";
+    /// `linux`.
+    pub const OS_TYPE: &str = "os.type";
+    /// The Kubernetes node (from `K8S_NODE_NAME`).
+    pub const K8S_NODE_NAME: &str = "k8s.node.name";
 
     // --- safeguard.* --------------------------------------------------------
 
@@ -94,6 +113,16 @@ pub mod attr {
     pub const PROCESS_IN_CONTAINER: &str = "safeguard.process.in_container";
     /// The arguments did not fit in the kernel record and are cut.
     pub const PROCESS_ARGS_TRUNCATED: &str = "safeguard.process.args_truncated";
+    /// A row of the coverage table, e.g. `files.open`, `network.connect`.
+    pub const ROW: &str = "safeguard.row";
+    /// The signal of an export: see [`super::signal`].
+    pub const EXPORT_SIGNAL: &str = "safeguard.export.signal";
+    /// On a process span: the process was still running when the agent
+    /// stopped, so the span was ended then.
+    pub const PROCESS_UNFINISHED: &str = "safeguard.process.unfinished";
+    /// On a process span: how many of its operations the policy denied
+    /// (blocked or would have blocked).
+    pub const PROCESS_BLOCKED_OPERATIONS: &str = "safeguard.process.blocked_operations";
     /// A mount's source (device or path, as given).
     pub const MOUNT_SOURCE: &str = "safeguard.mount.source";
     /// Where a mount is (or is moved) to.
@@ -200,4 +229,157 @@ pub mod open_mode {
     pub const EXEC: &str = "exec";
     pub const TRUNCATE: &str = "truncate";
     pub const APPEND: &str = "append";
+}
+
+/// Values of [`attr::EXPORT_SIGNAL`].
+pub mod signal {
+    pub const LOGS: &str = "logs";
+    pub const TRACES: &str = "traces";
+    pub const METRICS: &str = "metrics";
+}
+
+/// The agent's metrics.
+pub mod metric {
+    /// What kind of instrument a metric is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        Counter,
+        Gauge,
+        Histogram,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Metric {
+        pub name: &'static str,
+        pub unit: &'static str,
+        pub description: &'static str,
+        pub kind: Kind,
+    }
+
+    const fn m(
+        name: &'static str,
+        unit: &'static str,
+        kind: Kind,
+        description: &'static str,
+    ) -> Metric {
+        Metric {
+            name,
+            unit,
+            description,
+            kind,
+        }
+    }
+
+    /// Audit events, by `safeguard.module`, `safeguard.hook`, `safeguard.decision`.
+    pub const EVENTS: Metric = m(
+        "safeguard.events",
+        "{event}",
+        Kind::Counter,
+        "Audit events, by module, hook and decision",
+    );
+    /// Operations the policy denied (`blocked` or `would_block`), by
+    /// `safeguard.module`, `security_rule.name`, `security_rule.ruleset.name`,
+    /// `safeguard.decision`: the one alert rules are written on.
+    pub const BLOCKED_OPERATIONS: Metric = m(
+        "safeguard.blocked_operations",
+        "{operation}",
+        Kind::Counter,
+        "Operations the policy denied, by module, rule and decision",
+    );
+    /// Ring-buffer reserve failures in the kernel, by `safeguard.hook`.
+    pub const KERNEL_DROPS: Metric = m(
+        "safeguard.kernel.drops",
+        "{event}",
+        Kind::Counter,
+        "Events the kernel could not hand to the agent (ring buffer full), by hook",
+    );
+    /// Events dropped between the ring-buffer reader and the pipeline.
+    pub const QUEUE_DROPS: Metric = m(
+        "safeguard.queue.drops",
+        "{event}",
+        Kind::Counter,
+        "Events dropped because the agent's queue was full",
+    );
+    /// Received but not reportable, by `error.type` (`decode`, `unresolved_path`).
+    pub const UNREPORTED_EVENTS: Metric = m(
+        "safeguard.events.unreported",
+        "{event}",
+        Kind::Counter,
+        "Events received but not reportable, by reason",
+    );
+    /// Failed exports, by `safeguard.export.signal` and `error.type`.
+    pub const EXPORT_FAILURES: Metric = m(
+        "safeguard.export.failures",
+        "{request}",
+        Kind::Counter,
+        "Export requests the Collector did not accept, by signal and error type",
+    );
+    /// Log records written to the local fallback files.
+    pub const FALLBACK_RECORDS: Metric = m(
+        "safeguard.fallback.records",
+        "{record}",
+        Kind::Counter,
+        "Log records written to the local files because the Collector did not answer",
+    );
+    /// Bytes waiting in the spool.
+    pub const SPOOL_SIZE: Metric = m(
+        "safeguard.spool.size",
+        "By",
+        Kind::Gauge,
+        "Bytes waiting in the spool for the Collector",
+    );
+    /// Records waiting in the spool.
+    pub const SPOOL_RECORDS: Metric = m(
+        "safeguard.spool.records",
+        "{record}",
+        Kind::Gauge,
+        "Records waiting in the spool for the Collector",
+    );
+    /// Records evicted from the spool by its size cap (they are in the
+    /// local files).
+    pub const SPOOL_EVICTED: Metric = m(
+        "safeguard.spool.evicted",
+        "{record}",
+        Kind::Counter,
+        "Records evicted from the full spool (kept in the local files)",
+    );
+    /// Rules loaded, by `safeguard.module`.
+    pub const RULES: Metric = m(
+        "safeguard.rules",
+        "{rule}",
+        Kind::Gauge,
+        "Policy rules loaded, by module",
+    );
+    /// 1 per row of the coverage table, by `safeguard.row` and
+    /// `safeguard.enforcement.tier`.
+    pub const ROWS: Metric = m(
+        "safeguard.rows",
+        "{row}",
+        Kind::Gauge,
+        "Policy rows and how this kernel covers them",
+    );
+    /// Seconds from the kernel's event to the Collector's acknowledgement.
+    pub const PIPELINE_LATENCY: Metric = m(
+        "safeguard.pipeline.latency",
+        "s",
+        Kind::Histogram,
+        "Time from the kernel event to the Collector's acknowledgement",
+    );
+
+    /// Every metric above.
+    pub const ALL: &[Metric] = &[
+        EVENTS,
+        BLOCKED_OPERATIONS,
+        KERNEL_DROPS,
+        QUEUE_DROPS,
+        UNREPORTED_EVENTS,
+        EXPORT_FAILURES,
+        FALLBACK_RECORDS,
+        SPOOL_SIZE,
+        SPOOL_RECORDS,
+        SPOOL_EVICTED,
+        RULES,
+        ROWS,
+        PIPELINE_LATENCY,
+    ];
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 
 pub use validate::{
-    Config, ConfigError, ExecRule, LogConfig, LogFormat, LogLevel, Mode, ModuleSettings, Output,
-    Policy, Target, TierChoice,
+    Config, ConfigError, ExecRule, LocalLog, LogConfig, LogFormat, LogLevel, Mode, ModuleSettings,
+    OtelConfig, OtlpProtocol, Output, Policy, Target, TierChoice,
 };
 #[cfg(test)]
 pub use validate::{

@@ -35,6 +35,27 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(deserialize_with = "nullable")]
     pub kernel: RawKernel,
+    #[serde(deserialize_with = "nullable")]
+    pub otel: RawOtel,
+}
+
+/// safeguard addition: OpenTelemetry export. The standard
+/// `OTEL_EXPORTER_OTLP_*` variables fill what the file leaves empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOtel {
+    pub enable: Option<bool>,
+    pub endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub compression: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub headers: BTreeMap<String, String>,
+    pub ca_file: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub batch_size: Option<u64>,
+    pub batch_timeout_ms: Option<u64>,
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<u64>,
 }
 
 /// `enable`, `mode`, `target`: every module has them.
@@ -144,6 +165,9 @@ pub struct RawDnsProxy {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawLog {
+    /// safeguard addition: `always` writes every event to `output`;
+    /// `fallback` only while the Collector cannot be reached.
+    pub mode: Option<String>,
     pub level: Option<String>,
     pub format: Option<String>,
     pub output: Option<String>,

@@ -10,7 +10,7 @@ use collector_common::PATH_RULE_MAX;
 
 use ipnetwork::IpNetwork;
 
-use super::raw::{RawConfig, RawFiles, RawLog, RawMount, RawNetwork, RawProcess};
+use super::raw::{RawConfig, RawFiles, RawLog, RawMount, RawNetwork, RawOtel, RawProcess};
 
 /// A configuration problem: which key, what value, what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,8 +172,43 @@ pub enum Output {
     File(PathBuf),
 }
 
+/// When events go to the local log (`log.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalLog {
+    /// Every event.
+    Always,
+    /// Only while the Collector cannot be reached (and every event when
+    /// OpenTelemetry export is off).
+    Fallback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// OpenTelemetry export (`otel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtelConfig {
+    pub enable: bool,
+    /// Base URL: `http://host:4317` (gRPC) or `http://host:4318` (HTTP, the
+    /// signal paths are appended).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    pub gzip: bool,
+    pub headers: Vec<(String, String)>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+    pub batch_size: usize,
+    pub batch_timeout_ms: u64,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
+    pub mode: LocalLog,
     pub level: LogLevel,
     pub format: LogFormat,
     pub output: Output,
@@ -192,6 +227,7 @@ pub struct Config {
     /// Bytes of the kernel-to-agent ring buffer.
     pub ring_buffer_bytes: u32,
     pub tier: TierChoice,
+    pub otel: OtelConfig,
     /// Modules enabled in the configuration that this version does not
     /// enforce yet; the agent says so at start-up.
     pub unsupported_modules: Vec<&'static str>,
@@ -199,7 +235,7 @@ pub struct Config {
 
 /// Collects every problem rather than stopping at the first.
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn push(
@@ -229,6 +265,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let process = process(&mut errors, &raw.process, global_policy);
     let mount = mount(&mut errors, &raw.mount, global_policy);
     let log = log(&mut errors, &raw.log);
+    let otel = otel(&mut errors, &raw.otel, &|k| std::env::var(k).ok());
 
     // Modules this version accepts but does not enforce yet: their common
     // keys are still checked, so a typo is caught today.
@@ -270,6 +307,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             mount,
             network,
             log,
+            otel,
             ring_buffer_bytes,
             tier,
             unsupported_modules,
@@ -518,6 +556,14 @@ fn log(errors: &mut Errors, raw: &RawLog) -> LogConfig {
             }
         },
     };
+    let mode = match raw.mode.as_deref().map(str::trim) {
+        None | Some("fallback") => LocalLog::Fallback,
+        Some("always") => LocalLog::Always,
+        Some(other) => {
+            errors.push("log.mode", other, "always or fallback");
+            LocalLog::Fallback
+        }
+    };
     let format = match raw.format.as_deref().map(str::trim) {
         None | Some("json") => LogFormat::Json,
         Some("text" | "txt") => LogFormat::Text,
@@ -543,6 +589,7 @@ fn log(errors: &mut Errors, raw: &RawLog) -> LogConfig {
         Some(n) => n,
     };
     LogConfig {
+        mode,
         level,
         format,
         output,
@@ -550,4 +597,133 @@ fn log(errors: &mut Errors, raw: &RawLog) -> LogConfig {
         max_age_days: positive(errors, "log.max_age", raw.max_age, 365),
         labels: raw.labels.clone(),
     }
+}
+
+/// `otel`, with the standard `OTEL_EXPORTER_OTLP_*` variables (read through
+/// `env`) where the configuration leaves a value empty.
+pub fn otel(
+    errors: &mut Errors,
+    raw: &RawOtel,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> OtelConfig {
+    let pick = |value: &Option<String>, var: &str| -> Option<String> {
+        value
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| env(var).filter(|v| !v.trim().is_empty()))
+    };
+    let protocol = match pick(&raw.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("grpc") => OtlpProtocol::Grpc,
+        Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+        Some(other) => {
+            errors.push("otel.protocol", other, "grpc or http/protobuf");
+            OtlpProtocol::Grpc
+        }
+    };
+    let default_endpoint = match protocol {
+        OtlpProtocol::Grpc => "http://localhost:4317",
+        OtlpProtocol::HttpProtobuf => "http://localhost:4318",
+    };
+    let endpoint = pick(&raw.endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|| default_endpoint.into())
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.len() <= "https://".len()
+    {
+        errors.push(
+            "otel.endpoint",
+            endpoint.clone(),
+            "a URL like http://localhost:4317",
+        );
+    }
+    let gzip = match pick(&raw.compression, "OTEL_EXPORTER_OTLP_COMPRESSION")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("gzip") => true,
+        Some("none") => false,
+        Some(other) => {
+            errors.push("otel.compression", other, "gzip or none");
+            true
+        }
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(list) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+        // key1=value1,key2=value2, values percent-encoded.
+        for item in list.split(',').filter(|i| !i.trim().is_empty()) {
+            match item.split_once('=') {
+                Some((k, v)) => {
+                    headers.push((k.trim().to_ascii_lowercase(), percent_decode(v.trim())))
+                }
+                None => errors.push(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    item,
+                    "key=value pairs separated by commas",
+                ),
+            }
+        }
+    }
+    for (k, v) in &raw.headers {
+        headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
+        headers.push((k.to_ascii_lowercase(), v.clone()));
+    }
+    let ca_file = pick(&raw.ca_file, "OTEL_EXPORTER_OTLP_CERTIFICATE").map(PathBuf::from);
+    if let Some(ca) = &ca_file
+        && !ca.is_file()
+    {
+        errors.push(
+            "otel.ca_file",
+            ca.display().to_string(),
+            "a readable PEM file",
+        );
+    }
+    let timeout_ms = raw
+        .timeout_ms
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TIMEOUT").and_then(|t| t.trim().parse().ok()))
+        .unwrap_or(10_000);
+    let spool_dir = PathBuf::from(
+        raw.spool_dir
+            .clone()
+            .unwrap_or_else(|| "/var/lib/safeguard/spool".into()),
+    );
+    if !spool_dir.is_absolute() {
+        errors.push(
+            "otel.spool_dir",
+            spool_dir.display().to_string(),
+            "an absolute directory path",
+        );
+    }
+    let positive = |errors: &mut Errors, key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => {
+            errors.push(key, "0", "a positive number");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    OtelConfig {
+        enable: raw.enable.unwrap_or(true),
+        endpoint,
+        protocol,
+        gzip,
+        headers,
+        ca_file,
+        timeout_ms: positive(errors, "otel.timeout_ms", Some(timeout_ms), 10_000),
+        batch_size: positive(errors, "otel.batch_size", raw.batch_size, 512) as usize,
+        batch_timeout_ms: positive(errors, "otel.batch_timeout_ms", raw.batch_timeout_ms, 200),
+        spool_dir,
+        spool_max_bytes: positive(errors, "otel.spool_max_bytes", raw.spool_max_bytes, 1 << 30),
+    }
+}
+
+/// `%XX` escapes, as OTEL_EXPORTER_OTLP_HEADERS values use them.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -290,7 +290,8 @@ fn decision_name(d: Decision) -> &'static str {
 fn severity(d: Decision) -> Severity {
     match d {
         Decision::Allowed => Severity::Info,
-        Decision::Blocked | Decision::WouldBlock => Severity::Warning,
+        Decision::WouldBlock => Severity::Warning,
+        Decision::Blocked => Severity::Error,
     }
 }
 
@@ -362,7 +363,7 @@ fn normalize(path: &Path) -> String {
     out.to_string_lossy().into_owned()
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

@@ -7,7 +7,10 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Info = 20,
+    /// Denied by the policy, but let through (monitor mode, audit tier).
     Warning = 30,
+    /// Refused by the kernel.
+    Error = 40,
 }
 
 impl Severity {
@@ -15,6 +18,7 @@ impl Severity {
         match self {
             Severity::Info => "INFO",
             Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
         }
     }
 }
@@ -79,4 +83,27 @@ pub struct Record {
     pub severity: Severity,
     /// Keys from `semconv::attr`.
     pub attributes: Vec<(&'static str, Value)>,
+}
+
+impl Record {
+    /// The value of attribute `key`, if the record has it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find_map(|(k, v)| (*k == key).then_some(v))
+    }
+
+    pub fn int(&self, key: &str) -> Option<i64> {
+        match self.get(key)? {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> Option<&str> {
+        match self.get(key)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }

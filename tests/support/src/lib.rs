@@ -14,6 +14,29 @@ use std::{
 
 use serde_json::Value;
 
+pub mod collector;
+
+/// How to start the agent beyond its configuration.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Pass `--output <dir>/events.jsonl` (every event there). Without it
+    /// the configuration's `log` section decides.
+    pub output_flag: bool,
+    /// Empty the working directory first (not when restarting on a spool).
+    pub fresh: bool,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            output_flag: true,
+            fresh: true,
+            env: Vec::new(),
+        }
+    }
+}
+
 pub struct Agent {
     child: Child,
     dir: PathBuf,
@@ -28,24 +51,52 @@ impl Agent {
         config: &str,
         ready_within: Duration,
     ) -> Result<Self, String> {
-        let _ = fs::remove_dir_all(dir);
+        Self::launch(binary, dir, config, ready_within, &Launch::default())
+    }
+
+    /// [`Agent::start`] with more say in how.
+    pub fn launch(
+        binary: &str,
+        dir: &Path,
+        config: &str,
+        ready_within: Duration,
+        launch: &Launch,
+    ) -> Result<Self, String> {
+        if launch.fresh {
+            let _ = fs::remove_dir_all(dir);
+        }
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let config_path = dir.join("safeguard.yaml");
+        // Tests that do not speak of OpenTelemetry read the event log only:
+        // no export, no spool.
+        let mentions_otel = config.lines().any(|l| l.starts_with("otel:"));
+        let config = if mentions_otel {
+            config.to_string()
+        } else {
+            format!("{config}\notel:\n  enable: false\n")
+        };
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
 
         let socket_path = dir.join("notify.sock");
+        let _ = fs::remove_file(&socket_path);
         let socket =
             UnixDatagram::bind(&socket_path).map_err(|e| format!("bind notify socket: {e}"))?;
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
 
-        let stderr = fs::File::create(dir.join("agent.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .arg("--output")
-            .arg(dir.join("events.jsonl"))
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .map_err(|e| e.to_string())?;
+        let mut command = Command::new(binary);
+        command.args(["run", "--config"]).arg(&config_path);
+        if launch.output_flag {
+            command.arg("--output").arg(dir.join("events.jsonl"));
+        }
+        let child = command
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .env("NOTIFY_SOCKET", &socket_path)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -92,6 +143,14 @@ impl Agent {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Kills the agent with SIGKILL, as a crash or the OOM killer would;
+    /// returns its log.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
     }
 
     /// What the agent wrote to stderr so far.
@@ -189,4 +248,55 @@ pub fn stopped_counter(log: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// A cgroup v2 directory made for one test and removed after it.
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn new() -> Option<Self> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let root = mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+        })?;
+        // Unique per test, also when tests of one binary run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root.join(format!("safeguard-test-{}-{n}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        Some(Self(dir))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// connect(2) to `addr` from a new process, inside `cgroup` if given:
+/// `(pid, errno or 0)`.
+pub fn connect_from(cgroup: Option<&Path>, addr: std::net::SocketAddr) -> (u32, i32) {
+    use std::os::unix::process::CommandExt as _;
+    let script = format!(
+        "import socket, sys\ntry:\n    socket.create_connection(('{}', {}), timeout=5)\nexcept OSError as e:\n    sys.exit(e.errno or 99)\n",
+        addr.ip(),
+        addr.port()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &script]);
+    if let Some(dir) = cgroup {
+        let procs = dir.join("cgroup.procs");
+        // SAFETY: only async-signal-safe work between fork and exec: a
+        // write(2) of our pid into the cgroup.
+        unsafe {
+            cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
+        }
+    }
+    let child = cmd.spawn().expect("spawn python3");
+    let pid = child.id();
+    let status = child.wait_with_output().expect("wait for python3").status;
+    (pid, status.code().unwrap_or(-1))
 }

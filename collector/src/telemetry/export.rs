@@ -1,0 +1,408 @@
+//! Sends encoded OTLP requests to the Collector, over gRPC (tonic) or
+//! HTTP/protobuf (reqwest), gzip-compressed, with the configured headers and
+//! CA, and sorts failures into "try again later" and "this request will
+//! never be accepted" (the OTLP specification's retryable codes).
+
+use std::{io::Write as _, str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse, logs_service_client::LogsServiceClient,
+    },
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_client::MetricsServiceClient,
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_client::TraceServiceClient,
+    },
+};
+use prost::Message as _;
+use tonic::{
+    codec::CompressionEncoding,
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+use crate::config::{OtelConfig, OtlpProtocol};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    /// As `safeguard.export.signal` and spool file names spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Logs => semconv::signal::LOGS,
+            Signal::Traces => semconv::signal::TRACES,
+            Signal::Metrics => semconv::signal::METRICS,
+        }
+    }
+
+    fn http_path(self) -> &'static str {
+        match self {
+            Signal::Logs => "/v1/logs",
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// Unreachable, slow, overloaded, or refusing for now: keep the batch
+    /// and try again. `kind` is the `error.type`.
+    #[error("{message}")]
+    Retry { kind: String, message: String },
+    /// The Collector says the request itself is bad: sending it again will
+    /// not help.
+    #[error("rejected: {message}")]
+    Rejected { kind: String, message: String },
+}
+
+impl ExportError {
+    pub fn kind(&self) -> &str {
+        match self {
+            ExportError::Retry { kind, .. } | ExportError::Rejected { kind, .. } => kind,
+        }
+    }
+}
+
+/// What the Collector accepted: all, except `rejected` items it said it
+/// dropped (OTLP partial success).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub rejected: i64,
+    pub message: String,
+}
+
+// One per agent: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Grpc {
+        logs: LogsServiceClient<Channel>,
+        traces: TraceServiceClient<Channel>,
+        metrics: MetricsServiceClient<Channel>,
+        metadata: MetadataMap,
+    },
+    Http {
+        client: reqwest::Client,
+        base: String,
+    },
+}
+
+pub struct Transport {
+    client: Client,
+    gzip: bool,
+    timeout: Duration,
+    endpoint: String,
+}
+
+impl Transport {
+    /// Builds the client; nothing is connected yet (the Collector may be
+    /// down when the agent starts). Must run inside the tokio runtime.
+    pub fn new(config: &OtelConfig) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let ca = match &config.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("otel.ca_file: cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let client = match config.protocol {
+            OtlpProtocol::Grpc => {
+                let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+                    .with_context(|| {
+                        format!("otel.endpoint: {:?} is not a valid URL", config.endpoint)
+                    })?
+                    .connect_timeout(timeout)
+                    .timeout(timeout);
+                if config.endpoint.starts_with("https://") {
+                    let mut tls = ClientTlsConfig::new().with_native_roots();
+                    if let Some(pem) = &ca {
+                        tls = tls.ca_certificate(Certificate::from_pem(pem));
+                    }
+                    endpoint = endpoint
+                        .tls_config(tls)
+                        .context("otel: TLS configuration")?;
+                }
+                let channel = endpoint.connect_lazy();
+                let mut metadata = MetadataMap::new();
+                for (k, v) in &config.headers {
+                    let key = MetadataKey::from_str(k).with_context(|| {
+                        format!("otel.headers: {k:?} is not a valid header name")
+                    })?;
+                    let value = MetadataValue::try_from(v.as_str()).with_context(|| {
+                        format!("otel.headers: the value of {k:?} is not a valid header value")
+                    })?;
+                    metadata.insert(key, value);
+                }
+                let (mut logs, mut traces, mut metrics) = (
+                    LogsServiceClient::new(channel.clone()),
+                    TraceServiceClient::new(channel.clone()),
+                    MetricsServiceClient::new(channel),
+                );
+                // The Collector answers in the encoding it was sent.
+                logs = logs.accept_compressed(CompressionEncoding::Gzip);
+                traces = traces.accept_compressed(CompressionEncoding::Gzip);
+                metrics = metrics.accept_compressed(CompressionEncoding::Gzip);
+                if config.gzip {
+                    logs = logs.send_compressed(CompressionEncoding::Gzip);
+                    traces = traces.send_compressed(CompressionEncoding::Gzip);
+                    metrics = metrics.send_compressed(CompressionEncoding::Gzip);
+                }
+                Client::Grpc {
+                    logs,
+                    traces,
+                    metrics,
+                    metadata,
+                }
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (k, v) in &config.headers {
+                    let name = reqwest::header::HeaderName::from_str(k).with_context(|| {
+                        format!("otel.headers: {k:?} is not a valid header name")
+                    })?;
+                    let value = reqwest::header::HeaderValue::from_str(v).with_context(|| {
+                        format!("otel.headers: the value of {k:?} is not a valid header value")
+                    })?;
+                    headers.insert(name, value);
+                }
+                let mut builder = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .connect_timeout(timeout)
+                    .default_headers(headers);
+                if let Some(pem) = &ca {
+                    builder = builder.add_root_certificate(
+                        reqwest::Certificate::from_pem(pem)
+                            .context("otel.ca_file: not a PEM certificate")?,
+                    );
+                }
+                Client::Http {
+                    client: builder.build().context("otel: HTTP client")?,
+                    base: config.endpoint.clone(),
+                }
+            }
+        };
+        Ok(Self {
+            client,
+            gzip: config.gzip,
+            timeout,
+            endpoint: config.endpoint.clone(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends one encoded `Export*ServiceRequest` of `signal`.
+    pub async fn send(&self, signal: Signal, payload: Vec<u8>) -> Result<Accepted, ExportError> {
+        match &self.client {
+            Client::Grpc {
+                logs,
+                traces,
+                metrics,
+                metadata,
+            } => {
+                let bad = |e: prost::DecodeError| ExportError::Rejected {
+                    kind: "encoding".into(),
+                    message: format!("spooled {} batch does not decode: {e}", signal.name()),
+                };
+                let timeout = self.timeout;
+                let request = |m| grpc_request(m, metadata, timeout);
+                match signal {
+                    Signal::Logs => {
+                        let m =
+                            ExportLogsServiceRequest::decode(payload.as_slice()).map_err(bad)?;
+                        let r = logs.clone().export(request(m)).await.map_err(grpc_error)?;
+                        Ok(r.into_inner()
+                            .partial_success
+                            .map_or_else(Accepted::default, |p| Accepted {
+                                rejected: p.rejected_log_records,
+                                message: p.error_message,
+                            }))
+                    }
+                    Signal::Traces => {
+                        let m =
+                            ExportTraceServiceRequest::decode(payload.as_slice()).map_err(bad)?;
+                        let r = traces
+                            .clone()
+                            .export(grpc_request(m, metadata, timeout))
+                            .await
+                            .map_err(grpc_error)?;
+                        Ok(r.into_inner()
+                            .partial_success
+                            .map_or_else(Accepted::default, |p| Accepted {
+                                rejected: p.rejected_spans,
+                                message: p.error_message,
+                            }))
+                    }
+                    Signal::Metrics => {
+                        let m =
+                            ExportMetricsServiceRequest::decode(payload.as_slice()).map_err(bad)?;
+                        let r = metrics
+                            .clone()
+                            .export(grpc_request(m, metadata, timeout))
+                            .await
+                            .map_err(grpc_error)?;
+                        Ok(r.into_inner()
+                            .partial_success
+                            .map_or_else(Accepted::default, |p| Accepted {
+                                rejected: p.rejected_data_points,
+                                message: p.error_message,
+                            }))
+                    }
+                }
+            }
+            Client::Http { client, base } => {
+                let mut request = client
+                    .post(format!("{base}{}", signal.http_path()))
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
+                let body = if self.gzip {
+                    request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
+                    gzip(&payload)
+                } else {
+                    payload
+                };
+                let response = request.body(body).send().await.map_err(http_error)?;
+                let status = response.status();
+                let bytes = response.bytes().await.unwrap_or_default();
+                if status.is_success() {
+                    return Ok(http_partial_success(signal, &bytes));
+                }
+                let message = format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                );
+                let kind = status.as_u16().to_string();
+                // OTLP/HTTP: 400 means the request is bad; 429, 502, 503,
+                // 504 are retryable. Anything else (401, 403, 404, 5xx) is a
+                // problem of the deployment, not of the data: keep the data.
+                if status == reqwest::StatusCode::BAD_REQUEST {
+                    Err(ExportError::Rejected { kind, message })
+                } else {
+                    Err(ExportError::Retry { kind, message })
+                }
+            }
+        }
+    }
+}
+
+fn grpc_request<T>(message: T, metadata: &MetadataMap, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    *r.metadata_mut() = metadata.clone();
+    r.set_timeout(timeout);
+    r
+}
+
+fn gzip(payload: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(payload.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(payload);
+    encoder.finish().unwrap_or_default()
+}
+
+fn http_partial_success(signal: Signal, body: &[u8]) -> Accepted {
+    let partial = match signal {
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_log_records, p.error_message)),
+        Signal::Traces => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_spans, p.error_message)),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_data_points, p.error_message)),
+    };
+    partial.map_or_else(Accepted::default, |(rejected, message)| Accepted {
+        rejected,
+        message,
+    })
+}
+
+fn grpc_error(status: tonic::Status) -> ExportError {
+    use tonic::Code;
+    let kind = match status.code() {
+        Code::Unavailable => "unavailable".to_string(),
+        Code::DeadlineExceeded => "timeout".to_string(),
+        other => format!("{other:?}").to_ascii_lowercase(),
+    };
+    let message = format!("{}: {}", kind, status.message());
+    match status.code() {
+        Code::InvalidArgument => ExportError::Rejected { kind, message },
+        _ => ExportError::Retry { kind, message },
+    }
+}
+
+fn http_error(e: reqwest::Error) -> ExportError {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else {
+        "unavailable"
+    };
+    // The error's sources say why (connection refused, DNS, TLS).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    ExportError::Retry {
+        kind: kind.into(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_sort_into_retry_and_rejected() {
+        let e = grpc_error(tonic::Status::unavailable("down"));
+        assert!(matches!(e, ExportError::Retry { .. }));
+        assert_eq!(e.kind(), "unavailable");
+        assert_eq!(
+            grpc_error(tonic::Status::deadline_exceeded("slow")).kind(),
+            "timeout"
+        );
+        assert!(matches!(
+            grpc_error(tonic::Status::invalid_argument("bad")),
+            ExportError::Rejected { .. }
+        ));
+        // Authentication trouble is the deployment's, not the data's: keep it.
+        assert!(matches!(
+            grpc_error(tonic::Status::unauthenticated("who?")),
+            ExportError::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let data = b"safeguard ".repeat(100);
+        let packed = gzip(&data);
+        assert!(packed.len() < data.len());
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(packed.as_slice()),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, data);
+    }
+}

@@ -1,0 +1,498 @@
+//! OpenTelemetry: records become OTLP log records and process spans, are
+//! batched into the on-disk spool, and are delivered from there to the
+//! Collector in order. While the Collector does not answer, records also go
+//! to the local event log, and the spool keeps them for when it does.
+//!
+//! ```text
+//! Record → Pipeline ─┬─ tracker (process spans) ─┐
+//!                    ├─ log record ──────────────┴→ batch → spool → deliver → Collector
+//!                    └─ local event log (always, or while falling back)
+//! ```
+
+pub mod export;
+pub mod logs;
+pub mod metrics;
+pub mod resource;
+pub mod spool;
+pub mod traces;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::InstrumentationScope,
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span},
+};
+use prost::Message as _;
+use semconv::{attr, decision};
+use tokio::sync::{Notify, watch};
+use tracing::{error, info, warn};
+
+use self::{
+    export::{ExportError, Signal, Transport},
+    metrics::Metrics,
+    spool::{Batch, Spool},
+    traces::Tracker,
+};
+use crate::{config::LogLevel, events::Record, output::EventLog, stats::Stats};
+
+/// The local event log, shared by the pipeline and the delivery task.
+pub type SharedLog = Arc<Mutex<EventLog>>;
+
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, EventLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the Collector answers, shared by the pipeline and the delivery
+/// task.
+#[derive(Default)]
+pub struct ExportState {
+    pub falling_back: AtomicBool,
+    /// New batches in the spool.
+    pub spooled: Notify,
+}
+
+pub struct Export {
+    pub spool: Arc<Spool>,
+    pub state: Arc<ExportState>,
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+}
+
+pub struct Pipeline {
+    resource: Resource,
+    tracker: Tracker,
+    logs: Vec<LogRecord>,
+    spans: Vec<Span>,
+    batch_opened: Option<Instant>,
+    /// `None`: OpenTelemetry export is off; records go only to the local log.
+    export: Option<Export>,
+    local: SharedLog,
+    /// Every record goes to the local log, not only while falling back.
+    local_always: bool,
+    min_level: LogLevel,
+    metrics: Option<Arc<Metrics>>,
+    last_sweep: Instant,
+    stats: Arc<Stats>,
+}
+
+impl Pipeline {
+    pub fn new(
+        resource: Resource,
+        export: Option<Export>,
+        local: SharedLog,
+        local_always: bool,
+        min_level: LogLevel,
+        metrics: Option<Arc<Metrics>>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            resource,
+            tracker: Tracker::new(),
+            logs: Vec::new(),
+            spans: Vec::new(),
+            batch_opened: None,
+            local_always: local_always || export.is_none(),
+            export,
+            local,
+            min_level,
+            metrics,
+            last_sweep: Instant::now(),
+            stats,
+        }
+    }
+
+    pub fn push(&mut self, record: Record) {
+        if let Some(m) = &self.metrics {
+            count(m, &record);
+        }
+        let span = if self.export.is_some() {
+            let span = self.tracker.observe(&record);
+            self.spans.extend(self.tracker.take_ended());
+            span
+        } else {
+            None
+        };
+        if (record.severity as u8) < (self.min_level as u8) {
+            return;
+        }
+        Stats::add(&self.stats.written, 1);
+        let log = logs::log_record(&record, SystemTime::now(), span);
+        if self.local_always {
+            self.write_local(std::slice::from_ref(&log));
+        }
+        if let Some(export) = &self.export {
+            self.logs.push(log);
+            self.batch_opened.get_or_insert_with(Instant::now);
+            if self.logs.len() >= export.batch_size {
+                self.seal();
+            }
+        }
+    }
+
+    /// Called periodically: seals a batch that has waited long enough and
+    /// ends the spans of processes that are gone unseen.
+    pub fn tick(&mut self) {
+        let Some(export) = &self.export else { return };
+        if self
+            .batch_opened
+            .is_some_and(|t| t.elapsed() >= export.batch_timeout)
+            || (!self.spans.is_empty() && self.logs.is_empty())
+        {
+            self.seal();
+        }
+        if self.last_sweep.elapsed() >= Duration::from_secs(10) {
+            self.last_sweep = Instant::now();
+            self.tracker.sweep(SystemTime::now(), |pid| {
+                std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            self.spans.extend(self.tracker.take_ended());
+        }
+    }
+
+    /// The agent is stopping: ends the spans of processes still running
+    /// (marked unfinished) and seals what is left.
+    pub fn finish(&mut self) {
+        if self.export.is_some() {
+            self.tracker.end_all(SystemTime::now());
+            self.spans.extend(self.tracker.take_ended());
+            self.seal();
+        }
+        if let Err(e) = lock(&self.local).flush() {
+            error!("cannot write the event log: {e}");
+        }
+    }
+
+    fn write_local(&self, records: &[LogRecord]) {
+        let result = {
+            let mut log = lock(&self.local);
+            records.iter().try_for_each(|r| log.write(r))
+        };
+        if let Err(e) = result {
+            let n = Stats::add(&self.stats.write_errors, 1);
+            if n.is_power_of_two() {
+                error!(failed = n, "cannot write the event log: {e}");
+            }
+        }
+    }
+
+    /// Encodes the open batches and puts them in the spool.
+    fn seal(&mut self) {
+        let Some(export) = &self.export else { return };
+        self.batch_opened = None;
+        let mut pending = Vec::new();
+        if !self.logs.is_empty() {
+            let records = std::mem::take(&mut self.logs);
+            let n = records.len() as u64;
+            let payload = logs_request(&self.resource, records.clone()).encode_to_vec();
+            pending.push((Signal::Logs, payload, n, Some(records)));
+        }
+        if !self.spans.is_empty() {
+            let spans = std::mem::take(&mut self.spans);
+            let n = spans.len() as u64;
+            pending.push((
+                Signal::Traces,
+                traces_request(&self.resource, spans).encode_to_vec(),
+                n,
+                None,
+            ));
+        }
+        for (signal, payload, n, records) in pending {
+            match export.spool.push(signal, &payload, n, self.local_always) {
+                Ok(pushed) => {
+                    if pushed.to_local
+                        && let Some(records) = &records
+                    {
+                        self.write_local_counted(records);
+                    }
+                    for (batch, payload) in pushed.evicted {
+                        warn!(
+                            records = batch.records,
+                            "spool is full ({} bytes): evicted its oldest {} batch",
+                            export.spool.usage().bytes,
+                            batch.signal.name()
+                        );
+                        if batch.signal == Signal::Logs && !batch.local {
+                            let records = decode_logs(&payload);
+                            self.write_local_counted(&records);
+                        }
+                    }
+                    export.state.spooled.notify_one();
+                }
+                Err(e) => {
+                    // Nothing may be lost: what cannot be spooled goes to
+                    // the local log.
+                    error!("{e}: the batch goes to the local event log only");
+                    if let Some(records) = &records
+                        && !self.local_always
+                    {
+                        self.write_local_counted(records);
+                    }
+                    if let Some(m) = &self.metrics {
+                        m.export_failure(signal.name(), "spool");
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_local_counted(&self, records: &[LogRecord]) {
+        self.write_local(records);
+        if let Some(m) = &self.metrics {
+            m.fallback_records(records.len() as u64);
+        }
+    }
+}
+
+fn count(m: &Metrics, r: &Record) {
+    let module = r.str(attr::MODULE).unwrap_or("");
+    let decision = r.str(attr::DECISION).unwrap_or("");
+    m.event(module, r.str(attr::HOOK).unwrap_or(""), decision);
+    if decision == decision::BLOCKED || decision == decision::WOULD_BLOCK {
+        m.blocked(
+            module,
+            r.str(attr::SECURITY_RULE_NAME).unwrap_or(""),
+            r.str(attr::SECURITY_RULE_RULESET_NAME).unwrap_or(""),
+            decision,
+        );
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "safeguard".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
+pub fn logs_request(resource: &Resource, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub fn traces_request(resource: &Resource, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope()),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The log records of a spooled batch (empty if it does not decode).
+fn decode_logs(payload: &[u8]) -> Vec<LogRecord> {
+    ExportLogsServiceRequest::decode(payload)
+        .map(|r| {
+            r.resource_logs
+                .into_iter()
+                .flat_map(|rl| rl.scope_logs)
+                .flat_map(|sl| sl.log_records)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Retry delays while the Collector does not answer.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a stopping agent keeps sending; what is left stays in the
+/// spool for the next start.
+const STOP_DRAIN: Duration = Duration::from_secs(10);
+
+/// Delivers the spool's batches, oldest first, until `stop` and the spool
+/// is empty (or the Collector does not answer, or [`STOP_DRAIN`] passed).
+pub async fn deliver(
+    transport: Arc<Transport>,
+    spool: Arc<Spool>,
+    state: Arc<ExportState>,
+    local: SharedLog,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut stop_by: Option<Instant> = None;
+    let falling_back = |e: &ExportError| {
+        if !state.falling_back.swap(true, Ordering::SeqCst) {
+            let location = lock(&local).location.clone();
+            warn!(
+                "cannot deliver to the OpenTelemetry Collector at {}: {e}; falling back: events are written to {location} and kept in {} until it answers",
+                transport.endpoint(),
+                spool.dir().display()
+            );
+            for batch in spool.set_failing(true) {
+                to_local(&spool, &local, &metrics, &batch);
+            }
+        }
+    };
+    // Find out at once whether the Collector answers, so that an idle
+    // agent says it is falling back too.
+    if let Err(e) = transport.send(Signal::Logs, Vec::new()).await {
+        metrics.export_failure(Signal::Logs.name(), e.kind());
+        falling_back(&e);
+    }
+    loop {
+        if *stop.borrow() {
+            let by = *stop_by.get_or_insert_with(|| Instant::now() + STOP_DRAIN);
+            if spool.front().is_none()
+                || state.falling_back.load(Ordering::SeqCst)
+                || Instant::now() >= by
+            {
+                break;
+            }
+        }
+        let Some(batch) = spool.front() else {
+            if state.falling_back.load(Ordering::SeqCst) {
+                // Nothing to send: probe, so the operator hears when it
+                // answers again.
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => continue,
+                    _ = state.spooled.notified() => continue,
+                }
+                match transport.send(Signal::Logs, Vec::new()).await {
+                    Ok(_) => recovered(&transport, &spool, &state),
+                    Err(_) => backoff = (backoff * 2).min(BACKOFF_MAX),
+                }
+            } else {
+                tokio::select! {
+                    _ = state.spooled.notified() => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            continue;
+        };
+        let Some(payload) = spool.read(&batch) else {
+            // Evicted meanwhile: it is in the local files.
+            continue;
+        };
+        let records = (batch.signal == Signal::Logs).then(|| decode_logs(&payload));
+        match transport.send(batch.signal, payload).await {
+            Ok(accepted) => {
+                spool.remove(&batch);
+                backoff = BACKOFF_MIN;
+                if state.falling_back.load(Ordering::SeqCst) {
+                    recovered(&transport, &spool, &state);
+                }
+                if accepted.rejected > 0 {
+                    metrics.export_failure(batch.signal.name(), "partial");
+                    warn!(
+                        rejected = accepted.rejected,
+                        "the Collector accepted a {} batch only in part: {}",
+                        batch.signal.name(),
+                        accepted.message
+                    );
+                }
+                if let Some(records) = records {
+                    let now = logs::unix_nanos(SystemTime::now());
+                    for r in &records {
+                        metrics.latency(now.saturating_sub(r.time_unix_nano) as f64 / 1e9);
+                    }
+                }
+            }
+            Err(e @ ExportError::Rejected { .. }) => {
+                metrics.export_failure(batch.signal.name(), e.kind());
+                error!(
+                    records = batch.records,
+                    "the Collector refused a {} batch: {e}; it is dropped from the spool (log records are kept in the local event log)",
+                    batch.signal.name()
+                );
+                to_local(&spool, &local, &metrics, &batch);
+                spool.remove(&batch);
+            }
+            Err(e) => {
+                metrics.export_failure(batch.signal.name(), e.kind());
+                falling_back(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    let usage = spool.usage();
+    if usage.batches > 0 {
+        info!(
+            batches = usage.batches,
+            records = usage.records,
+            "undelivered batches stay in {} for the next start",
+            spool.dir().display()
+        );
+    }
+}
+
+fn recovered(transport: &Transport, spool: &Spool, state: &ExportState) {
+    state.falling_back.store(false, Ordering::SeqCst);
+    spool.set_failing(false);
+    info!(
+        spooled_batches = spool.usage().batches,
+        "the OpenTelemetry Collector at {} answers again; sending what was spooled",
+        transport.endpoint()
+    );
+}
+
+/// Writes a spooled log batch to the local event log, once.
+fn to_local(spool: &Spool, local: &SharedLog, metrics: &Metrics, batch: &Batch) {
+    if batch.local || batch.signal != Signal::Logs {
+        return;
+    }
+    let Some(payload) = spool.read(batch) else {
+        return;
+    };
+    let records = decode_logs(&payload);
+    let result = {
+        let mut log = lock(local);
+        records
+            .iter()
+            .try_for_each(|r| log.write(r))
+            .and_then(|()| log.flush())
+    };
+    match result {
+        Ok(()) => {
+            metrics.fallback_records(records.len() as u64);
+            spool.mark_local(batch);
+        }
+        Err(e) => error!("cannot write the event log: {e}"),
+    }
+}
+
+/// Sends the SDK's metrics collections; failures are counted, not retried
+/// (the next collection carries the cumulative totals).
+pub async fn forward_metrics(
+    transport: Arc<Transport>,
+    mut exports: tokio::sync::mpsc::Receiver<metrics::MetricsExport>,
+    metrics: Arc<std::sync::OnceLock<Arc<Metrics>>>,
+) {
+    while let Some((payload, done)) = exports.recv().await {
+        let result = transport.send(Signal::Metrics, payload).await;
+        if let Err(e) = &result
+            && let Some(m) = metrics.get()
+        {
+            m.export_failure(Signal::Metrics.name(), e.kind());
+        }
+        let _ = done.send(result.map(|_| ()).map_err(|e| e.to_string()));
+    }
+}

@@ -1,0 +1,411 @@
+//! The durable queue between the pipeline and the Collector: every batch
+//! is written here first, one file per batch, and deleted only once the
+//! Collector has acknowledged it. Batches go out oldest first, so a
+//! Collector that comes back gets them in order; the files survive an agent
+//! restart. Past the size cap the oldest batches are evicted, handed back
+//! to the caller (which writes them to the local files) and counted.
+//!
+//! A file's name says all that the agent needs without reading it:
+//! `<sequence>.<signal>.<records>.<r|l>`, `l` when its records are already
+//! in the local files. A batch is written to `*.tmp` and renamed, so a
+//! crash leaves either the whole batch or nothing.
+
+use std::{
+    collections::VecDeque,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+};
+
+pub use super::export::Signal;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub seq: u64,
+    pub signal: Signal,
+    pub records: u64,
+    pub bytes: u64,
+    /// Its records are already in the local files.
+    pub local: bool,
+}
+
+impl Batch {
+    fn file_name(&self) -> String {
+        format!(
+            "{:020}.{}.{}.{}",
+            self.seq,
+            self.signal.name(),
+            self.records,
+            if self.local { 'l' } else { 'r' }
+        )
+    }
+
+    fn parse(name: &str, bytes: u64) -> Option<Batch> {
+        let mut parts = name.split('.');
+        let seq = parts.next()?.parse().ok()?;
+        let signal = match parts.next()? {
+            "logs" => Signal::Logs,
+            "traces" => Signal::Traces,
+            "metrics" => Signal::Metrics,
+            _ => return None,
+        };
+        let records = parts.next()?.parse().ok()?;
+        let local = match parts.next()? {
+            "l" => true,
+            "r" => false,
+            _ => return None,
+        };
+        parts.next().is_none().then_some(Batch {
+            seq,
+            signal,
+            records,
+            bytes,
+            local,
+        })
+    }
+}
+
+/// What the spool holds, for metrics and `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Records evicted by the size cap since the agent started.
+    pub evicted_records: u64,
+}
+
+struct State {
+    batches: VecDeque<Batch>,
+    next_seq: u64,
+    usage: Usage,
+    /// The Collector is not answering: new batches must go to the local
+    /// files as well (see [`Spool::set_failing`]).
+    failing: bool,
+}
+
+/// What [`Spool::push`] did.
+#[derive(Debug)]
+pub struct Pushed {
+    /// The caller must write this batch's records to the local files now
+    /// (the Collector is not answering), if they are not there already.
+    pub to_local: bool,
+    /// Batches evicted to stay under the cap, with their payloads, oldest
+    /// first.
+    pub evicted: Vec<(Batch, Vec<u8>)>,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("spool {dir}: {source}")]
+pub struct SpoolError {
+    dir: String,
+    #[source]
+    source: io::Error,
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir` and takes over the batches a
+    /// previous run left there. Files it does not recognise are left alone.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        let err = |source| SpoolError {
+            dir: dir.display().to_string(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(err)?;
+        let mut batches = Vec::new();
+        for entry in fs::read_dir(dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                // A batch whose write did not finish: never acknowledged
+                // to anyone, never sent.
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let len = entry.metadata().map_err(err)?.len();
+            if let Some(batch) = Batch::parse(name, len) {
+                batches.push(batch);
+            }
+        }
+        batches.sort_by_key(|b| b.seq);
+        let usage = Usage {
+            batches: batches.len() as u64,
+            records: batches.iter().map(|b| b.records).sum(),
+            bytes: batches.iter().map(|b| b.bytes).sum(),
+            evicted_records: 0,
+        };
+        let next_seq = batches.last().map_or(1, |b| b.seq + 1);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            state: Mutex::new(State {
+                batches: batches.into(),
+                next_seq,
+                usage,
+                failing: false,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves consistent state:
+        // every mutation below is complete before it can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a batch (`local`: its records are in the local files
+    /// already). The one just added is never evicted.
+    pub fn push(
+        &self,
+        signal: Signal,
+        payload: &[u8],
+        records: u64,
+        local: bool,
+    ) -> Result<Pushed, SpoolError> {
+        let err = |source| SpoolError {
+            dir: self.dir.display().to_string(),
+            source,
+        };
+        let mut state = self.state();
+        let to_local = !local && state.failing && signal == Signal::Logs;
+        let batch = Batch {
+            seq: state.next_seq,
+            signal,
+            records,
+            bytes: payload.len() as u64,
+            local: local || to_local,
+        };
+        let path = self.dir.join(batch.file_name());
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, payload).map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        state.next_seq += 1;
+        state.usage.batches += 1;
+        state.usage.records += records;
+        state.usage.bytes += batch.bytes;
+        state.batches.push_back(batch);
+
+        let mut evicted = Vec::new();
+        while state.usage.bytes > self.max_bytes && state.batches.len() > 1 {
+            let old = state.batches.pop_front().expect("more than one batch");
+            let path = self.dir.join(old.file_name());
+            let payload = fs::read(&path).unwrap_or_default();
+            let _ = fs::remove_file(&path);
+            forget(&mut state.usage, &old);
+            state.usage.evicted_records += old.records;
+            evicted.push((old, payload));
+        }
+        Ok(Pushed { to_local, evicted })
+    }
+
+    /// Says whether the Collector answers. When it stops answering, the
+    /// log batches waiting here that are not in the local files yet are
+    /// returned, for the caller to write there (then [`Spool::mark_local`]);
+    /// batches pushed from now on are flagged for the local files at once.
+    pub fn set_failing(&self, failing: bool) -> Vec<Batch> {
+        let mut state = self.state();
+        state.failing = failing;
+        if !failing {
+            return Vec::new();
+        }
+        state
+            .batches
+            .iter()
+            .filter(|b| !b.local && b.signal == Signal::Logs)
+            .cloned()
+            .collect()
+    }
+
+    /// The oldest batch, if any.
+    pub fn front(&self) -> Option<Batch> {
+        self.state().batches.front().cloned()
+    }
+
+    /// The batch's payload; `None` if it was evicted meanwhile.
+    pub fn read(&self, batch: &Batch) -> Option<Vec<u8>> {
+        fs::read(self.dir.join(batch.file_name())).ok()
+    }
+
+    /// Removes an acknowledged batch. False if it was evicted meanwhile.
+    pub fn remove(&self, batch: &Batch) -> bool {
+        let mut state = self.state();
+        let Some(i) = state.batches.iter().position(|b| b.seq == batch.seq) else {
+            return false;
+        };
+        let old = state.batches.remove(i).expect("found above");
+        let _ = fs::remove_file(self.dir.join(old.file_name()));
+        forget(&mut state.usage, &old);
+        true
+    }
+
+    /// Records that a batch's records are now in the local files too.
+    pub fn mark_local(&self, batch: &Batch) {
+        let mut state = self.state();
+        if let Some(b) = state.batches.iter_mut().find(|b| b.seq == batch.seq) {
+            let from = self.dir.join(b.file_name());
+            b.local = true;
+            let _ = fs::rename(from, self.dir.join(b.file_name()));
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.state().usage
+    }
+}
+
+fn forget(usage: &mut Usage, batch: &Batch) {
+    usage.batches -= 1;
+    usage.records -= batch.records;
+    usage.bytes -= batch.bytes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_come_back_in_order_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            for i in 0..5u8 {
+                spool.push(Signal::Logs, &[i; 10], 3, false).unwrap();
+            }
+            spool.push(Signal::Traces, b"t", 1, false).unwrap();
+            let first = spool.front().unwrap();
+            assert!(spool.remove(&first));
+            // A write that never finished.
+            fs::write(dir.path().join("00000000000000000099.logs.1.r.tmp"), b"x").unwrap();
+            fs::write(dir.path().join("notes.txt"), b"not a batch").unwrap();
+        }
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let usage = spool.usage();
+        assert_eq!((usage.batches, usage.records, usage.bytes), (5, 13, 41));
+        let mut seen = Vec::new();
+        while let Some(b) = spool.front() {
+            seen.push((b.signal, spool.read(&b).unwrap()));
+            assert!(spool.remove(&b));
+        }
+        assert_eq!(seen.len(), 5);
+        for (i, (signal, payload)) in seen.iter().take(4).enumerate() {
+            assert_eq!(*signal, Signal::Logs);
+            assert_eq!(payload, &vec![i as u8 + 1; 10]);
+        }
+        assert_eq!(seen[4], (Signal::Traces, b"t".to_vec()));
+        assert!(
+            !dir.path()
+                .join("00000000000000000099.logs.1.r.tmp")
+                .exists()
+        );
+        assert!(dir.path().join("notes.txt").exists());
+        // Numbering goes on after the restart.
+        spool.push(Signal::Logs, b"later", 1, false).unwrap();
+        assert_eq!(spool.front().unwrap().seq, 7);
+    }
+
+    #[test]
+    fn the_cap_evicts_oldest_first_and_counts_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 25).unwrap();
+        assert!(
+            spool
+                .push(Signal::Logs, &[1; 10], 4, false)
+                .unwrap()
+                .evicted
+                .is_empty()
+        );
+        assert!(
+            spool
+                .push(Signal::Logs, &[2; 10], 4, true)
+                .unwrap()
+                .evicted
+                .is_empty()
+        );
+        let evicted = spool
+            .push(Signal::Logs, &[3; 10], 4, false)
+            .unwrap()
+            .evicted;
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].0.seq, 1);
+        assert_eq!(
+            evicted[0].1,
+            vec![1; 10],
+            "the payload comes back for the local files"
+        );
+        let usage = spool.usage();
+        assert_eq!(
+            (usage.batches, usage.bytes, usage.evicted_records),
+            (2, 20, 4)
+        );
+        assert_eq!(spool.front().unwrap().seq, 2);
+        assert!(spool.front().unwrap().local);
+        // A batch bigger than the cap on its own is kept (the newest always is).
+        let evicted = spool
+            .push(Signal::Logs, &[4; 40], 1, false)
+            .unwrap()
+            .evicted;
+        assert_eq!(evicted.len(), 2);
+        assert_eq!(spool.usage().batches, 1);
+    }
+
+    #[test]
+    fn a_batch_evicted_while_being_sent_is_not_removed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 15).unwrap();
+        spool.push(Signal::Logs, &[1; 10], 1, false).unwrap();
+        let sending = spool.front().unwrap();
+        spool.push(Signal::Logs, &[2; 10], 1, false).unwrap();
+        assert_eq!(spool.read(&sending), None);
+        assert!(!spool.remove(&sending));
+        assert_eq!(spool.usage().batches, 1);
+    }
+
+    #[test]
+    fn while_failing_new_log_batches_go_to_the_local_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1000).unwrap();
+        spool.push(Signal::Logs, b"a", 1, false).unwrap();
+        spool.push(Signal::Logs, b"b", 1, true).unwrap();
+        spool.push(Signal::Traces, b"c", 1, false).unwrap();
+        let behind = spool.set_failing(true);
+        assert_eq!(behind.len(), 1, "only the log batch not yet local");
+        assert_eq!(behind[0].seq, 1);
+        assert!(spool.push(Signal::Logs, b"d", 1, false).unwrap().to_local);
+        assert!(!spool.push(Signal::Logs, b"e", 1, true).unwrap().to_local);
+        assert!(spool.set_failing(false).is_empty());
+        assert!(!spool.push(Signal::Logs, b"f", 1, false).unwrap().to_local);
+    }
+
+    #[test]
+    fn mark_local_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spool = Spool::open(dir.path(), 100).unwrap();
+            spool.push(Signal::Logs, b"abc", 1, false).unwrap();
+            spool.mark_local(&spool.front().unwrap());
+        }
+        let spool = Spool::open(dir.path(), 100).unwrap();
+        let b = spool.front().unwrap();
+        assert!(b.local);
+        assert_eq!(spool.read(&b).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn an_unusable_directory_is_a_clear_error() {
+        let e = Spool::open(Path::new("/proc/safeguard-spool"), 100)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/proc/safeguard-spool"), "{e}");
+    }
+}

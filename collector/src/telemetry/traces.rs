@@ -1,0 +1,497 @@
+//! Process trees as traces: a process's life is a span, its parent
+//! process's span is its parent, and a tree of processes is one trace. Audit
+//! events ride on the span of the process that caused them as span events,
+//! and each log record carries that span's ids.
+//!
+//! A span is exported when its process exits (or, if no exit is seen, when
+//! the process is found gone, or when the agent stops: then it is marked
+//! unfinished). A process the agent first meets after it started (it was
+//! running before the agent) gets a span from the first event seen.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant, SystemTime},
+};
+
+use opentelemetry_proto::tonic::{
+    common::v1::KeyValue,
+    trace::v1::{Span, Status, span, status},
+};
+use rand::Rng as _;
+use semconv::{attr, decision, event};
+
+use super::logs::{key_value, unix_nanos};
+use crate::events::{Record, record::Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// How many processes may have an open span at once; beyond, new processes
+/// get none (their records carry no trace context) until some end.
+const MAX_LIVE: usize = 65_536;
+/// Span events kept per span; more are counted as dropped.
+const MAX_EVENTS: usize = 128;
+/// A span whose process has not been heard of for this long is checked
+/// against /proc by [`Tracker::sweep`].
+const QUIET: Duration = Duration::from_secs(30);
+
+struct ProcessSpan {
+    ctx: SpanContext,
+    parent: Option<[u8; 8]>,
+    start_unix_nano: u64,
+    name: String,
+    attributes: Vec<KeyValue>,
+    events: Vec<span::Event>,
+    dropped_events: u32,
+    /// Operations the policy denied (blocked or would block).
+    denied: i64,
+    /// Operations the kernel refused.
+    refused: i64,
+    last_seen: Instant,
+}
+
+/// Attributes of a process span, set from the records about it.
+const SPAN_ATTRIBUTES: &[&str] = &[
+    attr::PROCESS_PID,
+    attr::PROCESS_PARENT_PID,
+    attr::PROCESS_EXECUTABLE_NAME,
+    attr::PROCESS_EXECUTABLE_PATH,
+    attr::PROCESS_REAL_USER_ID,
+    attr::PROCESS_GROUP_ID,
+    attr::CGROUP_ID,
+    attr::PROCESS_IN_CONTAINER,
+];
+
+/// Attributes a span event leaves out: the span already says them.
+fn on_span(key: &str) -> bool {
+    SPAN_ATTRIBUTES.contains(&key) || key == attr::THREAD_ID || key == attr::HOST_NAME
+}
+
+pub struct Tracker {
+    live: HashMap<u32, ProcessSpan>,
+    ended: Vec<Span>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self {
+            live: HashMap::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    /// Updates the process spans with `record` and returns the span the
+    /// record belongs to.
+    pub fn observe(&mut self, record: &Record) -> Option<SpanContext> {
+        let pid = u32::try_from(record.int(attr::PROCESS_PID)?).ok()?;
+        let ppid = record
+            .int(attr::PROCESS_PARENT_PID)
+            .and_then(|p| u32::try_from(p).ok());
+        let time = unix_nanos(record.time);
+        match record.name {
+            event::PROCESS_FORK => {
+                // A pid seen again: the old process is gone.
+                if let Some(stale) = self.live.remove(&pid) {
+                    self.end(stale, time, false);
+                }
+                let parent = ppid.and_then(|p| self.span_of(p, None, record));
+                let ctx = self.open(pid, parent, time, record)?;
+                Some(ctx)
+            }
+            event::PROCESS_EXIT => {
+                let ctx = self.span_of(pid, ppid, record)?;
+                let mut span = self.live.remove(&pid)?;
+                set_attributes(&mut span, record);
+                for key in [attr::PROCESS_EXIT_CODE, attr::PROCESS_EXIT_SIGNAL] {
+                    if let Some(v) = record.get(key) {
+                        span.attributes.push(key_value(key, v));
+                    }
+                }
+                self.end(span, time, false);
+                Some(ctx)
+            }
+            _ => {
+                let ctx = self.span_of(pid, ppid, record)?;
+                let span = self.live.get_mut(&pid)?;
+                span.last_seen = Instant::now();
+                if record.name == event::PROCESS_EXEC
+                    && record.str(attr::DECISION) != Some(decision::BLOCKED)
+                {
+                    // The process now runs the new program.
+                    if let Some(path) = record.str(attr::PROCESS_EXECUTABLE_PATH) {
+                        span.name = basename(path).to_string();
+                    }
+                    set_attributes(span, record);
+                    if let Some(args) = record.get(attr::PROCESS_COMMAND_ARGS) {
+                        span.attributes
+                            .retain(|kv| kv.key != attr::PROCESS_COMMAND_ARGS);
+                        span.attributes
+                            .push(key_value(attr::PROCESS_COMMAND_ARGS, args));
+                    }
+                }
+                add_event(span, record, time);
+                Some(ctx)
+            }
+        }
+    }
+
+    /// The span of `pid`, opened from `record` if there is none yet (a
+    /// process that was running before the agent, or whose fork was not
+    /// seen); it is a child of `ppid`'s span when that one is known.
+    fn span_of(&mut self, pid: u32, ppid: Option<u32>, record: &Record) -> Option<SpanContext> {
+        if let Some(span) = self.live.get(&pid) {
+            return Some(span.ctx);
+        }
+        let parent = ppid.and_then(|p| self.live.get(&p)).map(|s| s.ctx);
+        self.open(pid, parent, unix_nanos(record.time), record)
+    }
+
+    fn open(
+        &mut self,
+        pid: u32,
+        parent: Option<SpanContext>,
+        start_unix_nano: u64,
+        record: &Record,
+    ) -> Option<SpanContext> {
+        if self.live.len() >= MAX_LIVE {
+            return None;
+        }
+        let mut rng = rand::rng();
+        let ctx = SpanContext {
+            trace_id: parent.map_or_else(|| rng.random(), |p| p.trace_id),
+            span_id: rng.random(),
+        };
+        let mut span = ProcessSpan {
+            ctx,
+            parent: parent.map(|p| p.span_id),
+            start_unix_nano,
+            name: record
+                .str(attr::PROCESS_EXECUTABLE_NAME)
+                .unwrap_or("process")
+                .to_string(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            dropped_events: 0,
+            denied: 0,
+            refused: 0,
+            last_seen: Instant::now(),
+        };
+        // The record describes this process, unless it is a fork record
+        // opening the span of the parent (the record's pid is the child).
+        if record.int(attr::PROCESS_PID) == Some(i64::from(pid)) {
+            set_attributes(&mut span, record);
+        } else {
+            span.attributes
+                .push(key_value(attr::PROCESS_PID, &Value::from(pid)));
+        }
+        self.live.insert(pid, span);
+        Some(ctx)
+    }
+
+    fn end(&mut self, span: ProcessSpan, end_unix_nano: u64, unfinished: bool) {
+        let mut attributes = span.attributes;
+        if span.denied > 0 {
+            attributes.push(key_value(
+                attr::PROCESS_BLOCKED_OPERATIONS,
+                &Value::Int(span.denied),
+            ));
+        }
+        if unfinished {
+            attributes.push(key_value(attr::PROCESS_UNFINISHED, &Value::Bool(true)));
+        }
+        let status = (span.refused > 0).then(|| Status {
+            code: status::StatusCode::Error as i32,
+            message: format!("{} operation(s) blocked", span.refused),
+        });
+        self.ended.push(Span {
+            trace_id: span.ctx.trace_id.to_vec(),
+            span_id: span.ctx.span_id.to_vec(),
+            parent_span_id: span.parent.map(|p| p.to_vec()).unwrap_or_default(),
+            name: span.name,
+            kind: span::SpanKind::Internal as i32,
+            start_time_unix_nano: span.start_unix_nano,
+            end_time_unix_nano: end_unix_nano.max(span.start_unix_nano),
+            attributes,
+            events: span.events,
+            dropped_events_count: span.dropped_events,
+            status,
+            flags: 0x100 | 1, // sampled; the parent's "is remote" bit known (not remote)
+            ..Default::default()
+        });
+    }
+
+    /// Spans ended since the last call, ready to export.
+    pub fn take_ended(&mut self) -> Vec<Span> {
+        std::mem::take(&mut self.ended)
+    }
+
+    #[cfg(test)]
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Ends the spans of processes that are gone although no exit was seen
+    /// (no process module, or a dropped exit event): quiet for a while and
+    /// `alive` says no.
+    pub fn sweep(&mut self, now: SystemTime, alive: impl Fn(u32) -> bool) {
+        let gone: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|(pid, s)| s.last_seen.elapsed() >= QUIET && !alive(**pid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            if let Some(span) = self.live.remove(&pid) {
+                self.end(span, unix_nanos(now), false);
+            }
+        }
+    }
+
+    /// Ends every open span at `now`, marked unfinished: the agent is
+    /// stopping while these processes still run.
+    pub fn end_all(&mut self, now: SystemTime) {
+        let live: Vec<ProcessSpan> = self.live.drain().map(|(_, s)| s).collect();
+        for span in live {
+            self.end(span, unix_nanos(now), true);
+        }
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(path)
+}
+
+fn set_attributes(span: &mut ProcessSpan, record: &Record) {
+    for key in SPAN_ATTRIBUTES {
+        if let Some(v) = record.get(key) {
+            span.attributes.retain(|kv| kv.key != *key);
+            span.attributes.push(key_value(key, v));
+        }
+    }
+}
+
+fn add_event(span: &mut ProcessSpan, record: &Record, time: u64) {
+    match record.str(attr::DECISION) {
+        Some(decision::BLOCKED) => {
+            span.denied += 1;
+            span.refused += 1;
+        }
+        Some(decision::WOULD_BLOCK) => span.denied += 1,
+        _ => {}
+    }
+    if span.events.len() >= MAX_EVENTS {
+        span.dropped_events += 1;
+        return;
+    }
+    span.events.push(span::Event {
+        time_unix_nano: time,
+        name: record.name.to_string(),
+        attributes: record
+            .attributes
+            .iter()
+            .filter(|(k, _)| !on_span(k))
+            .map(|(k, v)| key_value(k, v))
+            .collect(),
+        dropped_attributes_count: 0,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::events::record::Severity;
+
+    fn rec(name: &'static str, t: u64, attrs: Vec<(&'static str, Value)>) -> Record {
+        Record {
+            name,
+            time: UNIX_EPOCH + Duration::from_secs(t),
+            severity: Severity::Info,
+            attributes: attrs,
+        }
+    }
+
+    fn fork(t: u64, child: u32, parent: u32) -> Record {
+        rec(
+            event::PROCESS_FORK,
+            t,
+            vec![
+                (attr::PROCESS_PID, child.into()),
+                (attr::PROCESS_PARENT_PID, parent.into()),
+                (attr::PROCESS_EXECUTABLE_NAME, "sh".into()),
+            ],
+        )
+    }
+
+    fn exit(t: u64, pid: u32) -> Record {
+        rec(
+            event::PROCESS_EXIT,
+            t,
+            vec![
+                (attr::PROCESS_PID, pid.into()),
+                (attr::PROCESS_EXIT_CODE, 0.into()),
+            ],
+        )
+    }
+
+    fn attr_of<'a>(s: &'a Span, key: &str) -> Option<&'a KeyValue> {
+        s.attributes.iter().find(|kv| kv.key == key)
+    }
+
+    #[test]
+    fn a_process_tree_is_one_trace_with_parent_links() {
+        let mut t = Tracker::new();
+        // 100 was running before the agent; it forks 200, which forks 300.
+        let a = t.observe(&fork(10, 200, 100)).unwrap();
+        let b = t.observe(&fork(11, 300, 200)).unwrap();
+        let exec = rec(
+            event::PROCESS_EXEC,
+            12,
+            vec![
+                (attr::PROCESS_PID, 300u32.into()),
+                (attr::DECISION, decision::ALLOWED.into()),
+                (attr::PROCESS_EXECUTABLE_PATH, "/usr/bin/cat".into()),
+                (
+                    attr::PROCESS_COMMAND_ARGS,
+                    vec!["cat", "/etc/shadow"].into(),
+                ),
+            ],
+        );
+        assert_eq!(t.observe(&exec), Some(b));
+        let open = rec(
+            event::FILE_OPEN,
+            13,
+            vec![
+                (attr::PROCESS_PID, 300u32.into()),
+                (attr::THREAD_ID, 300u32.into()),
+                (attr::DECISION, decision::BLOCKED.into()),
+                (attr::FILE_PATH, "/etc/shadow".into()),
+            ],
+        );
+        assert_eq!(
+            t.observe(&open),
+            Some(b),
+            "an event links to its process's span"
+        );
+        t.observe(&exit(14, 300));
+        t.observe(&exit(15, 200));
+        let ended = t.take_ended();
+        assert_eq!(ended.len(), 2);
+        let (cat, sh) = (&ended[0], &ended[1]);
+        assert_eq!(cat.name, "cat");
+        assert_eq!(cat.trace_id, a.trace_id.to_vec(), "one trace for the tree");
+        assert_eq!(cat.parent_span_id, a.span_id.to_vec());
+        assert_eq!(sh.span_id, a.span_id.to_vec());
+        assert_eq!(cat.start_time_unix_nano, 11_000_000_000);
+        assert_eq!(cat.end_time_unix_nano, 14_000_000_000);
+        assert_eq!(cat.events.len(), 2, "exec and open");
+        assert_eq!(cat.events[1].name, event::FILE_OPEN);
+        assert!(
+            cat.events[1]
+                .attributes
+                .iter()
+                .any(|kv| kv.key == attr::FILE_PATH)
+        );
+        assert!(
+            !cat.events[1]
+                .attributes
+                .iter()
+                .any(|kv| kv.key == attr::THREAD_ID)
+        );
+        assert_eq!(
+            cat.status.as_ref().unwrap().code,
+            status::StatusCode::Error as i32
+        );
+        assert!(attr_of(cat, attr::PROCESS_BLOCKED_OPERATIONS).is_some());
+        assert!(attr_of(cat, attr::PROCESS_EXIT_CODE).is_some());
+        assert!(sh.status.is_none(), "the parent blocked nothing");
+        // The pre-existing root (100) is still open; at shutdown it ends
+        // unfinished, as the root of the same trace.
+        t.end_all(UNIX_EPOCH + Duration::from_secs(20));
+        let root = t.take_ended();
+        assert_eq!(root.len(), 1);
+        assert_eq!(root[0].trace_id, a.trace_id.to_vec());
+        assert!(root[0].parent_span_id.is_empty());
+        assert_eq!(sh.parent_span_id, root[0].span_id);
+        assert!(attr_of(&root[0], attr::PROCESS_UNFINISHED).is_some());
+    }
+
+    #[test]
+    fn unrelated_processes_get_separate_traces() {
+        let mut t = Tracker::new();
+        let a = t.observe(&fork(1, 10, 1)).unwrap();
+        let b = t.observe(&fork(1, 20, 2)).unwrap();
+        assert_ne!(a.trace_id, b.trace_id);
+    }
+
+    #[test]
+    fn a_refused_exec_keeps_the_old_program_name() {
+        let mut t = Tracker::new();
+        t.observe(&fork(1, 10, 1));
+        let exec = rec(
+            event::PROCESS_EXEC,
+            2,
+            vec![
+                (attr::PROCESS_PID, 10u32.into()),
+                (attr::DECISION, decision::BLOCKED.into()),
+                (attr::PROCESS_EXECUTABLE_PATH, "/usr/bin/nc".into()),
+            ],
+        );
+        t.observe(&exec);
+        t.observe(&exit(3, 10));
+        let s = &t.take_ended()[0];
+        assert_eq!(s.name, "sh");
+        assert_eq!(
+            s.status.as_ref().unwrap().code,
+            status::StatusCode::Error as i32
+        );
+    }
+
+    #[test]
+    fn span_events_are_capped_and_the_rest_counted() {
+        let mut t = Tracker::new();
+        t.observe(&fork(1, 10, 1));
+        for i in 0..(MAX_EVENTS + 5) {
+            t.observe(&rec(
+                event::FILE_OPEN,
+                2,
+                vec![
+                    (attr::PROCESS_PID, 10u32.into()),
+                    (attr::SEQUENCE, (i as u64).into()),
+                ],
+            ));
+        }
+        t.observe(&exit(3, 10));
+        let s = &t.take_ended()[0];
+        assert_eq!(s.events.len(), MAX_EVENTS);
+        assert_eq!(s.dropped_events_count, 5);
+    }
+
+    #[test]
+    fn sweep_ends_spans_of_vanished_processes_only() {
+        let mut t = Tracker::new();
+        t.observe(&fork(1, 10, 1));
+        t.observe(&fork(1, 11, 1));
+        for s in t.live.values_mut() {
+            s.last_seen = Instant::now() - QUIET;
+        }
+        t.sweep(UNIX_EPOCH + Duration::from_secs(5), |pid| pid != 10);
+        let ended = t.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(t.live(), 2, "11 and its parent 1 are still open");
+        assert!(attr_of(&ended[0], attr::PROCESS_UNFINISHED).is_none());
+    }
+}

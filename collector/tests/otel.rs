@@ -1,0 +1,292 @@
+//! End to end with a real OpenTelemetry Collector on 127.0.0.1: the agent
+//! (the tracepoint and cgroup tier of this host) exports what it records as
+//! OTLP logs, process spans and metrics, over gRPC and over HTTP; when the
+//! Collector goes away it falls back to the local event log and spools, and
+//! delivers everything once the Collector is back, across an agent crash.
+//!
+//! Needs root (eBPF) and the Collector (`SAFEGUARD_OTELCOL`, or built by
+//! `scripts/collector.sh`); `make test-host` provides both.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use safeguard_test_support::{
+    Agent, Launch, TestCgroup,
+    collector::{Collector, LogRecord},
+    connect_from, read_events, run,
+};
+use semconv::{attr, event, metric};
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: loading eBPF programs needs root");
+            return;
+        }
+    };
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sg-otel-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// A file under a denied prefix.
+fn secret(root: &Path) -> PathBuf {
+    let secret = root.join("secret/x");
+    fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    fs::write(&secret, "data\n").unwrap();
+    secret
+}
+
+fn otel_section(endpoint: &str, protocol: &str, spool: &Path, extra: &str) -> String {
+    format!(
+        "otel:\n  endpoint: {endpoint}\n  protocol: {protocol}\n  spool_dir: {}\n  batch_timeout_ms: 100\n{extra}",
+        spool.display()
+    )
+}
+
+fn launch(output_flag: bool, fresh: bool) -> Launch {
+    Launch {
+        output_flag,
+        fresh,
+        env: vec![("OTEL_METRIC_EXPORT_INTERVAL".into(), "500".into())],
+    }
+}
+
+fn records_of<'a>(records: &'a [LogRecord], name: &str) -> Vec<&'a LogRecord> {
+    records.iter().filter(|r| r.event_name == name).collect()
+}
+
+/// The acceptance scenario: a blocked connect and an audited open, seen in
+/// the Collector's output as log records, a process span with its parent,
+/// log records linked to it, and the blocked-operations metric.
+fn blocked_connect_and_audited_open(protocol: &str) {
+    let Some(cgroup) = TestCgroup::new() else {
+        eprintln!("skipped: no writable cgroup v2 hierarchy");
+        return;
+    };
+    let root = scratch();
+    let collector = Collector::start(&root.path().join("collector")).unwrap();
+    let endpoint = match protocol {
+        "grpc" => collector.grpc_endpoint(),
+        _ => collector.http_endpoint(),
+    };
+    let secret = secret(root.path());
+    let denied = secret.parent().unwrap();
+    let agent_dir = root.path().join("agent");
+    let config = format!(
+        "files:\n  mode: monitor\n  deny: [{denied}]\n\
+         process:\n  enable: true\n\
+         network:\n  enable: true\n  mode: block\n  cidr:\n    deny: [127.0.0.2/32]\n  cgroup: {cgroup}\n\
+         kernel:\n  tier: tracepoint\n\
+         log:\n  output: {local}\n{otel}",
+        denied = denied.display(),
+        cgroup = cgroup.0.display(),
+        local = agent_dir.join("events.log").display(),
+        otel = otel_section(&endpoint, protocol, &agent_dir.join("spool"), ""),
+    );
+    let agent = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, true),
+    )
+    .unwrap();
+
+    // sh runs cat: the open happens in a child of a child of this test.
+    let sh = run(
+        "sh",
+        &["-c", &format!("cat {} >/dev/null", secret.display())],
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        sh.code, 0,
+        "monitor mode lets the open through: {}",
+        sh.stderr
+    );
+    let (connect_pid, errno) = connect_from(Some(&cgroup.0), "127.0.0.2:9".parse().unwrap());
+    assert_eq!(
+        errno,
+        libc::EPERM,
+        "the connect is refused: {}",
+        agent.log()
+    );
+    let (_, log) = agent.stop().unwrap();
+
+    // Everything is delivered before the agent exits; the Collector's file
+    // exporter writes it out within its flush interval.
+    let arrived = |c: &Collector| {
+        let records = c.log_records();
+        let opened = records.iter().any(|r| {
+            r.event_name == event::FILE_OPEN
+                && r.attributes[attr::FILE_PATH] == secret.to_str().unwrap()
+        });
+        let refused = records
+            .iter()
+            .any(|r| r.event_name == event::NETWORK_CONNECT);
+        let counted = c
+            .metric_points(metric::BLOCKED_OPERATIONS.name)
+            .iter()
+            .any(|p| p.attributes.get(attr::MODULE) == Some(&Value::from("network")));
+        let traced = c
+            .spans()
+            .iter()
+            .any(|s| s.attributes.get(attr::PROCESS_UNFINISHED) == Some(&Value::Bool(true)));
+        opened && refused && counted && traced
+    };
+    assert!(
+        collector.wait_until(Duration::from_secs(20), arrived),
+        "not everything arrived: {log}"
+    );
+    let records = collector.log_records();
+
+    // The audited open: its event name, severity, attributes.
+    let opens: Vec<_> = records_of(&records, event::FILE_OPEN)
+        .into_iter()
+        .filter(|r| r.attributes[attr::FILE_PATH] == secret.to_str().unwrap())
+        .collect();
+    assert_eq!(opens.len(), 1, "{opens:?}");
+    let open = opens[0];
+    assert_eq!(open.severity_text, "WARNING");
+    assert_eq!(open.severity_number, 13, "WARN: would have been blocked");
+    assert_eq!(open.attributes[attr::DECISION], "would_block");
+    assert_eq!(open.attributes[attr::MODULE], "files");
+    assert_eq!(
+        open.attributes[attr::SECURITY_RULE_NAME],
+        denied.to_str().unwrap()
+    );
+    assert_eq!(open.attributes[attr::PROCESS_EXECUTABLE_NAME], "cat");
+    assert!(open.attributes.contains_key(attr::SEQUENCE));
+    assert!(!open.attributes.contains_key("event.name"));
+    assert!(open.time_unix_nano > 0 && open.observed_time_unix_nano >= open.time_unix_nano);
+    assert_eq!(open.resource[attr::SERVICE_NAME], "safeguard");
+    assert_eq!(open.resource[attr::OS_TYPE], "linux");
+    assert!(open.resource.contains_key(attr::HOST_NAME));
+    let cat_pid = open.attributes[attr::PROCESS_PID].as_u64().unwrap();
+
+    // The blocked connect.
+    let connects = records_of(&records, event::NETWORK_CONNECT);
+    assert_eq!(
+        connects.len(),
+        1,
+        "{:?}",
+        records
+            .iter()
+            .map(|r| (&r.event_name, r.attributes.get(attr::PROCESS_PID)))
+            .collect::<Vec<_>>()
+    );
+    let connect = connects[0];
+    assert_eq!(connect.severity_text, "ERROR");
+    assert!(
+        connect.severity_number > open.severity_number,
+        "blocked is above would-block"
+    );
+    assert_eq!(connect.attributes[attr::DECISION], "blocked");
+    assert_eq!(connect.attributes[attr::NETWORK_PEER_ADDRESS], "127.0.0.2");
+    assert_eq!(connect.attributes[attr::NETWORK_PEER_PORT], 9);
+    assert_eq!(connect.attributes[attr::SECURITY_RULE_NAME], "127.0.0.2/32");
+    assert_eq!(connect.attributes[attr::PROCESS_PID], connect_pid);
+
+    // Spans: cat's span is a child of sh's, in one trace, and the open's
+    // log record points at cat's span; the open rides on it as an event.
+    assert!(
+        collector.wait_until(Duration::from_secs(20), |c| c
+            .spans()
+            .iter()
+            .any(|s| s.attributes.get(attr::PROCESS_PID) == Some(&Value::from(cat_pid)))),
+        "no span for cat"
+    );
+    let spans = collector.spans();
+    let by_pid = |pid: u64| {
+        spans
+            .iter()
+            .find(|s| s.attributes.get(attr::PROCESS_PID) == Some(&Value::from(pid)))
+            .unwrap_or_else(|| panic!("no span for pid {pid}: {spans:#?}"))
+    };
+    let cat = by_pid(cat_pid);
+    let sh_span = by_pid(u64::from(sh.pid));
+    assert_eq!(cat.name, "cat");
+    assert_eq!(cat.parent_span_id, sh_span.span_id, "cat's parent is sh");
+    assert_eq!(cat.trace_id, sh_span.trace_id, "one trace per process tree");
+    assert_eq!(open.trace_id, cat.trace_id);
+    assert_eq!(open.span_id, cat.span_id);
+    assert!(
+        cat.events.iter().any(|e| e.name == event::FILE_OPEN
+            && e.attributes[attr::FILE_PATH] == secret.to_str().unwrap())
+    );
+    assert_eq!(cat.attributes[attr::PROCESS_BLOCKED_OPERATIONS], 1);
+    assert!(
+        cat.start_time_unix_nano <= open.time_unix_nano
+            && open.time_unix_nano <= cat.end_time_unix_nano
+    );
+    // sh's own parent is this test process: running before and after the
+    // agent, so its span was ended at shutdown and marked unfinished.
+    let test_span = spans
+        .iter()
+        .find(|s| s.span_id == sh_span.parent_span_id)
+        .expect("sh's parent span");
+    assert_eq!(test_span.attributes[attr::PROCESS_PID], std::process::id());
+    assert_eq!(test_span.attributes[attr::PROCESS_UNFINISHED], true);
+    let connector = by_pid(u64::from(connect_pid));
+    assert_eq!(
+        connector.status_code, 2,
+        "a blocked operation marks the span as an error"
+    );
+    assert_eq!(connect.span_id, connector.span_id);
+
+    // The blocked-operations metric, with the rule.
+    let points = collector.metric_points(metric::BLOCKED_OPERATIONS.name);
+    let blocked = points
+        .iter()
+        .rev()
+        .find(|p| p.attributes.get(attr::MODULE) == Some(&Value::from("network")))
+        .unwrap();
+    assert_eq!(blocked.kind, "sum");
+    assert_eq!(blocked.unit, metric::BLOCKED_OPERATIONS.unit);
+    assert_eq!(blocked.attributes[attr::DECISION], "blocked");
+    assert_eq!(blocked.attributes[attr::SECURITY_RULE_NAME], "127.0.0.2/32");
+    assert_eq!(blocked.value, 1.0);
+    let would = points
+        .iter()
+        .rev()
+        .find(|p| p.attributes.get(attr::MODULE) == Some(&Value::from("files")))
+        .expect("the open is counted too");
+    assert_eq!(would.attributes[attr::DECISION], "would_block");
+
+    // The Collector answered throughout: nothing went to the local log.
+    let local = read_events(&agent_dir.join("events.log")).unwrap();
+    assert!(
+        local.is_empty(),
+        "fallback only while the Collector is away: {local:?}"
+    );
+    assert!(!log.contains("falling back"), "{log}");
+}
+
+#[test]
+fn blocked_connect_and_audited_open_reach_the_collector_over_grpc() {
+    require_root!();
+    blocked_connect_and_audited_open("grpc");
+}
+
+#[test]
+fn blocked_connect_and_audited_open_reach_the_collector_over_http() {
+    require_root!();
+    blocked_connect_and_audited_open("http/protobuf");
+}
