@@ -8,6 +8,7 @@
 //! `scripts/collector.sh`); `make test-host` provides both.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
     time::Duration,
@@ -289,4 +290,268 @@ fn blocked_connect_and_audited_open_reach_the_collector_over_grpc() {
 fn blocked_connect_and_audited_open_reach_the_collector_over_http() {
     require_root!();
     blocked_connect_and_audited_open("http/protobuf");
+}
+
+/// Opens `path` `n` times from this process, at most 20,000 a second, so
+/// that the kernel's ring buffer keeps up (drops are tested elsewhere).
+fn open_many(path: &Path, n: usize) {
+    for i in 0..n {
+        let _ = fs::File::open(path);
+        if i % 1000 == 999 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// (agent instance, sequence number) of every open of `path` the
+/// Collector received, in the order received.
+fn opens_received(c: &Collector, path: &Path) -> Vec<(String, u64)> {
+    c.log_records()
+        .iter()
+        .filter(|r| {
+            r.event_name == event::FILE_OPEN
+                && r.attributes[attr::FILE_PATH] == path.to_str().unwrap()
+        })
+        .map(|r| {
+            (
+                r.resource[attr::SERVICE_INSTANCE_ID]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                r.attributes[attr::SEQUENCE].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn local_opens(log: &Path, path: &Path) -> Vec<u64> {
+    read_events(log)
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["event_name"] == event::FILE_OPEN && e[attr::FILE_PATH] == path.to_str().unwrap()
+        })
+        .map(|e| e[attr::SEQUENCE].as_u64().unwrap())
+        .collect()
+}
+
+/// Per instance: distinct sequence numbers, duplicates, and whether the
+/// first arrivals came in increasing order.
+struct Delivery {
+    distinct: BTreeSet<u64>,
+    duplicates: usize,
+    in_order: bool,
+}
+
+fn deliveries(received: &[(String, u64)]) -> BTreeMap<String, Delivery> {
+    let mut out: BTreeMap<String, Delivery> = BTreeMap::new();
+    for (instance, seq) in received {
+        let d = out.entry(instance.clone()).or_insert(Delivery {
+            distinct: BTreeSet::new(),
+            duplicates: 0,
+            in_order: true,
+        });
+        if d.distinct.contains(seq) {
+            d.duplicates += 1;
+            continue;
+        }
+        if d.distinct.last().is_some_and(|last| seq < last) {
+            d.in_order = false;
+        }
+        d.distinct.insert(*seq);
+    }
+    out
+}
+
+fn durable_config(denied: &Path, agent_dir: &Path, endpoint: &str, extra: &str) -> String {
+    format!(
+        "files:\n  mode: monitor\n  deny: [{denied}]\nkernel:\n  tier: tracepoint\n\
+         log:\n  output: {local}\n{otel}",
+        denied = denied.display(),
+        local = agent_dir.join("events.log").display(),
+        otel = otel_section(endpoint, "grpc", &agent_dir.join("spool"), extra),
+    )
+}
+
+/// 100,000 sequence-numbered events; the Collector is killed mid-stream
+/// and, while it is away, so is the agent; both come back. Every event
+/// reaches the Collector exactly once (a batch the Collector took but did
+/// not acknowledge may come twice: counted, and rare), in order per agent
+/// run, and what was written while falling back is in the local log.
+#[test]
+fn collector_and_agent_killed_mid_stream_lose_nothing() {
+    require_root!();
+    const PHASE: usize = 25_000;
+    let root = scratch();
+    let mut collector = Collector::start(&root.path().join("collector")).unwrap();
+    let secret = secret(root.path());
+    let denied = secret.parent().unwrap();
+    let agent_dir = root.path().join("agent");
+    let config = durable_config(denied, &agent_dir, &collector.grpc_endpoint(), "");
+    let local_log = agent_dir.join("events.log");
+
+    // Run A: delivered while the Collector is up.
+    let a = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, true),
+    )
+    .unwrap();
+    open_many(&secret, PHASE);
+    assert!(
+        collector.wait_until(Duration::from_secs(60), |c| opens_received(c, &secret)
+            .len()
+            >= PHASE),
+        "phase 1 not delivered: {}",
+        a.log()
+    );
+    // The Collector dies; A falls back (local log) and spools.
+    collector.kill();
+    open_many(&secret, PHASE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while local_opens(&local_log, &secret).len() < PHASE && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fallback = local_opens(&local_log, &secret);
+    assert!(
+        fallback.len() >= PHASE,
+        "only {} in the local log: {}",
+        fallback.len(),
+        a.log()
+    );
+    // The agent dies too, with everything in its spool.
+    let log_a = a.kill();
+    assert!(log_a.contains("falling back"), "{log_a}");
+
+    // Run B on the same spool, with the Collector back.
+    collector.restart().unwrap();
+    let b = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, false),
+    )
+    .unwrap();
+    open_many(&secret, 2 * PHASE);
+    let (_, log_b) = b.stop().unwrap();
+    assert!(log_b.contains("found undelivered batches"), "{log_b}");
+    assert_eq!(
+        safeguard_test_support::stopped_counter(&log_b, "kernel_drops"),
+        Some(0),
+        "{log_b}"
+    );
+
+    assert!(
+        collector.wait_until(Duration::from_secs(60), |c| {
+            deliveries(&opens_received(c, &secret))
+                .values()
+                .map(|d| d.distinct.len())
+                .sum::<usize>()
+                >= 4 * PHASE
+        }),
+        "not all delivered: {:?}",
+        deliveries(&opens_received(&collector, &secret))
+            .iter()
+            .map(|(k, d)| (k.clone(), d.distinct.len(), d.duplicates))
+            .collect::<Vec<_>>()
+    );
+    let received = opens_received(&collector, &secret);
+    let runs = deliveries(&received);
+    assert_eq!(runs.len(), 2, "two agent runs");
+    for (instance, d) in &runs {
+        eprintln!(
+            "run {instance}: {} distinct, {} duplicates (resent after an unacknowledged request)",
+            d.distinct.len(),
+            d.duplicates
+        );
+        assert_eq!(
+            d.distinct.len(),
+            2 * PHASE,
+            "run {instance}: every event exactly once"
+        );
+        assert!(d.in_order, "run {instance}: in order");
+        assert!(
+            d.duplicates <= 2 * 512,
+            "run {instance}: duplicates must stay rare: {}",
+            d.duplicates
+        );
+    }
+    // What went to the local log while falling back did reach the
+    // Collector as well.
+    let run_a = runs
+        .values()
+        .find(|d| fallback.iter().all(|s| d.distinct.contains(s)));
+    assert!(run_a.is_some(), "the fallback records were replayed");
+}
+
+/// With the Collector away and a small spool, the oldest batches are
+/// evicted: they are in the local log, counted in `safeguard.spool.evicted`,
+/// and together with what is delivered later account for every event.
+#[test]
+fn a_full_spool_evicts_oldest_into_the_local_log_and_counts_them() {
+    require_root!();
+    const EVENTS: usize = 5_000;
+    let root = scratch();
+    let mut collector = Collector::start(&root.path().join("collector")).unwrap();
+    collector.stop();
+    let secret = secret(root.path());
+    let agent_dir = root.path().join("agent");
+    let config = durable_config(
+        secret.parent().unwrap(),
+        &agent_dir,
+        &collector.grpc_endpoint(),
+        "  batch_size: 100\n  spool_max_bytes: 262144\n",
+    );
+    let agent = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, true),
+    )
+    .unwrap();
+    open_many(&secret, EVENTS);
+    let local_log = agent_dir.join("events.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while local_opens(&local_log, &secret).len() < EVENTS && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        local_opens(&local_log, &secret).len(),
+        EVENTS,
+        "all in the local log"
+    );
+
+    collector.restart().unwrap();
+    let evicted = |c: &Collector| {
+        c.metric_points(metric::SPOOL_EVICTED.name)
+            .last()
+            .map_or(0, |p| p.value as usize)
+    };
+    let spool_empty = |c: &Collector| {
+        c.metric_points(metric::SPOOL_RECORDS.name)
+            .last()
+            .is_some_and(|p| p.value == 0.0)
+    };
+    assert!(
+        collector.wait_until(Duration::from_secs(60), |c| spool_empty(c)
+            && evicted(c) > 0),
+        "spool not drained: {}",
+        agent.log()
+    );
+    let (_, log) = agent.stop().unwrap();
+    let delivered = deliveries(&opens_received(&collector, &secret));
+    let delivered = delivered.values().next().map_or(0, |d| d.distinct.len());
+    let evicted = evicted(&collector);
+    eprintln!("delivered {delivered}, evicted {evicted}");
+    assert!(evicted > 0 && delivered > 0, "{log}");
+    assert_eq!(
+        delivered + evicted,
+        EVENTS,
+        "every event delivered or evicted (and counted): {log}"
+    );
+    assert!(log.contains("spool is full"), "{log}");
 }

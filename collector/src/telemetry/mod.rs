@@ -138,9 +138,16 @@ impl Pipeline {
         }
     }
 
-    /// Called periodically: seals a batch that has waited long enough and
-    /// ends the spans of processes that are gone unseen.
+    /// Called periodically: flushes the local log, seals a batch that has
+    /// waited long enough and ends the spans of processes that are gone
+    /// unseen.
     pub fn tick(&mut self) {
+        if let Err(e) = lock(&self.local).flush() {
+            let n = Stats::add(&self.stats.write_errors, 1);
+            if n.is_power_of_two() {
+                error!(failed = n, "cannot write the event log: {e}");
+            }
+        }
         let Some(export) = &self.export else { return };
         if self
             .batch_opened
