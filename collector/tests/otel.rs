@@ -100,14 +100,13 @@ fn blocked_connect_and_audited_open(protocol: &str) {
         local = agent_dir.join("events.log").display(),
         otel = otel_section(&endpoint, protocol, &agent_dir.join("spool"), ""),
     );
-    let agent = Agent::launch(
-        AGENT,
-        &agent_dir,
-        &config,
-        Duration::from_secs(60),
-        &launch(false, true),
-    )
-    .unwrap();
+    let mut how = launch(false, true);
+    how.env.push((
+        "OTEL_RESOURCE_ATTRIBUTES".into(),
+        "deployment.environment.name=e2e%20test".into(),
+    ));
+    how.env.push(("K8S_NODE_NAME".into(), "node-7".into()));
+    let agent = Agent::launch(AGENT, &agent_dir, &config, Duration::from_secs(60), &how).unwrap();
 
     // sh runs cat: the open happens in a child of a child of this test.
     let sh = run(
@@ -180,6 +179,9 @@ fn blocked_connect_and_audited_open(protocol: &str) {
     assert_eq!(open.resource[attr::SERVICE_NAME], "safeguard");
     assert_eq!(open.resource[attr::OS_TYPE], "linux");
     assert!(open.resource.contains_key(attr::HOST_NAME));
+    assert!(open.resource.contains_key(attr::SERVICE_VERSION));
+    assert_eq!(open.resource[attr::K8S_NODE_NAME], "node-7");
+    assert_eq!(open.resource["deployment.environment.name"], "e2e test");
     let cat_pid = open.attributes[attr::PROCESS_PID].as_u64().unwrap();
 
     // The blocked connect.

@@ -266,3 +266,101 @@ fn network_rules_are_checked() {
     ));
     assert!(e.contains("at most 15 bytes"), "{e}");
 }
+
+fn otel_with(yaml: &str, env: &[(&str, &str)]) -> (OtelConfig, Vec<ConfigError>) {
+    let raw: super::raw::RawOtel = serde_yaml_ng_or_json(yaml);
+    let mut errors = validate::Errors::default();
+    let lookup = |k: &str| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    };
+    let c = validate::otel(&mut errors, &raw, &lookup);
+    (c, errors.into_vec())
+}
+
+/// The `otel` section from YAML, through the same `config` crate the agent
+/// uses.
+fn serde_yaml_ng_or_json(yaml: &str) -> super::raw::RawOtel {
+    ::config::Config::builder()
+        .add_source(::config::File::from_str(yaml, ::config::FileFormat::Yaml))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap()
+}
+
+#[test]
+fn otel_defaults_are_grpc_to_localhost_with_gzip() {
+    let (c, errors) = otel_with("enable: true", &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(c.endpoint, "http://localhost:4317");
+    assert_eq!(c.protocol, OtlpProtocol::Grpc);
+    assert!(c.gzip);
+    assert_eq!(c.timeout_ms, 10_000);
+}
+
+#[test]
+fn otel_standard_variables_fill_what_the_file_leaves_empty() {
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.example:4318/",
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer%20abc,x-tenant=blue",
+        ),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+    ];
+    let (c, errors) = otel_with("endpoint: \"\"\nheaders:\n  x-tenant: red\n", &env);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(c.endpoint, "https://collector.example:4318");
+    assert_eq!(c.protocol, OtlpProtocol::HttpProtobuf);
+    assert!(!c.gzip);
+    assert_eq!(c.timeout_ms, 2500);
+    assert!(
+        c.headers
+            .contains(&("authorization".into(), "Bearer abc".into()))
+    );
+    // The file wins over the variable.
+    assert!(c.headers.contains(&("x-tenant".into(), "red".into())));
+    assert!(!c.headers.contains(&("x-tenant".into(), "blue".into())));
+    // And a value in the file wins over the variable too.
+    let (c, _) = otel_with("endpoint: http://10.0.0.1:4317\n", &env);
+    assert_eq!(c.endpoint, "http://10.0.0.1:4317");
+}
+
+#[test]
+fn otel_bad_values_name_the_key() {
+    for (yaml, key) in [
+        ("protocol: http/json", "otel.protocol"),
+        ("endpoint: collector:4317", "otel.endpoint"),
+        ("compression: zstd", "otel.compression"),
+        ("ca_file: /nonexistent/ca.pem", "otel.ca_file"),
+        ("spool_dir: spool", "otel.spool_dir"),
+        ("batch_size: 0", "otel.batch_size"),
+    ] {
+        let (_, errors) = otel_with(yaml, &[]);
+        assert_eq!(errors.len(), 1, "{yaml}: {errors:?}");
+        assert!(errors[0].to_string().contains(key), "{yaml}: {}", errors[0]);
+    }
+    let (_, errors) = otel_with("enable: true", &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]);
+    assert!(
+        errors[0].to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn log_mode_is_always_or_fallback() {
+    let c = load_with(Some("log:\n  mode: always\n"), &[]).unwrap();
+    assert_eq!(c.log.mode, LocalLog::Always);
+    let e = one_error(load_with(Some("log:\n  mode: sometimes\n"), &[]));
+    assert!(
+        e.contains("log.mode") && e.contains("always or fallback"),
+        "{e}"
+    );
+}

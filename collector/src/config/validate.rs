@@ -238,6 +238,10 @@ pub struct Config {
 pub struct Errors(Vec<ConfigError>);
 
 impl Errors {
+    pub fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+
     fn push(
         &mut self,
         key: impl Into<String>,

@@ -342,7 +342,16 @@ fn grpc_error(status: tonic::Status) -> ExportError {
         Code::DeadlineExceeded => "timeout".to_string(),
         other => format!("{other:?}").to_ascii_lowercase(),
     };
-    let message = format!("{}: {}", kind, status.message());
+    // The transport error underneath says why (connection refused, TLS).
+    let mut message = format!("{}: {}", kind, status.message());
+    let mut source = std::error::Error::source(&status);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = s.source();
+    }
     match status.code() {
         Code::InvalidArgument => ExportError::Rejected { kind, message },
         _ => ExportError::Retry { kind, message },
@@ -359,7 +368,10 @@ fn http_error(e: reqwest::Error) -> ExportError {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        message = format!("{message}: {s}");
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
         source = s.source();
     }
     ExportError::Retry {

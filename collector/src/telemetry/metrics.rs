@@ -144,8 +144,10 @@ impl Metrics {
     /// Collects and exports once more, then stops. Blocks: call it where
     /// the runtime can still run the export (`spawn_blocking`).
     pub fn shutdown(&self) {
+        // A Collector that is away was reported already, and the failed
+        // export counted.
         if let Err(e) = self.provider.shutdown() {
-            tracing::warn!("metrics: final export: {e}");
+            tracing::debug!("metrics: final export: {e}");
         }
     }
 }

@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue as ProtoKeyValue, any_value},
     resource::v1::Resource as ProtoResource,
 };
-use opentelemetry_sdk::{Resource, resource::EnvResourceDetector};
+use opentelemetry_sdk::Resource;
 use rand::Rng as _;
 use semconv::attr;
 
@@ -35,13 +35,34 @@ pub fn resource() -> Resource {
     }
     let mut builder = Resource::builder_empty()
         .with_attributes(attributes)
-        .with_detector(Box::new(EnvResourceDetector::new()));
+        .with_attributes(from_env(
+            &std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default(),
+        ));
     if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
         && !name.trim().is_empty()
     {
         builder = builder.with_service_name(name.trim().to_string());
     }
     builder.build()
+}
+
+/// `key1=value1,key2=value2`, values percent-encoded, as the
+/// specification has it (the SDK's own detector does not decode them).
+fn from_env(list: &str) -> Vec<KeyValue> {
+    list.split(',')
+        .filter_map(|item| {
+            let (k, v) = item.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| {
+                KeyValue::new(
+                    k.to_string(),
+                    percent_encoding::percent_decode_str(v.trim())
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The same Resource as the logs and traces requests carry it.
@@ -75,6 +96,14 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn otel_resource_attributes_are_parsed_and_decoded() {
+        let kv = from_env("a=1, team = blue%20green ,broken,=x");
+        assert_eq!(kv.len(), 2);
+        assert_eq!(kv[1].key.as_str(), "team");
+        assert_eq!(kv[1].value.as_str(), "blue green");
+    }
 
     #[test]
     fn the_resource_names_the_agent_and_the_host() {

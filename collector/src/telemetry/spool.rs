@@ -117,7 +117,10 @@ impl Spool {
             dir: dir.display().to_string(),
             source,
         };
-        fs::create_dir_all(dir).map_err(err)?;
+        // The spool holds audit records: only root reads it.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(err)?;
         let mut batches = Vec::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let entry = entry.map_err(err)?;
