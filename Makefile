@@ -51,6 +51,7 @@ lint: setup-build
 
 test-unit: setup-build
 	cargo test --bins --lib
+	cargo test -p semconv
 
 # Host integration tests (the tracepoint tier on this kernel; needs root),
 # and end to end with the real Collector (built once by scripts/collector.sh).

@@ -38,12 +38,14 @@ pub mod attr {
     pub const NETWORK_TRANSPORT: &str = "network.transport";
     /// `ipv4` or `ipv6`.
     pub const NETWORK_TYPE: &str = "network.type";
-    /// The socket's own address and port.
+    /// The socket's own address.
     pub const NETWORK_LOCAL_ADDRESS: &str = "network.local.address";
+    /// The socket's own port.
     pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
-    /// The other end: destination of a connect or send, source of a
-    /// receive or an inbound connection.
+    /// The other end's address: destination of a connect or send, source
+    /// of a receive or an inbound connection.
     pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+    /// The other end's port.
     pub const NETWORK_PEER_PORT: &str = "network.peer.port";
     /// `transmit` (connect, send, bind) or `receive` (receive, accept,
     /// getpeername).
@@ -137,13 +139,21 @@ pub mod attr {
 pub mod event {
     /// A file was opened (or an open was refused).
     pub const FILE_OPEN: &str = "safeguard.file.open";
+    /// A file was deleted (or the deletion was refused).
     pub const FILE_UNLINK: &str = "safeguard.file.unlink";
+    /// A directory was removed (or the removal was refused).
     pub const FILE_RMDIR: &str = "safeguard.file.rmdir";
+    /// A file was renamed or moved (or that was refused).
     pub const FILE_RENAME: &str = "safeguard.file.rename";
+    /// A file was truncated (or that was refused).
     pub const FILE_TRUNCATE: &str = "safeguard.file.truncate";
+    /// A file's permission bits were changed (or that was refused).
     pub const FILE_CHMOD: &str = "safeguard.file.chmod";
+    /// A file's owner or group was changed (or that was refused).
     pub const FILE_CHOWN: &str = "safeguard.file.chown";
+    /// A file was mapped into memory (or the mapping was refused).
     pub const FILE_MMAP: &str = "safeguard.file.mmap";
+    /// An ioctl(2) on a file (or its refusal).
     pub const FILE_IOCTL: &str = "safeguard.file.ioctl";
     /// A program was executed (or an exec was refused).
     pub const PROCESS_EXEC: &str = "safeguard.process.exec";
@@ -182,26 +192,38 @@ pub mod decision {
 
 /// Values of [`attr::MODE`].
 pub mod mode {
+    /// Denials are reported, not enforced.
     pub const MONITOR: &str = "monitor";
+    /// Denials are refused by the kernel (where the tier can).
     pub const BLOCK: &str = "block";
 }
 
 /// Values of [`attr::MODULE`].
 pub mod module {
+    /// File operations (`files` in the configuration).
     pub const FILES: &str = "files";
+    /// Process creation, exec and exit (`process`).
     pub const PROCESS: &str = "process";
+    /// Mounts (`mount`).
     pub const MOUNT: &str = "mount";
+    /// Network connections and datagrams (`network`).
     pub const NETWORK: &str = "network";
 }
 
 /// Values of [`attr::NETWORK_TRANSPORT`], [`attr::NETWORK_TYPE`] and
 /// [`attr::NETWORK_IO_DIRECTION`].
 pub mod net {
+    /// TCP.
     pub const TCP: &str = "tcp";
+    /// UDP.
     pub const UDP: &str = "udp";
+    /// IPv4.
     pub const IPV4: &str = "ipv4";
+    /// IPv6.
     pub const IPV6: &str = "ipv6";
+    /// Outbound: connect, send, bind.
     pub const TRANSMIT: &str = "transmit";
+    /// Inbound: receive, accept, getpeername.
     pub const RECEIVE: &str = "receive";
 }
 
@@ -223,18 +245,27 @@ pub mod mmap_prot {
 
 /// Values of [`attr::FILE_OPEN_MODE`].
 pub mod open_mode {
+    /// Opened (or mapped) for reading.
     pub const READ: &str = "read";
+    /// Opened (or mapped) for writing.
     pub const WRITE: &str = "write";
+    /// `O_CREAT`: the file may be created.
     pub const CREATE: &str = "create";
+    /// Opened (or mapped) for execution.
     pub const EXEC: &str = "exec";
+    /// `O_TRUNC`.
     pub const TRUNCATE: &str = "truncate";
+    /// `O_APPEND`.
     pub const APPEND: &str = "append";
 }
 
 /// Values of [`attr::EXPORT_SIGNAL`].
 pub mod signal {
+    /// OTLP logs (the audit events).
     pub const LOGS: &str = "logs";
+    /// OTLP traces (the process spans).
     pub const TRACES: &str = "traces";
+    /// OTLP metrics (the agent's own).
     pub const METRICS: &str = "metrics";
 }
 
@@ -365,6 +396,34 @@ pub mod metric {
         Kind::Histogram,
         "Time from the kernel event to the Collector's acknowledgement",
     );
+
+    impl Metric {
+        /// The name Prometheus shows for this metric when it arrives over
+        /// OTLP (the Collector's Prometheus exporters and Prometheus's own
+        /// OTLP receiver, default settings): dots become underscores, the
+        /// unit becomes a suffix (`By` → `_bytes`, `s` → `_seconds`,
+        /// `{…}` annotations are dropped), and counters end in `_total`.
+        /// A histogram's series add `_bucket`, `_sum` and `_count`.
+        pub fn prometheus_name(&self) -> String {
+            let mut name = self.name.replace(['.', '-'], "_");
+            let unit = match self.unit {
+                "By" => "bytes",
+                "s" => "seconds",
+                "ms" => "milliseconds",
+                "1" if self.kind == Kind::Gauge => "ratio",
+                u if u.starts_with('{') => "",
+                "1" => "",
+                other => other,
+            };
+            if !unit.is_empty() && !name.ends_with(unit) {
+                name = format!("{name}_{unit}");
+            }
+            if self.kind == Kind::Counter {
+                name.push_str("_total");
+            }
+            name
+        }
+    }
 
     /// Every metric above.
     pub const ALL: &[Metric] = &[

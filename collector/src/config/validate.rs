@@ -238,6 +238,7 @@ pub struct Config {
 pub struct Errors(Vec<ConfigError>);
 
 impl Errors {
+    #[cfg(test)]
     pub fn into_vec(self) -> Vec<ConfigError> {
         self.0
     }
