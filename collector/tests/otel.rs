@@ -557,3 +557,146 @@ fn a_full_spool_evicts_oldest_into_the_local_log_and_counts_them() {
     );
     assert!(log.contains("spool is full"), "{log}");
 }
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (ca, cert, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key, cert, key, csr) = (
+        dir.join("ca.pem"),
+        dir.join("ca.key"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+    );
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |p: &PathBuf| p.to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=safeguard test CA",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+    ]);
+    let ext = dir.join("san.ext");
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    (ca, cert, key)
+}
+
+/// Over TLS, with the CA given in `otel.ca_file`, events arrive; without
+/// it the Collector's certificate is not trusted and the agent falls back,
+/// saying why.
+fn tls(protocol: &str) {
+    let root = scratch();
+    let (ca, cert, key) = certificates(root.path());
+    let collector = Collector::start_tls(&root.path().join("collector"), &cert, &key).unwrap();
+    let endpoint = match protocol {
+        "grpc" => collector.grpc_endpoint(),
+        _ => collector.http_endpoint(),
+    }
+    .replace("http://", "https://");
+    let secret = secret(root.path());
+    for (trusted, dir) in [(true, "trusted"), (false, "untrusted")] {
+        let agent_dir = root.path().join(dir);
+        let extra = if trusted {
+            format!("  ca_file: {}\n", ca.display())
+        } else {
+            String::new()
+        };
+        let config = format!(
+            "files:\n  mode: monitor\n  deny: [{}]\nkernel:\n  tier: tracepoint\nlog:\n  output: {}\n{}",
+            secret.parent().unwrap().display(),
+            agent_dir.join("events.log").display(),
+            otel_section(&endpoint, protocol, &agent_dir.join("spool"), &extra)
+        );
+        let agent = Agent::launch(
+            AGENT,
+            &agent_dir,
+            &config,
+            Duration::from_secs(60),
+            &launch(false, true),
+        )
+        .unwrap();
+        open_many(&secret, 3);
+        let (_, log) = agent.stop().unwrap();
+        if trusted {
+            assert!(
+                collector.wait_until(Duration::from_secs(20), |c| opens_received(c, &secret)
+                    .len()
+                    == 3),
+                "nothing arrived over TLS: {log}\n{}",
+                collector.log()
+            );
+            assert!(!log.contains("falling back"), "{log}");
+        } else {
+            assert!(log.contains("falling back"), "{log}");
+            assert!(
+                log.to_lowercase().contains("certificate"),
+                "the reason is named: {log}"
+            );
+            assert_eq!(local_opens(&agent_dir.join("events.log"), &secret).len(), 3);
+            assert_eq!(
+                opens_received(&collector, &secret).len(),
+                3,
+                "the untrusted run sent nothing"
+            );
+        }
+    }
+}
+
+#[test]
+fn tls_with_a_ca_file_over_grpc() {
+    require_root!();
+    tls("grpc");
+}
+
+#[test]
+fn tls_with_a_ca_file_over_http() {
+    require_root!();
+    tls("http/protobuf");
+}

@@ -57,12 +57,45 @@ impl Collector {
     /// Starts the collector, working in `dir` (created, emptied first), and
     /// waits until its health check says it runs.
     pub fn start(dir: &Path) -> Result<Self, String> {
+        Self::start_with(dir, None)
+    }
+
+    /// Like [`Collector::start`], with TLS on both OTLP receivers: the
+    /// server certificate and key (PEM).
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Result<Self, String> {
+        Self::start_with(dir, Some((cert, key)))
+    }
+
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<Self, String> {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir.join("out")).map_err(|e| e.to_string())?;
+        let mut config =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/collector/test-config.yaml");
+        if let Some((cert, key)) = tls {
+            // The same configuration, with a tls block under each receiver.
+            let text = fs::read_to_string(&config).map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            for line in text.lines() {
+                out.push_str(line);
+                out.push('\n');
+                if line
+                    .trim_start()
+                    .starts_with("endpoint: 127.0.0.1:${env:OTLP_")
+                {
+                    let indent = &line[..line.len() - line.trim_start().len()];
+                    out.push_str(&format!(
+                        "{indent}tls:\n{indent}  cert_file: {}\n{indent}  key_file: {}\n",
+                        cert.display(),
+                        key.display()
+                    ));
+                }
+            }
+            config = dir.join("config-tls.yaml");
+            fs::write(&config, out).map_err(|e| e.to_string())?;
+        }
         let mut c = Collector {
             binary: binary()?,
-            config: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../deploy/collector/test-config.yaml"),
+            config,
             dir: dir.to_path_buf(),
             ports: [free_port()?, free_port()?, free_port()?],
             child: None,
