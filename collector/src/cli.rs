@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// safeguard: eBPF-LSM security agent. Enforces and audits file policy in
-/// the kernel and reports every event.
+/// safeguard: eBPF-LSM security agent. Enforces and audits file, network,
+/// process and mount policy in the kernel and reports every event as
+/// OpenTelemetry.
 #[derive(Debug, Parser)]
 #[command(name = "safeguard", version, about, long_about = None)]
 pub struct Cli {
@@ -20,6 +21,19 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a configuration without loading anything; exit 0 if valid.
     Check(ConfigArgs),
+    /// Ask the running agent how it is: tiers, rules, counters, exporter.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration the agent runs with (for `status.socket`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Print the answer as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod kernel;
 mod output;
 mod policy;
 mod stats;
+mod status;
 mod telemetry;
 
 use std::{
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    cli::{Cli, Command, ConfigArgs, RunArgs},
+    cli::{Cli, Command, ConfigArgs, RunArgs, StatusArgs},
     config::{Config, Output},
     events::enrich::Enricher,
     kernel::{Coverage, Kernel, Row},
@@ -55,6 +56,34 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Run(args) => run(args),
+        Command::Status(args) => status(&args),
+    }
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match status::query(&config.status_socket) {
+        Ok(snapshot) => {
+            if args.json {
+                match serde_json::to_string_pretty(&snapshot) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("safeguard: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", status::render(&snapshot));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("safeguard: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -178,8 +207,10 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
     // the kernel, so a strict policy cannot lock the agent out.
     let enricher = Enricher::new(policy.clone(), stats.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let status_server = status::Server::bind(&config.status_socket)?;
+    let observed = Arc::new(Observed::default());
     let otel = if config.otel.enable {
-        Some(start_export(&config, &stats, &local)?)
+        Some(start_export(&config, &stats, &local, &observed)?)
     } else {
         info!("OpenTelemetry export is off (otel.enable: false)");
         None
@@ -192,26 +223,35 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
     )
     .context("cannot start the kernel programs")?;
     report_coverage(&kernel.rows);
-    if let Some(otel) = &otel {
-        *otel.observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
-            .rows
-            .iter()
-            .map(|r| (r.name.to_string(), r.coverage.tier()))
-            .collect();
-        *otel
-            .observed
-            .rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = [
-            (semconv::module::FILES, &policy.files),
-            (semconv::module::PROCESS, &policy.process),
-            (semconv::module::MOUNT, &policy.mount),
-            (semconv::module::NETWORK, &policy.network),
-        ]
-        .into_iter()
-        .map(|(name, m)| (name, m.rules.len() as u64))
+    *observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
+        .rows
+        .iter()
+        .map(|r| (r.name.to_string(), r.coverage.tier()))
         .collect();
-    }
+    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = [
+        (semconv::module::FILES, &policy.files),
+        (semconv::module::PROCESS, &policy.process),
+        (semconv::module::MOUNT, &policy.mount),
+        (semconv::module::NETWORK, &policy.network),
+    ]
+    .into_iter()
+    .map(|(name, m)| (name, m.rules.len() as u64))
+    .collect();
+    let status_task = tokio::spawn(status_server.serve(Arc::new(status::Source {
+        started: Instant::now(),
+        observed: observed.clone(),
+        stats: stats.clone(),
+        event_log: lock(&local).location.clone(),
+        export: otel.as_ref().map(|o| status::ExportSource {
+            endpoint: config.otel.endpoint.clone(),
+            protocol: match config.otel.protocol {
+                config::OtlpProtocol::Grpc => "grpc".into(),
+                config::OtlpProtocol::HttpProtobuf => "http/protobuf".into(),
+            },
+            state: o.state.clone(),
+            spool: o.spool.clone(),
+        }),
+    })));
 
     let mut pipeline = Pipeline::new(
         telemetry::resource::to_proto(
@@ -264,9 +304,9 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
             },
             _ = tick.tick() => {
                 pipeline.tick();
-                if let Some(otel) = &otel && last_drops_read.elapsed() >= Duration::from_secs(5) {
+                if last_drops_read.elapsed() >= Duration::from_secs(5) {
                     last_drops_read = Instant::now();
-                    read_kernel_drops(&kernel, &otel.observed);
+                    read_kernel_drops(&kernel, &observed);
                 }
             }
             _ = sigint.recv() => break,
@@ -289,8 +329,8 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
         process(&enricher, &mut pipeline, event);
     }
     pipeline.finish();
+    read_kernel_drops(&kernel, &observed);
     if let Some(otel) = otel {
-        read_kernel_drops(&kernel, &otel.observed);
         // Everything is in the spool now: delivery may stop once it is
         // empty.
         let _ = otel.stop_delivery.send(true);
@@ -306,6 +346,9 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
         .await;
         otel.forwarder.abort();
     }
+    // The socket goes with the server.
+    status_task.abort();
+    let _ = status_task.await;
     summarize(&kernel, &stats);
     Ok(())
 }
@@ -316,13 +359,17 @@ struct Otel {
     spool: Arc<Spool>,
     state: Arc<ExportState>,
     metrics: Arc<Metrics>,
-    observed: Arc<Observed>,
     deliver: tokio::task::JoinHandle<()>,
     stop_delivery: watch::Sender<bool>,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
-fn start_export(config: &Config, stats: &Arc<Stats>, local: &SharedLog) -> anyhow::Result<Otel> {
+fn start_export(
+    config: &Config,
+    stats: &Arc<Stats>,
+    local: &SharedLog,
+    observed: &Arc<Observed>,
+) -> anyhow::Result<Otel> {
     let otel = &config.otel;
     let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
     let usage = spool.usage();
@@ -336,7 +383,6 @@ fn start_export(config: &Config, stats: &Arc<Stats>, local: &SharedLog) -> anyho
     }
     let transport = Arc::new(Transport::new(otel)?);
     let resource = telemetry::resource::resource();
-    let observed = Arc::new(Observed::default());
     let (exports_tx, exports_rx) = mpsc::channel(4);
     let cell = Arc::new(std::sync::OnceLock::new());
     let forwarder = tokio::spawn(telemetry::forward_metrics(
@@ -368,7 +414,6 @@ fn start_export(config: &Config, stats: &Arc<Stats>, local: &SharedLog) -> anyho
         spool,
         state,
         metrics,
-        observed,
         deliver,
         stop_delivery,
         forwarder,

@@ -347,3 +347,116 @@ fn cgroup_tier_refuses_denied_connects_inside_its_cgroup_only() {
     assert_eq!(e["network.peer.port"], target.port());
     assert_eq!(e["security_rule.name"], "127.0.0.2/32");
 }
+
+/// `safeguard status` asks the running agent: tiers per row, rules,
+/// counters and the exporter, for people and as JSON; with no agent it says
+/// so and fails.
+#[test]
+fn status_reports_the_running_agent() {
+    require_root!();
+    let (_root, secret, _) = workload_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start(&dir, &config(secret.parent().unwrap(), "tracepoint"));
+    cat(&secret);
+    let config = agent.config_path();
+    let status = |extra: &[&str]| {
+        let out = Command::new(AGENT)
+            .args(["status", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The event may still be on its way: ask until it is counted.
+    let mut json = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (ok, out, err) = status(&["--json"]);
+        assert!(ok, "{err}");
+        json = serde_json::from_str(&out).unwrap();
+        if json["counters"]["reported"].as_u64() >= Some(1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(json["pid"], agent.pid());
+    // The deny rule, and the built-in allow of /.
+    assert_eq!(json["rules"]["files"], 2);
+    assert!(json["counters"]["reported"].as_u64() >= Some(1), "{json}");
+    let rows = json["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["row"] == "files.open" && r["tier"] == "audit-only"),
+        "{json}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["row"] == "files.unlink" && r["tier"] == "unavailable"),
+        "{json}"
+    );
+    assert!(json["export"].is_null(), "export is off in this test");
+    let (ok, human, _) = status(&[]);
+    assert!(ok);
+    assert!(
+        human.contains("files.open") && human.contains("audit-only"),
+        "{human}"
+    );
+    assert!(human.contains("OpenTelemetry export: off"), "{human}");
+    let socket = dir.path().join("agent/status.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "root only");
+    agent.stop().unwrap();
+    assert!(!socket.exists(), "the socket goes with the agent");
+    let (ok, _, err) = status(&[]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach the agent"), "{err}");
+}
+
+/// A process in a cgroup shaped like a Kubernetes container's (containerd,
+/// systemd driver) is reported with its container id and pod UID.
+#[test]
+fn a_container_shaped_cgroup_gives_container_and_pod_identity() {
+    require_root!();
+    let Some(cgroup) = TestCgroup::new() else {
+        eprintln!("skipped: no writable cgroup v2 hierarchy");
+        return;
+    };
+    const ID: &str = "6d2f0e8c1b7a45f3a9e0d4c2b1f8e7a6d5c4b3a2918f7e6d5c4b3a2910fedcba";
+    const UID: &str = "5b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
+    let pod = cgroup.0.join(format!(
+        "kubepods-besteffort-pod{}.slice",
+        UID.replace('-', "_")
+    ));
+    let container = pod.join(format!("cri-containerd-{ID}.scope"));
+    fs::create_dir_all(&container).unwrap();
+    let (_root, secret, _) = workload_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start(&dir, &config(secret.parent().unwrap(), "tracepoint"));
+    let pid = {
+        use std::os::unix::process::CommandExt as _;
+        let procs = container.join("cgroup.procs");
+        let mut cmd = Command::new("cat");
+        cmd.arg(&secret).stdout(Stdio::null());
+        // SAFETY: only a write(2) of our pid between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
+        }
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        pid
+    };
+    let (events, log) = agent.stop().unwrap();
+    let _ = fs::remove_dir(&container);
+    let _ = fs::remove_dir(&pod);
+    let e = events_for(&events, on(&secret));
+    assert_eq!(e.len(), 1, "{events:?}\n{log}");
+    assert_eq!(e[0]["process.pid"], pid);
+    assert_eq!(e[0]["container.id"], ID);
+    assert_eq!(e[0]["container.runtime.name"], "containerd");
+    assert_eq!(e[0]["k8s.pod.uid"], UID);
+}

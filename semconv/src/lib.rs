@@ -60,6 +60,11 @@ pub mod attr {
     pub const ERROR_TYPE: &str = "error.type";
     /// Container id of the task, where its cgroup path shows one.
     pub const CONTAINER_ID: &str = "container.id";
+    /// The container runtime (`docker`, `containerd`, `cri-o`, `podman`),
+    /// where the cgroup path shows it.
+    pub const CONTAINER_RUNTIME_NAME: &str = "container.runtime.name";
+    /// UID of the Kubernetes pod the container belongs to.
+    pub const K8S_POD_UID: &str = "k8s.pod.uid";
 
     // --- Resource attributes (on every signal, not on each record) ---------
 

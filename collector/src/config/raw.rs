@@ -37,6 +37,15 @@ pub struct RawConfig {
     pub kernel: RawKernel,
     #[serde(deserialize_with = "nullable")]
     pub otel: RawOtel,
+    #[serde(deserialize_with = "nullable")]
+    pub status: RawStatus,
+}
+
+/// safeguard addition: where `safeguard status` finds the agent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStatus {
+    pub socket: Option<String>,
 }
 
 /// safeguard addition: OpenTelemetry export. The standard

@@ -364,3 +364,14 @@ fn log_mode_is_always_or_fallback() {
         "{e}"
     );
 }
+
+#[test]
+fn status_socket_defaults_and_must_be_absolute() {
+    let c = load_with(None, &[]).unwrap();
+    assert_eq!(
+        c.status_socket,
+        std::path::Path::new("/run/safeguard/status.sock")
+    );
+    let e = one_error(load_with(Some("status:\n  socket: run/s.sock\n"), &[]));
+    assert!(e.contains("status.socket"), "{e}");
+}

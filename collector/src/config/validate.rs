@@ -228,6 +228,8 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     pub tier: TierChoice,
     pub otel: OtelConfig,
+    /// The Unix socket `safeguard status` asks (`status.socket`).
+    pub status_socket: PathBuf,
     /// Modules enabled in the configuration that this version does not
     /// enforce yet; the agent says so at start-up.
     pub unsupported_modules: Vec<&'static str>,
@@ -305,8 +307,25 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
+    let status_socket = PathBuf::from(
+        raw.status
+            .socket
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/run/safeguard/status.sock"),
+    );
+    if !status_socket.is_absolute() {
+        errors.push(
+            "status.socket",
+            status_socket.display().to_string(),
+            "an absolute path",
+        );
+    }
+
     if errors.0.is_empty() {
         Ok(Config {
+            status_socket,
             files,
             process,
             mount,

@@ -17,6 +17,7 @@ use collector_common::{
 use semconv::{attr, event};
 
 use super::{
+    container::Containers,
     decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process},
     record::{Record, Severity, Value},
 };
@@ -32,6 +33,7 @@ pub struct Enricher {
     clock: BootClock,
     host_name: String,
     stats: Arc<Stats>,
+    containers: Containers,
 }
 
 impl Enricher {
@@ -41,6 +43,7 @@ impl Enricher {
             clock: BootClock::now(),
             host_name: host_name(),
             stats,
+            containers: Containers::default(),
         }
     }
 
@@ -254,6 +257,15 @@ impl Enricher {
         }
         a.push((attr::CGROUP_ID, p.cgroup_id.into()));
         a.push((attr::PROCESS_IN_CONTAINER, p.in_container.into()));
+        if let Some(c) = self.containers.lookup(p.cgroup_id, p.pid) {
+            a.push((attr::CONTAINER_ID, c.container_id.clone().into()));
+            if let Some(runtime) = c.runtime {
+                a.push((attr::CONTAINER_RUNTIME_NAME, runtime.into()));
+            }
+            if let Some(uid) = &c.pod_uid {
+                a.push((attr::K8S_POD_UID, uid.clone().into()));
+            }
+        }
         a.push((attr::HOST_NAME, self.host_name.clone().into()));
         a
     }

@@ -2,8 +2,9 @@
 //!
 //! `reader` drains the ring buffer and decodes; `enrich` adds what the
 //! kernel did not know (wall-clock time, executable, resolved paths, the
-//! rule as written).
+//! rule as written, the container).
 
+pub mod container;
 pub mod decode;
 pub mod enrich;
 pub mod reader;

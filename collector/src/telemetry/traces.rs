@@ -55,6 +55,9 @@ struct ProcessSpan {
 
 /// Attributes of a process span, set from the records about it.
 const SPAN_ATTRIBUTES: &[&str] = &[
+    attr::CONTAINER_ID,
+    attr::CONTAINER_RUNTIME_NAME,
+    attr::K8S_POD_UID,
     attr::PROCESS_PID,
     attr::PROCESS_PARENT_PID,
     attr::PROCESS_EXECUTABLE_NAME,

@@ -69,12 +69,18 @@ impl Agent {
         let config_path = dir.join("safeguard.yaml");
         // Tests that do not speak of OpenTelemetry read the event log only:
         // no export, no spool.
-        let mentions_otel = config.lines().any(|l| l.starts_with("otel:"));
-        let config = if mentions_otel {
-            config.to_string()
-        } else {
-            format!("{config}\notel:\n  enable: false\n")
-        };
+        let mut config = config.to_string();
+        if !config.lines().any(|l| l.starts_with("otel:")) {
+            config.push_str("\notel:\n  enable: false\n");
+        }
+        // One status socket per agent, so that agents of parallel tests do
+        // not meet.
+        if !config.lines().any(|l| l.starts_with("status:")) {
+            config.push_str(&format!(
+                "\nstatus:\n  socket: {}\n",
+                dir.join("status.sock").display()
+            ));
+        }
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
 
         let socket_path = dir.join("notify.sock");
@@ -132,6 +138,11 @@ impl Agent {
                 ));
             }
         }
+    }
+
+    /// The configuration file the agent was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("safeguard.yaml")
     }
 
     /// The agent's process id.

@@ -1,0 +1,370 @@
+//! `safeguard status`: the running agent answers on a Unix socket that
+//! only root can open (mode 0600) with a JSON snapshot of itself; the
+//! `status` command prints it for people or, with `--json`, for scripts.
+
+use std::{
+    collections::BTreeMap,
+    io::Read as _,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::{
+    stats::Stats,
+    telemetry::{ExportState, metrics::Observed, spool::Spool},
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_seconds: u64,
+    /// Each policy row and its tier: enforced, audit-only or unavailable.
+    pub rows: Vec<RowStatus>,
+    /// Rules loaded, per module.
+    pub rules: BTreeMap<String, u64>,
+    pub counters: Counters,
+    /// Ring-buffer drops per hook (only hooks that dropped).
+    pub kernel_drops: BTreeMap<String, u64>,
+    /// Where the local event log is.
+    pub event_log: String,
+    /// `None` when OpenTelemetry export is off.
+    pub export: Option<ExportStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RowStatus {
+    pub row: String,
+    pub tier: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    pub reported: u64,
+    pub queue_drops: u64,
+    pub decode_errors: u64,
+    pub unresolved_paths: u64,
+    pub event_log_write_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportStatus {
+    pub endpoint: String,
+    pub protocol: String,
+    /// `connected` or `falling back`.
+    pub state: String,
+    pub spool_dir: String,
+    pub spool_batches: u64,
+    pub spool_records: u64,
+    pub spool_bytes: u64,
+    pub spool_evicted_records: u64,
+}
+
+/// What the snapshot is made of, shared with the agent.
+pub struct Source {
+    pub started: Instant,
+    /// Rows, rules and kernel drops, as the metrics see them.
+    pub observed: Arc<Observed>,
+    pub stats: Arc<Stats>,
+    pub event_log: String,
+    pub export: Option<ExportSource>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct ExportSource {
+    pub endpoint: String,
+    pub protocol: String,
+    pub state: Arc<ExportState>,
+    pub spool: Arc<Spool>,
+}
+
+impl Source {
+    pub fn snapshot(&self) -> Snapshot {
+        let s = &self.stats;
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            rows: locked(&self.observed.rows)
+                .iter()
+                .map(|(row, tier)| RowStatus {
+                    row: row.clone(),
+                    tier: (*tier).to_string(),
+                })
+                .collect(),
+            rules: locked(&self.observed.rules)
+                .iter()
+                .map(|(module, n)| ((*module).to_string(), *n))
+                .collect(),
+            counters: Counters {
+                received: Stats::get(&s.received),
+                reported: Stats::get(&s.written),
+                queue_drops: Stats::get(&s.queue_drops),
+                decode_errors: Stats::get(&s.decode_errors),
+                unresolved_paths: Stats::get(&s.unresolved_paths),
+                event_log_write_errors: Stats::get(&s.write_errors),
+            },
+            kernel_drops: locked(&self.observed.kernel_drops)
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .cloned()
+                .collect(),
+            event_log: self.event_log.clone(),
+            export: self.export.as_ref().map(|e| {
+                let usage = e.spool.usage();
+                ExportStatus {
+                    endpoint: e.endpoint.clone(),
+                    protocol: e.protocol.clone(),
+                    state: if e.state.falling_back.load(Ordering::SeqCst) {
+                        "falling back".into()
+                    } else {
+                        "connected".into()
+                    },
+                    spool_dir: e.spool.dir().display().to_string(),
+                    spool_batches: usage.batches,
+                    spool_records: usage.records,
+                    spool_bytes: usage.bytes,
+                    spool_evicted_records: usage.evicted_records,
+                }
+            }),
+        }
+    }
+}
+
+/// The listening socket; removed when dropped.
+pub struct Server {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Binds `path` (mode 0600). A socket left by an agent that died is
+    /// replaced; one that answers means another agent runs: an error.
+    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("status socket: cannot create {}", dir.display()))?;
+        }
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "another safeguard agent is running: its status socket {} answers",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path).with_context(|| {
+                format!("status socket: cannot remove the stale {}", path.display())
+            })?;
+        }
+        let listener = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("status socket: cannot listen on {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("status socket: cannot restrict {}", path.display()))?;
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Answers every connection with one snapshot, until dropped.
+    pub async fn serve(self, source: Arc<Source>) {
+        loop {
+            let Ok((mut stream, _)) = self.listener.accept().await else {
+                continue;
+            };
+            let body = serde_json::to_vec(&source.snapshot()).unwrap_or_default();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&body)).await;
+            });
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Asks the agent listening on `path`.
+pub fn query(path: &Path) -> anyhow::Result<Snapshot> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path).with_context(|| {
+        format!(
+            "cannot reach the agent at {} (is it running? status needs root)",
+            path.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut body = Vec::new();
+    stream
+        .read_to_end(&mut body)
+        .with_context(|| format!("reading from {}", path.display()))?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("the answer from {} is not a status", path.display()))
+}
+
+/// The snapshot for people.
+pub fn render(s: &Snapshot) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let up = Duration::from_secs(s.uptime_seconds);
+    let _ = writeln!(
+        out,
+        "safeguard {} (pid {}), up {}",
+        s.version,
+        s.pid,
+        humantime::format_duration(up)
+    );
+    let _ = writeln!(out, "\nPolicy rows:");
+    let width = s.rows.iter().map(|r| r.row.len()).max().unwrap_or(0);
+    for r in &s.rows {
+        let _ = writeln!(out, "  {:width$}  {}", r.row, r.tier);
+    }
+    let rules: Vec<String> = s.rules.iter().map(|(m, n)| format!("{m} {n}")).collect();
+    let _ = writeln!(out, "\nRules loaded: {}", rules.join(", "));
+    let c = &s.counters;
+    let _ = writeln!(
+        out,
+        "\nEvents: {} received, {} reported; dropped: {} in the kernel, {} in the queue; {} malformed, {} unresolved paths",
+        c.received,
+        c.reported,
+        s.kernel_drops.values().sum::<u64>(),
+        c.queue_drops,
+        c.decode_errors,
+        c.unresolved_paths
+    );
+    for (hook, n) in &s.kernel_drops {
+        let _ = writeln!(out, "  kernel drops at {hook}: {n}");
+    }
+    let _ = writeln!(out, "Event log: {}", s.event_log);
+    match &s.export {
+        None => {
+            let _ = writeln!(out, "\nOpenTelemetry export: off");
+        }
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "\nOpenTelemetry export: {} to {} ({})\n  spool {}: {} batches, {} records, {} bytes; {} records evicted",
+                e.state,
+                e.endpoint,
+                e.protocol,
+                e.spool_dir,
+                e.spool_batches,
+                e.spool_records,
+                e.spool_bytes,
+                e.spool_evicted_records
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(dir: &Path) -> Source {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.received, 7);
+        Stats::add(&stats.written, 5);
+        let state = Arc::new(ExportState::default());
+        state.falling_back.store(true, Ordering::SeqCst);
+        let spool = Arc::new(Spool::open(&dir.join("spool"), 1 << 20).unwrap());
+        spool
+            .push(crate::telemetry::export::Signal::Logs, b"abc", 2, false)
+            .unwrap();
+        let observed = Observed::default();
+        *observed.rows.lock().unwrap() = vec![("files.open".into(), "audit-only")];
+        *observed.rules.lock().unwrap() = vec![("files", 3)];
+        *observed.kernel_drops.lock().unwrap() =
+            vec![("lsm/file_open".into(), 4), ("lsm/bprm".into(), 0)];
+        Source {
+            started: Instant::now(),
+            observed: Arc::new(observed),
+            stats,
+            event_log: "/var/log/safeguard/events.log".into(),
+            export: Some(ExportSource {
+                endpoint: "http://localhost:4317".into(),
+                protocol: "grpc".into(),
+                state,
+                spool,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_answers_with_a_snapshot_and_only_root_may_open_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/status.sock");
+        let server = Server::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let task = tokio::spawn(server.serve(Arc::new(source(dir.path()))));
+        let p = path.clone();
+        let s = tokio::task::spawn_blocking(move || query(&p))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.counters.received, 7);
+        assert_eq!(
+            s.kernel_drops,
+            BTreeMap::from([("lsm/file_open".into(), 4)])
+        );
+        let e = s.export.as_ref().unwrap();
+        assert_eq!(e.state, "falling back");
+        assert_eq!((e.spool_batches, e.spool_records, e.spool_bytes), (1, 2, 3));
+        // A second agent must not take the socket over.
+        let err = Server::bind(&path).err().unwrap().to_string();
+        assert!(err.contains("another safeguard agent is running"), "{err}");
+        task.abort();
+        let _ = task.await;
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_a_missing_agent_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        assert!(
+            Server::bind(&path).is_ok(),
+            "a dead agent's socket is replaced"
+        );
+        let err = query(&dir.path().join("none.sock"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("cannot reach the agent"), "{err}");
+    }
+
+    #[test]
+    fn the_human_form_names_tiers_counters_and_the_exporter() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = render(&source(dir.path()).snapshot());
+        assert!(text.contains("files.open  audit-only"), "{text}");
+        assert!(text.contains("Rules loaded: files 3"), "{text}");
+        assert!(
+            text.contains("7 received, 5 reported; dropped: 4 in the kernel"),
+            "{text}"
+        );
+        assert!(
+            text.contains("falling back to http://localhost:4317 (grpc)"),
+            "{text}"
+        );
+        assert!(text.contains("1 batches, 2 records, 3 bytes"), "{text}");
+    }
+}
