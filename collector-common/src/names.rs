@@ -6,15 +6,18 @@ pub mod maps {
     pub const SEQUENCE: &str = "SEQUENCE";
     pub const DROPS: &str = "DROPS";
     pub const MODULE_CONFIG: &str = "MODULE_CONFIG";
-    pub const FILE_RULES: &str = "FILE_RULES";
-    pub const EXEC_PATH_RULES: &str = "EXEC_PATH_RULES";
-    pub const EXEC_NAME_RULES: &str = "EXEC_NAME_RULES";
-    pub const MOUNT_RULES: &str = "MOUNT_RULES";
-    pub const NET_V4_RULES: &str = "NET_V4_RULES";
-    pub const NET_V6_RULES: &str = "NET_V6_RULES";
-    pub const NET_COMMAND_RULES: &str = "NET_COMMAND_RULES";
-    pub const NET_UID_RULES: &str = "NET_UID_RULES";
-    pub const NET_GID_RULES: &str = "NET_GID_RULES";
+    /// One u32: the policy set in force (see `POLICY_SETS`). Rule maps come
+    /// in pairs, one per set.
+    pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
+    pub const FILE_RULES: [&str; 2] = ["FILE_RULES_0", "FILE_RULES_1"];
+    pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
+    pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
+    pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];
+    pub const NET_V4_RULES: [&str; 2] = ["NET_V4_RULES_0", "NET_V4_RULES_1"];
+    pub const NET_V6_RULES: [&str; 2] = ["NET_V6_RULES_0", "NET_V6_RULES_1"];
+    pub const NET_COMMAND_RULES: [&str; 2] = ["NET_COMMAND_RULES_0", "NET_COMMAND_RULES_1"];
+    pub const NET_UID_RULES: [&str; 2] = ["NET_UID_RULES_0", "NET_UID_RULES_1"];
+    pub const NET_GID_RULES: [&str; 2] = ["NET_GID_RULES_0", "NET_GID_RULES_1"];
     /// Capacity of a CIDR rule trie.
     pub const CIDR_RULES_MAX: u32 = 65_536;
     /// Capacity of a command, UID or GID rule map.

@@ -34,8 +34,18 @@ pub struct ModuleConfig {
     pub target: u8,
     /// [`FLAG_LSM`], [`FLAG_FILE_IOCTL`].
     pub flags: u8,
-    pub _pad: [u8; 3],
+    /// Which of the two sets of rule maps this configuration goes with
+    /// (see [`POLICY_SETS`]).
+    pub generation: u8,
+    pub _pad: [u8; 2],
 }
+
+/// The policy lives in two sets of maps. The programs read the active set's
+/// number first (`POLICY_ACTIVE`), then that set's module switches
+/// (`MODULE_CONFIG[set * MODULE_COUNT + module]`) and rule maps. A reload
+/// fills the other set and then switches the one number, so every operation
+/// is judged wholly by the old policy or wholly by the new one.
+pub const POLICY_SETS: u32 = 2;
 
 /// `ModuleConfig::flags`: the module's BPF-LSM programs are attached, so
 /// its denials are enforced in block mode (set by the agent).

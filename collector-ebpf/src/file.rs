@@ -13,7 +13,7 @@ use collector_common::{
 
 use crate::{
     kernel,
-    maps::{FILE_RULES, FILE_SCRATCH},
+    maps::{FILE_SCRATCH, file_rules},
     record::{self, Verdict},
 };
 
@@ -96,7 +96,7 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
     let Some(len) = file_path(rec, file) else {
         return 0;
     };
-    let denial = record::path_denial(&FILE_RULES, config, rec.paths.as_ptr(), len);
+    let denial = record::path_denial(file_rules(config), config, rec.paths.as_ptr(), len);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -129,14 +129,14 @@ fn judge_paths(
     let Some((len1, cut1)) = kernel::walk_path(first.0, first.1, base) else {
         return 0;
     };
-    let mut denial = record::path_denial(&FILE_RULES, config, base, len1);
+    let mut denial = record::path_denial(file_rules(config), config, base, len1);
     let (mut len2, mut cut2) = (0, false);
     if let Some((mnt, dentry)) = second {
         let at = unsafe { base.add(len1 & (PATH_MAX - 1)) };
         if let Some((len, cut)) = kernel::walk_path(mnt, dentry, at) {
             (len2, cut2) = (len, cut);
             if denial.is_none() {
-                denial = record::path_denial(&FILE_RULES, config, at, len2);
+                denial = record::path_denial(file_rules(config), config, at, len2);
             }
         }
     }

@@ -18,7 +18,7 @@ use collector_common::{
 
 use crate::{
     kernel,
-    maps::{FILE_RULES, FILE_SCRATCH},
+    maps::{FILE_SCRATCH, file_rules},
     record::{self, Verdict},
 };
 
@@ -92,7 +92,7 @@ fn audit_open(hook: Hook, dfd: i32, filename: *const u8, flags: u32) {
     };
 
     let (verdict, path_flags) = if rec.paths[0] == b'/' {
-        let denial = record::path_denial(&FILE_RULES, config, rec.paths.as_ptr(), len);
+        let denial = record::path_denial(file_rules(config), config, rec.paths.as_ptr(), len);
         match record::verdict(config, denial, false) {
             Some(v) => (v, 0),
             None => return,

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, PathKey, PathRule,
+    HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, POLICY_SETS, PathKey, PathRule,
     file::FileRecord,
     maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX},
     mount::MountRecord,
@@ -26,46 +26,87 @@ pub static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
 
-/// Per module: enabled, mode, policy, target.
+/// One u32: the policy set in force (0 or 1).
 #[map]
-pub static MODULE_CONFIG: Array<ModuleConfig> = Array::with_max_entries(MODULE_COUNT, 0);
+pub static POLICY_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// File rules: path prefix (with trailing `/`) → the deny/allow rules that
-/// cover it.
+/// Per policy set and module: enabled, mode, policy, target.
 #[map]
-pub static FILE_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+pub static MODULE_CONFIG: Array<ModuleConfig> =
+    Array::with_max_entries(POLICY_SETS * MODULE_COUNT, 0);
 
-/// Exec rules by executable path prefix.
-#[map]
-pub static EXEC_PATH_RULES: LpmTrie<PathKey, PathRule> =
-    LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+/// Declares a rule map once per policy set, and `$select(config)`, which
+/// picks the one of the set `config` belongs to.
+macro_rules! rule_maps {
+    ($(#[$doc:meta])* $select:ident: $ty:ty = $init:expr; $set0:ident, $set1:ident) => {
+        $(#[$doc])*
+        #[map]
+        pub static $set0: $ty = $init;
+        #[map]
+        pub static $set1: $ty = $init;
 
-/// Exec rules by program name (the basename the program was run as).
-#[map]
-pub static EXEC_NAME_RULES: HashMap<NameKey, PathRule> =
-    HashMap::with_max_entries(NAME_RULES_MAX, 0);
+        #[inline(always)]
+        pub fn $select(config: &ModuleConfig) -> &'static $ty {
+            if config.generation == 0 { &$set0 } else { &$set1 }
+        }
+    };
+}
 
-/// Mount rules: denied source path prefixes.
-#[map]
-pub static MOUNT_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+rule_maps! {
+    /// File rules: path prefix (with trailing `/`) → the deny/allow rules
+    /// that cover it.
+    file_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+    FILE_RULES_0, FILE_RULES_1
+}
 
-/// Network rules by destination (or source) network, IPv4 and IPv6.
-#[map]
-pub static NET_V4_RULES: LpmTrie<V4Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+rule_maps! {
+    /// Exec rules by executable path prefix.
+    exec_path_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+    EXEC_PATH_RULES_0, EXEC_PATH_RULES_1
+}
 
-#[map]
-pub static NET_V6_RULES: LpmTrie<V6Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+rule_maps! {
+    /// Exec rules by program name (the basename the program was run as).
+    exec_name_rules: HashMap<NameKey, PathRule> = HashMap::with_max_entries(NAME_RULES_MAX, 0);
+    EXEC_NAME_RULES_0, EXEC_NAME_RULES_1
+}
 
-/// Network rules by command (`comm`, NUL-padded), UID and GID.
-#[map]
-pub static NET_COMMAND_RULES: HashMap<[u8; collector_common::COMM_LEN], PathRule> =
-    HashMap::with_max_entries(ID_RULES_MAX, 0);
+rule_maps! {
+    /// Mount rules: denied source path prefixes.
+    mount_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+    MOUNT_RULES_0, MOUNT_RULES_1
+}
 
-#[map]
-pub static NET_UID_RULES: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
+rule_maps! {
+    /// Network rules by destination (or source) network, IPv4.
+    net_v4_rules: LpmTrie<V4Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+    NET_V4_RULES_0, NET_V4_RULES_1
+}
 
-#[map]
-pub static NET_GID_RULES: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
+rule_maps! {
+    /// Network rules by network, IPv6.
+    net_v6_rules: LpmTrie<V6Key, PathRule> = LpmTrie::with_max_entries(CIDR_RULES_MAX, 0);
+    NET_V6_RULES_0, NET_V6_RULES_1
+}
+
+rule_maps! {
+    /// Network rules by command (`comm`, NUL-padded).
+    net_command_rules: HashMap<[u8; collector_common::COMM_LEN], PathRule> =
+        HashMap::with_max_entries(ID_RULES_MAX, 0);
+    NET_COMMAND_RULES_0, NET_COMMAND_RULES_1
+}
+
+rule_maps! {
+    /// Network rules by UID.
+    net_uid_rules: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
+    NET_UID_RULES_0, NET_UID_RULES_1
+}
+
+rule_maps! {
+    /// Network rules by GID.
+    net_gid_rules: HashMap<u32, PathRule> = HashMap::with_max_entries(ID_RULES_MAX, 0);
+    NET_GID_RULES_0, NET_GID_RULES_1
+}
 
 // Per-CPU scratch space: records are too big for the 512-byte stack.
 

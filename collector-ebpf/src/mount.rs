@@ -9,7 +9,7 @@ use collector_common::{
 
 use crate::{
     kernel,
-    maps::{MOUNT_RULES, MOUNT_SCRATCH},
+    maps::{MOUNT_SCRATCH, mount_rules},
     record::{self, Verdict},
 };
 
@@ -52,7 +52,7 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
     if source_len == 0 || rec.paths[0] != b'/' {
         return 0;
     }
-    let denial = record::path_denial(&MOUNT_RULES, config, rec.paths.as_ptr(), source_len);
+    let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -103,7 +103,7 @@ pub fn move_mount(ctx: LsmContext) -> i32 {
     let Some((source_len, _)) = kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()) else {
         return 0;
     };
-    let denial = record::path_denial(&MOUNT_RULES, config, rec.paths.as_ptr(), source_len);
+    let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };

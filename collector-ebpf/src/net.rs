@@ -24,7 +24,7 @@ use collector_common::{
 
 use crate::{
     kernel,
-    maps::{NET_COMMAND_RULES, NET_GID_RULES, NET_UID_RULES, NET_V4_RULES, NET_V6_RULES},
+    maps::{net_command_rules, net_gid_rules, net_uid_rules, net_v4_rules, net_v6_rules},
     record::{self, Verdict},
 };
 
@@ -49,17 +49,17 @@ pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
         AF_INET => {
             let mut a = [0u8; 4];
             a.copy_from_slice(&peer.addr[..4]);
-            NET_V4_RULES.get(Key::new(32, a)).copied()
+            net_v4_rules(config).get(Key::new(32, a)).copied()
         }
-        AF_INET6 => NET_V6_RULES.get(Key::new(128, peer.addr)).copied(),
+        AF_INET6 => net_v6_rules(config).get(Key::new(128, peer.addr)).copied(),
         _ => return None,
     };
     let comm = bpf_get_current_comm().unwrap_or_default();
     let uid_gid = bpf_get_current_uid_gid();
     let (uid, gid) = (uid_gid as u32, (uid_gid >> 32) as u32);
-    let command = unsafe { NET_COMMAND_RULES.get(&comm) }.copied();
-    let uid = unsafe { NET_UID_RULES.get(&uid) }.copied();
-    let gid = unsafe { NET_GID_RULES.get(&gid) }.copied();
+    let command = unsafe { net_command_rules(config).get(&comm) }.copied();
+    let uid = unsafe { net_uid_rules(config).get(&uid) }.copied();
+    let gid = unsafe { net_gid_rules(config).get(&gid) }.copied();
     net_denial(
         cidr.as_ref(),
         command.as_ref(),

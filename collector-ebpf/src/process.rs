@@ -21,7 +21,7 @@ use collector_common::{
 
 use crate::{
     kernel,
-    maps::{EXEC_NAME_RULES, EXEC_PATH_RULES, EXEC_SCRATCH, NAME_KEY_SCRATCH},
+    maps::{EXEC_SCRATCH, NAME_KEY_SCRATCH, exec_name_rules, exec_path_rules},
     record::{self, Verdict},
 };
 
@@ -104,8 +104,8 @@ fn judge(
     let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
     let (len, cut) = kernel::walk_path(mnt, dentry, rec.data.as_mut_ptr())?;
     rec.event.flags = if cut { PATH_TRUNCATED } else { 0 };
-    let by_path = record::lookup_path(&EXEC_PATH_RULES, rec.data.as_ptr(), len);
-    let by_name = name_rule(rec, kernel::bprm_filename(bprm));
+    let by_path = record::lookup_path(exec_path_rules(config), rec.data.as_ptr(), len);
+    let by_name = name_rule(rec, config, kernel::bprm_filename(bprm));
     Some((
         len,
         PathRule::denial([by_path.as_ref(), by_name.as_ref()], config.policy),
@@ -115,7 +115,7 @@ fn judge(
 /// Looks up the basename of `filename` (the path given to execve) in the
 /// name rules. Uses the record's argument area as scratch.
 #[inline(always)]
-fn name_rule(rec: &mut ExecRecord, filename: *const u8) -> Option<PathRule> {
+fn name_rule(rec: &mut ExecRecord, config: &ModuleConfig, filename: *const u8) -> Option<PathRule> {
     let buf = unsafe { rec.data.as_mut_ptr().add(PATH_MAX) };
     let n = unsafe {
         generated::bpf_probe_read_kernel_str(buf.cast(), FILENAME_SCAN as u32, filename.cast())
@@ -149,7 +149,7 @@ fn name_rule(rec: &mut ExecRecord, filename: *const u8) -> Option<PathRule> {
             buf.add(start).cast(),
         )
     };
-    unsafe { EXEC_NAME_RULES.get(&*key) }.copied()
+    unsafe { exec_name_rules(config).get(&*key) }.copied()
 }
 
 /// State of the basename scan, shared with its `bpf_loop` callback.

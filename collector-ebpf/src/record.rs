@@ -8,11 +8,11 @@ use aya_ebpf::{
     maps::LpmTrie,
 };
 use collector_common::{
-    Decision, EventHeader, EventKind, Hook, MODE_BLOCK, ModuleConfig, PATH_KEY_LEN, PathKey,
-    PathRule,
+    Decision, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig, PATH_KEY_LEN,
+    PathKey, PathRule,
 };
 
-use crate::maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, SEQUENCE};
+use crate::maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, POLICY_ACTIVE, SEQUENCE};
 
 /// The verdict of a policy on one operation.
 pub struct Verdict {
@@ -45,7 +45,10 @@ impl Verdict {
 /// scope (`target`).
 #[inline(always)]
 pub fn active_module(module: collector_common::Module) -> Option<&'static ModuleConfig> {
-    let config = MODULE_CONFIG.get(module as u32)?;
+    // The set in force, then its switches: the switches name the set, and
+    // every rule map is then taken from that same set.
+    let set = *POLICY_ACTIVE.get(0)? & 1;
+    let config = MODULE_CONFIG.get(set * MODULE_COUNT + module as u32)?;
     (config.enabled != 0 && crate::kernel::in_scope(config.target)).then_some(config)
 }
 

@@ -36,7 +36,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// Configuration file (YAML or TOML), layered over the built-in defaults.
     /// Without it, /etc/safeguard/safeguard.yaml is read if it exists.

@@ -169,7 +169,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // An explicit --output means every event goes there.
     let local_always = args.output.is_some() || config.log.mode == config::LocalLog::Always;
-    match runtime.block_on(agent(config, output, local_always)) {
+    match runtime.block_on(agent(config, args.config.clone(), output, local_always)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -196,12 +196,17 @@ fn init_diagnostics(config: &Config) {
         .init();
 }
 
-async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Result<()> {
+async fn agent(
+    config: Config,
+    sources: ConfigArgs,
+    output: Output,
+    local_always: bool,
+) -> anyhow::Result<()> {
     let local: SharedLog = Arc::new(Mutex::new(EventLog::open(&config.log, &output)?));
     for module in &config.unsupported_modules {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
     }
-    let policy = Arc::new(Policy::compile(&config));
+    let mut policy = Arc::new(Policy::compile(&config));
     let stats = Arc::new(Stats::default());
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
@@ -228,15 +233,7 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
         .iter()
         .map(|r| (r.name.to_string(), r.coverage.tier()))
         .collect();
-    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = [
-        (semconv::module::FILES, &policy.files),
-        (semconv::module::PROCESS, &policy.process),
-        (semconv::module::MOUNT, &policy.mount),
-        (semconv::module::NETWORK, &policy.network),
-    ]
-    .into_iter()
-    .map(|(name, m)| (name, m.rules.len() as u64))
-    .collect();
+    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&policy);
     let status_task = tokio::spawn(status_server.serve(Arc::new(status::Source {
         started: Instant::now(),
         observed: observed.clone(),
@@ -284,6 +281,8 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
     // still be a clean stop.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut watched = ConfigFile::new(&sources);
     let mut tick = tokio::time::interval(Duration::from_millis(
         (config.otel.batch_timeout_ms / 2).clamp(10, 1000),
     ));
@@ -308,6 +307,16 @@ async fn agent(config: Config, output: Output, local_always: bool) -> anyhow::Re
                     last_drops_read = Instant::now();
                     read_kernel_drops(&kernel, &observed);
                 }
+                if watched.changed() {
+                    info!("{} changed: reloading", watched.path.display());
+                    reload(&sources, &config, &mut policy, &mut kernel, &enricher, &observed, &stats);
+                }
+            }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                // What is read now is what the watcher would reload.
+                watched.seen = watched.stamp();
+                reload(&sources, &config, &mut policy, &mut kernel, &enricher, &observed, &stats);
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -418,6 +427,145 @@ fn start_export(
         stop_delivery,
         forwarder,
     })
+}
+
+/// The configuration file, watched for changes (by its modification time,
+/// size and inode: editors replace files as often as they rewrite them).
+struct ConfigFile {
+    path: std::path::PathBuf,
+    seen: Option<(std::time::SystemTime, u64, u64)>,
+    last_check: Instant,
+}
+
+impl ConfigFile {
+    fn new(sources: &ConfigArgs) -> Self {
+        let path = sources
+            .config
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_CONFIG_PATH.into());
+        let mut file = Self {
+            path,
+            seen: None,
+            last_check: Instant::now(),
+        };
+        file.seen = file.stamp();
+        file
+    }
+
+    fn stamp(&self) -> Option<(std::time::SystemTime, u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    /// True once after each change; looks at most once a second.
+    fn changed(&mut self) -> bool {
+        if self.last_check.elapsed() < Duration::from_secs(1) {
+            return false;
+        }
+        self.last_check = Instant::now();
+        let now = self.stamp();
+        if now.is_some() && now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
+    }
+}
+
+/// Loads the configuration again and puts its policy in force, or, if it
+/// is not valid or cannot be put in force, says why and keeps the running
+/// one. Tells systemd (Type=notify-reload) when it starts and ends.
+fn reload(
+    sources: &ConfigArgs,
+    running: &Config,
+    policy: &mut Arc<Policy>,
+    kernel: &mut Kernel,
+    enricher: &Enricher,
+    observed: &Observed,
+    stats: &Stats,
+) {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::MonotonicUsec(0)),
+        ],
+    );
+    let loaded = config::load(&config::Sources {
+        file: sources.config.clone(),
+        overrides: sources.overrides(),
+        environment: true,
+    });
+    let outcome = match loaded {
+        Err(errors) => Err(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+        Ok(new) => {
+            for (key, same) in [
+                (
+                    "kernel.ring_buffer_bytes",
+                    new.ring_buffer_bytes == running.ring_buffer_bytes,
+                ),
+                ("kernel.tier", new.tier == running.tier),
+                (
+                    "network.cgroup",
+                    new.network.cgroup == running.network.cgroup,
+                ),
+                ("log", new.log == running.log),
+                ("otel", new.otel == running.otel),
+                ("status.socket", new.status_socket == running.status_socket),
+            ] {
+                if !same {
+                    warn!("{key} changed: that takes effect at the next restart");
+                }
+            }
+            let next = Policy::compile_after(&new, Some(policy));
+            match kernel.reload(&next) {
+                Ok(()) => {
+                    let next = Arc::new(next);
+                    enricher.set_policy(next.clone());
+                    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&next);
+                    *policy = next;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            let n = Stats::add(&stats.reloads, 1);
+            info!(
+                reloads = n,
+                rules = policy.rule_count(),
+                "configuration reloaded: the new policy is in force"
+            );
+        }
+        Err(why) => {
+            let n = Stats::add(&stats.reload_failures, 1);
+            error!(
+                rejected = n,
+                "configuration reload rejected, the running policy stays: {why}"
+            );
+        }
+    }
+    notify_ready();
+}
+
+fn rule_counts(policy: &Policy) -> Vec<(&'static str, u64)> {
+    [
+        (semconv::module::FILES, &policy.files),
+        (semconv::module::PROCESS, &policy.process),
+        (semconv::module::MOUNT, &policy.mount),
+        (semconv::module::NETWORK, &policy.network),
+    ]
+    .into_iter()
+    .map(|(name, m)| (name, m.rules.len() as u64))
+    .collect()
 }
 
 fn read_kernel_drops(kernel: &Kernel, observed: &Observed) {

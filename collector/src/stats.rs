@@ -18,6 +18,10 @@ pub struct Stats {
     pub written: AtomicU64,
     /// Records the local event log could not write.
     pub write_errors: AtomicU64,
+    /// Configuration reloads put in force.
+    pub reloads: AtomicU64,
+    /// Configuration reloads rejected (the running policy stayed).
+    pub reload_failures: AtomicU64,
 }
 
 impl Stats {

@@ -52,6 +52,8 @@ pub struct Counters {
     pub decode_errors: u64,
     pub unresolved_paths: u64,
     pub event_log_write_errors: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,6 +115,8 @@ impl Source {
                 decode_errors: Stats::get(&s.decode_errors),
                 unresolved_paths: Stats::get(&s.unresolved_paths),
                 event_log_write_errors: Stats::get(&s.write_errors),
+                reloads: Stats::get(&s.reloads),
+                reload_failures: Stats::get(&s.reload_failures),
             },
             kernel_drops: locked(&self.observed.kernel_drops)
                 .iter()
@@ -246,6 +250,11 @@ pub fn render(s: &Snapshot) -> String {
     for (hook, n) in &s.kernel_drops {
         let _ = writeln!(out, "  kernel drops at {hook}: {n}");
     }
+    let _ = writeln!(
+        out,
+        "Configuration reloads: {} in force, {} rejected",
+        c.reloads, c.reload_failures
+    );
     let _ = writeln!(out, "Event log: {}", s.event_log);
     match &s.export {
         None => {

@@ -460,3 +460,48 @@ fn a_container_shaped_cgroup_gives_container_and_pod_identity() {
     assert_eq!(e[0]["container.runtime.name"], "containerd");
     assert_eq!(e[0]["k8s.pod.uid"], UID);
 }
+
+/// SIGHUP puts a changed policy in force; an invalid configuration is
+/// rejected, said and counted, and the running policy stays.
+#[test]
+fn reload_swaps_the_policy_and_rejects_a_bad_one() {
+    require_root!();
+    let (_root, secret, sibling) = workload_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let monitor = |watched: &Path| {
+        format!(
+            "files:\n  enable: true\n  mode: monitor\n  deny: [{}]\nkernel:\n  tier: tracepoint\n",
+            watched.display()
+        )
+    };
+    let mut agent = start(&dir, &monitor(secret.parent().unwrap()));
+    cat(&secret);
+    agent
+        .reload(&monitor(sibling.parent().unwrap()), Duration::from_secs(30))
+        .unwrap();
+    cat(&secret);
+    cat(&sibling);
+    agent
+        .reload("files:\n  mode: enforce\n", Duration::from_secs(30))
+        .unwrap();
+    cat(&sibling);
+    let (events, log) = agent.stop().unwrap();
+
+    let on_secret = events_for(&events, on(&secret));
+    assert_eq!(on_secret.len(), 1, "only before the reload: {events:?}");
+    let on_sibling = events_for(&events, on(&sibling));
+    assert_eq!(
+        on_sibling.len(),
+        2,
+        "after the reload, and after the rejected one: {events:?}"
+    );
+    assert_eq!(
+        on_sibling[0]["security_rule.name"],
+        sibling.parent().unwrap().to_str().unwrap()
+    );
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(
+        log.contains("configuration reload rejected") && log.contains("files.mode"),
+        "{log}"
+    );
+}

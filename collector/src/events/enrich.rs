@@ -29,7 +29,8 @@ use crate::{
 type Attributes = Vec<(&'static str, Value)>;
 
 pub struct Enricher {
-    policy: Arc<Policy>,
+    /// Swapped on reload.
+    policy: std::sync::RwLock<Arc<Policy>>,
     clock: BootClock,
     host_name: String,
     stats: Arc<Stats>,
@@ -39,12 +40,25 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(policy: Arc<Policy>, stats: Arc<Stats>) -> Self {
         Self {
-            policy,
+            policy: std::sync::RwLock::new(policy),
             clock: BootClock::now(),
             host_name: host_name(),
             stats,
             containers: Containers::default(),
         }
+    }
+
+    /// The policy events are judged and named by from now on (rule ids
+    /// carry over, so events judged under the old one are named right).
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// `None` when the event is not reportable: a relative path (audit
@@ -62,7 +76,8 @@ impl Enricher {
     }
 
     fn file(&self, mut e: File) -> Option<Record> {
-        let files = &self.policy.files;
+        let policy = self.policy();
+        let files = &policy.files;
         if e.relative {
             let Some(path) = resolve_relative(e.process.pid, e.dfd, &e.path) else {
                 Stats::add(&self.stats.unresolved_paths, 1);
@@ -132,7 +147,7 @@ impl Enricher {
         if e.args_truncated {
             a.push((attr::PROCESS_ARGS_TRUNCATED, true.into()));
         }
-        rule_attributes(&mut a, &self.policy.process, &e.header);
+        rule_attributes(&mut a, &self.policy().process, &e.header);
         self.record(event::PROCESS_EXEC, &e.header, a)
     }
 
@@ -169,7 +184,7 @@ impl Enricher {
         if e.op == MountOp::Mount {
             a.push((attr::MOUNT_FLAGS, e.flags.into()));
         }
-        rule_attributes(&mut a, &self.policy.mount, &e.header);
+        rule_attributes(&mut a, &self.policy().mount, &e.header);
         let name = match e.op {
             MountOp::Mount => event::MOUNT_MOUNT,
             MountOp::Move => event::MOUNT_MOVE,
@@ -212,7 +227,7 @@ impl Enricher {
             NetOp::Accept => (event::NETWORK_ACCEPT, semconv::net::RECEIVE),
         };
         a.push((attr::NETWORK_IO_DIRECTION, direction.into()));
-        rule_attributes(&mut a, &self.policy.network, &e.header);
+        rule_attributes(&mut a, &self.policy().network, &e.header);
         self.record(name, &e.header, a)
     }
 

@@ -71,6 +71,20 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// How each row of the policy is covered on this kernel.
     pub rows: Vec<Row>,
+    /// The policy set in force (see `collector_common::POLICY_SETS`).
+    set: u8,
+    /// Per module: enabled at start (its programs are attached), and its
+    /// BPF-LSM programs attached.
+    modules: [(Module, bool, bool); 4],
+}
+
+/// Why a new policy cannot be put in place while running.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}.enable changed: loading or unloading a module needs a restart")]
+    ModuleSwitched(&'static str),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
 }
 
 impl Kernel {
@@ -102,21 +116,58 @@ impl Kernel {
 
         // Rules first, then programs (which return at once while their
         // module is disabled), then the switches: a program never sees its
-        // module enabled without its rules.
-        write_rules(&mut ebpf, policy)?;
+        // module enabled without its rules. Set 0 is in force (the map
+        // starts zeroed).
+        write_rules(&mut ebpf, policy, 0)?;
         let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
-        for (module, policy, lsm) in [
-            (Module::Files, &policy.files, attached.files_lsm),
-            (Module::Process, &policy.process, attached.process_lsm),
-            (Module::Mount, &policy.mount, attached.mount_lsm),
-            (Module::Network, &policy.network, attached.network_lsm),
-        ] {
-            write_switches(&mut ebpf, module, policy, lsm)?;
-        }
+        let modules = [
+            (Module::Files, policy.files.enabled(), attached.files_lsm),
+            (
+                Module::Process,
+                policy.process.enabled(),
+                attached.process_lsm,
+            ),
+            (Module::Mount, policy.mount.enabled(), attached.mount_lsm),
+            (
+                Module::Network,
+                policy.network.enabled(),
+                attached.network_lsm,
+            ),
+        ];
+        write_all_switches(&mut ebpf, policy, &modules, 0)?;
         Ok(Self {
             ebpf,
             rows: attached.rows,
+            set: 0,
+            modules,
         })
+    }
+
+    /// Puts `policy` in force without a gap: it is written into the policy
+    /// set not in force (emptied first), then one number switches the
+    /// programs over to it. An operation is judged wholly by the old
+    /// policy or wholly by the new one. The old set is left as it is until
+    /// the next reload. If writing fails, the old policy stays in force.
+    pub fn reload(&mut self, policy: &Policy) -> Result<(), ReloadError> {
+        for (module, enabled_at_start, _) in self.modules {
+            if module_policy(policy, module).enabled() != enabled_at_start {
+                return Err(ReloadError::ModuleSwitched(module_name(module)));
+            }
+        }
+        let next = 1 - self.set;
+        clear_rules(&mut self.ebpf, next)?;
+        write_rules(&mut self.ebpf, policy, next)?;
+        write_all_switches(&mut self.ebpf, policy, &self.modules, next)?;
+        let map = self
+            .ebpf
+            .map_mut(maps::POLICY_ACTIVE)
+            .ok_or(KernelError::Missing("POLICY_ACTIVE map"))?;
+        let mut active = Array::<_, u32>::try_from(map).map_err(map_err(maps::POLICY_ACTIVE))?;
+        active
+            .set(0, u32::from(next), 0)
+            .map_err(map_err(maps::POLICY_ACTIVE))?;
+        self.set = next;
+        Ok(())
     }
 
     /// The ring buffer the programs write events into. Call once.
@@ -168,11 +219,72 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
     move |source| KernelError::Map { name, source }
 }
 
-fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
+fn module_policy(policy: &Policy, module: Module) -> &ModulePolicy {
+    match module {
+        Module::Files => &policy.files,
+        Module::Process => &policy.process,
+        Module::Mount => &policy.mount,
+        Module::Network => &policy.network,
+    }
+}
+
+fn module_name(module: Module) -> &'static str {
+    match module {
+        Module::Files => "files",
+        Module::Process => "process",
+        Module::Mount => "mount",
+        Module::Network => "network",
+    }
+}
+
+/// Empties every rule map of policy set `set`.
+fn clear_rules(ebpf: &mut Ebpf, set: u8) -> Result<(), KernelError> {
+    let set = usize::from(set);
+    for name in [
+        maps::FILE_RULES[set],
+        maps::EXEC_PATH_RULES[set],
+        maps::MOUNT_RULES[set],
+    ] {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or(KernelError::Missing("a path rule map"))?;
+        let mut trie = LpmTrie::<_, PathKey, PathRule>::try_from(map).map_err(map_err(name))?;
+        let keys: Vec<_> = trie.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            trie.remove(&key).map_err(map_err(name))?;
+        }
+    }
+    macro_rules! clear {
+        ($name:expr, $map:ty) => {{
+            let name = $name;
+            let map = ebpf
+                .map_mut(name)
+                .ok_or(KernelError::Missing("a rule map"))?;
+            let mut m = <$map>::try_from(map).map_err(map_err(name))?;
+            let keys: Vec<_> = m.keys().filter_map(Result::ok).collect();
+            for key in keys {
+                m.remove(&key).map_err(map_err(name))?;
+            }
+        }};
+    }
+    clear!(maps::EXEC_NAME_RULES[set], HashMap::<_, NameKey, PathRule>);
+    clear!(maps::NET_V4_RULES[set], LpmTrie::<_, [u8; 4], PathRule>);
+    clear!(maps::NET_V6_RULES[set], LpmTrie::<_, [u8; 16], PathRule>);
+    clear!(
+        maps::NET_COMMAND_RULES[set],
+        HashMap::<_, [u8; collector_common::COMM_LEN], PathRule>
+    );
+    clear!(maps::NET_UID_RULES[set], HashMap::<_, u32, PathRule>);
+    clear!(maps::NET_GID_RULES[set], HashMap::<_, u32, PathRule>);
+    Ok(())
+}
+
+fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelError> {
+    let set = usize::from(set);
     for (name, module) in [
-        (maps::FILE_RULES, &policy.files),
-        (maps::EXEC_PATH_RULES, &policy.process),
-        (maps::MOUNT_RULES, &policy.mount),
+        (maps::FILE_RULES[set], &policy.files),
+        (maps::EXEC_PATH_RULES[set], &policy.process),
+        (maps::MOUNT_RULES[set], &policy.mount),
     ] {
         let map = ebpf
             .map_mut(name)
@@ -183,8 +295,8 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
             trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
         }
     }
-    write_network_rules(ebpf, &policy.network)?;
-    let name = maps::EXEC_NAME_RULES;
+    write_network_rules(ebpf, &policy.network, set)?;
+    let name = maps::EXEC_NAME_RULES[set];
     let map = ebpf
         .map_mut(name)
         .ok_or(KernelError::Missing("EXEC_NAME_RULES map"))?;
@@ -195,27 +307,31 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), KernelError> {
     Ok(())
 }
 
-fn write_network_rules(ebpf: &mut Ebpf, network: &ModulePolicy) -> Result<(), KernelError> {
+fn write_network_rules(
+    ebpf: &mut Ebpf,
+    network: &ModulePolicy,
+    set: usize,
+) -> Result<(), KernelError> {
     let net = &network.net;
+    let name = maps::NET_V4_RULES[set];
     let map = ebpf
-        .map_mut(maps::NET_V4_RULES)
+        .map_mut(name)
         .ok_or(KernelError::Missing("NET_V4_RULES map"))?;
-    let mut v4 =
-        LpmTrie::<_, [u8; 4], PathRule>::try_from(map).map_err(map_err(maps::NET_V4_RULES))?;
+    let mut v4 = LpmTrie::<_, [u8; 4], PathRule>::try_from(map).map_err(map_err(name))?;
     for e in net.v4_entries() {
         v4.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
-            .map_err(map_err(maps::NET_V4_RULES))?;
+            .map_err(map_err(name))?;
     }
+    let name = maps::NET_V6_RULES[set];
     let map = ebpf
-        .map_mut(maps::NET_V6_RULES)
+        .map_mut(name)
         .ok_or(KernelError::Missing("NET_V6_RULES map"))?;
-    let mut v6 =
-        LpmTrie::<_, [u8; 16], PathRule>::try_from(map).map_err(map_err(maps::NET_V6_RULES))?;
+    let mut v6 = LpmTrie::<_, [u8; 16], PathRule>::try_from(map).map_err(map_err(name))?;
     for e in net.v6_entries() {
         v6.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
-            .map_err(map_err(maps::NET_V6_RULES))?;
+            .map_err(map_err(name))?;
     }
-    let name = maps::NET_COMMAND_RULES;
+    let name = maps::NET_COMMAND_RULES[set];
     let map = ebpf
         .map_mut(name)
         .ok_or(KernelError::Missing("NET_COMMAND_RULES map"))?;
@@ -225,8 +341,8 @@ fn write_network_rules(ebpf: &mut Ebpf, network: &ModulePolicy) -> Result<(), Ke
         commands.insert(key, rule, 0).map_err(map_err(name))?;
     }
     for (name, ids) in [
-        (maps::NET_UID_RULES, &net.uids),
-        (maps::NET_GID_RULES, &net.gids),
+        (maps::NET_UID_RULES[set], &net.uids),
+        (maps::NET_GID_RULES[set], &net.gids),
     ] {
         let map = ebpf
             .map_mut(name)
@@ -239,24 +355,33 @@ fn write_network_rules(ebpf: &mut Ebpf, network: &ModulePolicy) -> Result<(), Ke
     Ok(())
 }
 
-fn write_switches(
+/// The switches of every module in policy set `set`.
+fn write_all_switches(
     ebpf: &mut Ebpf,
-    module: Module,
-    policy: &ModulePolicy,
-    lsm: bool,
+    policy: &Policy,
+    modules: &[(Module, bool, bool)],
+    set: u8,
 ) -> Result<(), KernelError> {
     let map = ebpf
         .map_mut(maps::MODULE_CONFIG)
         .ok_or(KernelError::Missing("MODULE_CONFIG map"))?;
     let mut switches =
         Array::<_, ModuleConfig>::try_from(map).map_err(map_err(maps::MODULE_CONFIG))?;
-    let mut config = policy.config;
-    if lsm {
-        config.flags |= collector_common::FLAG_LSM;
+    for &(module, _, lsm) in modules {
+        let mut config = module_policy(policy, module).config;
+        if lsm {
+            config.flags |= collector_common::FLAG_LSM;
+        }
+        config.generation = set;
+        switches
+            .set(
+                u32::from(set) * collector_common::MODULE_COUNT + module as u32,
+                config,
+                0,
+            )
+            .map_err(map_err(maps::MODULE_CONFIG))?;
     }
-    switches
-        .set(module as u32, config, 0)
-        .map_err(map_err(maps::MODULE_CONFIG))
+    Ok(())
 }
 
 /// The inode number of the host's mount namespace, as seen from pid 1; 0

@@ -26,25 +26,54 @@ pub struct RuleRef {
     pub name: String,
 }
 
-/// Rules of one module, by id: rule id `n` is `rules[n - 1]`.
+/// Rules of one module, by id: rule id `n` is the `n`th rule ever seen.
+/// Ids outlive reloads: a recompiled policy starts from the previous one's
+/// table, so a rule keeps its id, and an event judged under an older policy
+/// still names its rule correctly.
 #[derive(Debug, Clone, Default)]
-pub struct RuleTable(Vec<RuleRef>);
+pub struct RuleTable {
+    all: Vec<RuleRef>,
+    index: std::collections::HashMap<(&'static str, String), u32>,
+    /// Ids of the rules of this policy.
+    in_force: std::collections::BTreeSet<u32>,
+}
 
 impl RuleTable {
     fn add(&mut self, ruleset: &'static str, name: &str) -> u32 {
-        self.0.push(RuleRef {
-            ruleset,
-            name: name.to_string(),
-        });
-        self.0.len() as u32
+        let key = (ruleset, name.to_string());
+        let id = match self.index.get(&key) {
+            Some(id) => *id,
+            None => {
+                self.all.push(RuleRef {
+                    ruleset,
+                    name: name.to_string(),
+                });
+                let id = self.all.len() as u32;
+                self.index.insert(key, id);
+                id
+            }
+        };
+        self.in_force.insert(id);
+        id
     }
 
+    /// The rule with this id, from this policy or an earlier one.
     pub fn get(&self, id: u32) -> Option<&RuleRef> {
-        id.checked_sub(1).and_then(|i| self.0.get(i as usize))
+        id.checked_sub(1).and_then(|i| self.all.get(i as usize))
     }
 
+    /// Rules of this policy.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.in_force.len()
+    }
+
+    /// The same ids, none in force yet: where a recompiled policy starts.
+    fn carried_over(&self) -> Self {
+        Self {
+            all: self.all.clone(),
+            index: self.index.clone(),
+            in_force: Default::default(),
+        }
     }
 }
 
@@ -77,8 +106,20 @@ pub struct Policy {
 
 impl Policy {
     pub fn compile(config: &Config) -> Self {
+        Self::compile_after(config, None)
+    }
+
+    /// Compiles `config` as the successor of `previous`: rules it had keep
+    /// their ids.
+    pub fn compile_after(config: &Config, previous: Option<&Policy>) -> Self {
+        let tables = |m: fn(&Policy) -> &ModulePolicy| {
+            previous
+                .map(|p| m(p).rules.carried_over())
+                .unwrap_or_default()
+        };
         let f = &config.files;
         let mut files = module(&f.settings, "files.allow");
+        files.rules = tables(|p| &p.files);
         if f.ioctl {
             files.config.flags |= FLAG_FILE_IOCTL;
         }
@@ -96,6 +137,7 @@ impl Policy {
 
         let p = &config.process;
         let mut process = module(&p.settings, "process.allow");
+        process.rules = tables(|p| &p.process);
         let (deny_paths, deny_names) = split(&mut process.rules, "process.deny", &p.deny);
         let (allow_paths, allow_names) = split(&mut process.rules, "process.allow", &p.allow);
         process.paths = PathRules::build(&deny_paths, &allow_paths);
@@ -103,6 +145,7 @@ impl Policy {
 
         let m = &config.mount;
         let mut mount = module(&m.settings, "mount.deny");
+        mount.rules = tables(|p| &p.mount);
         let deny = ids(
             &mut mount.rules,
             "mount.deny",
@@ -114,6 +157,7 @@ impl Policy {
 
         let n = &config.network;
         let mut network = module(&n.settings, "network.cidr.allow");
+        network.rules = tables(|p| &p.network);
         let mut cidrs = Vec::new();
         for (ruleset, list, deny) in [
             ("network.cidr.deny", &n.cidr_deny, true),
@@ -224,7 +268,8 @@ fn module(s: &ModuleSettings, allow_ruleset: &'static str) -> ModulePolicy {
                 Target::Container => TARGET_CONTAINER,
             },
             flags: 0,
-            _pad: [0; 3],
+            generation: 0,
+            _pad: [0; 2],
         },
         rules: RuleTable::default(),
         paths: PathRules::default(),

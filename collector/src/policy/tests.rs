@@ -227,3 +227,38 @@ fn network_whitelist_needs_an_allowed_network() {
         "uid not allowed"
     );
 }
+
+#[test]
+fn rule_ids_survive_a_recompile() {
+    let a = compile(ListPolicy::Blacklist, &[], &["/etc/a", "/etc/b"]);
+    let mut config = crate::config::load(&Default::default()).unwrap();
+    config.files.allow.clear();
+    config.files.deny = ["/etc/b", "/etc/c"]
+        .iter()
+        .map(|p| validate_rule_path(p).unwrap())
+        .collect();
+    let b = Policy::compile_after(&config, Some(&a));
+    let id_of = |p: &Policy, name: &str| {
+        (1..=10)
+            .find(|id| p.files.rules.get(*id).is_some_and(|r| r.name == name))
+            .unwrap()
+    };
+    assert_eq!(
+        id_of(&b, "/etc/b"),
+        id_of(&a, "/etc/b"),
+        "same rule, same id"
+    );
+    assert_ne!(
+        id_of(&b, "/etc/c"),
+        id_of(&a, "/etc/a"),
+        "a new rule gets a new id"
+    );
+    // An event judged under the old policy still names its rule.
+    assert_eq!(
+        b.files.rules.get(id_of(&a, "/etc/a")).unwrap().name,
+        "/etc/a"
+    );
+    assert_eq!(b.files.rules.len(), 2, "rules of the new policy");
+    assert_eq!(file_denied_by(&b, "/etc/c/x").as_deref(), Some("/etc/c"));
+    assert_eq!(file_denied_by(&b, "/etc/a/x"), None);
+}

@@ -40,6 +40,8 @@ impl Default for Launch {
 pub struct Agent {
     child: Child,
     dir: PathBuf,
+    /// Where the agent's sd_notify messages arrive.
+    notify: UnixDatagram,
 }
 
 impl Agent {
@@ -69,18 +71,7 @@ impl Agent {
         let config_path = dir.join("safeguard.yaml");
         // Tests that do not speak of OpenTelemetry read the event log only:
         // no export, no spool.
-        let mut config = config.to_string();
-        if !config.lines().any(|l| l.starts_with("otel:")) {
-            config.push_str("\notel:\n  enable: false\n");
-        }
-        // One status socket per agent, so that agents of parallel tests do
-        // not meet.
-        if !config.lines().any(|l| l.starts_with("status:")) {
-            config.push_str(&format!(
-                "\nstatus:\n  socket: {}\n",
-                dir.join("status.sock").display()
-            ));
-        }
+        let config = complete_config(config, dir);
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
 
         let socket_path = dir.join("notify.sock");
@@ -113,17 +104,36 @@ impl Agent {
         let mut agent = Agent {
             child,
             dir: dir.to_path_buf(),
+            notify: socket,
         };
+        agent.wait_ready(ready_within)?;
+        Ok(agent)
+    }
 
+    /// Replaces the agent's configuration with `config` and asks it to
+    /// reload (SIGHUP); returns once it says it is ready again.
+    pub fn reload(&mut self, config: &str, within: Duration) -> Result<(), String> {
+        let path = self.config_path();
+        let tmp = path.with_extension("new");
+        fs::write(&tmp, complete_config(config, &self.dir)).map_err(|e| e.to_string())?;
+        fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+        self.signal(libc::SIGHUP);
+        self.wait_ready(within)
+    }
+
+    /// Waits for the agent's next READY=1: after start, and after each
+    /// configuration reload (systemd's notify-reload protocol).
+    pub fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
         let start = Instant::now();
         let mut buf = [0u8; 256];
+        let agent = self;
         loop {
-            if let Ok(n) = socket.recv(&mut buf)
+            if let Ok(n) = agent.notify.recv(&mut buf)
                 && String::from_utf8_lossy(&buf[..n])
                     .lines()
                     .any(|l| l == "READY=1")
             {
-                return Ok(agent);
+                return Ok(());
             }
             if let Ok(Some(status)) = agent.child.try_wait() {
                 return Err(format!(
@@ -131,11 +141,8 @@ impl Agent {
                     agent.log()
                 ));
             }
-            if start.elapsed() > ready_within {
-                return Err(format!(
-                    "agent not ready after {ready_within:?}: {}",
-                    agent.log()
-                ));
+            if start.elapsed() > within {
+                return Err(format!("agent not ready after {within:?}: {}", agent.log()));
             }
         }
     }
@@ -197,6 +204,24 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The configuration as the agent gets it: tests that do not speak of
+/// OpenTelemetry read the event log only (no export, no spool), and each
+/// agent has its own status socket, so that agents of parallel tests do not
+/// meet.
+fn complete_config(config: &str, dir: &Path) -> String {
+    let mut config = config.to_string();
+    if !config.lines().any(|l| l.starts_with("otel:")) {
+        config.push_str("\notel:\n  enable: false\n");
+    }
+    if !config.lines().any(|l| l.starts_with("status:")) {
+        config.push_str(&format!(
+            "\nstatus:\n  socket: {}\n",
+            dir.join("status.sock").display()
+        ));
+    }
+    config
 }
 
 /// Parses a JSON-lines event file; a line that is not JSON is an error.

@@ -29,10 +29,14 @@ pub const ALL: &[(&str, Case)] = &[
         "network_allowed_uid_overrides_cidr_deny",
         crate::net_rows::allowed_uid_overrides_cidr_deny,
     ),
+    (
+        "reload_a_thousand_times_without_a_gap",
+        crate::reload::thousand_reloads_leave_no_gap,
+    ),
 ];
 
 const ROOT: &str = "/srv/sg";
-const SECRET: &str = "/srv/sg/secret/x";
+pub(crate) const SECRET: &str = "/srv/sg/secret/x";
 const SIBLING: &str = "/srv/sg/secrets.d/x";
 const PUBLIC: &str = "/srv/sg/public/x";
 /// An unprivileged user for the workload, so the event's uid is not 0.
@@ -42,7 +46,7 @@ const EPERM: i32 = 1;
 /// How long the agent may take to load and attach under software emulation.
 pub const READY_WITHIN: Duration = Duration::from_secs(120);
 
-fn start(agent: &str, name: &str, config: &str) -> Result<Agent, String> {
+pub(crate) fn start(agent: &str, name: &str, config: &str) -> Result<Agent, String> {
     Agent::start(
         agent,
         Path::new(&format!("/tmp/sgtest-{name}")),
@@ -51,7 +55,7 @@ fn start(agent: &str, name: &str, config: &str) -> Result<Agent, String> {
     )
 }
 
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> TestResult {
+pub(crate) fn ensure(cond: bool, what: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(what()) }
 }
 
@@ -61,13 +65,13 @@ fn cat(path: &str) -> Result<Ran, String> {
 }
 
 /// open(2) from this process; `Err(errno)` on failure.
-fn open_read(path: &str) -> Result<(), i32> {
+pub(crate) fn open_read(path: &str) -> Result<(), i32> {
     fs::File::open(path)
         .map(drop)
         .map_err(|e| e.raw_os_error().unwrap_or(-1))
 }
 
-fn setup_files() -> TestResult {
+pub(crate) fn setup_files() -> TestResult {
     for path in [SECRET, SIBLING, PUBLIC] {
         let dir = std::path::Path::new(path).parent().unwrap();
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
