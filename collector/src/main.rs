@@ -7,6 +7,7 @@
 
 mod cli;
 mod config;
+mod dns;
 mod events;
 mod kernel;
 mod output;
@@ -206,7 +207,22 @@ async fn agent(
     for module in &config.unsupported_modules {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
     }
-    let mut policy = Arc::new(Policy::compile(&config));
+    // Domain rules are resolved before the policy goes in: they are in force
+    // when the agent says it is ready.
+    let (resolved, dns_next) = match domain_names(&config) {
+        names if names.is_empty() => (dns::Resolved::new(), tokio::time::Instant::now()),
+        names => match dns::resolver(&config.network.nameservers) {
+            Ok(resolver) => dns::resolve_all(&resolver, &names, &dns::Resolved::new()).await,
+            Err(e) => {
+                error!("network.domain: {e}; domain rules are not enforced");
+                (dns::Resolved::new(), tokio::time::Instant::now())
+            }
+        },
+    };
+    let policy = Arc::new(Policy::compile_with(&config, None, &resolved));
+    for (name, addrs) in &resolved {
+        info!("network.domain: {name} → {addrs:?}");
+    }
     let stats = Arc::new(Stats::default());
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
@@ -293,6 +309,13 @@ async fn agent(
         otlp = %if config.otel.enable { config.otel.endpoint.as_str() } else { "off" },
         "safeguard ready"
     );
+    let (dns_tx, mut dns_rx) = mpsc::channel(4);
+    let mut dns_task = watch_domains(&config, resolved.clone(), dns_next, &dns_tx);
+    let mut live = Live {
+        config: config.clone(),
+        policy: policy.clone(),
+        resolved,
+    };
     notify_ready();
 
     loop {
@@ -309,14 +332,32 @@ async fn agent(
                 }
                 if watched.changed() {
                     info!("{} changed: reloading", watched.path.display());
-                    reload(&sources, &config, &mut policy, &mut kernel, &enricher, &observed, &stats);
+                    if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &stats) {
+                        dns_task.take().inspect(tokio::task::JoinHandle::abort);
+                        dns_task = watch_domains(&live.config, live.resolved.clone(), tokio::time::Instant::now(), &dns_tx);
+                    }
                 }
             }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 // What is read now is what the watcher would reload.
                 watched.seen = watched.stamp();
-                reload(&sources, &config, &mut policy, &mut kernel, &enricher, &observed, &stats);
+                if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &stats) {
+                    dns_task.take().inspect(tokio::task::JoinHandle::abort);
+                    dns_task = watch_domains(&live.config, live.resolved.clone(), tokio::time::Instant::now(), &dns_tx);
+                }
+            }
+            Some(resolved) = dns_rx.recv() => {
+                let config = live.config.clone();
+                let changes: Vec<String> = resolved
+                    .iter()
+                    .filter(|(name, addrs)| live.resolved.get(*name) != Some(*addrs))
+                    .map(|(name, addrs)| format!("{name} → {addrs:?}"))
+                    .collect();
+                match live.apply(config, resolved, &mut kernel, &enricher, &observed) {
+                    Ok(()) => info!("network.domain: addresses changed, in force: {}", changes.join(", ")),
+                    Err(e) => error!("network.domain: the new addresses cannot be put in force: {e}"),
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -354,6 +395,9 @@ async fn agent(
         )
         .await;
         otel.forwarder.abort();
+    }
+    if let Some(task) = dns_task {
+        task.abort();
     }
     // The socket goes with the server.
     status_task.abort();
@@ -473,18 +517,49 @@ impl ConfigFile {
     }
 }
 
+/// What is in force: the configuration, its compiled policy, and the
+/// addresses its domain rules resolved to.
+struct Live {
+    config: Config,
+    policy: Arc<Policy>,
+    resolved: dns::Resolved,
+}
+
+impl Live {
+    /// Compiles `config` with `resolved` and puts it in force in the kernel
+    /// and the enricher; on failure nothing changes.
+    fn apply(
+        &mut self,
+        config: Config,
+        resolved: dns::Resolved,
+        kernel: &mut Kernel,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) -> Result<(), String> {
+        let next = Policy::compile_with(&config, Some(&self.policy), &resolved);
+        kernel.reload(&next).map_err(|e| e.to_string())?;
+        let next = Arc::new(next);
+        enricher.set_policy(next.clone());
+        *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&next);
+        self.policy = next;
+        self.config = config;
+        self.resolved = resolved;
+        Ok(())
+    }
+}
+
 /// Loads the configuration again and puts its policy in force, or, if it
 /// is not valid or cannot be put in force, says why and keeps the running
-/// one. Tells systemd (Type=notify-reload) when it starts and ends.
+/// one. Tells systemd (Type=notify-reload) when it starts and ends. True
+/// when the domain rules' names or servers changed.
 fn reload(
     sources: &ConfigArgs,
-    running: &Config,
-    policy: &mut Arc<Policy>,
+    live: &mut Live,
     kernel: &mut Kernel,
     enricher: &Enricher,
     observed: &Observed,
     stats: &Stats,
-) {
+) -> bool {
     let _ = sd_notify::notify(
         false,
         &[
@@ -498,6 +573,7 @@ fn reload(
         overrides: sources.overrides(),
         environment: true,
     });
+    let mut names_changed = false;
     let outcome = match loaded {
         Err(errors) => Err(errors
             .iter()
@@ -505,6 +581,7 @@ fn reload(
             .collect::<Vec<_>>()
             .join("; ")),
         Ok(new) => {
+            let running = &live.config;
             for (key, same) in [
                 (
                     "kernel.ring_buffer_bytes",
@@ -523,17 +600,10 @@ fn reload(
                     warn!("{key} changed: that takes effect at the next restart");
                 }
             }
-            let next = Policy::compile_after(&new, Some(policy));
-            match kernel.reload(&next) {
-                Ok(()) => {
-                    let next = Arc::new(next);
-                    enricher.set_policy(next.clone());
-                    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&next);
-                    *policy = next;
-                    Ok(())
-                }
-                Err(e) => Err(e.to_string()),
-            }
+            names_changed = domain_names(&new) != domain_names(running)
+                || new.network.nameservers != running.network.nameservers;
+            let resolved = live.resolved.clone();
+            live.apply(new, resolved, kernel, enricher, observed)
         }
     };
     match outcome {
@@ -541,11 +611,12 @@ fn reload(
             let n = Stats::add(&stats.reloads, 1);
             info!(
                 reloads = n,
-                rules = policy.rule_count(),
+                rules = live.policy.rule_count(),
                 "configuration reloaded: the new policy is in force"
             );
         }
         Err(why) => {
+            names_changed = false;
             let n = Stats::add(&stats.reload_failures, 1);
             error!(
                 rejected = n,
@@ -554,6 +625,51 @@ fn reload(
         }
     }
     notify_ready();
+    names_changed
+}
+
+/// The names the domain rules resolve, if the network module is on.
+fn domain_names(config: &Config) -> Vec<String> {
+    if !config.network.settings.enable {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = config
+        .network
+        .domain_deny
+        .iter()
+        .chain(&config.network.domain_allow)
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Starts keeping the domain rules' names resolved (nothing to do without
+/// names): the task sends every change to `updates`.
+fn watch_domains(
+    config: &Config,
+    current: dns::Resolved,
+    next: tokio::time::Instant,
+    updates: &mpsc::Sender<dns::Resolved>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let names = domain_names(config);
+    if names.is_empty() {
+        return None;
+    }
+    match dns::resolver(&config.network.nameservers) {
+        Ok(resolver) => Some(tokio::spawn(dns::watch(
+            resolver,
+            names,
+            current,
+            next,
+            updates.clone(),
+        ))),
+        Err(e) => {
+            error!("network.domain: {e}; domain rules are not enforced");
+            None
+        }
+    }
 }
 
 fn rule_counts(policy: &Policy) -> Vec<(&'static str, u64)> {

@@ -505,3 +505,120 @@ fn reload_swaps_the_policy_and_rejects_a_bad_one() {
         "{log}"
     );
 }
+
+/// A DNS server on 127.0.0.1 for one name: A queries for `name` get the
+/// current address with a TTL of one second; everything else an empty
+/// answer.
+struct DnsServer {
+    port: u16,
+    address: std::sync::Arc<std::sync::Mutex<std::net::Ipv4Addr>>,
+}
+
+impl DnsServer {
+    fn start(name: &str, first: std::net::Ipv4Addr) -> Self {
+        use hickory_proto::{
+            op::{Message, MessageType},
+            rr::{Name, RData, Record, RecordType, rdata::A},
+        };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let address = std::sync::Arc::new(std::sync::Mutex::new(first));
+        let current = address.clone();
+        let name = Name::from_ascii(format!("{name}.")).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = Message::new();
+                answer
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(query.op_code())
+                    .set_recursion_desired(query.recursion_desired())
+                    .set_recursion_available(true)
+                    .set_authoritative(true);
+                for q in query.queries() {
+                    answer.add_query(q.clone());
+                    if q.query_type() == RecordType::A && q.name().eq_case(&name) {
+                        let ip = *current.lock().unwrap();
+                        answer.add_answer(Record::from_rdata(name.clone(), 1, RData::A(A(ip))));
+                    }
+                }
+                let _ = socket.send_to(&answer.to_vec().unwrap(), from);
+            }
+        });
+        Self { port, address }
+    }
+
+    fn answer(&self, ip: std::net::Ipv4Addr) {
+        *self.address.lock().unwrap() = ip;
+    }
+}
+
+/// Domain rules: a denied name's address is blocked; when the local DNS
+/// server starts answering another address, after the TTL the new address
+/// is blocked and the old one no longer is.
+#[test]
+fn domain_rules_follow_the_name_s_addresses() {
+    require_root!();
+    let Some(cgroup) = TestCgroup::new() else {
+        eprintln!("skipped: no writable cgroup v2 hierarchy");
+        return;
+    };
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: python3 is needed for the client");
+        return;
+    }
+    let (old_ip, new_ip) = ("127.0.0.3".parse().unwrap(), "127.0.0.4".parse().unwrap());
+    let dns = DnsServer::start("blocked.test", old_ip);
+    // Listeners stay open for the connects that are let through.
+    let listen_old = std::net::TcpListener::bind((old_ip, 0)).unwrap();
+    let listen_new = std::net::TcpListener::bind((new_ip, 0)).unwrap();
+    let (old, new) = (
+        listen_old.local_addr().unwrap(),
+        listen_new.local_addr().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: block\n  domain:\n    deny: [blocked.test]\n  \
+         nameservers: [127.0.0.1:{}]\n  cgroup: {}\nkernel:\n  tier: tracepoint\n",
+        dns.port,
+        cgroup.0.display()
+    );
+    let agent = start(&dir, &config);
+    let connect = |addr| connect_from(Some(&cgroup.0), addr).1;
+    assert_eq!(
+        connect(old),
+        libc::EPERM,
+        "the name's address is denied: {}",
+        agent.log()
+    );
+    assert_eq!(connect(new), 0, "another address is not");
+
+    dns.answer(new_ip);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent.log().contains("addresses changed") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        connect(new),
+        libc::EPERM,
+        "the new address is denied: {}",
+        agent.log()
+    );
+    assert_eq!(connect(old), 0, "the old address no longer is");
+    let (events, log) = agent.stop().unwrap();
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["event_name"] == "safeguard.network.connect")
+        .collect();
+    assert_eq!(refused.len(), 2, "{events:?}\n{log}");
+    assert_eq!(refused[0]["network.peer.address"], "127.0.0.3");
+    assert_eq!(refused[1]["network.peer.address"], "127.0.0.4");
+    for e in refused {
+        assert_eq!(e["security_rule.name"], "blocked.test");
+        assert_eq!(e["security_rule.ruleset.name"], "network.domain.deny");
+    }
+}

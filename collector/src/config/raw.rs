@@ -136,6 +136,10 @@ pub struct RawNetwork {
     /// safeguard addition: the cgroup (v2) the audit tier's socket programs
     /// attach to, where BPF-LSM is unavailable. Default: the whole v2 tree.
     pub cgroup: Option<String>,
+    /// safeguard addition: the DNS servers domain rules are resolved with
+    /// (`IP` or `IP:port`); empty: the system's (/etc/resolv.conf).
+    #[serde(deserialize_with = "nullable")]
+    pub nameservers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -375,3 +375,33 @@ fn status_socket_defaults_and_must_be_absolute() {
     let e = one_error(load_with(Some("status:\n  socket: run/s.sock\n"), &[]));
     assert!(e.contains("status.socket"), "{e}");
 }
+
+#[test]
+fn domain_rules_and_nameservers_are_checked() {
+    let c = load_with(
+        Some("network:\n  domain:\n    deny: [Evil.Example.COM.]\n  nameservers: [127.0.0.1, '[::1]:5353']\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.network.domain_deny, vec!["evil.example.com".to_string()]);
+    assert_eq!(
+        c.network.nameservers,
+        vec![
+            "127.0.0.1:53".parse().unwrap(),
+            "[::1]:5353".parse().unwrap()
+        ]
+    );
+    let e = one_error(load_with(
+        Some("network:\n  domain:\n    allow: [\"bad name\"]\n"),
+        &[],
+    ));
+    assert!(
+        e.contains("network.domain.allow[0]") && e.contains("DNS name"),
+        "{e}"
+    );
+    let e = one_error(load_with(
+        Some("network:\n  nameservers: [dns.example]\n"),
+        &[],
+    ));
+    assert!(e.contains("network.nameservers[0]"), "{e}");
+}

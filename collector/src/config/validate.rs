@@ -138,8 +138,12 @@ pub struct NetworkConfig {
     pub uid_deny: Vec<u32>,
     pub gid_allow: Vec<u32>,
     pub gid_deny: Vec<u32>,
-    /// Domains (resolved by a later version; reported as not enforced).
-    pub domains: usize,
+    /// Names whose addresses are allowed or denied (lowercase, no
+    /// trailing dot).
+    pub domain_allow: Vec<String>,
+    pub domain_deny: Vec<String>,
+    /// DNS servers for the domain rules; empty: the system's.
+    pub nameservers: Vec<std::net::SocketAddr>,
     /// cgroup v2 directory for the audit tier; `None`: the v2 root.
     pub cgroup: Option<PathBuf>,
 }
@@ -278,9 +282,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     // keys are still checked, so a typo is caught today.
     let mut unsupported_modules = Vec::new();
     let network = network(&mut errors, &raw.network, global_policy);
-    if network.settings.enable && network.domains > 0 {
-        unsupported_modules.push("network.domain");
-    }
     if raw.dns_proxy.enable {
         unsupported_modules.push("dns_proxy");
     }
@@ -465,9 +466,38 @@ fn network(errors: &mut Errors, raw: &RawNetwork, global_policy: Policy) -> Netw
         uid_deny: raw.uid.deny.clone(),
         gid_allow: raw.gid.allow.clone(),
         gid_deny: raw.gid.deny.clone(),
-        domains: raw.domain.allow.len() + raw.domain.deny.len(),
+        domain_allow: list(errors, "network.domain.allow", &raw.domain.allow, domain),
+        domain_deny: list(errors, "network.domain.deny", &raw.domain.deny, domain),
+        nameservers: list(errors, "network.nameservers", &raw.nameservers, nameserver),
         cgroup,
     }
+}
+
+/// A DNS name: letters, digits and hyphens in dot-separated labels of at
+/// most 63 bytes, 253 in all; a trailing dot is dropped.
+fn domain(value: &str) -> Result<String, String> {
+    let name = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(name)
+    } else {
+        Err("a DNS name such as example.com".into())
+    }
+}
+
+/// `IP` (port 53) or `IP:port` / `[IPv6]:port`.
+fn nameserver(value: &str) -> Result<std::net::SocketAddr, String> {
+    let v = value.trim();
+    v.parse::<std::net::SocketAddr>()
+        .or_else(|_| v.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| "an IP address, optionally with a port (127.0.0.1:5353)".into())
 }
 
 /// An IPv4 or IPv6 network (`10.0.0.0/8`, `::1/128`) or a single address.

@@ -112,6 +112,16 @@ impl Policy {
     /// Compiles `config` as the successor of `previous`: rules it had keep
     /// their ids.
     pub fn compile_after(config: &Config, previous: Option<&Policy>) -> Self {
+        Self::compile_with(config, previous, &crate::dns::Resolved::new())
+    }
+
+    /// [`Policy::compile_after`], with the addresses `network.domain`
+    /// names resolve to: each address is a rule named after its domain.
+    pub fn compile_with(
+        config: &Config,
+        previous: Option<&Policy>,
+        resolved: &crate::dns::Resolved,
+    ) -> Self {
         let tables = |m: fn(&Policy) -> &ModulePolicy| {
             previous
                 .map(|p| m(p).rules.carried_over())
@@ -174,6 +184,20 @@ impl Policy {
             ) {
                 let net = value.parse().expect("validated network");
                 cidrs.push((id, net, deny));
+            }
+        }
+        for (ruleset, names, deny) in [
+            ("network.domain.deny", &n.domain_deny, true),
+            ("network.domain.allow", &n.domain_allow, false),
+        ] {
+            for (id, name) in ids(
+                &mut network.rules,
+                ruleset,
+                names.iter().map(String::as_str),
+            ) {
+                for ip in resolved.get(&name).into_iter().flatten() {
+                    cidrs.push((id, ipnetwork::IpNetwork::from(*ip), deny));
+                }
             }
         }
         network.net.add_cidrs(&cidrs);

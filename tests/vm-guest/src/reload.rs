@@ -90,8 +90,6 @@ pub fn thousand_reloads_leave_no_gap(agent: &str) -> TestResult {
         by_rule.keys().cloned().collect::<Vec<_>>() == ["/srv/sg/secret", "/srv/sg/secret/x"],
         || format!("rules named: {by_rule:?}"),
     )?;
-    println!(
-        "reload: {RELOADS} reloads, {attempts} attempts blocked, by rule {by_rule:?}"
-    );
+    println!("reload: {RELOADS} reloads, {attempts} attempts blocked, by rule {by_rule:?}");
     Ok(())
 }
