@@ -65,6 +65,7 @@ fn launch(output_flag: bool, fresh: bool) -> Launch {
         output_flag,
         fresh,
         env: vec![("OTEL_METRIC_EXPORT_INTERVAL".into(), "500".into())],
+        verbatim: false,
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Launch {
     /// Empty the working directory first (not when restarting on a spool).
     pub fresh: bool,
     pub env: Vec<(String, String)>,
+    /// Hand the configuration over exactly as given (no test additions:
+    /// export stays on, the status socket is the default one).
+    pub verbatim: bool,
 }
 
 impl Default for Launch {
@@ -33,6 +36,7 @@ impl Default for Launch {
             output_flag: true,
             fresh: true,
             env: Vec::new(),
+            verbatim: false,
         }
     }
 }
@@ -71,7 +75,11 @@ impl Agent {
         let config_path = dir.join("safeguard.yaml");
         // Tests that do not speak of OpenTelemetry read the event log only:
         // no export, no spool.
-        let config = complete_config(config, dir);
+        let config = if launch.verbatim {
+            config.to_string()
+        } else {
+            complete_config(config, dir)
+        };
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
 
         let socket_path = dir.join("notify.sock");

@@ -30,6 +30,14 @@ pub const ALL: &[(&str, Case)] = &[
         crate::net_rows::allowed_uid_overrides_cidr_deny,
     ),
     (
+        "safeguard_example_config_enforces_what_it_says",
+        crate::operations::safeguard_example_config_enforces_what_it_says,
+    ),
+    (
+        "container_shaped_cgroup_gives_identity",
+        crate::operations::container_shaped_cgroup_gives_identity,
+    ),
+    (
         "reload_a_thousand_times_without_a_gap",
         crate::reload::thousand_reloads_leave_no_gap,
     ),

@@ -9,6 +9,7 @@ mod cases;
 mod file_rows;
 mod mount_rows;
 mod net_rows;
+mod operations;
 mod process_rows;
 mod reload;
 mod rows;
