@@ -22,7 +22,7 @@ ARGS ?=
 DEBUG_BIN := $(CARGO_TARGET_DIR)/debug
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all setup setup-build build run test lint test-unit test-host test-vm bench clean-cache help
+.PHONY: all setup setup-build build run test lint test-unit test-deploy test-host test-vm bench clean-cache help
 
 all: build
 
@@ -42,7 +42,7 @@ build: setup-build
 run: build
 	$(RELEASE_BIN)/safeguard run $(ARGS)
 
-test: setup lint test-unit test-host test-vm
+test: setup lint test-unit test-deploy test-host test-vm
 	@echo "make test: all passed"
 
 lint: setup-build
@@ -52,6 +52,11 @@ lint: setup-build
 test-unit: setup-build
 	cargo test --bins --lib
 	cargo test -p semconv
+
+# Every deploy and dashboard file, checked by its own tool.
+test-deploy: setup-build
+	cargo build --bin safeguard
+	SAFEGUARD_BIN=$(DEBUG_BIN)/safeguard scripts/check-deploy.sh
 
 # Host integration tests (the tracepoint tier on this kernel; needs root),
 # and end to end with the real Collector (built once by scripts/collector.sh).

@@ -15,7 +15,7 @@ BPF_LINKER_VERSION=0.13.0
 LLVM_VERSION=22
 
 BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
-TEST_PACKAGES=(qemu-system-x86 busybox-static cpio openssl python3)
+TEST_PACKAGES=(qemu-system-x86 busybox-static cpio openssl python3 prometheus systemd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

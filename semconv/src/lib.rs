@@ -364,6 +364,14 @@ pub mod metric {
         Kind::Gauge,
         "Bytes waiting in the spool for the Collector",
     );
+    /// The spool's size cap (`otel.spool_max_bytes`), for alerts on how
+    /// full it is.
+    pub const SPOOL_LIMIT: Metric = m(
+        "safeguard.spool.limit",
+        "By",
+        Kind::Gauge,
+        "Size cap of the spool: past it the oldest batches are evicted",
+    );
     /// Records waiting in the spool.
     pub const SPOOL_RECORDS: Metric = m(
         "safeguard.spool.records",
@@ -440,6 +448,7 @@ pub mod metric {
         EXPORT_FAILURES,
         FALLBACK_RECORDS,
         SPOOL_SIZE,
+        SPOOL_LIMIT,
         SPOOL_RECORDS,
         SPOOL_EVICTED,
         RULES,

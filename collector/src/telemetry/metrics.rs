@@ -205,6 +205,13 @@ fn register_observed(
             .with_description(metric::SPOOL_SIZE.description)
             .with_callback(move |obs| obs.observe(sp.usage().bytes, &[]))
             .build();
+        let limit = spool.max_bytes();
+        meter
+            .u64_observable_gauge(metric::SPOOL_LIMIT.name)
+            .with_unit(metric::SPOOL_LIMIT.unit)
+            .with_description(metric::SPOOL_LIMIT.description)
+            .with_callback(move |obs| obs.observe(limit, &[]))
+            .build();
         let sp = spool.clone();
         meter
             .u64_observable_gauge(metric::SPOOL_RECORDS.name)

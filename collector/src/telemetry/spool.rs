@@ -157,6 +157,10 @@ impl Spool {
         })
     }
 
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

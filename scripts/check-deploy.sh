@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks every deploy and dashboard file with the real tool for it:
+#   deploy/systemd/*.service   systemd-analyze verify (any output fails:
+#                              it exits 0 on lines it ignores)
+#   dashboards/**/*.rules.yaml promtool check rules
+#   dashboards/**/*.test.yaml  promtool test rules
+# SAFEGUARD_BIN is the built agent the unit's ExecStart is pointed at for
+# the check (verify wants an executable there).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${SAFEGUARD_BIN:?set SAFEGUARD_BIN to the built safeguard binary}
+fail=0
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for unit in "$HERE"/deploy/systemd/*.service; do
+	name=$(basename "$unit")
+	sed "s|/usr/bin/safeguard|$BIN|g" "$unit" >"$tmp/$name"
+	out=$(systemd-analyze verify "$tmp/$name" 2>&1) || { echo "$out"; fail=1; }
+	if [[ -n $out ]]; then
+		echo "systemd-analyze verify $name:"
+		echo "$out"
+		fail=1
+	else
+		echo "ok: systemd-analyze verify $name"
+	fi
+done
+
+shopt -s globstar nullglob
+for rules in "$HERE"/dashboards/**/*.rules.yaml; do
+	promtool check rules "$rules" || fail=1
+done
+for tests in "$HERE"/dashboards/**/*.test.yaml; do
+	(cd "$(dirname "$tests")" && promtool test rules "$(basename "$tests")") || fail=1
+done
+exit $fail
