@@ -186,7 +186,13 @@ impl Agent {
 
     /// Stops the agent with SIGTERM, as an operator would; it must exit 0.
     /// Returns the events it wrote and its log.
-    pub fn stop(mut self) -> Result<(Vec<Value>, String), String> {
+    pub fn stop(self) -> Result<(Vec<Value>, String), String> {
+        self.stop_within(Duration::from_secs(30))
+    }
+
+    /// [`Agent::stop`], allowing `within` for the agent to drain and exit
+    /// (a slow emulated machine with a backlog of events).
+    pub fn stop_within(mut self, within: Duration) -> Result<(Vec<Value>, String), String> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
@@ -194,8 +200,8 @@ impl Agent {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 break status;
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(format!("agent did not stop within 30 s: {}", self.log()));
+            if start.elapsed() > within {
+                return Err(format!("agent did not stop within {within:?}: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         };

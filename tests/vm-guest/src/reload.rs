@@ -36,7 +36,7 @@ pub fn thousand_reloads_leave_no_gap(agent: &str) -> TestResult {
                 }
                 // Keep within what the agent reads under emulation: this
                 // test is about the reloads, not about drops.
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(10));
             }
             (attempts, opened)
         })
@@ -51,7 +51,7 @@ pub fn thousand_reloads_leave_no_gap(agent: &str) -> TestResult {
     let (attempts, opened) = workload
         .join()
         .map_err(|_| "workload panicked".to_string())?;
-    let (events, log) = agent.stop()?;
+    let (events, log) = agent.stop_within(Duration::from_secs(180))?;
 
     ensure(opened == 0, || {
         format!("{opened} of {attempts} opens of {SECRET} succeeded during reloads")
