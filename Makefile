@@ -22,7 +22,7 @@ ARGS ?=
 DEBUG_BIN := $(CARGO_TARGET_DIR)/debug
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all setup setup-build build run test lint test-unit test-deploy test-host test-vm bench clean-cache help
+.PHONY: all setup setup-build setup-host build run test lint test-unit test-deploy test-host test-vm bench clean-cache help
 
 all: build
 
@@ -35,6 +35,9 @@ setup:
 
 setup-build:
 	@scripts/setup.sh build
+
+setup-host:
+	@scripts/setup.sh host
 
 build: setup-build
 	cargo build --release --bin safeguard
@@ -54,15 +57,20 @@ test-unit: setup-build
 	cargo test -p semconv
 
 # Every deploy and dashboard file, checked by its own tool.
-test-deploy: setup-build
+test-deploy: setup-host
 	cargo build --bin safeguard
 	SAFEGUARD_BIN=$(DEBUG_BIN)/safeguard scripts/check-deploy.sh
 
 # Host integration tests (the tracepoint tier on this kernel; needs root),
-# and end to end with the real Collector (built once by scripts/collector.sh).
-test-host: setup-build
+# and end to end with the real Collector (built once by scripts/collector.sh):
+# the harness's own test, then the agent's. With SAFEGUARD_REQUIRE_OTELCOL=1
+# a test that cannot find the Collector fails instead of skipping.
+test-host: setup-host
 	cargo test -p safeguard --test host
-	SAFEGUARD_OTELCOL=$$(scripts/collector.sh path) cargo test -p safeguard --test otel
+	otelcol=$$(scripts/collector.sh path); \
+	export SAFEGUARD_OTELCOL=$$otelcol SAFEGUARD_REQUIRE_OTELCOL=1 && \
+	cargo test -p safeguard-test-support && \
+	cargo test -p safeguard --test otel
 
 test-vm: setup
 	cargo build --bin safeguard --bin safeguard-vm-tests

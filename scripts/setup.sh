@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Installs what building and testing safeguard needs, idempotently: Debian
-# packages, the rust-src component, bpf-linker, and the test kernels.
-# A second run only checks and returns.
+# packages, the rust-src component, bpf-linker, Go and the test Collector,
+# and the test kernels. A second run only checks and returns.
 #
 #   scripts/setup.sh          everything (build + tests)
 #   scripts/setup.sh build    what `make run` needs
+#   scripts/setup.sh host     what `make test-host` needs (build, Go, the Collector)
 set -euo pipefail
 
 WHAT=${1:-all}
+case $WHAT in
+all | build | host) ;;
+*)
+	sed -n 's/^#   scripts/scripts/p' "${BASH_SOURCE[0]}" >&2
+	exit 2
+	;;
+esac
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # bpf-linker against Debian's LLVM 22 (the default features want LLVM 23).
@@ -15,7 +23,8 @@ BPF_LINKER_VERSION=0.13.0
 LLVM_VERSION=22
 
 BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
-TEST_PACKAGES=(qemu-system-x86 busybox-static cpio openssl python3 prometheus systemd)
+HOST_PACKAGES=(openssl python3 prometheus systemd)
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -72,10 +81,17 @@ ensure_bpf_linker() {
 # gets toolchains (module golang.org/toolchain), and linked there.
 GO_VERSION=1.26.8
 ensure_go() {
-	local go=/usr/local/go/bin/go minor
+	local go=/usr/local/go/bin/go version minor
 	if [[ -x $go ]]; then
-		minor=$("$go" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+		version=$(GOTOOLCHAIN=local "$go" env GOVERSION)
+		minor=$(sed -n 's/^go1\.\([0-9]*\).*/\1/p' <<<"$version")
 		[[ -n $minor && $minor -ge 26 ]] && return
+	fi
+	# Only a link this function made is replaced: `ln -sfn` onto a real
+	# directory would put the link inside it.
+	if [[ -e /usr/local/go && ! -L /usr/local/go ]]; then
+		log "error: /usr/local/go holds ${version:-no working Go}; Go >= 1.26 is needed: remove or move it and run again"
+		exit 1
 	fi
 	install_packages curl unzip ca-certificates
 	local proxy cache zip root
@@ -111,10 +127,13 @@ ensure_kernels() {
 install_packages "${BUILD_PACKAGES[@]}"
 ensure_rust
 ensure_bpf_linker
-if [[ $WHAT == all ]]; then
-	install_packages "${TEST_PACKAGES[@]}"
-	ensure_kernels
+if [[ $WHAT == all || $WHAT == host ]]; then
+	install_packages "${HOST_PACKAGES[@]}"
 	ensure_go
 	"$HERE/scripts/collector.sh" path >/dev/null
+fi
+if [[ $WHAT == all ]]; then
+	install_packages "${VM_PACKAGES[@]}"
+	ensure_kernels
 fi
 log "ready"

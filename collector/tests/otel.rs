@@ -4,8 +4,8 @@
 //! Collector goes away it falls back to the local event log and spools, and
 //! delivers everything once the Collector is back, across an agent crash.
 //!
-//! Needs root (eBPF) and the Collector (`SAFEGUARD_OTELCOL`, or built by
-//! `scripts/collector.sh`); `make test-host` provides both.
+//! Needs root (eBPF) and the Collector (`SAFEGUARD_OTELCOL`, the path
+//! `scripts/collector.sh path` prints); `make test-host` provides both.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

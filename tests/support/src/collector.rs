@@ -1,8 +1,16 @@
 //! A real OpenTelemetry Collector for end-to-end tests: the binary built
-//! from `deploy/collector/` (see `scripts/collector.sh`) with
-//! `deploy/collector/test-config.yaml`, listening on 127.0.0.1 ports picked
-//! here and writing what it receives, as OTLP JSON, to files this module
-//! reads back.
+//! from `deploy/collector/` (by `scripts/collector.sh path`, named by
+//! `SAFEGUARD_OTELCOL`) with `deploy/collector/test-config.yaml`, listening
+//! on 127.0.0.1 ports picked here and writing what it receives, as OTLP JSON,
+//! to files this module reads back.
+//!
+//! ```no_run
+//! # use std::{path::Path, time::Duration};
+//! # use safeguard_test_support::collector::Collector;
+//! let collector = Collector::start(Path::new("/tmp/e2e/collector")).unwrap();
+//! // ... export to collector.grpc_endpoint() ...
+//! assert!(collector.wait_until(Duration::from_secs(10), |c| !c.log_records().is_empty()));
+//! ```
 
 use std::{
     collections::BTreeMap,
@@ -16,46 +24,100 @@ use std::{
 
 use serde_json::{Map, Value};
 
+/// The collector binary (`scripts/collector.sh path` prints it).
+pub const BINARY_VAR: &str = "SAFEGUARD_OTELCOL";
+/// Another collector configuration than `deploy/collector/test-config.yaml`.
+pub const CONFIG_VAR: &str = "SAFEGUARD_OTELCOL_CONFIG";
+/// `1`: a test that needs the collector fails without [`BINARY_VAR`]
+/// instead of skipping (`make test-host` sets it).
+pub const REQUIRE_VAR: &str = "SAFEGUARD_REQUIRE_OTELCOL";
+
+const DEFAULT_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/collector/test-config.yaml"
+);
+const READY_WITHIN: Duration = Duration::from_secs(60);
+const STOP_WITHIN: Duration = Duration::from_secs(30);
+const SIGNALS: [&str; 3] = ["logs", "traces", "metrics"];
+
+/// Whether a test that needs the collector should run: `Ok(true)` with
+/// [`BINARY_VAR`] set, `Ok(false)` (skip, and say why) without it, an error
+/// without it when [`REQUIRE_VAR`] is `1`.
+pub fn enabled() -> Result<bool, String> {
+    if std::env::var_os(BINARY_VAR).is_some() {
+        Ok(true)
+    } else if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+        Err(format!("{REQUIRE_VAR}=1 but {}", missing_binary()))
+    } else {
+        Ok(false)
+    }
+}
+
+fn missing_binary() -> String {
+    format!(
+        "{BINARY_VAR} is not set: run `make test-host`, or set it to what \
+         `scripts/collector.sh path` prints"
+    )
+}
+
+/// The collector binary, from [`BINARY_VAR`].
+fn binary() -> Result<PathBuf, String> {
+    let path = PathBuf::from(std::env::var_os(BINARY_VAR).ok_or_else(missing_binary)?);
+    if !path.is_file() {
+        return Err(format!(
+            "{BINARY_VAR}={} is not a file: run `make test-host`, or set it to what \
+             `scripts/collector.sh path` prints",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn config() -> PathBuf {
+    std::env::var_os(CONFIG_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    grpc: u16,
+    http: u16,
+    health: u16,
+}
+
+impl Ports {
+    /// Three free loopback ports: all three bound at once (so that they
+    /// differ), read, and released for the collector to take.
+    fn pick() -> Result<Self, String> {
+        let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"));
+        let listeners = [bind()?, bind()?, bind()?];
+        let port = |i: usize| -> Result<u16, String> {
+            Ok(listeners[i].local_addr().map_err(|e| e.to_string())?.port())
+        };
+        Ok(Ports {
+            grpc: port(0)?,
+            http: port(1)?,
+            health: port(2)?,
+        })
+    }
+}
+
 pub struct Collector {
     binary: PathBuf,
     config: PathBuf,
     dir: PathBuf,
-    ports: [u16; 3],
+    ports: Ports,
     child: Option<Child>,
-    /// Output files of earlier runs, moved aside at each restart.
+    /// Restarts so far: output of run `g` (from 1) was moved to
+    /// `<signal>.json.<g>`.
     generations: usize,
 }
 
-/// The collector binary: `SAFEGUARD_OTELCOL`, else built (once, cached) by
-/// `scripts/collector.sh path`.
-fn binary() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("SAFEGUARD_OTELCOL") {
-        return Ok(path.into());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/collector.sh");
-    let out = Command::new(&script)
-        .arg("path")
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "no collector: set SAFEGUARD_OTELCOL or fix {} path ({})",
-            script.display(),
-            out.status
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 impl Collector {
-    /// Starts the collector, working in `dir` (created, emptied first), and
-    /// waits until its health check says it runs.
+    /// Starts the collector, working in `dir` (created, emptied first:
+    /// output in `dir/out`, its stderr in `dir/otelcol.log`), and waits until
+    /// its health check says it runs.
     pub fn start(dir: &Path) -> Result<Self, String> {
         Self::start_with(dir, None)
     }
@@ -67,37 +129,21 @@ impl Collector {
     }
 
     fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<Self, String> {
+        let binary = binary()?;
         let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir.join("out")).map_err(|e| e.to_string())?;
-        let mut config =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/collector/test-config.yaml");
+        fs::create_dir_all(dir.join("out")).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let mut config = config();
         if let Some((cert, key)) = tls {
-            // The same configuration, with a tls block under each receiver.
-            let text = fs::read_to_string(&config).map_err(|e| e.to_string())?;
-            let mut out = String::new();
-            for line in text.lines() {
-                out.push_str(line);
-                out.push('\n');
-                if line
-                    .trim_start()
-                    .starts_with("endpoint: 127.0.0.1:${env:OTLP_")
-                {
-                    let indent = &line[..line.len() - line.trim_start().len()];
-                    out.push_str(&format!(
-                        "{indent}tls:\n{indent}  cert_file: {}\n{indent}  key_file: {}\n",
-                        cert.display(),
-                        key.display()
-                    ));
-                }
-            }
+            let text = fs::read_to_string(&config)
+                .map_err(|e| format!("read {}: {e}", config.display()))?;
             config = dir.join("config-tls.yaml");
-            fs::write(&config, out).map_err(|e| e.to_string())?;
+            fs::write(&config, with_tls(&text, cert, key)).map_err(|e| e.to_string())?;
         }
         let mut c = Collector {
-            binary: binary()?,
+            binary,
             config,
             dir: dir.to_path_buf(),
-            ports: [free_port()?, free_port()?, free_port()?],
+            ports: Ports::pick()?,
             child: None,
             generations: 0,
         };
@@ -114,10 +160,10 @@ impl Collector {
         let child = Command::new(&self.binary)
             .arg("--config")
             .arg(&self.config)
-            .env("OTLP_GRPC_PORT", self.ports[0].to_string())
-            .env("OTLP_HTTP_PORT", self.ports[1].to_string())
-            .env("HEALTH_PORT", self.ports[2].to_string())
-            .env("OUTPUT_DIR", self.dir.join("out"))
+            .env("OTLP_GRPC_PORT", self.ports.grpc.to_string())
+            .env("OTLP_HTTP_PORT", self.ports.http.to_string())
+            .env("HEALTH_PORT", self.ports.health.to_string())
+            .env("OUTPUT_DIR", self.output_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -125,20 +171,33 @@ impl Collector {
             .map_err(|e| format!("spawn {}: {e}", self.binary.display()))?;
         self.child = Some(child);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
+        loop {
             if self.healthy() {
                 return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(format!("collector exited ({status}): {}", self.log()));
+                self.child = None;
+                return Err(format!(
+                    "collector exited ({status}) before it was ready; its log ends:\n{}",
+                    self.log_tail()
+                ));
+            }
+            if start.elapsed() > READY_WITHIN {
+                self.end(libc::SIGKILL);
+                return Err(format!(
+                    "collector not ready (health check on port {}) after {READY_WITHIN:?}; \
+                     its log ends:\n{}",
+                    self.ports.health,
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("collector not healthy after 60 s: {}", self.log()))
     }
 
+    /// GET / on the health check port answers 200.
     fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.ports[2])) else {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.ports.health)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -147,133 +206,132 @@ impl Collector {
         {
             return false;
         }
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        let mut status_line = answer.lines().next().unwrap_or("").split_whitespace();
+        status_line.next().is_some_and(|v| v.starts_with("HTTP/"))
+            && status_line.next() == Some("200")
     }
 
+    /// What the collector wrote to stderr, over all its runs.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("otelcol.log")).unwrap_or_default()
     }
 
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `http://127.0.0.1:PORT` of the OTLP/gRPC receiver.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports[0])
+        format!("http://127.0.0.1:{}", self.ports.grpc)
     }
 
+    /// `http://127.0.0.1:PORT` of the OTLP/HTTP receiver (`/v1/logs` and so
+    /// on below it).
     pub fn http_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports[1])
+        format!("http://127.0.0.1:{}", self.ports.http)
     }
 
-    /// Stops it with SIGTERM (its files are flushed).
+    /// Where `logs.json`, `traces.json` and `metrics.json` are written.
+    pub fn output_dir(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    /// Stops it with SIGTERM and waits for it (its files are flushed);
+    /// SIGKILL if it takes longer than 30 s.
     pub fn stop(&mut self) {
         self.end(libc::SIGTERM);
     }
 
-    /// Kills it with SIGKILL, mid-whatever.
+    /// Kills it with SIGKILL, mid-whatever, and waits for it.
     pub fn kill(&mut self) {
         self.end(libc::SIGKILL);
     }
 
     fn end(&mut self, signal: i32) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, signal) };
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let start = Instant::now();
+        while matches!(child.try_wait(), Ok(None)) {
+            if start.elapsed() > STOP_WITHIN {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.wait();
     }
 
-    /// Starts it again on the same ports. What it received so far is kept
-    /// (its files are truncated at start, so they are moved aside first).
+    /// Stops it (SIGTERM) if it runs and starts it again on the same ports.
+    /// What it received so far is kept: its files are truncated at start, so
+    /// they are first moved aside to `<signal>.json.<n>`, n = 1, 2, ...
     pub fn restart(&mut self) -> Result<(), String> {
         self.end(libc::SIGTERM);
         self.generations += 1;
-        for name in ["logs.json", "traces.json", "metrics.json"] {
-            let from = self.dir.join("out").join(name);
+        for signal in SIGNALS {
+            let from = self.output_file(signal, 0);
             if from.exists() {
-                let to = self
-                    .dir
-                    .join("out")
-                    .join(format!("{name}.{}", self.generations));
-                fs::rename(&from, &to).map_err(|e| e.to_string())?;
+                let to = self.output_file(signal, self.generations);
+                fs::rename(&from, &to)
+                    .map_err(|e| format!("mv {} {}: {e}", from.display(), to.display()))?;
             }
         }
         self.spawn()
     }
 
-    /// Every JSON request the collector wrote for `signal` (`logs`,
-    /// `traces`, `metrics`), oldest first. A line cut short by a kill is
-    /// skipped.
-    fn requests(&self, signal: &str) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = (1..=self.generations)
-            .map(|g| self.dir.join("out").join(format!("{signal}.json.{g}")))
-            .collect();
-        files.push(self.dir.join("out").join(format!("{signal}.json")));
-        files
-            .iter()
-            .flat_map(|f| {
-                fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect::<Vec<Value>>()
-            })
-            .collect()
+    /// `<signal>.json` of run `generation` (0: the current one).
+    fn output_file(&self, signal: &str, generation: usize) -> PathBuf {
+        match generation {
+            0 => self.output_dir().join(format!("{signal}.json")),
+            g => self.output_dir().join(format!("{signal}.json.{g}")),
+        }
     }
 
-    pub fn log_records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for request in self.requests("logs") {
-            for rl in items(&request, "resourceLogs") {
-                let resource = attributes(&rl["resource"]);
-                for sl in items(rl, "scopeLogs") {
-                    for r in items(sl, "logRecords") {
-                        out.push(LogRecord {
-                            resource: resource.clone(),
-                            event_name: str_of(&r["eventName"]),
-                            severity_number: r["severityNumber"].as_i64().unwrap_or(0),
-                            severity_text: str_of(&r["severityText"]),
-                            time_unix_nano: num(&r["timeUnixNano"]),
-                            observed_time_unix_nano: num(&r["observedTimeUnixNano"]),
-                            trace_id: str_of(&r["traceId"]),
-                            span_id: str_of(&r["spanId"]),
-                            attributes: attributes(r),
-                        });
-                    }
+    /// Every request the collector wrote for `signal` (`logs`, `traces`,
+    /// `metrics`), oldest first, and how many lines were not JSON.
+    fn requests(&self, signal: &str) -> (Vec<Value>, usize) {
+        let mut requests = Vec::new();
+        let mut partial = 0;
+        for g in (1..=self.generations).chain([0]) {
+            let text = fs::read_to_string(self.output_file(signal, g)).unwrap_or_default();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str(line) {
+                    Ok(v) => requests.push(v),
+                    Err(_) => partial += 1,
                 }
             }
+        }
+        (requests, partial)
+    }
+
+    /// Lines of the output files that are not JSON, over all signals: one
+    /// cut short when the collector was killed mid-write (or, while it runs,
+    /// one it is writing). The readers skip them.
+    pub fn partial_lines(&self) -> usize {
+        SIGNALS.iter().map(|s| self.requests(s).1).sum()
+    }
+
+    /// Every log record received, over all runs, oldest first.
+    pub fn log_records(&self) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        for request in self.requests("logs").0 {
+            push_log_records(&request, &mut out);
         }
         out
     }
 
+    /// Every span received, over all runs, oldest first.
     pub fn spans(&self) -> Vec<Span> {
         let mut out = Vec::new();
-        for request in self.requests("traces") {
-            for rs in items(&request, "resourceSpans") {
-                let resource = attributes(&rs["resource"]);
-                for ss in items(rs, "scopeSpans") {
-                    for s in items(ss, "spans") {
-                        out.push(Span {
-                            resource: resource.clone(),
-                            trace_id: str_of(&s["traceId"]),
-                            span_id: str_of(&s["spanId"]),
-                            parent_span_id: str_of(&s["parentSpanId"]),
-                            name: str_of(&s["name"]),
-                            start_time_unix_nano: num(&s["startTimeUnixNano"]),
-                            end_time_unix_nano: num(&s["endTimeUnixNano"]),
-                            attributes: attributes(s),
-                            events: items(s, "events")
-                                .map(|e| SpanEvent {
-                                    name: str_of(&e["name"]),
-                                    time_unix_nano: num(&e["timeUnixNano"]),
-                                    attributes: attributes(e),
-                                })
-                                .collect(),
-                            status_code: s["status"]["code"].as_i64().unwrap_or(0),
-                            status_message: str_of(&s["status"]["message"]),
-                        });
-                    }
-                }
-            }
+        for request in self.requests("traces").0 {
+            push_spans(&request, &mut out);
         }
         out
     }
@@ -281,42 +339,13 @@ impl Collector {
     /// Data points of metric `name`, from every export, oldest first.
     pub fn metric_points(&self, name: &str) -> Vec<MetricPoint> {
         let mut out = Vec::new();
-        for request in self.requests("metrics") {
-            for rm in items(&request, "resourceMetrics") {
-                let resource = attributes(&rm["resource"]);
-                for sm in items(rm, "scopeMetrics") {
-                    for m in items(sm, "metrics").filter(|m| m["name"] == name) {
-                        for (kind, data) in [
-                            ("sum", &m["sum"]),
-                            ("gauge", &m["gauge"]),
-                            ("histogram", &m["histogram"]),
-                        ] {
-                            for p in items(data, "dataPoints") {
-                                let value = match kind {
-                                    "histogram" => num(&p["count"]) as f64,
-                                    _ => p["asDouble"]
-                                        .as_f64()
-                                        .unwrap_or_else(|| num(&p["asInt"]) as f64),
-                                };
-                                out.push(MetricPoint {
-                                    resource: resource.clone(),
-                                    name: name.to_string(),
-                                    unit: str_of(&m["unit"]),
-                                    kind,
-                                    attributes: attributes(p),
-                                    value,
-                                    time_unix_nano: num(&p["timeUnixNano"]),
-                                });
-                            }
-                        }
-                    }
-                }
-            }
+        for request in self.requests("metrics").0 {
+            push_metric_points(&request, name, &mut out);
         }
         out
     }
 
-    /// Polls `done` every 100 ms for up to `timeout`.
+    /// Polls `done` every 100 ms for up to `timeout`; whether it held.
     pub fn wait_until(&self, timeout: Duration, done: impl Fn(&Collector) -> bool) -> bool {
         let start = Instant::now();
         loop {
@@ -337,7 +366,28 @@ impl Drop for Collector {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The configuration with a `tls` block under each OTLP receiver endpoint.
+fn with_tls(config: &str, cert: &Path, key: &Path) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line
+            .trim_start()
+            .starts_with("endpoint: 127.0.0.1:${env:OTLP_")
+        {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(&format!(
+                "{indent}tls:\n{indent}  cert_file: {}\n{indent}  key_file: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogRecord {
     pub resource: BTreeMap<String, Value>,
     pub event_name: String,
@@ -347,11 +397,13 @@ pub struct LogRecord {
     pub observed_time_unix_nano: u64,
     /// Hex, empty when absent.
     pub trace_id: String,
+    /// Hex, empty when absent.
     pub span_id: String,
     pub attributes: BTreeMap<String, Value>,
+    pub body: Option<Value>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Span {
     pub resource: BTreeMap<String, Value>,
     pub trace_id: String,
@@ -368,14 +420,14 @@ pub struct Span {
     pub status_message: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpanEvent {
     pub name: String,
     pub time_unix_nano: u64,
     pub attributes: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricPoint {
     pub resource: BTreeMap<String, Value>,
     pub name: String,
@@ -388,6 +440,87 @@ pub struct MetricPoint {
     pub time_unix_nano: u64,
 }
 
+/// The log records of one `ExportLogsServiceRequest` (OTLP JSON).
+fn push_log_records(request: &Value, out: &mut Vec<LogRecord>) {
+    for rl in items(request, "resourceLogs") {
+        let resource = attributes(&rl["resource"]);
+        for r in items(rl, "scopeLogs").flat_map(|sl| items(sl, "logRecords")) {
+            out.push(LogRecord {
+                resource: resource.clone(),
+                event_name: str_of(&r["eventName"]),
+                severity_number: int(&r["severityNumber"]),
+                severity_text: str_of(&r["severityText"]),
+                time_unix_nano: uint(&r["timeUnixNano"]),
+                observed_time_unix_nano: uint(&r["observedTimeUnixNano"]),
+                trace_id: str_of(&r["traceId"]),
+                span_id: str_of(&r["spanId"]),
+                attributes: attributes(r),
+                body: r.get("body").map(any_value),
+            });
+        }
+    }
+}
+
+/// The spans of one `ExportTraceServiceRequest` (OTLP JSON).
+fn push_spans(request: &Value, out: &mut Vec<Span>) {
+    for rs in items(request, "resourceSpans") {
+        let resource = attributes(&rs["resource"]);
+        for s in items(rs, "scopeSpans").flat_map(|ss| items(ss, "spans")) {
+            out.push(Span {
+                resource: resource.clone(),
+                trace_id: str_of(&s["traceId"]),
+                span_id: str_of(&s["spanId"]),
+                parent_span_id: str_of(&s["parentSpanId"]),
+                name: str_of(&s["name"]),
+                start_time_unix_nano: uint(&s["startTimeUnixNano"]),
+                end_time_unix_nano: uint(&s["endTimeUnixNano"]),
+                attributes: attributes(s),
+                events: items(s, "events")
+                    .map(|e| SpanEvent {
+                        name: str_of(&e["name"]),
+                        time_unix_nano: uint(&e["timeUnixNano"]),
+                        attributes: attributes(e),
+                    })
+                    .collect(),
+                status_code: int(&s["status"]["code"]),
+                status_message: str_of(&s["status"]["message"]),
+            });
+        }
+    }
+}
+
+/// The data points of metric `name` in one `ExportMetricsServiceRequest`
+/// (OTLP JSON).
+fn push_metric_points(request: &Value, name: &str, out: &mut Vec<MetricPoint>) {
+    for rm in items(request, "resourceMetrics") {
+        let resource = attributes(&rm["resource"]);
+        for m in items(rm, "scopeMetrics")
+            .flat_map(|sm| items(sm, "metrics"))
+            .filter(|m| m["name"] == name)
+        {
+            for kind in ["sum", "gauge", "histogram"] {
+                for p in items(&m[kind], "dataPoints") {
+                    let value = match kind {
+                        "histogram" => uint(&p["count"]) as f64,
+                        _ => p["asDouble"]
+                            .as_f64()
+                            .unwrap_or_else(|| int(&p["asInt"]) as f64),
+                    };
+                    out.push(MetricPoint {
+                        resource: resource.clone(),
+                        name: name.to_string(),
+                        unit: str_of(&m["unit"]),
+                        kind,
+                        attributes: attributes(p),
+                        value,
+                        time_unix_nano: uint(&p["timeUnixNano"]),
+                    });
+                }
+            }
+        }
+    }
+}
+
 fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v[key].as_array().into_iter().flatten()
 }
@@ -396,9 +529,15 @@ fn str_of(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
-/// OTLP JSON writes 64-bit integers as strings.
-fn num(v: &Value) -> u64 {
+/// OTLP JSON writes 64-bit integers as strings; 0 when absent.
+fn uint(v: &Value) -> u64 {
     v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
 }
@@ -410,31 +549,94 @@ fn attributes(owner: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// An OTLP JSON `AnyValue` as a plain JSON value; `bytesValue` stays
+/// base64, an empty value is null.
 fn any_value(v: &Value) -> Value {
-    let Some(obj) = v.as_object() else {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
         return Value::Null;
     };
-    if let Some(s) = obj.get("stringValue") {
-        s.clone()
-    } else if let Some(i) = obj.get("intValue") {
-        Value::from(
-            i.as_i64()
-                .or_else(|| i.as_str().and_then(|s| s.parse().ok()))
-                .unwrap_or(0),
-        )
-    } else if let Some(b) = obj.get("boolValue") {
-        b.clone()
-    } else if let Some(d) = obj.get("doubleValue") {
-        d.clone()
-    } else if let Some(a) = obj.get("arrayValue") {
-        Value::Array(items(a, "values").map(any_value).collect())
-    } else if let Some(kv) = obj.get("kvlistValue") {
-        Value::Object(
-            items(kv, "values")
+    match kind.as_str() {
+        "stringValue" | "boolValue" | "doubleValue" | "bytesValue" => inner.clone(),
+        "intValue" => Value::from(int(inner)),
+        "arrayValue" => Value::Array(items(inner, "values").map(any_value).collect()),
+        "kvlistValue" => Value::Object(
+            items(inner, "values")
                 .map(|kv| (str_of(&kv["key"]), any_value(&kv["value"])))
                 .collect::<Map<String, Value>>(),
-        )
-    } else {
-        Value::Null
+        ),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn any_values_become_plain_json() {
+        let v = json!({"kvlistValue": {"values": [
+            {"key": "s", "value": {"stringValue": "x"}},
+            {"key": "i", "value": {"intValue": "-42"}},
+            {"key": "b", "value": {"boolValue": true}},
+            {"key": "d", "value": {"doubleValue": 1.5}},
+            {"key": "a", "value": {"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "y"}]}}},
+            {"key": "e", "value": {}},
+        ]}});
+        assert_eq!(
+            any_value(&v),
+            json!({"s": "x", "i": -42, "b": true, "d": 1.5, "a": [1, "y"], "e": null})
+        );
+    }
+
+    #[test]
+    fn a_log_record_with_everything() {
+        let request = json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "t"}}]},
+            "scopeLogs": [{"logRecords": [{
+                "timeUnixNano": "1700000000000000001",
+                "observedTimeUnixNano": "1700000000000000002",
+                "severityNumber": 13,
+                "severityText": "WARN",
+                "eventName": "file.open",
+                "body": {"stringValue": "hi"},
+                "attributes": [{"key": "n", "value": {"intValue": "7"}}],
+                "traceId": "5b8efff798038103d269b633813fc60c",
+                "spanId": "eee19b7ec3c1b174"
+            }, {}]}]
+        }]});
+        let mut out = Vec::new();
+        push_log_records(&request, &mut out);
+        assert_eq!(out.len(), 2);
+        let r = &out[0];
+        assert_eq!(r.resource["service.name"], "t");
+        assert_eq!(r.event_name, "file.open");
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARN"));
+        assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_001);
+        assert_eq!(r.observed_time_unix_nano, 1_700_000_000_000_000_002);
+        assert_eq!(r.trace_id, "5b8efff798038103d269b633813fc60c");
+        assert_eq!(r.span_id, "eee19b7ec3c1b174");
+        assert_eq!(r.attributes["n"], 7);
+        assert_eq!(r.body, Some(json!("hi")));
+        let empty = &out[1];
+        assert_eq!((empty.trace_id.as_str(), empty.body.as_ref()), ("", None));
+    }
+
+    #[test]
+    fn metric_points_of_each_kind() {
+        let request = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"name": "a", "unit": "1", "sum": {"dataPoints": [{"asInt": "-3", "timeUnixNano": "5"}]}},
+            {"name": "a", "gauge": {"dataPoints": [{"asDouble": 0.25}]}},
+            {"name": "a", "histogram": {"dataPoints": [{"count": "4", "attributes": [
+                {"key": "k", "value": {"stringValue": "v"}}]}]}},
+            {"name": "b", "sum": {"dataPoints": [{"asInt": "9"}]}},
+        ]}]}]});
+        let mut out = Vec::new();
+        push_metric_points(&request, "a", &mut out);
+        let got: Vec<_> = out.iter().map(|p| (p.kind, p.value)).collect();
+        assert_eq!(got, [("sum", -3.0), ("gauge", 0.25), ("histogram", 4.0)]);
+        assert_eq!((out[0].unit.as_str(), out[0].time_unix_nano), ("1", 5));
+        assert_eq!(out[2].attributes["k"], "v");
     }
 }
