@@ -201,7 +201,10 @@ impl Agent {
                 break status;
             }
             if start.elapsed() > within {
-                return Err(format!("agent did not stop within {within:?}: {}", self.log()));
+                return Err(format!(
+                    "agent did not stop within {within:?}: {}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
