@@ -2,6 +2,7 @@
 # Checks every deploy and dashboard file with the real tool for it:
 #   deploy/systemd/*.service   systemd-analyze verify (any output fails:
 #                              it exits 0 on lines it ignores)
+#   deploy/collector/sidecar-config.yaml  the built Collector's validate
 #   dashboards/**/*.rules.yaml promtool check rules
 #   dashboards/**/*.test.yaml  promtool test rules
 # SAFEGUARD_BIN is the built agent the unit's ExecStart is pointed at for
@@ -25,6 +26,8 @@ for unit in "$HERE"/deploy/systemd/*.service; do
 		echo "ok: systemd-analyze verify $name"
 	fi
 done
+
+"$HERE/scripts/collector.sh" validate "$HERE/deploy/collector/sidecar-config.yaml" || fail=1
 
 shopt -s globstar nullglob
 for rules in "$HERE"/dashboards/**/*.rules.yaml; do
