@@ -1,103 +1,110 @@
 //! `docs/semconv.md` lists every name in this crate; this test keeps it in
-//! step. On a mismatch it prints the table the code implies; run with
-//! `SEMCONV_BLESS=1` to write it into the document.
+//! step. The table between the markers is what [`table`] builds from the
+//! crate's lists: a name missing from the document, a name the code no
+//! longer has, or a metric whose unit, kind, Prometheus name or attributes
+//! changed all fail here. On a mismatch the test names the differing rows
+//! and prints the whole table; `SEMCONV_BLESS=1` writes it into the
+//! document instead.
 
-use std::{fmt::Write as _, path::Path};
+use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
-use semconv::metric::{self, Kind};
+use semconv::{Name, VALUE_SETS, attr, event, metric};
 
 const BEGIN: &str = "<!-- BEGIN GENERATED: cargo test -p semconv --test doc_table -->";
 const END: &str = "<!-- END GENERATED -->";
+const BLESS: &str = "SEMCONV_BLESS=1 cargo test -p semconv --test doc_table";
 
-/// A `pub const NAME: &str = "value";` of the crate, with its module and
-/// the doc comment above it.
-struct Name {
-    module: String,
-    value: String,
-    doc: String,
-}
-
-/// Reads the names from the crate's source, so each stays spelled once
-/// (in the code) and its doc comment is the description.
-fn names() -> Vec<Name> {
-    let source = include_str!("../src/lib.rs");
-    let mut out = Vec::new();
-    let mut module = String::new();
-    let mut doc: Vec<String> = Vec::new();
-    for line in source.lines().map(str::trim) {
-        if let Some(m) = line.strip_prefix("pub mod ") {
-            module = m.trim_end_matches(" {").to_string();
-            doc.clear();
-        } else if let Some(d) = line.strip_prefix("///") {
-            doc.push(d.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("pub const ") {
-            if let Some((_, value)) = rest.split_once(": &str = ") {
-                out.push(Name {
-                    module: module.clone(),
-                    value: value.trim_end_matches(';').trim_matches('"').to_string(),
-                    doc: doc.join(" "),
-                });
-            }
-            doc.clear();
-        } else if !line.starts_with("#[") {
-            doc.clear();
+/// A doc comment as one table cell: on one line, rustdoc links as their
+/// text, `|` escaped.
+fn cell(doc: &str) -> String {
+    let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    let mut rest = doc.as_str();
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else {
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let text = &after[..close];
+        let tail = &after[close + 1..];
+        if tail.starts_with('(')
+            && let Some(end) = tail.find(')')
+        {
+            // [text](target)
+            out.push_str(text);
+            rest = &tail[end + 1..];
+        } else if let Some(path) = text.strip_prefix('`').and_then(|t| t.strip_suffix('`')) {
+            // [`path::item`]
+            let item = path.rsplit("::").next().unwrap_or(path);
+            let _ = write!(out, "`{item}`");
+            rest = tail;
+        } else {
+            out.push('[');
+            rest = after;
         }
     }
-    out
+    out.push_str(rest);
+    out.replace('|', "\\|")
 }
 
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
+fn names_section(t: &mut String, title: &str, names: &[Name]) {
+    let _ = writeln!(t, "### {title}\n\n| Name | Description |\n|---|---|");
+    for n in names {
+        let _ = writeln!(t, "| `{}` | {} |", n.name, cell(n.doc));
+    }
+    t.push('\n');
 }
 
+/// The reference table the code implies.
 fn table() -> String {
-    let names = names();
     let mut t = String::new();
-    let section = |t: &mut String, title: &str, module: &str, filter: &dyn Fn(&Name) -> bool| {
-        let _ = writeln!(t, "### {title}\n\n| Name | Description |\n|---|---|");
-        for n in names.iter().filter(|n| n.module == module && filter(n)) {
-            let _ = writeln!(t, "| `{}` | {} |", n.value, cell(&n.doc));
-        }
-        t.push('\n');
-    };
-    let resource = |n: &Name| {
-        ["service.", "host.id", "os.type", "k8s.node.name"]
-            .iter()
-            .any(|p| n.value.starts_with(p))
-    };
-    section(&mut t, "Attributes", "attr", &|n| !resource(n));
-    section(&mut t, "Resource attributes", "attr", &resource);
-    section(
+    names_section(&mut t, "Attributes", attr::RECORD);
+    names_section(
+        &mut t,
+        "Resource attributes (on the Resource of every signal)",
+        attr::RESOURCE,
+    );
+    names_section(
         &mut t,
         "Event names (LogRecord `EventName`, span event names)",
-        "event",
-        &|_| true,
+        event::ALL,
     );
+
     let _ = writeln!(
         t,
-        "### Enumerated values\n\n| Set | Value | Description |\n|---|---|---|"
+        "### Enumerated values\n\n| Attribute | Value | Description |\n|---|---|---|"
     );
-    for n in names
-        .iter()
-        .filter(|n| !["attr", "event", "metric"].contains(&n.module.as_str()))
-    {
-        let _ = writeln!(t, "| `{}` | `{}` | {} |", n.module, n.value, cell(&n.doc));
+    for (key, values) in VALUE_SETS {
+        for v in *values {
+            let _ = writeln!(t, "| `{key}` | `{}` | {} |", v.name, cell(v.doc));
+        }
     }
+
     let _ = writeln!(
         t,
-        "\n### Metrics\n\n| Name | Unit | Kind | Prometheus name | Description |\n|---|---|---|---|---|"
+        "\n### Metrics\n\n\
+         | Name | Unit | Kind | Prometheus name | Attributes | Description |\n\
+         |---|---|---|---|---|---|"
     );
     for m in metric::ALL {
-        let kind = match m.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
+        let attributes = if m.attributes.is_empty() {
+            "none".to_string()
+        } else {
+            m.attributes
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = writeln!(
             t,
-            "| `{}` | `{}` | {kind} | `{}` | {} |",
+            "| `{}` | `{}` | {} | `{}` | {attributes} | {} |",
             m.name,
             m.unit,
+            m.kind.name(),
             m.prometheus_name(),
             cell(m.description)
         );
@@ -105,63 +112,113 @@ fn table() -> String {
     t
 }
 
+fn doc_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/semconv.md")
+}
+
 #[test]
 fn the_reference_table_matches_the_code() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/semconv.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let path = doc_path();
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let expected = table();
-    let current = doc
-        .split_once(BEGIN)
-        .and_then(|(_, rest)| rest.split_once(END))
-        .map(|(table, _)| table.trim().to_string());
-    if current.as_deref() == Some(expected.trim()) {
+    let Some((head, rest)) = doc.split_once(BEGIN) else {
+        panic!("{}: no `{BEGIN}` marker", path.display());
+    };
+    let Some((current, tail)) = rest.split_once(END) else {
+        panic!("{}: no `{END}` marker", path.display());
+    };
+    if current.trim() == expected.trim() {
         return;
     }
     if std::env::var("SEMCONV_BLESS").as_deref() == Ok("1") {
-        let (head, tail) = match doc.split_once(BEGIN) {
-            Some((head, rest)) => (
-                head.to_string(),
-                rest.split_once(END).map_or("", |(_, t)| t).to_string(),
-            ),
-            None => (doc.clone(), "\n".to_string()),
-        };
-        std::fs::write(
-            &path,
-            format!("{head}{BEGIN}\n\n{}\n{END}{tail}", expected.trim()),
-        )
-        .unwrap();
+        let updated = format!("{head}{BEGIN}\n\n{}\n{END}{tail}", expected.trim());
+        std::fs::write(&path, updated).unwrap();
         return;
     }
+
+    let rows = |t: &str| -> BTreeSet<String> {
+        t.lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(String::from)
+            .collect()
+    };
+    let (want, have) = (rows(&expected), rows(current));
+    let mut report = String::new();
+    for row in want.difference(&have) {
+        let _ = writeln!(report, "  missing or different in the document: {row}");
+    }
+    for row in have.difference(&want) {
+        let _ = writeln!(report, "  in the document, not in the code:     {row}");
+    }
+    if report.is_empty() {
+        report.push_str("  (same rows; headings or order differ)\n");
+    }
     panic!(
-        "{} is out of step with semconv/src/lib.rs; run `SEMCONV_BLESS=1 cargo test -p semconv --test doc_table` to update it. Expected table:\n{expected}",
+        "{} is out of step with the semconv crate:\n{report}\n\
+         Run `{BLESS}` to rewrite it. The table the code implies:\n\n{expected}",
         path.display()
     );
 }
 
+/// The table lists value sets from `VALUE_SETS`; a values module left out
+/// of it would be missing from the document without a mismatch.
 #[test]
-fn every_attribute_and_event_has_a_doc_comment() {
-    let missing: Vec<String> = names()
-        .into_iter()
-        .filter(|n| (n.module == "attr" || n.module == "event") && n.doc.is_empty())
-        .map(|n| n.value)
+fn every_values_module_is_in_value_sets() {
+    let source = include_str!("../src/lib.rs");
+    let sets = &source[source
+        .find("pub const VALUE_SETS")
+        .expect("VALUE_SETS in lib.rs")..];
+    let modules: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(" {"))
         .collect();
-    assert!(missing.is_empty(), "no doc comment: {missing:?}");
+    assert!(modules.contains(&"decision"), "found {modules:?}");
+    for m in modules {
+        assert!(
+            sets.contains(&format!("{m}::")),
+            "values module `{m}` is not in semconv::VALUE_SETS"
+        );
+    }
 }
 
 #[test]
-fn prometheus_names_follow_the_otlp_translation() {
-    assert_eq!(metric::EVENTS.prometheus_name(), "safeguard_events_total");
-    assert_eq!(
-        metric::SPOOL_SIZE.prometheus_name(),
-        "safeguard_spool_size_bytes"
-    );
-    assert_eq!(
-        metric::PIPELINE_LATENCY.prometheus_name(),
-        "safeguard_pipeline_latency_seconds"
-    );
-    assert_eq!(metric::RULES.prometheus_name(), "safeguard_rules");
-    assert_eq!(
-        metric::BLOCKED_OPERATIONS.prometheus_name(),
-        "safeguard_blocked_operations_total"
-    );
+fn names_are_unique() {
+    let mut seen = BTreeSet::new();
+    for n in attr::ALL.iter().chain(event::ALL) {
+        assert!(seen.insert(n.name), "{} is declared twice", n.name);
+    }
+    let mut seen = BTreeSet::new();
+    for m in metric::ALL {
+        assert!(
+            seen.insert(m.name.to_string()),
+            "{} is declared twice",
+            m.name
+        );
+        let prometheus = m.prometheus_name();
+        assert!(
+            seen.insert(prometheus.clone()),
+            "{}: Prometheus name {prometheus} is taken",
+            m.name
+        );
+    }
+    for (key, values) in VALUE_SETS {
+        let mut seen = BTreeSet::new();
+        for v in *values {
+            assert!(seen.insert(v.name), "{key}: {} twice", v.name);
+        }
+    }
+}
+
+#[test]
+fn metric_attributes_are_record_attributes() {
+    let keys: BTreeSet<&str> = attr::RECORD.iter().map(|n| n.name).collect();
+    for m in metric::ALL {
+        for a in m.attributes {
+            assert!(
+                keys.contains(a),
+                "{}: {a} is not a record attribute",
+                m.name
+            );
+        }
+    }
 }

@@ -1,9 +1,50 @@
-//! Every metric and label the alert rules (and, when they land, the
+//! Names as Prometheus shows them. Each metric's is written out here, and
+//! every metric and label the alert rules (and, when they land, the
 //! dashboards) use must exist in this crate under the exact name the
 //! OTLP → Prometheus translation gives it: a renamed metric or attribute
 //! fails here, not silently in production.
 
 use std::{collections::BTreeSet, path::Path};
+
+use semconv::metric::{self, Kind};
+
+/// Each metric's name in Prometheus, written out: a change to a metric, or
+/// to the translation, shows here as a changed line.
+#[test]
+fn every_metric_has_the_prometheus_name_the_otlp_translation_gives() {
+    let expected = [
+        (metric::EVENTS, "safeguard_events_total"),
+        (
+            metric::BLOCKED_OPERATIONS,
+            "safeguard_blocked_operations_total",
+        ),
+        (metric::KERNEL_DROPS, "safeguard_kernel_drops_total"),
+        (metric::QUEUE_DROPS, "safeguard_queue_drops_total"),
+        (
+            metric::UNREPORTED_EVENTS,
+            "safeguard_events_unreported_total",
+        ),
+        (metric::EXPORT_FAILURES, "safeguard_export_failures_total"),
+        (metric::FALLBACK_RECORDS, "safeguard_fallback_records_total"),
+        (metric::SPOOL_SIZE, "safeguard_spool_size_bytes"),
+        (metric::SPOOL_LIMIT, "safeguard_spool_limit_bytes"),
+        (metric::SPOOL_RECORDS, "safeguard_spool_records"),
+        (metric::SPOOL_EVICTED, "safeguard_spool_evicted_total"),
+        (metric::RULES, "safeguard_rules"),
+        (metric::ROWS, "safeguard_rows"),
+        (
+            metric::PIPELINE_LATENCY,
+            "safeguard_pipeline_latency_seconds",
+        ),
+    ];
+    for (m, name) in expected {
+        assert_eq!(m.prometheus_name(), name, "{}", m.name);
+    }
+    let listed: BTreeSet<&str> = expected.iter().map(|(m, _)| m.name).collect();
+    for m in metric::ALL {
+        assert!(listed.contains(m.name), "{}: no expected name here", m.name);
+    }
+}
 
 /// Files under `dir` (recursively) ending in one of `exts`.
 fn files(dir: &Path, exts: &[&str]) -> Vec<std::path::PathBuf> {
@@ -54,12 +95,12 @@ fn identifiers(text: &str) -> Vec<(String, char)> {
 #[test]
 fn alert_rules_use_only_names_semconv_defines() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let metrics: BTreeSet<String> = semconv::metric::ALL
+    let metrics: BTreeSet<String> = metric::ALL
         .iter()
         .flat_map(|m| {
             let base = m.prometheus_name();
             match m.kind {
-                semconv::metric::Kind::Histogram => vec![
+                Kind::Histogram => vec![
                     format!("{base}_bucket"),
                     format!("{base}_sum"),
                     format!("{base}_count"),
@@ -70,16 +111,9 @@ fn alert_rules_use_only_names_semconv_defines() {
         .collect();
     // Labels: attribute keys with dots as underscores, plus what Prometheus
     // and the deployment add.
-    let source = include_str!("../src/lib.rs");
-    let mut labels: BTreeSet<String> = source
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("pub const "))
-        .filter_map(|l| {
-            l.split_once(": &str = \"")
-                .map(|(_, v)| v.trim_end_matches("\";").to_string())
-        })
-        .filter(|v| v.contains('.'))
-        .map(|v| v.replace('.', "_"))
+    let mut labels: BTreeSet<String> = semconv::attr::ALL
+        .iter()
+        .map(|a| a.name.replace('.', "_"))
         .collect();
     labels.extend(["job", "instance", "le", "severity", "alertname"].map(String::from));
 

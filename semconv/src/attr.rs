@@ -1,0 +1,149 @@
+//! Attribute keys.
+//!
+//! [`RECORD`] are on log records, spans and span events (and, as labels,
+//! on metrics); [`RESOURCE`] are on the Resource every signal carries.
+
+names! {
+    /// Attributes of log records, spans, span events and metric points.
+    RECORD {
+        // --- OpenTelemetry semantic conventions -----------------------------
+
+        /// Process id (the kernel's tgid).
+        PROCESS_PID = "process.pid";
+        /// Parent process id.
+        PROCESS_PARENT_PID = "process.parent_pid";
+        /// The task's command name (`comm`, at most 15 bytes).
+        PROCESS_EXECUTABLE_NAME = "process.executable.name";
+        /// Full path of the process's executable.
+        PROCESS_EXECUTABLE_PATH = "process.executable.path";
+        /// Real user id of the process.
+        PROCESS_REAL_USER_ID = "process.real_user.id";
+        /// Thread id (the kernel's pid).
+        THREAD_ID = "thread.id";
+        /// All command-line arguments of the process, `argv[0]` first.
+        PROCESS_COMMAND_ARGS = "process.command_args";
+        /// The exit status of a process that ended normally.
+        PROCESS_EXIT_CODE = "process.exit.code";
+        /// Full path of the file the operation was on (a rename's source).
+        FILE_PATH = "file.path";
+        /// New permission bits of a chmod, in octal (`0640`).
+        FILE_MODE = "file.mode";
+        /// New owner of a chown.
+        FILE_OWNER_ID = "file.owner.id";
+        /// New group of a chown.
+        FILE_GROUP_ID = "file.group.id";
+        /// `tcp` or `udp`.
+        NETWORK_TRANSPORT = "network.transport";
+        /// `ipv4` or `ipv6`.
+        NETWORK_TYPE = "network.type";
+        /// The socket's own address.
+        NETWORK_LOCAL_ADDRESS = "network.local.address";
+        /// The socket's own port.
+        NETWORK_LOCAL_PORT = "network.local.port";
+        /// The other end's address: destination of a connect or send, source
+        /// of a receive or an inbound connection.
+        NETWORK_PEER_ADDRESS = "network.peer.address";
+        /// The other end's port.
+        NETWORK_PEER_PORT = "network.peer.port";
+        /// `transmit` (connect, send, bind) or `receive` (receive, accept,
+        /// getpeername).
+        NETWORK_IO_DIRECTION = "network.io.direction";
+        /// Name of the host the agent runs on. Also a resource attribute.
+        HOST_NAME = "host.name";
+        /// The rule that matched, as written in the configuration.
+        SECURITY_RULE_NAME = "security_rule.name";
+        /// The list the rule came from, e.g. `files.deny`.
+        SECURITY_RULE_RULESET_NAME = "security_rule.ruleset.name";
+        /// Class of an error: why an export failed (`unavailable`,
+        /// `timeout`, an HTTP status) or why an event could not be reported
+        /// (`decode`, `unresolved_path`). See
+        /// [`error_type`](crate::error_type).
+        ERROR_TYPE = "error.type";
+        /// Container id of the task, where its cgroup path shows one.
+        CONTAINER_ID = "container.id";
+        /// The container runtime (`docker`, `containerd`, `cri-o`, `podman`),
+        /// where the cgroup path shows it.
+        CONTAINER_RUNTIME_NAME = "container.runtime.name";
+        /// UID of the Kubernetes pod the container belongs to.
+        K8S_POD_UID = "k8s.pod.uid";
+
+        // --- safeguard.* ----------------------------------------------------
+
+        /// What happened to the operation: one of the [`decision`](crate::decision) values.
+        DECISION = "safeguard.decision";
+        /// The module's mode when the event happened: one of the [`mode`](crate::mode) values.
+        MODE = "safeguard.mode";
+        /// The policy module: one of the [`module`](crate::module) values.
+        MODULE = "safeguard.module";
+        /// The kernel hook that saw the operation, e.g. `lsm/file_open`.
+        HOOK = "safeguard.hook";
+        /// How the hook's row is covered on this kernel: one of the
+        /// [`tier`](crate::tier) values.
+        ENFORCEMENT_TIER = "safeguard.enforcement.tier";
+        /// Monotonic event sequence number assigned in the kernel; a gap means
+        /// records were lost (and counted).
+        SEQUENCE = "safeguard.sequence";
+        /// Real group id of the process (OpenTelemetry has no process group id).
+        PROCESS_GROUP_ID = "safeguard.process.group_id";
+        /// cgroup v2 id of the task.
+        CGROUP_ID = "safeguard.cgroup.id";
+        /// How a file was opened: a list of `read`, `write`, `create`, `exec`,
+        /// `truncate`, `append`.
+        FILE_OPEN_MODE = "safeguard.file.open_mode";
+        /// The raw open flags (`O_*`).
+        FILE_OPEN_FLAGS = "safeguard.file.open_flags";
+        /// Where a rename moves the file to.
+        FILE_NEW_PATH = "safeguard.file.new_path";
+        /// Protection of a mapping: a list of `read`, `write`, `exec`.
+        FILE_MMAP_PROT = "safeguard.file.mmap_prot";
+        /// The ioctl request number.
+        FILE_IOCTL_CMD = "safeguard.file.ioctl_cmd";
+        /// The path was longer than the kernel program could follow and is cut
+        /// at the top.
+        FILE_PATH_TRUNCATED = "safeguard.file.path_truncated";
+        /// The signal that ended a process.
+        PROCESS_EXIT_SIGNAL = "safeguard.process.exit_signal";
+        /// The task runs in a mount namespace other than the host's.
+        PROCESS_IN_CONTAINER = "safeguard.process.in_container";
+        /// The arguments did not fit in the kernel record and are cut.
+        PROCESS_ARGS_TRUNCATED = "safeguard.process.args_truncated";
+        /// A row of the policy coverage table, e.g. `files.open`,
+        /// `network.connect`.
+        ROW = "safeguard.row";
+        /// The signal of an export: one of the [`signal`](crate::signal)
+        /// values.
+        EXPORT_SIGNAL = "safeguard.export.signal";
+        /// On a process span (bool): the process was still running when the
+        /// agent stopped, so the span was ended at shutdown.
+        PROCESS_UNFINISHED = "safeguard.process.unfinished";
+        /// On a process span (int): how many of the process's operations
+        /// were blocked or would have been.
+        PROCESS_BLOCKED_OPERATIONS = "safeguard.process.blocked_operations";
+        /// A mount's source (device or path, as given).
+        MOUNT_SOURCE = "safeguard.mount.source";
+        /// Where a mount is (or is moved) to.
+        MOUNT_TARGET = "safeguard.mount.target";
+        /// The filesystem type of a mount.
+        MOUNT_FSTYPE = "safeguard.mount.fstype";
+        /// The mount flags (`MS_*`).
+        MOUNT_FLAGS = "safeguard.mount.flags";
+    }
+    /// Resource attributes: on the Resource of every signal, not on each
+    /// record. `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` override
+    /// them.
+    RESOURCE {
+        /// Resource: `safeguard`, unless `OTEL_SERVICE_NAME` says otherwise.
+        SERVICE_NAME = "service.name";
+        /// Resource: the agent's version.
+        SERVICE_VERSION = "service.version";
+        /// Resource: random per agent start; tells one run's records from
+        /// the next.
+        SERVICE_INSTANCE_ID = "service.instance.id";
+        /// Resource: the host's machine id (`/etc/machine-id`).
+        HOST_ID = "host.id";
+        /// Resource: `linux`.
+        OS_TYPE = "os.type";
+        /// Resource: the Kubernetes node (from `K8S_NODE_NAME`), where set.
+        K8S_NODE_NAME = "k8s.node.name";
+    }
+}

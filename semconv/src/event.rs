@@ -1,0 +1,45 @@
+//! Event names: the OTLP LogRecord `EventName` of each audit event, and
+//! the name of the span event it becomes on its process's span.
+
+names! {
+    /// A file was opened (or an open was refused).
+    FILE_OPEN = "safeguard.file.open";
+    /// A file was deleted (or the deletion was refused).
+    FILE_UNLINK = "safeguard.file.unlink";
+    /// A directory was removed (or the removal was refused).
+    FILE_RMDIR = "safeguard.file.rmdir";
+    /// A file was renamed or moved (or that was refused).
+    FILE_RENAME = "safeguard.file.rename";
+    /// A file was truncated (or that was refused).
+    FILE_TRUNCATE = "safeguard.file.truncate";
+    /// A file's permission bits were changed (or that was refused).
+    FILE_CHMOD = "safeguard.file.chmod";
+    /// A file's owner or group was changed (or that was refused).
+    FILE_CHOWN = "safeguard.file.chown";
+    /// A file was mapped into memory (or the mapping was refused).
+    FILE_MMAP = "safeguard.file.mmap";
+    /// An ioctl(2) on a file (or its refusal).
+    FILE_IOCTL = "safeguard.file.ioctl";
+    /// A program was executed (or an exec was refused).
+    PROCESS_EXEC = "safeguard.process.exec";
+    /// A new process was created (fork, vfork, clone).
+    PROCESS_FORK = "safeguard.process.fork";
+    /// A process ended.
+    PROCESS_EXIT = "safeguard.process.exit";
+    /// A filesystem was mounted (or a mount was refused).
+    MOUNT_MOUNT = "safeguard.mount.mount";
+    /// A mount was moved (or the move was refused).
+    MOUNT_MOVE = "safeguard.mount.move";
+    /// connect(2) to a denied peer.
+    NETWORK_CONNECT = "safeguard.network.connect";
+    /// A datagram sent to a denied destination.
+    NETWORK_SEND = "safeguard.network.send";
+    /// A receive on a socket connected to a denied peer.
+    NETWORK_RECEIVE = "safeguard.network.receive";
+    /// getpeername(2) on a socket connected to a denied peer.
+    NETWORK_GETPEERNAME = "safeguard.network.getpeername";
+    /// bind(2) to a denied local address.
+    NETWORK_BIND = "safeguard.network.bind";
+    /// An inbound connection from a denied source.
+    NETWORK_ACCEPT = "safeguard.network.accept";
+}

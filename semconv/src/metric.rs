@@ -1,0 +1,209 @@
+//! The agent's metrics: name, unit, instrument kind and attributes of each.
+
+use crate::attr;
+
+mod prometheus;
+
+/// The OpenTelemetry instrument a metric is recorded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (a monotonic sum).
+    Counter,
+    /// Goes up and down (a non-monotonic sum).
+    UpDownCounter,
+    /// The current value of something.
+    Gauge,
+    /// A distribution of measurements.
+    Histogram,
+}
+
+impl Kind {
+    /// The instrument's name in the OpenTelemetry specification.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "Counter",
+            Kind::UpDownCounter => "UpDownCounter",
+            Kind::Gauge => "Gauge",
+            Kind::Histogram => "Histogram",
+        }
+    }
+}
+
+/// A metric the agent exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The OTLP metric name.
+    pub name: &'static str,
+    /// The UCUM unit (`By`, `s`) or an annotation (`{event}`).
+    pub unit: &'static str,
+    /// The OTLP description.
+    pub description: &'static str,
+    /// The instrument it is recorded with.
+    pub kind: Kind,
+    /// The attribute keys its points carry (keys of [`attr`]).
+    pub attributes: &'static [&'static str],
+}
+
+impl Metric {
+    /// The name Prometheus shows for this metric when it arrives over OTLP,
+    /// through the Collector's Prometheus exporters or Prometheus's own OTLP
+    /// receiver with their default settings (translation strategy
+    /// `UnderscoreEscapingWithSuffixes`):
+    ///
+    /// - characters other than `[a-zA-Z0-9:]` separate words, which are
+    ///   joined with single underscores (`.` becomes `_`);
+    /// - the unit is added as a word unless the name has it already:
+    ///   `By` → `bytes`, `s` → `seconds` and so on, `{…}` annotations
+    ///   dropped, `1` nothing, `x/y` → `x_per_y`;
+    /// - a [`Kind::Counter`] ends in `_total`; a [`Kind::Gauge`] of unit `1`
+    ///   in `_ratio`.
+    ///
+    /// A histogram's series are this name followed by `_bucket`, `_sum` and
+    /// `_count`.
+    pub fn prometheus_name(&self) -> String {
+        prometheus::name(self.name, self.unit, self.kind)
+    }
+}
+
+/// Declares the metrics and [`ALL`]. Each metric's doc comment gets the
+/// list of its attributes.
+macro_rules! metrics {
+    (@attributes) => { "No attributes." };
+    (@attributes $($attr:ident)+) => { "Attributes:" };
+    ($(
+        $(#[doc = $doc:literal])+
+        $id:ident = $kind:ident {
+            name: $name:literal,
+            unit: $unit:literal,
+            attributes: [$($attr:ident),* $(,)?],
+            description: $description:literal $(,)?
+        };
+    )*) => {
+        $(
+            $(#[doc = $doc])+
+            #[doc = ""]
+            #[doc = metrics!(@attributes $($attr)*)]
+            $(#[doc = concat!(
+                "- [`attr::", stringify!($attr), "`](crate::attr::", stringify!($attr), ")"
+            )])*
+            pub const $id: Metric = Metric {
+                name: $name,
+                unit: $unit,
+                description: $description,
+                kind: Kind::$kind,
+                attributes: &[$(attr::$attr),*],
+            };
+        )*
+
+        /// Every metric above, in order.
+        pub const ALL: &[Metric] = &[$($id),*];
+    };
+}
+
+metrics! {
+    /// Audit events, one per event reported.
+    EVENTS = Counter {
+        name: "safeguard.events",
+        unit: "{event}",
+        attributes: [MODULE, HOOK, DECISION],
+        description: "Audit events, by module, hook and decision",
+    };
+    /// Operations the policy denied: decision `blocked` or `would_block`.
+    /// The one alert rules are written on.
+    BLOCKED_OPERATIONS = Counter {
+        name: "safeguard.blocked_operations",
+        unit: "{operation}",
+        attributes: [MODULE, SECURITY_RULE_NAME, SECURITY_RULE_RULESET_NAME, DECISION],
+        description: "Operations the policy denied, by module, rule and decision",
+    };
+    /// Ring-buffer reserve failures in the kernel: events lost before the
+    /// agent saw them.
+    KERNEL_DROPS = Counter {
+        name: "safeguard.kernel.drops",
+        unit: "{event}",
+        attributes: [HOOK],
+        description: "Events the kernel could not hand to the agent (ring buffer full), by hook",
+    };
+    /// Events dropped between the ring-buffer reader and the pipeline
+    /// (the queue between them was full).
+    QUEUE_DROPS = Counter {
+        name: "safeguard.queue.drops",
+        unit: "{event}",
+        attributes: [],
+        description: "Events dropped because the agent's queue was full",
+    };
+    /// Events received but not reportable; `error.type` says why
+    /// (`decode`, `unresolved_path`).
+    UNREPORTED_EVENTS = Counter {
+        name: "safeguard.events.unreported",
+        unit: "{event}",
+        attributes: [ERROR_TYPE],
+        description: "Events received but not reportable, by reason",
+    };
+    /// Export requests that failed, per signal and error class.
+    EXPORT_FAILURES = Counter {
+        name: "safeguard.export.failures",
+        unit: "{request}",
+        attributes: [EXPORT_SIGNAL, ERROR_TYPE],
+        description: "Export requests the Collector did not accept, by signal and error type",
+    };
+    /// Records written to the local fallback files.
+    FALLBACK_RECORDS = Counter {
+        name: "safeguard.fallback.records",
+        unit: "{record}",
+        attributes: [],
+        description: "Log records written to the local files because the Collector did not answer",
+    };
+    /// Bytes waiting in the spool.
+    SPOOL_SIZE = Gauge {
+        name: "safeguard.spool.size",
+        unit: "By",
+        attributes: [],
+        description: "Bytes waiting in the spool for the Collector",
+    };
+    /// The spool's size cap (`otel.spool_max_bytes`), for alerts on how
+    /// full it is.
+    SPOOL_LIMIT = Gauge {
+        name: "safeguard.spool.limit",
+        unit: "By",
+        attributes: [],
+        description: "Size cap of the spool: past it the oldest batches are evicted",
+    };
+    /// Records waiting in the spool.
+    SPOOL_RECORDS = Gauge {
+        name: "safeguard.spool.records",
+        unit: "{record}",
+        attributes: [],
+        description: "Records waiting in the spool for the Collector",
+    };
+    /// Records evicted from the spool because of its size cap (they are in
+    /// the local files).
+    SPOOL_EVICTED = Counter {
+        name: "safeguard.spool.evicted",
+        unit: "{record}",
+        attributes: [],
+        description: "Records evicted from the full spool (kept in the local files)",
+    };
+    /// Rules loaded.
+    RULES = Gauge {
+        name: "safeguard.rules",
+        unit: "{rule}",
+        attributes: [MODULE],
+        description: "Policy rules loaded, by module",
+    };
+    /// Value 1 per row of the policy coverage table, with the tier that
+    /// covers it on this kernel.
+    ROWS = Gauge {
+        name: "safeguard.rows",
+        unit: "{row}",
+        attributes: [ROW, ENFORCEMENT_TIER],
+        description: "Policy rows and how this kernel covers them",
+    };
+    /// Seconds from the kernel's event to the Collector's acknowledgement.
+    PIPELINE_LATENCY = Histogram {
+        name: "safeguard.pipeline.latency",
+        unit: "s",
+        attributes: [],
+        description: "Time from the kernel event to the Collector's acknowledgement",
+    };
+}
