@@ -34,42 +34,7 @@ fn embedded_defaults_are_valid() {
 
 #[test]
 fn safeguard_example_config_loads_unchanged() {
-    // openEuler safeguard's config/safeguard.yml.
-    let yaml = r#"
-network:
-  enable: false
-  mode: block
-  target: host
-  cidr:
-    allow:
-      - 0.0.0.0/0
-  domain:
-    deny:
-      #- example.com
-  command:
-    allow:
-      #- curl
-files:
-  enable: true
-  mode: block
-  target: host
-  deny:
-    - '/etc/test'
-    - '/home/vagrant/test'
-mount:
-  enable: true
-  mode: block
-  target: host
-  deny:
-    - '/dev/vdxn'
-process:
-  enable: false
-  mode: monitor
-  target: host
-log:
-  level: info
-  format: json
-"#;
+    let yaml = safeguard_test_support::SAFEGUARD_EXAMPLE_CONFIG;
     let c = load_with(Some(yaml), &[]).unwrap();
     assert_eq!(c.files.settings.mode, Mode::Block);
     let deny: Vec<&str> = c.files.deny.iter().map(RulePath::as_str).collect();

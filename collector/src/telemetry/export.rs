@@ -214,7 +214,7 @@ impl Transport {
                 metadata,
             } => {
                 let bad = |e: prost::DecodeError| ExportError::Rejected {
-                    kind: "encoding".into(),
+                    kind: semconv::error_type::ENCODING.into(),
                     message: format!("spooled {} batch does not decode: {e}", signal.name()),
                 };
                 let timeout = self.timeout;
@@ -338,8 +338,8 @@ fn http_partial_success(signal: Signal, body: &[u8]) -> Accepted {
 fn grpc_error(status: tonic::Status) -> ExportError {
     use tonic::Code;
     let kind = match status.code() {
-        Code::Unavailable => "unavailable".to_string(),
-        Code::DeadlineExceeded => "timeout".to_string(),
+        Code::Unavailable => semconv::error_type::UNAVAILABLE.to_string(),
+        Code::DeadlineExceeded => semconv::error_type::TIMEOUT.to_string(),
         other => format!("{other:?}").to_ascii_lowercase(),
     };
     // The transport error underneath says why (connection refused, TLS).
@@ -360,9 +360,9 @@ fn grpc_error(status: tonic::Status) -> ExportError {
 
 fn http_error(e: reqwest::Error) -> ExportError {
     let kind = if e.is_timeout() {
-        "timeout"
+        semconv::error_type::TIMEOUT
     } else {
-        "unavailable"
+        semconv::error_type::UNAVAILABLE
     };
     // The error's sources say why (connection refused, DNS, TLS).
     let mut message = e.to_string();

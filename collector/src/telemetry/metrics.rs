@@ -189,11 +189,14 @@ fn register_observed(
         .with_callback(move |obs| {
             obs.observe(
                 Stats::get(&s.decode_errors),
-                &[KeyValue::new(attr::ERROR_TYPE, "decode")],
+                &[KeyValue::new(attr::ERROR_TYPE, semconv::error_type::DECODE)],
             );
             obs.observe(
                 Stats::get(&s.unresolved_paths),
-                &[KeyValue::new(attr::ERROR_TYPE, "unresolved_path")],
+                &[KeyValue::new(
+                    attr::ERROR_TYPE,
+                    semconv::error_type::UNRESOLVED_PATH,
+                )],
             );
         })
         .build();

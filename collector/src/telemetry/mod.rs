@@ -244,7 +244,7 @@ impl Pipeline {
                         self.write_local_counted(records);
                     }
                     if let Some(m) = &self.metrics {
-                        m.export_failure(signal.name(), "spool");
+                        m.export_failure(signal.name(), semconv::error_type::SPOOL);
                     }
                 }
             }
@@ -404,7 +404,7 @@ pub async fn deliver(
                     recovered(&transport, &spool, &state);
                 }
                 if accepted.rejected > 0 {
-                    metrics.export_failure(batch.signal.name(), "partial");
+                    metrics.export_failure(batch.signal.name(), semconv::error_type::PARTIAL);
                     warn!(
                         rejected = accepted.rejected,
                         "the Collector accepted a {} batch only in part: {}",

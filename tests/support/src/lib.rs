@@ -16,6 +16,44 @@ use serde_json::Value;
 
 pub mod collector;
 
+/// openEuler safeguard's own example configuration (its
+/// config/safeguard.yml), as users have it: it must load and enforce
+/// unchanged.
+pub const SAFEGUARD_EXAMPLE_CONFIG: &str = r#"network:
+  enable: false
+  mode: block
+  target: host
+  cidr:
+    allow:
+      - 0.0.0.0/0
+  domain:
+    deny:
+      #- example.com
+  command:
+    allow:
+      #- curl
+files:
+  enable: true
+  mode: block
+  target: host
+  deny:
+    - '/etc/test'
+    - '/home/vagrant/test'
+mount:
+  enable: true
+  mode: block
+  target: host
+  deny:
+    - '/dev/vdxn'
+process:
+  enable: false
+  mode: monitor
+  target: host
+log:
+  level: info
+  format: json
+"#;
+
 /// How to start the agent beyond its configuration.
 #[derive(Debug, Clone)]
 pub struct Launch {

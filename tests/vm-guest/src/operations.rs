@@ -4,45 +4,10 @@
 
 use std::{ffi::CString, fs, path::Path};
 
-use safeguard_test_support::{Agent, Launch, events_for};
+use safeguard_test_support::{Agent, Launch, SAFEGUARD_EXAMPLE_CONFIG, events_for};
 use semconv::attr;
 
 use crate::cases::{READY_WITHIN, TestResult, ensure, open_read};
-
-const EXAMPLE: &str = r#"network:
-  enable: false
-  mode: block
-  target: host
-  cidr:
-    allow:
-      - 0.0.0.0/0
-  domain:
-    deny:
-      #- example.com
-  command:
-    allow:
-      #- curl
-files:
-  enable: true
-  mode: block
-  target: host
-  deny:
-    - '/etc/test'
-    - '/home/vagrant/test'
-mount:
-  enable: true
-  mode: block
-  target: host
-  deny:
-    - '/dev/vdxn'
-process:
-  enable: false
-  mode: monitor
-  target: host
-log:
-  level: info
-  format: json
-"#;
 
 const EPERM: i32 = 1;
 
@@ -92,7 +57,7 @@ pub fn safeguard_example_config_enforces_what_it_says(agent: &str) -> TestResult
     let agent = Agent::launch(
         agent,
         Path::new("/tmp/sgtest-example"),
-        EXAMPLE,
+        SAFEGUARD_EXAMPLE_CONFIG,
         READY_WITHIN,
         &launch,
     )?;
