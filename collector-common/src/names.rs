@@ -6,8 +6,8 @@ pub mod maps {
     pub const SEQUENCE: &str = "SEQUENCE";
     pub const DROPS: &str = "DROPS";
     pub const MODULE_CONFIG: &str = "MODULE_CONFIG";
-    /// One u32: the policy set in force (see `POLICY_SETS`). Rule maps come
-    /// in pairs, one per set.
+    /// One u32: which programs are in force and with which policy set
+    /// (`active_value`). Rule maps come in pairs, one per set.
     pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
     pub const FILE_RULES: [&str; 2] = ["FILE_RULES_0", "FILE_RULES_1"];
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
@@ -93,6 +93,8 @@ pub mod globals {
     /// Inode number of the host's mount namespace (`/proc/1/ns/mnt`): a
     /// task in another one is "in a container" for `target: container`.
     pub const HOST_MNT_NS: &str = "HOST_MNT_NS";
+    /// The epoch of this load of the programs (see `POLICY_ACTIVE`).
+    pub const POLICY_EPOCH: &str = "POLICY_EPOCH";
 }
 
 /// Field offsets in kernel structs, read from the running kernel's BTF by

@@ -47,6 +47,27 @@ pub struct ModuleConfig {
 /// is judged wholly by the old policy or wholly by the new one.
 pub const POLICY_SETS: u32 = 2;
 
+/// `POLICY_ACTIVE` holds two things in one number, so that one write hands
+/// over both: the epoch of the programs in force and their policy set.
+/// Every load of the programs gets an epoch (`POLICY_EPOCH`); programs of
+/// any other epoch do nothing. That is how an agent takes over from a
+/// previous agent's pinned programs: it attaches its own while they stand
+/// aside, then switches, and at no moment do both, or neither, judge.
+#[inline(always)]
+pub const fn active_value(epoch: u32, set: u32) -> u32 {
+    (epoch << 1) | (set & 1)
+}
+
+#[inline(always)]
+pub const fn active_epoch(active: u32) -> u32 {
+    active >> 1
+}
+
+#[inline(always)]
+pub const fn active_set(active: u32) -> u32 {
+    active & 1
+}
+
 /// `ModuleConfig::flags`: the module's BPF-LSM programs are attached, so
 /// its denials are enforced in block mode (set by the agent).
 pub const FLAG_LSM: u8 = 1;

@@ -61,6 +61,7 @@ globals!(
     SKB_NETWORK_HEADER_OFFSET,
     SKB_TRANSPORT_HEADER_OFFSET,
     HOST_MNT_NS,
+    POLICY_EPOCH,
 );
 
 /// `value & mask`, with the mask kept in the program: the compiler would
@@ -75,6 +76,12 @@ pub fn bounded(value: usize, mask: usize) -> usize {
 fn global(g: &'static u64) -> usize {
     // A volatile read keeps the compiler from folding the placeholder 0.
     unsafe { core::ptr::read_volatile(g) as usize }
+}
+
+/// Which agent's programs these are (`collector_common::globals::POLICY_EPOCH`).
+#[inline(always)]
+pub fn policy_epoch() -> u32 {
+    global(&POLICY_EPOCH) as u32
 }
 
 /// Reads a `T` at `base + offset`; zero when the read faults.

@@ -45,9 +45,15 @@ impl Verdict {
 /// scope (`target`).
 #[inline(always)]
 pub fn active_module(module: collector_common::Module) -> Option<&'static ModuleConfig> {
-    // The set in force, then its switches: the switches name the set, and
-    // every rule map is then taken from that same set.
-    let set = *POLICY_ACTIVE.get(0)? & 1;
+    // The programs in force and their policy set, in one number: programs
+    // of another epoch (a previous agent's, still pinned, or a new one's
+    // not yet switched on) stand aside. Then the set's switches: they name
+    // the set, and every rule map is taken from that same set.
+    let active = *POLICY_ACTIVE.get(0)?;
+    if collector_common::active_epoch(active) != crate::kernel::policy_epoch() {
+        return None;
+    }
+    let set = collector_common::active_set(active);
     let config = MODULE_CONFIG.get(set * MODULE_COUNT + module as u32)?;
     (config.enabled != 0 && crate::kernel::in_scope(config.target)).then_some(config)
 }

@@ -23,6 +23,23 @@ pub enum Command {
     Check(ConfigArgs),
     /// Ask the running agent how it is: tiers, rules, counters, exporter.
     Status(StatusArgs),
+    /// Remove the programs and maps a stopped agent left pinned
+    /// (kernel.pin): their enforcement ends, and events still waiting in
+    /// the pinned ring buffer are discarded.
+    Unpin(UnpinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// The configuration the agent ran with (for `kernel.pin_dir` and
+    /// `status.socket`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Unpin even though an agent answers on the status socket (it loses
+    /// its programs if they are the pinned ones).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

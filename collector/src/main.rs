@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    cli::{Cli, Command, ConfigArgs, RunArgs, StatusArgs},
+    cli::{Cli, Command, ConfigArgs, RunArgs, StatusArgs, UnpinArgs},
     config::{Config, Output},
     events::enrich::Enricher,
     kernel::{Coverage, Kernel, Row},
@@ -58,6 +58,39 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Run(args) => run(args),
         Command::Status(args) => status(&args),
+        Command::Unpin(args) => unpin(&args),
+    }
+}
+
+fn unpin(args: &UnpinArgs) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !args.force && status::query(&config.status_socket).is_ok() {
+        eprintln!(
+            "safeguard: an agent is running (it answers on {}); stop it first, or use --force",
+            config.status_socket.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let pins = kernel::PinDir::new(&config.pin_dir);
+    if !pins.exists() {
+        println!("nothing is pinned under {}", config.pin_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    match pins.remove_all() {
+        Ok(links) => {
+            println!(
+                "removed {links} program links and the maps pinned under {}",
+                config.pin_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("safeguard: cannot unpin: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -241,6 +274,10 @@ async fn agent(
         config.ring_buffer_bytes,
         config.tier,
         config.network.cgroup.as_deref(),
+        kernel::Pinning {
+            dir: &config.pin_dir,
+            keep: config.pin,
+        },
     )
     .context("cannot start the kernel programs")?;
     report_coverage(&kernel.rows);
@@ -291,6 +328,7 @@ async fn agent(
         queue_tx,
         stats.clone(),
         stop_rx,
+        !kernel.pinned(),
     ));
 
     // Handlers first: a stop request that arrives right after READY must
@@ -588,6 +626,8 @@ fn reload(
                     new.ring_buffer_bytes == running.ring_buffer_bytes,
                 ),
                 ("kernel.tier", new.tier == running.tier),
+                ("kernel.pin", new.pin == running.pin),
+                ("kernel.pin_dir", new.pin_dir == running.pin_dir),
                 (
                     "network.cgroup",
                     new.network.cgroup == running.network.cgroup,

@@ -196,4 +196,6 @@ pub struct RawLog {
 pub struct RawKernel {
     pub ring_buffer_bytes: Option<u64>,
     pub tier: Option<String>,
+    pub pin: bool,
+    pub pin_dir: Option<String>,
 }

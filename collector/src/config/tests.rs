@@ -342,6 +342,22 @@ fn status_socket_defaults_and_must_be_absolute() {
 }
 
 #[test]
+fn pinning_is_off_by_default_and_its_directory_must_be_absolute() {
+    let c = load_with(None, &[]).unwrap();
+    assert!(!c.pin);
+    assert_eq!(c.pin_dir, std::path::Path::new("/sys/fs/bpf/safeguard"));
+    let c = load_with(Some("kernel:\n  pin: true\n"), &[]).unwrap();
+    assert!(c.pin);
+    let e = one_error(load_with(Some("kernel:\n  pin_dir: bpf/safeguard\n"), &[]));
+    assert!(
+        e.contains("kernel.pin_dir") && e.contains("bpf/safeguard") && e.contains("bpffs"),
+        "{e}"
+    );
+    let e = one_error(load_with(Some("kernel:\n  pin: sometimes\n"), &[]));
+    assert!(e.contains("kernel.pin"), "{e}");
+}
+
+#[test]
 fn domain_rules_and_nameservers_are_checked() {
     let c = load_with(
         Some("network:\n  domain:\n    deny: [Evil.Example.COM.]\n  nameservers: [127.0.0.1, '[::1]:5353']\n"),

@@ -231,6 +231,12 @@ pub struct Config {
     /// Bytes of the kernel-to-agent ring buffer.
     pub ring_buffer_bytes: u32,
     pub tier: TierChoice,
+    /// Where the programs and maps stay pinned across restarts
+    /// (`kernel.pin_dir`), and whether this agent leaves them pinned
+    /// (`kernel.pin`). A previous agent's pins there are taken over either
+    /// way.
+    pub pin_dir: PathBuf,
+    pub pin: bool,
     pub otel: OtelConfig,
     /// The Unix socket `safeguard status` asks (`status.socket`).
     pub status_socket: PathBuf,
@@ -262,6 +268,9 @@ impl Errors {
         });
     }
 }
+
+/// Where `kernel.pin` keeps the programs' links and maps.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/safeguard";
 
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Errors::default();
@@ -308,6 +317,22 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
+    let pin_dir = PathBuf::from(
+        raw.kernel
+            .pin_dir
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_PIN_DIR),
+    );
+    if !pin_dir.is_absolute() {
+        errors.push(
+            "kernel.pin_dir",
+            pin_dir.display().to_string(),
+            "an absolute path of a directory on a BPF filesystem (bpffs)",
+        );
+    }
+
     let status_socket = PathBuf::from(
         raw.status
             .socket
@@ -335,6 +360,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             otel,
             ring_buffer_bytes,
             tier,
+            pin_dir,
+            pin: raw.kernel.pin,
             unsupported_modules,
         })
     } else {

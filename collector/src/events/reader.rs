@@ -14,11 +14,16 @@ use tracing::warn;
 use super::decode::{Event, decode};
 use crate::stats::Stats;
 
+/// Reads until `shutdown`. Then, if `drain_at_stop`, reads what is left:
+/// the programs are detached by then, so that is everything. Pinned
+/// programs stay and go on writing; what is left waits in the pinned ring
+/// buffer for the next agent instead.
 pub async fn run(
     ring: RingBuf<MapData>,
     queue: mpsc::Sender<Event>,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
+    drain_at_stop: bool,
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as
     // the AsyncFd that owns the ring buffer exists.
@@ -31,9 +36,9 @@ pub async fn run(
                 guard.clear_ready();
             }
             _ = shutdown.changed() => {
-                // Whatever the kernel wrote before the programs were told to
-                // stop still goes out.
-                drain(fd.get_mut(), &queue, &stats);
+                if drain_at_stop {
+                    drain(fd.get_mut(), &queue, &stats);
+                }
                 return Ok(());
             }
         }

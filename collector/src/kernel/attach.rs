@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Btf, Ebpf,
-    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint, TracePoint, links::FdLink},
 };
 use collector_common::programs;
 use tracing::warn;
@@ -43,8 +43,16 @@ pub struct Row {
     pub coverage: Coverage,
 }
 
+/// The links programs are attached by, by program name, owned by the
+/// agent so that they can be pinned (`kernel::pin`). Dropping a link
+/// detaches its program; a link the kernel cannot hand out as a BPF link
+/// (a tracepoint on a kernel before 5.15) stays with its program and is
+/// not in the list.
+pub type Links = Vec<(String, FdLink)>;
+
 pub struct Attached {
     pub rows: Vec<Row>,
+    pub links: Links,
     /// Per module: its BPF-LSM programs are attached (denials enforced).
     pub files_lsm: bool,
     pub process_lsm: bool,
@@ -83,6 +91,7 @@ impl LsmAttacher<'_> {
         &mut self,
         ebpf: &mut Ebpf,
         program: &str,
+        links: &mut Links,
     ) -> Result<Result<(), String>, KernelError> {
         if self.tier == TierChoice::Tracepoint {
             return Ok(Err(
@@ -100,7 +109,10 @@ impl LsmAttacher<'_> {
             None => try_lsm(ebpf, self.btf, program),
         };
         match result {
-            Ok(()) => Ok(Ok(())),
+            Ok(link) => {
+                links.push((program.to_string(), link));
+                Ok(Ok(()))
+            }
             Err(reason) if self.tier == TierChoice::Lsm => Err(KernelError::LsmRequired(reason)),
             Err(reason) => {
                 // EPERM or a missing LSM list entry refuses every program.
@@ -126,12 +138,13 @@ pub fn attach_all(
         refused: None,
     };
     let mut rows = Vec::new();
+    let mut links = Links::new();
 
     // Files.
     let mut files_lsm = false;
     if policy.files.enabled() {
         for &(row, program) in FILE_ROWS {
-            let coverage = match lsm.attach(ebpf, program)? {
+            let coverage = match lsm.attach(ebpf, program, &mut links)? {
                 Ok(()) => {
                     files_lsm = true;
                     Coverage::Enforced {
@@ -139,7 +152,7 @@ pub fn attach_all(
                     }
                 }
                 Err(reason) if row == "files.open" => {
-                    let hooks = attach_tracepoints(ebpf, programs::FILE_TRACEPOINTS)?;
+                    let hooks = attach_tracepoints(ebpf, programs::FILE_TRACEPOINTS, &mut links)?;
                     Coverage::AuditOnly { hooks, reason }
                 }
                 Err(reason) => Coverage::Unavailable { reason },
@@ -160,11 +173,11 @@ pub fn attach_all(
     // policy enforced by BPF-LSM where it loads.
     let mut process_lsm = false;
     if policy.process.enabled() {
-        let lifecycle = attach_raw_tracepoints(ebpf, programs::PROCESS_TRACEPOINTS)?;
-        let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0])? {
+        let lifecycle = attach_raw_tracepoints(ebpf, programs::PROCESS_TRACEPOINTS, &mut links)?;
+        let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0], &mut links)? {
             Ok(()) => {
                 process_lsm = true;
-                attach_tracepoints(ebpf, programs::EXEC_ARGV_TRACEPOINTS)?;
+                attach_tracepoints(ebpf, programs::EXEC_ARGV_TRACEPOINTS, &mut links)?;
                 Coverage::Enforced {
                     hooks: vec!["lsm/bprm_check_security".into()],
                 }
@@ -200,7 +213,7 @@ pub fn attach_all(
         let coverage = if !policy.mount.enabled() {
             Coverage::Disabled
         } else {
-            match lsm.attach(ebpf, program)? {
+            match lsm.attach(ebpf, program, &mut links)? {
                 Ok(()) => {
                     mount_lsm = true;
                     Coverage::Enforced {
@@ -224,7 +237,7 @@ pub fn attach_all(
         let coverage = if !policy.network.enabled() {
             Coverage::Disabled
         } else {
-            match lsm.attach(ebpf, program)? {
+            match lsm.attach(ebpf, program, &mut links)? {
                 Ok(()) => {
                     network_lsm = true;
                     Coverage::Enforced {
@@ -247,7 +260,7 @@ pub fn attach_all(
             Some(path) => path.to_path_buf(),
             None => cgroup2_root().ok_or(KernelError::Missing("a mounted cgroup v2 hierarchy"))?,
         };
-        let attached = attach_cgroup_programs(ebpf, &cgroup)?;
+        let attached = attach_cgroup_programs(ebpf, &cgroup, &mut links)?;
         for row in rows.iter_mut() {
             let Some((_, reason)) = audit_rows.iter().find(|(r, _)| *r == row.name) else {
                 continue;
@@ -274,6 +287,7 @@ pub fn attach_all(
 
     Ok(Attached {
         rows,
+        links,
         files_lsm,
         process_lsm,
         mount_lsm,
@@ -299,6 +313,7 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 fn attach_cgroup_programs(
     ebpf: &mut Ebpf,
     cgroup: &Path,
+    links: &mut Links,
 ) -> Result<Vec<(&'static str, &'static str)>, KernelError> {
     let dir = std::fs::File::open(cgroup).map_err(|e| KernelError::Cgroup {
         path: cgroup.display().to_string(),
@@ -319,9 +334,17 @@ fn attach_cgroup_programs(
         // API takes no flags, so the default mode it is.
         match prog
             .load()
-            .and_then(|()| prog.attach(&dir, CgroupAttachMode::Single).map(drop))
+            .and_then(|()| prog.attach(&dir, CgroupAttachMode::Single))
+            .and_then(|id| prog.take_link(id))
         {
-            Ok(()) => attached.push((row, program)),
+            Ok(link) => {
+                // A link from BPF_LINK_CREATE (kernels from 5.7); an older
+                // kernel's program attachment stays with the program.
+                if let Ok(link) = FdLink::try_from(link) {
+                    links.push((program.to_string(), link));
+                }
+                attached.push((row, program));
+            }
             Err(source) => {
                 return Err(KernelError::Attach {
                     what: format!("cgroup/{program} on {}", cgroup.display()),
@@ -336,6 +359,7 @@ fn attach_cgroup_programs(
 fn attach_tracepoints(
     ebpf: &mut Ebpf,
     list: &[(&str, &str, &str)],
+    links: &mut Links,
 ) -> Result<Vec<String>, KernelError> {
     let mut hooks = Vec::new();
     for &(program, category, name) in list {
@@ -347,14 +371,23 @@ fn attach_tracepoints(
                 what: program.into(),
                 source,
             })?;
-        // A BPF link (how aya attaches where the kernel has them) coexists
-        // with other programs on the cgroup whatever the mode; the link
-        // API takes no flags, so the default mode it is.
-        match prog
-            .load()
-            .and_then(|()| prog.attach(category, name).map(drop))
-        {
-            Ok(()) => hooks.push(format!("tracepoint/{category}/{name}")),
+        match prog.load().and_then(|()| prog.attach(category, name)) {
+            Ok(id) => {
+                // Only a perf link (kernels from 5.15) can be owned and
+                // pinned; otherwise the attachment stays with the program.
+                if aya::features().bpf_perf_link() {
+                    let link = prog.take_link(id).map_err(|source| KernelError::Attach {
+                        what: program.into(),
+                        source,
+                    })?;
+                    let link = FdLink::try_from(link).map_err(|source| KernelError::Link {
+                        what: format!("tracepoint {category}/{name}"),
+                        source,
+                    })?;
+                    links.push((program.to_string(), link));
+                }
+                hooks.push(format!("tracepoint/{category}/{name}"))
+            }
             // `open` does not exist on every architecture; `openat2` is 5.6+.
             Err(err) => warn!("tracepoint {category}/{name} not attached: {err}"),
         }
@@ -368,6 +401,7 @@ fn attach_tracepoints(
 fn attach_raw_tracepoints(
     ebpf: &mut Ebpf,
     list: &[(&str, &str, &str)],
+    links: &mut Links,
 ) -> Result<Vec<String>, KernelError> {
     let mut hooks = Vec::new();
     for &(program, _, name) in list {
@@ -379,12 +413,15 @@ fn attach_raw_tracepoints(
                 what: program.into(),
                 source,
             })?;
-        prog.load()
-            .and_then(|()| prog.attach(name).map(drop))
+        let link = prog
+            .load()
+            .and_then(|()| prog.attach(name))
+            .and_then(|id| prog.take_link(id))
             .map_err(|source| KernelError::Attach {
                 what: format!("raw tracepoint {name}"),
                 source,
             })?;
+        links.push((program.to_string(), link.into()));
         hooks.push(format!("raw_tracepoint/{name}"));
     }
     Ok(hooks)
@@ -392,7 +429,7 @@ fn attach_raw_tracepoints(
 
 /// Loads and attaches one BPF-LSM program (named after its hook); on
 /// failure, says why in one line.
-fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str) -> Result<(), String> {
+fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str) -> Result<FdLink, String> {
     let prog: &mut Lsm = ebpf
         .program_mut(program)
         .ok_or_else(|| format!("the eBPF object has no program {program}"))?
@@ -403,6 +440,7 @@ fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str) -> Result<(), String> {
         .map_err(|e| probe::describe_load_error(program, &e))?;
     tracing::debug!(program, elapsed = ?started.elapsed(), "BPF-LSM program verified and loaded");
     prog.attach()
-        .map(drop)
+        .and_then(|id| prog.take_link(id))
+        .map(FdLink::from)
         .map_err(|e| format!("the kernel refused to attach BPF-LSM program {program}: {e}"))
 }

@@ -8,6 +8,7 @@
 mod attach;
 mod mounts;
 pub mod offsets;
+pub mod pin;
 mod probe;
 
 use std::path::Path;
@@ -19,9 +20,10 @@ use aya::{
 use collector_common::{
     HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub use attach::{Coverage, Row};
+pub use pin::PinDir;
 
 use crate::{
     config::TierChoice,
@@ -64,6 +66,23 @@ pub enum KernelError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("{what}: {source}")]
+    Link {
+        what: String,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("the eBPF object cannot be parsed: {0}")]
+    Object(#[source] aya_obj::ParseError),
+    #[error("kernel.pin_dir: {0}")]
+    Pin(#[from] pin::PinError),
+}
+
+/// Where programs stay pinned across restarts (`kernel.pin_dir`), and
+/// whether this agent leaves its own there (`kernel.pin`).
+pub struct Pinning<'a> {
+    pub dir: &'a Path,
+    pub keep: bool,
 }
 
 /// The loaded programs. Dropping it detaches everything.
@@ -73,6 +92,12 @@ pub struct Kernel {
     pub rows: Vec<Row>,
     /// The policy set in force (see `collector_common::POLICY_SETS`).
     set: u8,
+    /// This load's epoch (`collector_common::active_value`).
+    epoch: u32,
+    /// The links, unless pinned; dropping them detaches the programs.
+    links: attach::Links,
+    /// Where the links are pinned: they outlive the agent.
+    pinned: Option<PinDir>,
     /// Per module: enabled at start (its programs are attached), and its
     /// BPF-LSM programs attached.
     modules: [(Module, bool, bool); 4],
@@ -89,17 +114,24 @@ pub enum ReloadError {
 
 impl Kernel {
     /// Loads, configures and attaches. `tier` chooses between automatic
-    /// selection, BPF-LSM only, and the audit tier only.
+    /// selection, BPF-LSM only, and the audit tier only. Programs a
+    /// previous agent left pinned in `pinning.dir` are taken over without
+    /// a gap (see `pin`).
     pub fn start(
         policy: &Policy,
         ring_buffer_bytes: u32,
         tier: TierChoice,
         net_cgroup: Option<&Path>,
+        pinning: Pinning,
     ) -> Result<Self, KernelError> {
         raise_memlock_limit();
         if let Ok(true) = mounts::ensure("tracefs", mounts::TRACEFS, "events") {
             info!("mounted tracefs on {}", mounts::TRACEFS);
         }
+
+        let pins = PinDir::new(pinning.dir);
+        let takeover = takeover(&pins, pinning.keep)?;
+        let epoch = takeover.map_or(0, |t| t.epoch.wrapping_add(1) & (u32::MAX >> 1));
 
         let offsets = offsets::resolve(Path::new(offsets::VMLINUX_BTF))?;
         let host_mnt_ns = host_mount_namespace();
@@ -111,14 +143,40 @@ impl Kernel {
             loader.override_global(name, value, true);
         }
         loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
+        let epoch_global = u64::from(epoch);
+        loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
+        let mut ring_buffer_bytes = ring_buffer_bytes;
+        if takeover.is_some()
+            && let Some(pinned) = pins.ring_buffer_bytes()
+            && pinned != ring_buffer_bytes
+        {
+            warn!(
+                "kernel.ring_buffer_bytes is {ring_buffer_bytes}, the pinned ring buffer has \
+                 {pinned}: keeping {pinned} (the new size needs `safeguard unpin` and a restart)"
+            );
+            ring_buffer_bytes = pinned;
+        }
         loader.map_max_entries(maps::EVENTS, ring_buffer_bytes);
+        let map_paths: Vec<(&str, std::path::PathBuf)> = if takeover.is_some() || pinning.keep {
+            pin::shared_maps().map(|m| (m, pins.map_path(m))).collect()
+        } else {
+            Vec::new()
+        };
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(KernelError::Load)?;
 
         // Rules first, then programs (which return at once while their
-        // module is disabled), then the switches: a program never sees its
-        // module enabled without its rules. Set 0 is in force (the map
-        // starts zeroed).
-        write_rules(&mut ebpf, policy, 0)?;
+        // module is disabled, or another epoch is in force), then the
+        // switches: a program never sees its module enabled without its
+        // rules. Fresh maps start zeroed: epoch 0, set 0, in force. Taking
+        // over, the set not in force may hold an older policy.
+        let set = takeover.map_or(0, |t| 1 - t.set as u8);
+        if takeover.is_some() {
+            clear_rules(&mut ebpf, set)?;
+        }
+        write_rules(&mut ebpf, policy, set)?;
         let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
         let modules = [
             (Module::Files, policy.files.enabled(), attached.files_lsm),
@@ -134,13 +192,75 @@ impl Kernel {
                 attached.network_lsm,
             ),
         ];
-        write_all_switches(&mut ebpf, policy, &modules, 0)?;
-        Ok(Self {
+        write_all_switches(&mut ebpf, policy, &modules, set)?;
+        let mut kernel = Self {
             ebpf,
             rows: attached.rows,
-            set: 0,
+            set,
+            epoch,
+            links: attached.links,
+            pinned: None,
             modules,
-        })
+        };
+        // Pin before the switch: a crash in between leaves the previous
+        // epoch in force, and the next start removes these.
+        if pinning.keep {
+            let links = std::mem::take(&mut kernel.links);
+            let count = links.len();
+            // The kernel keeps a pinned link; the handle is not needed.
+            drop(pins.pin_links(epoch, links)?);
+            info!(
+                "{count} program links pinned under {}: enforcement continues while the agent is away",
+                pins.path().display()
+            );
+            kernel.pinned = Some(PinDir::new(pinning.dir));
+        }
+        if let Some(previous) = takeover {
+            kernel.set_active(set)?;
+            let removed = pins.remove_links_except(pinning.keep.then_some(epoch))?;
+            info!(
+                "took over from the programs pinned under {} (epoch {}): {removed} previous links removed",
+                pins.path().display(),
+                previous.epoch
+            );
+        } else if pins.exists() {
+            // Pins of a build whose maps differ: both judged since our
+            // programs attached; now only ours do.
+            let removed = pins.remove_links_except(pinning.keep.then_some(epoch))?;
+            info!("{removed} links of incompatible pinned programs removed");
+        }
+        if !pinning.keep && pins.exists() {
+            // Ours hold the maps now; nothing stays pinned.
+            pins.remove_all()?;
+            info!(
+                "kernel.pin is off: nothing stays pinned under {}",
+                pins.path().display()
+            );
+        }
+        Ok(kernel)
+    }
+
+    /// Writes `POLICY_ACTIVE`: this load's programs with policy set `set`.
+    fn set_active(&mut self, set: u8) -> Result<(), KernelError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::POLICY_ACTIVE)
+            .ok_or(KernelError::Missing("POLICY_ACTIVE map"))?;
+        let mut active = Array::<_, u32>::try_from(map).map_err(map_err(maps::POLICY_ACTIVE))?;
+        active
+            .set(
+                0,
+                collector_common::active_value(self.epoch, u32::from(set)),
+                0,
+            )
+            .map_err(map_err(maps::POLICY_ACTIVE))?;
+        self.set = set;
+        Ok(())
+    }
+
+    /// Whether the programs stay when the agent goes.
+    pub fn pinned(&self) -> bool {
+        self.pinned.is_some()
     }
 
     /// Puts `policy` in force without a gap: it is written into the policy
@@ -158,15 +278,7 @@ impl Kernel {
         clear_rules(&mut self.ebpf, next)?;
         write_rules(&mut self.ebpf, policy, next)?;
         write_all_switches(&mut self.ebpf, policy, &self.modules, next)?;
-        let map = self
-            .ebpf
-            .map_mut(maps::POLICY_ACTIVE)
-            .ok_or(KernelError::Missing("POLICY_ACTIVE map"))?;
-        let mut active = Array::<_, u32>::try_from(map).map_err(map_err(maps::POLICY_ACTIVE))?;
-        active
-            .set(0, u32::from(next), 0)
-            .map_err(map_err(maps::POLICY_ACTIVE))?;
-        self.set = next;
+        self.set_active(next)?;
         Ok(())
     }
 
@@ -180,8 +292,18 @@ impl Kernel {
     }
 
     /// Detaches and unloads every program: nothing new reaches the ring
-    /// buffer afterwards, so a final drain sees everything.
+    /// buffer afterwards, so a final drain sees everything. Pinned programs
+    /// stay (and go on writing into the pinned ring buffer, for the next
+    /// agent).
     pub fn detach(&mut self) {
+        if let Some(pins) = &self.pinned {
+            info!(
+                "the programs stay attached, pinned under {} (`safeguard unpin` removes them)",
+                pins.path().display()
+            );
+            return;
+        }
+        self.links.clear();
         for (name, program) in self.ebpf.programs_mut() {
             use aya::programs::Program;
             let result = match program {
@@ -212,6 +334,35 @@ impl Kernel {
                 Ok((hook, per_cpu.iter().sum()))
             })
             .collect()
+    }
+}
+
+/// What a previous agent left pinned that this one takes over: `None` when
+/// nothing is pinned, or when the pinned maps do not fit this build (then
+/// those pins are moved out of the way and replaced once this agent's
+/// programs are attached).
+fn takeover(pins: &PinDir, keep: bool) -> Result<Option<pin::InForce>, KernelError> {
+    if keep {
+        pins.create()?;
+    }
+    let Some(in_force) = pins.in_force()? else {
+        return Ok(None);
+    };
+    let object = aya_obj::Object::parse(EBPF_OBJECT).map_err(KernelError::Object)?;
+    match pins.fits(&object) {
+        Ok(()) => Ok(Some(in_force)),
+        Err(why) => {
+            warn!(
+                "the programs pinned under {} do not fit this build ({why}): replacing them; \
+                 until they are removed both judge, and what they report is lost",
+                pins.path().display()
+            );
+            // Their programs keep their maps; the names are for ours.
+            for name in pin::shared_maps() {
+                let _ = std::fs::remove_file(pins.map_path(name));
+            }
+            Ok(None)
+        }
     }
 }
 

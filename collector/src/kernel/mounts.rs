@@ -13,12 +13,19 @@ pub fn ensure(fstype: &str, target: &str, probe: &str) -> io::Result<bool> {
     if Path::new(target).join(probe).exists() {
         return Ok(false);
     }
-    let c = |s: &str| CString::new(s).expect("no NUL in a constant");
-    let (source, fs, dir) = (c(fstype), c(fstype), c(target));
+    mount(fstype, Path::new(target))?;
+    Ok(true)
+}
+
+/// Mounts a fresh `fstype` (no device) on `target`.
+pub fn mount(fstype: &str, target: &Path) -> io::Result<()> {
+    let fs = CString::new(fstype).expect("no NUL in a file system type");
+    let dir = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
         libc::mount(
-            source.as_ptr(),
+            fs.as_ptr(),
             dir.as_ptr(),
             fs.as_ptr(),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
@@ -26,7 +33,7 @@ pub fn ensure(fstype: &str, target: &str, probe: &str) -> io::Result<bool> {
         )
     };
     if rc == 0 {
-        Ok(true)
+        Ok(())
     } else {
         Err(io::Error::last_os_error())
     }

@@ -38,6 +38,10 @@ pub const ALL: &[(&str, Case)] = &[
         crate::operations::container_shaped_cgroup_gives_identity,
     ),
     (
+        "pinned_programs_enforce_across_restarts",
+        crate::pinning::pinned_programs_enforce_across_restarts,
+    ),
+    (
         "reload_a_thousand_times_without_a_gap",
         crate::reload::thousand_reloads_leave_no_gap,
     ),

@@ -10,6 +10,7 @@ mod file_rows;
 mod mount_rows;
 mod net_rows;
 mod operations;
+mod pinning;
 mod process_rows;
 mod reload;
 mod rows;
