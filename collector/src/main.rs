@@ -206,10 +206,28 @@ fn run(args: RunArgs) -> ExitCode {
     match runtime.block_on(agent(config, args.config.clone(), output, local_always)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
+            error!("{}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once: most of the
+/// agent's errors already quote their source in their own message, and
+/// `{:#}` would repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Agent diagnostics go to stderr; RUST_LOG overrides log.level.

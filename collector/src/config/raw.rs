@@ -1,10 +1,12 @@
 //! The configuration as written: openEuler safeguard's keys, plus what
 //! safeguard adds. Values stay strings here; `validate` turns them into
-//! typed settings and names the key of anything wrong.
+//! typed settings and names the key of anything wrong. (Serialize only so
+//! that a test can list every key and find it in the reference,
+//! `default.yaml`.)
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A key present with no value (`deny:` with every item commented out)
 /// reads as empty, as it does in safeguard (Go's YAML decoder).
@@ -16,7 +18,7 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     /// Global `blacklist` or `whitelist`; a module's own `policy` wins.
@@ -42,7 +44,7 @@ pub struct RawConfig {
 }
 
 /// safeguard addition: where `safeguard status` finds the agent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawStatus {
     pub socket: Option<String>,
@@ -50,7 +52,7 @@ pub struct RawStatus {
 
 /// safeguard addition: OpenTelemetry export. The standard
 /// `OTEL_EXPORTER_OTLP_*` variables fill what the file leaves empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawOtel {
     pub enable: Option<bool>,
@@ -68,7 +70,7 @@ pub struct RawOtel {
 }
 
 /// `enable`, `mode`, `target`: every module has them.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawFiles {
     pub enable: bool,
@@ -83,11 +85,11 @@ pub struct RawFiles {
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(
     default,
     deny_unknown_fields,
-    bound(deserialize = "T: Deserialize<'de>")
+    bound(deserialize = "T: Deserialize<'de>", serialize = "T: Serialize")
 )]
 pub struct RawAllowDeny<T> {
     #[serde(deserialize_with = "nullable")]
@@ -105,7 +107,7 @@ impl<T> Default for RawAllowDeny<T> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDomain {
     #[serde(deserialize_with = "nullable")]
@@ -116,7 +118,7 @@ pub struct RawDomain {
     pub interval: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawNetwork {
     pub enable: bool,
@@ -142,7 +144,7 @@ pub struct RawNetwork {
     pub nameservers: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawMount {
     pub enable: bool,
@@ -152,7 +154,7 @@ pub struct RawMount {
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawProcess {
     pub enable: bool,
@@ -165,7 +167,7 @@ pub struct RawProcess {
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDnsProxy {
     pub enable: bool,
@@ -175,7 +177,7 @@ pub struct RawDnsProxy {
     pub bind: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawLog {
     /// safeguard addition: `always` writes every event to `output`;
@@ -191,7 +193,7 @@ pub struct RawLog {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawKernel {
     pub ring_buffer_bytes: Option<u64>,

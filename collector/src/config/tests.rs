@@ -386,3 +386,83 @@ fn domain_rules_and_nameservers_are_checked() {
     ));
     assert!(e.contains("network.nameservers[0]"), "{e}");
 }
+
+/// Key paths (`a.b.c`) of a JSON object, down to the leaves; lists and maps
+/// of user entries (`headers`, `labels`) are leaves.
+fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if matches!(v, serde_json::Value::Object(m) if !m.is_empty()) {
+                key_paths(v, &path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// default.yaml is the configuration reference: every key the agent
+/// accepts is in it, with its default and a comment.
+#[test]
+fn the_reference_names_every_key() {
+    let as_written: serde_json::Value = config::Config::builder()
+        .add_source(config::File::from_str(
+            EMBEDDED_DEFAULTS,
+            config::FileFormat::Yaml,
+        ))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    let mut written = Vec::new();
+    key_paths(&as_written, "", &mut written);
+    let raw: raw::RawConfig = config::Config::builder()
+        .add_source(config::File::from_str(
+            EMBEDDED_DEFAULTS,
+            config::FileFormat::Yaml,
+        ))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    let mut accepted = Vec::new();
+    key_paths(&serde_json::to_value(&raw).unwrap(), "", &mut accepted);
+    assert!(accepted.len() > 40, "{accepted:?}");
+    let missing: Vec<&String> = accepted
+        .iter()
+        .filter(|k| !written.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys the agent accepts that default.yaml does not show: {missing:?}"
+    );
+}
+
+/// docs/configuration.md is default.yaml with a heading; `SAFEGUARD_BLESS=1`
+/// rewrites it.
+#[test]
+fn docs_configuration_is_the_embedded_reference() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let expected = format!(
+        "# Configuration reference\n\n\
+         The agent's built-in configuration, every key with its default and what it \
+         does (`collector/src/config/default.yaml`, embedded in the binary). A file \
+         given with `--config` (YAML or TOML) only needs the keys it changes. \
+         Generated: `SAFEGUARD_BLESS=1 cargo test -p safeguard docs_configuration`.\n\n\
+         ```yaml\n{EMBEDDED_DEFAULTS}```\n"
+    );
+    if std::env::var_os("SAFEGUARD_BLESS").is_some() {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "{} is out of date: run SAFEGUARD_BLESS=1 cargo test -p safeguard docs_configuration",
+        path.display()
+    );
+}

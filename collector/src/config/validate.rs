@@ -608,7 +608,8 @@ fn parse_target(errors: &mut Errors, key: &str, value: Option<&str>) -> Target {
 
 fn parse_policy(errors: &mut Errors, key: &str, value: Option<&str>, default: Policy) -> Policy {
     match value.map(str::trim) {
-        None => default,
+        // Empty: the top-level `policy`.
+        None | Some("") => default,
         Some("blacklist") => Policy::Blacklist,
         Some("whitelist") => Policy::Whitelist,
         Some(other) => {

@@ -74,7 +74,7 @@ pub enum KernelError {
     },
     #[error("the eBPF object cannot be parsed: {0}")]
     Object(#[source] aya_obj::ParseError),
-    #[error("kernel.pin_dir: {0}")]
+    #[error(transparent)]
     Pin(#[from] pin::PinError),
 }
 
@@ -561,5 +561,70 @@ fn raise_memlock_limit() {
             "could not raise RLIMIT_MEMLOCK: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// The README's troubleshooting section quotes the agent: each message as
+/// the code builds it must appear there word for word.
+#[cfg(test)]
+mod troubleshooting {
+    use std::io;
+
+    use super::*;
+
+    const README: &str = include_str!("../../../README.md");
+
+    fn quoted(message: &str) {
+        assert!(
+            README.contains(message),
+            "README.md's troubleshooting does not quote the agent's message:\n{message}"
+        );
+    }
+
+    fn load_error(errno: i32) -> String {
+        probe::describe_load_error(
+            "file_open",
+            &aya::programs::ProgramError::LoadError {
+                io_error: io::Error::from_raw_os_error(errno),
+                verifier_log: aya_obj::VerifierLog::new(String::new()),
+            },
+        )
+    }
+
+    /// As `run` prints a start-up failure.
+    fn start_failure(e: KernelError) -> String {
+        let e = anyhow::Error::new(e).context("cannot start the kernel programs");
+        format!("ERROR {}", crate::error_chain(&e))
+    }
+
+    #[test]
+    fn readme_quotes_each_message_as_the_agent_prints_it() {
+        let list = "lockdown,capability,landlock,yama,apparmor";
+        let reason = probe::reason_for_lsm_list("/sys/kernel/security/lsm", list).unwrap();
+        quoted(&format!("WARN BPF-LSM unavailable: {reason}"));
+        assert!(probe::reason_for_lsm_list("/x", "lockdown,bpf").is_none());
+
+        let eperm = load_error(libc::EPERM);
+        quoted(&format!("WARN BPF-LSM unavailable: {eperm}"));
+        quoted(&format!(
+            "WARN BPF-LSM unavailable: {}",
+            load_error(libc::EINVAL)
+        ));
+        quoted(&start_failure(KernelError::LsmRequired(eperm)));
+        quoted(&start_failure(KernelError::Offsets(
+            offsets::OffsetError::Btf {
+                path: offsets::VMLINUX_BTF.into(),
+                source: btf_rs::Error::IO(io::Error::from_raw_os_error(libc::ENOENT)),
+            },
+        )));
+        quoted(&start_failure(KernelError::Load(aya::EbpfError::MapError(
+            aya::maps::MapError::CreateError {
+                name: maps::POLICY_ACTIVE.into(),
+                io_error: io::Error::from_raw_os_error(libc::EPERM),
+            },
+        ))));
+        quoted(&start_failure(KernelError::Pin(pin::PinError::NotBpffs(
+            "/var/lib/safeguard/pins".into(),
+        ))));
     }
 }

@@ -61,7 +61,7 @@ pub fn shared_maps() -> impl Iterator<Item = &'static str> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
-    #[error("{path}: {source}")]
+    #[error("kernel.pin_dir: {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -136,11 +136,13 @@ impl PinDir {
             super::mounts::mount("bpf", bpffs).map_err(io_err(bpffs))?;
             info!("mounted a BPF filesystem on {}", bpffs.display());
         }
+        // Checked on what exists before anything is made there.
+        let existing = self.dir.ancestors().find(|p| p.exists());
+        if !existing.is_some_and(is_bpffs) {
+            return Err(PinError::NotBpffs(self.dir.clone()));
+        }
         for dir in [self.dir.join("maps"), self.links_dir()] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        if !is_bpffs(&self.dir) {
-            return Err(PinError::NotBpffs(self.dir.clone()));
         }
         Ok(())
     }

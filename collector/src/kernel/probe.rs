@@ -14,7 +14,11 @@ pub fn lsm_list_reason() -> Option<String> {
     }
     let path = format!("{}/lsm", mounts::SECURITYFS);
     let list = std::fs::read_to_string(&path).ok()?;
-    let list = list.trim();
+    reason_for_lsm_list(&path, list.trim())
+}
+
+/// `Some(reason)` when `list` (read from `path`) has no BPF-LSM.
+pub fn reason_for_lsm_list(path: &str, list: &str) -> Option<String> {
     if list.split(',').any(|lsm| lsm == "bpf") {
         None
     } else {
