@@ -433,10 +433,7 @@ fn the_reference_names_every_key() {
     let mut accepted = Vec::new();
     key_paths(&serde_json::to_value(&raw).unwrap(), "", &mut accepted);
     assert!(accepted.len() > 40, "{accepted:?}");
-    let missing: Vec<&String> = accepted
-        .iter()
-        .filter(|k| !written.contains(k))
-        .collect();
+    let missing: Vec<&String> = accepted.iter().filter(|k| !written.contains(k)).collect();
     assert!(
         missing.is_empty(),
         "keys the agent accepts that default.yaml does not show: {missing:?}"
