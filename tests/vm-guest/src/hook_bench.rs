@@ -140,7 +140,7 @@ fn measure(workload: Workload, time: Duration, peer: SocketAddr) -> f64 {
                 },
             }
             ops += 1;
-            if matches!(workload, Workload::ForkExec) && ops % 8 == 0 {
+            if matches!(workload, Workload::ForkExec) && ops.is_multiple_of(8) {
                 break;
             }
         }
