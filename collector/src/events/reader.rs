@@ -18,6 +18,10 @@ use crate::stats::Stats;
 /// the programs are detached by then, so that is everything. Pinned
 /// programs stay and go on writing; what is left waits in the pinned ring
 /// buffer for the next agent instead.
+/// How long a record may wait in the ring buffer when the programs did not
+/// wake the reader.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub async fn run(
     ring: RingBuf<MapData>,
     queue: mpsc::Sender<Event>,
@@ -28,6 +32,10 @@ pub async fn run(
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as
     // the AsyncFd that owns the ring buffer exists.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+    // The programs wake the reader only once much is waiting (see
+    // `submit` in the eBPF crate); the rest is picked up on this tick.
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
@@ -35,6 +43,7 @@ pub async fn run(
                 drain(guard.get_inner_mut(), &queue, &stats);
                 guard.clear_ready();
             }
+            _ = tick.tick() => drain(fd.get_mut(), &queue, &stats),
             _ = shutdown.changed() => {
                 if drain_at_stop {
                     drain(fd.get_mut(), &queue, &stats);
