@@ -164,6 +164,28 @@ impl Decision {
     }
 }
 
+/// Why the kernel lost a record: the index of its counter in `DROPS` is
+/// `reason * HOOK_COUNT + hook`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The ring buffer was full.
+    RingFull = 0,
+    /// Not a blocked operation, and the ring buffer was three quarters
+    /// full: the last quarter is kept for blocked operations, so that a
+    /// flood of audit records cannot crowd them out.
+    ReservedForBlocked = 1,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 2] = [DropReason::RingFull, DropReason::ReservedForBlocked];
+
+    /// The counter of `hook` for this reason in `DROPS`.
+    pub const fn index(self, hook: u32) -> u32 {
+        self as u32 * HOOK_COUNT + hook
+    }
+}
+
 /// Start of every ring-buffer record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

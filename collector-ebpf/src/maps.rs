@@ -22,9 +22,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per hook: records lost because the ring buffer was full.
+/// Per reason and hook: records lost (`collector_common::DropReason`).
 #[map]
-pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * HOOK_COUNT, 0);
 
 /// One u32: the policy set in force (0 or 1).
 #[map]

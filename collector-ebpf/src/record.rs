@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::LpmTrie,
 };
 use collector_common::{
-    Decision, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig, PATH_KEY_LEN,
-    PathKey, PathRule,
+    Decision, DropReason, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig,
+    PATH_KEY_LEN, PathKey, PathRule,
 };
 
 use crate::maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, POLICY_ACTIVE, SEQUENCE};
@@ -131,8 +131,13 @@ pub fn header(kind: EventKind, hook: Hook, mode: u8, verdict: &Verdict) -> Event
     }
 }
 
-/// Copies `len` bytes from `record` into the ring buffer; a full ring buffer
-/// is counted against `hook`, never silent.
+/// Copies `len` bytes from `record` (which starts with an `EventHeader`)
+/// into the ring buffer; a record that does not go in is counted against
+/// `hook` and the reason, never silent.
+///
+/// The last quarter of the ring buffer is kept for blocked operations: a
+/// flood of audit records (allowed, would-block) is cut at three quarters,
+/// so the operations that were refused are still reported.
 ///
 /// The agent is woken only once a sixteenth of the ring buffer waits: a
 /// wakeup per record is an interrupt per record, and it cost more than the
@@ -144,21 +149,27 @@ pub fn submit(hook: Hook, record: *const u8, len: usize) {
     use aya_ebpf::bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
     };
-    let bytes = unsafe { core::slice::from_raw_parts(record, len) };
+    let blocked = unsafe { (*record.cast::<EventHeader>()).decision } == Decision::Blocked as u8;
+    let size = EVENTS.query(BPF_RB_RING_SIZE.into());
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
-    let flags = if waiting >= EVENTS.query(BPF_RB_RING_SIZE.into()) / 16 {
+    if !blocked && waiting >= size - size / 4 {
+        count_drop(DropReason::ReservedForBlocked, hook);
+        return;
+    }
+    let flags = if waiting >= size / 16 {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
+    let bytes = unsafe { core::slice::from_raw_parts(record, len) };
     if EVENTS.output::<[u8]>(bytes, flags.into()).is_err() {
-        count_drop(hook);
+        count_drop(DropReason::RingFull, hook);
     }
 }
 
 #[inline(always)]
-fn count_drop(hook: Hook) {
-    if let Some(n) = DROPS.get_ptr_mut(hook as u32) {
+fn count_drop(reason: DropReason, hook: Hook) {
+    if let Some(n) = DROPS.get_ptr_mut(reason.index(hook as u32)) {
         unsafe { *n += 1 };
     }
 }

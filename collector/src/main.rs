@@ -24,6 +24,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use collector_common::DropReason;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -750,7 +751,15 @@ fn read_kernel_drops(kernel: &Kernel, observed: &Observed) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = drops
                 .into_iter()
-                .map(|(hook, n)| (hook.name().to_string(), n))
+                .map(|(hook, reason, n)| {
+                    let reason = match reason {
+                        DropReason::RingFull => semconv::drop_reason::RING_FULL,
+                        DropReason::ReservedForBlocked => {
+                            semconv::drop_reason::RESERVED_FOR_BLOCKED
+                        }
+                    };
+                    (hook.name().to_string(), reason, n)
+                })
                 .collect();
         }
         Err(e) => warn!("cannot read kernel drop counters: {e}"),
@@ -801,7 +810,7 @@ fn report_coverage(rows: &[Row]) {
 
 fn summarize(kernel: &Kernel, stats: &Stats) {
     let kernel_drops: u64 = match kernel.kernel_drops() {
-        Ok(d) => d.iter().map(|(_, n)| n).sum(),
+        Ok(d) => d.iter().map(|(_, _, n)| n).sum(),
         Err(e) => {
             warn!("cannot read kernel drop counters: {e}");
             0

@@ -30,7 +30,7 @@ pub struct Snapshot {
     /// Rules loaded, per module.
     pub rules: BTreeMap<String, u64>,
     pub counters: Counters,
-    /// Ring-buffer drops per hook (only hooks that dropped).
+    /// Records lost in the kernel, as `hook: reason` (only those with drops).
     pub kernel_drops: BTreeMap<String, u64>,
     /// Where the local event log is.
     pub event_log: String,
@@ -120,8 +120,8 @@ impl Source {
             },
             kernel_drops: locked(&self.observed.kernel_drops)
                 .iter()
-                .filter(|(_, n)| *n > 0)
-                .cloned()
+                .filter(|(_, _, n)| *n > 0)
+                .map(|(hook, reason, n)| (format!("{hook}: {reason}"), *n))
                 .collect(),
             event_log: self.event_log.clone(),
             export: self.export.as_ref().map(|e| {
@@ -295,8 +295,10 @@ mod tests {
         let observed = Observed::default();
         *observed.rows.lock().unwrap() = vec![("files.open".into(), "audit-only")];
         *observed.rules.lock().unwrap() = vec![("files", 3)];
-        *observed.kernel_drops.lock().unwrap() =
-            vec![("lsm/file_open".into(), 4), ("lsm/bprm".into(), 0)];
+        *observed.kernel_drops.lock().unwrap() = vec![
+            ("lsm/file_open".into(), semconv::drop_reason::RING_FULL, 4),
+            ("lsm/bprm".into(), semconv::drop_reason::RING_FULL, 0),
+        ];
         Source {
             started: Instant::now(),
             observed: Arc::new(observed),
@@ -327,7 +329,7 @@ mod tests {
         assert_eq!(s.counters.received, 7);
         assert_eq!(
             s.kernel_drops,
-            BTreeMap::from([("lsm/file_open".into(), 4)])
+            BTreeMap::from([("lsm/file_open: ring_full".into(), 4)])
         );
         let e = s.export.as_ref().unwrap();
         assert_eq!(e.state, "falling back");

@@ -113,6 +113,9 @@ names! {
         /// The signal of an export: one of the [`signal`](crate::signal)
         /// values.
         EXPORT_SIGNAL = "safeguard.export.signal";
+        /// Why the kernel lost a record: one of the
+        /// [`drop_reason`](crate::drop_reason) values.
+        DROP_REASON = "safeguard.drop.reason";
         /// On a process span (bool): the process was still running when the
         /// agent stopped, so the span was ended at shutdown.
         PROCESS_UNFINISHED = "safeguard.process.unfinished";

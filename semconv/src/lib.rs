@@ -136,6 +136,18 @@ pub mod net {
 }
 
 /// Values of [`attr::ENFORCEMENT_TIER`].
+/// Why the kernel lost a record (`safeguard.kernel.drops`).
+pub mod drop_reason {
+    names! {
+        /// The ring buffer was full.
+        RING_FULL = "ring_full";
+        /// An audit record (not a blocked operation) found the ring buffer
+        /// three quarters full: the last quarter is kept for blocked
+        /// operations.
+        RESERVED_FOR_BLOCKED = "reserved_for_blocked";
+    }
+}
+
 pub mod tier {
     names! {
         /// BPF-LSM: the operation can be refused.
@@ -240,4 +252,5 @@ pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::FILE_MMAP_PROT, mmap_prot::ALL),
     (attr::EXPORT_SIGNAL, signal::ALL),
     (attr::ERROR_TYPE, error_type::ALL),
+    (attr::DROP_REASON, drop_reason::ALL),
 ];

@@ -116,13 +116,14 @@ metrics! {
         attributes: [MODULE, SECURITY_RULE_NAME, SECURITY_RULE_RULESET_NAME, DECISION],
         description: "Operations the policy denied, by module, rule and decision",
     };
-    /// Ring-buffer reserve failures in the kernel: events lost before the
-    /// agent saw them.
+    /// Events lost in the kernel before the agent saw them: the ring buffer
+    /// was full, or an audit record met the quarter kept for blocked
+    /// operations.
     KERNEL_DROPS = Counter {
         name: "safeguard.kernel.drops",
         unit: "{event}",
-        attributes: [HOOK],
-        description: "Events the kernel could not hand to the agent (ring buffer full), by hook",
+        attributes: [HOOK, DROP_REASON],
+        description: "Events the kernel could not hand to the agent, by hook and reason (ring buffer full, or its last quarter kept for blocked operations)",
     };
     /// Events dropped between the ring-buffer reader and the pipeline
     /// (the queue between them was full).

@@ -18,7 +18,7 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
+    DropReason, HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
 };
 use tracing::{debug, info, warn};
 
@@ -320,20 +320,24 @@ impl Kernel {
         }
     }
 
-    /// Records lost in the kernel because the ring buffer was full, per hook.
-    pub fn kernel_drops(&self) -> Result<Vec<(Hook, u64)>, KernelError> {
+    /// Records lost in the kernel, per hook and reason.
+    pub fn kernel_drops(&self) -> Result<Vec<(Hook, DropReason, u64)>, KernelError> {
         let map = self
             .ebpf
             .map(maps::DROPS)
             .ok_or(KernelError::Missing("DROPS map"))?;
         let drops = PerCpuArray::<_, u64>::try_from(map).map_err(map_err(maps::DROPS))?;
-        (0..HOOK_COUNT)
-            .map(|i| {
-                let per_cpu = drops.get(&i, 0).map_err(map_err(maps::DROPS))?;
+        let mut out = Vec::new();
+        for reason in DropReason::ALL {
+            for i in 0..HOOK_COUNT {
+                let per_cpu = drops
+                    .get(&reason.index(i), 0)
+                    .map_err(map_err(maps::DROPS))?;
                 let hook = Hook::from_u8(i as u8).expect("every index below HOOK_COUNT is a hook");
-                Ok((hook, per_cpu.iter().sum()))
-            })
-            .collect()
+                out.push((hook, reason, per_cpu.iter().sum()));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -38,7 +38,8 @@ pub type MetricsExport = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 #[derive(Default)]
 pub struct Observed {
     /// Ring-buffer reserve failures per hook (read from the kernel).
-    pub kernel_drops: Mutex<Vec<(String, u64)>>,
+    /// Per hook and reason (`semconv::drop_reason`).
+    pub kernel_drops: Mutex<Vec<(String, &'static str, u64)>>,
     /// Rules loaded per module.
     pub rules: Mutex<Vec<(&'static str, u64)>>,
     /// Each policy row and its tier on this kernel.
@@ -164,13 +165,19 @@ fn register_observed(
         .with_unit(metric::KERNEL_DROPS.unit)
         .with_description(metric::KERNEL_DROPS.description)
         .with_callback(move |obs| {
-            for (hook, n) in o
+            for (hook, reason, n) in o
                 .kernel_drops
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
             {
-                obs.observe(*n, &[KeyValue::new(attr::HOOK, hook.clone())]);
+                obs.observe(
+                    *n,
+                    &[
+                        KeyValue::new(attr::HOOK, hook.clone()),
+                        KeyValue::new(attr::DROP_REASON, *reason),
+                    ],
+                );
             }
         })
         .build();

@@ -22,6 +22,10 @@ pub const ALL: &[(&str, Case)] = &[
     ),
     ("ring_buffer_drops_are_counted_exactly", drops_are_counted),
     (
+        "blocked_operations_survive_an_audit_flood",
+        blocked_survive_an_audit_flood,
+    ),
+    (
         "target_container_applies_only_in_other_mount_namespaces",
         target_container,
     ),
@@ -299,6 +303,56 @@ fn drops_are_counted(agent_bin: &str) -> TestResult {
         format!(
             "sequence gaps ({}) exceed the counted drops ({drops})",
             span - seqs.len() as u64
+        )
+    })
+}
+
+/// A flood of audit records (process life cycle, reported and allowed)
+/// while the agent is frozen fills the ring buffer, but only to three
+/// quarters: the blocked opens that follow are all reported, and what the
+/// flood lost is counted.
+fn blocked_survive_an_audit_flood(agent_bin: &str) -> TestResult {
+    const FORKS: usize = 3_000;
+    const BLOCKED: usize = 40;
+    setup_files()?;
+    let config = format!(
+        "files:\n  enable: true\n  mode: block\n  deny: [{ROOT}/secret]\n\
+         process:\n  enable: true\n  mode: monitor\n\
+         kernel:\n  tier: lsm\n  ring_buffer_bytes: 65536\n"
+    );
+    let agent = start(agent_bin, "flood", &config)?;
+    agent.signal(libc::SIGSTOP);
+    for _ in 0..FORKS {
+        // SAFETY: the child only calls _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe { libc::_exit(0) };
+        }
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    let mut refused = 0;
+    for _ in 0..BLOCKED {
+        if open_read(SECRET) == Err(EPERM) {
+            refused += 1;
+        }
+    }
+    agent.signal(libc::SIGCONT);
+    let (events, log) = agent.stop()?;
+    ensure(refused == BLOCKED, || {
+        format!("{refused} of {BLOCKED} opens refused")
+    })?;
+    let blocked = events_for(&events, SECRET)
+        .iter()
+        .filter(|e| e[attr::PROCESS_PID] == std::process::id() && e[attr::DECISION] == "blocked")
+        .count();
+    let drops = safeguard_test_support::stopped_counter(&log, "kernel_drops")
+        .ok_or_else(|| format!("no kernel_drops in the agent's final line: {log}"))?;
+    ensure(drops > 0, || {
+        format!("the flood of {FORKS} forks did not fill the ring buffer: {log}")
+    })?;
+    ensure(blocked == BLOCKED, || {
+        format!(
+            "{blocked} of {BLOCKED} blocked opens reported after the flood ({drops} audit records dropped)"
         )
     })
 }
