@@ -67,11 +67,19 @@ pub struct Export {
     pub batch_timeout: Duration,
 }
 
+/// Largest encoded log batch, whatever `otel.batch_size` says: below the
+/// 4 MiB a gRPC server accepts by default (the Collector's
+/// `max_recv_msg_size_mib`); a bigger request would be refused every time
+/// it is sent.
+const MAX_BATCH_BYTES: usize = 3 << 20;
+
 pub struct Pipeline {
     resource: Resource,
     tracker: Tracker,
     logs: Vec<LogRecord>,
     spans: Vec<Span>,
+    /// Encoded size of `logs` so far.
+    logs_bytes: usize,
     batch_opened: Option<Instant>,
     /// `None`: OpenTelemetry export is off; records go only to the local log.
     export: Option<Export>,
@@ -98,6 +106,7 @@ impl Pipeline {
             resource,
             tracker: Tracker::new(),
             logs: Vec::new(),
+            logs_bytes: 0,
             spans: Vec::new(),
             batch_opened: None,
             local_always: local_always || export.is_none(),
@@ -130,9 +139,10 @@ impl Pipeline {
             self.write_local(std::slice::from_ref(&log));
         }
         if let Some(export) = &self.export {
+            self.logs_bytes += log.encoded_len();
             self.logs.push(log);
             self.batch_opened.get_or_insert_with(Instant::now);
-            if self.logs.len() >= export.batch_size {
+            if self.logs.len() >= export.batch_size || self.logs_bytes >= MAX_BATCH_BYTES {
                 self.seal();
             }
         }
@@ -198,6 +208,7 @@ impl Pipeline {
         let mut pending = Vec::new();
         if !self.logs.is_empty() {
             let records = std::mem::take(&mut self.logs);
+            self.logs_bytes = 0;
             let n = records.len() as u64;
             let payload = logs_request(&self.resource, records.clone()).encode_to_vec();
             pending.push((Signal::Logs, payload, n, Some(records)));

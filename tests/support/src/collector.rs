@@ -195,6 +195,11 @@ impl Collector {
         }
     }
 
+    /// The running collector's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// GET / on the health check port answers 200.
     fn healthy(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.ports.health)) else {
