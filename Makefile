@@ -81,8 +81,10 @@ test-vm: setup
 			-- /bin/safeguard-vm-tests || failed=1; \
 	done; exit $$failed
 
-bench:
-	@echo "no benchmarks yet"
+# One table of figures against baselines measured in the same run (see
+# BENCHMARKS.md): hook overhead (VM and host), end to end into the Collector.
+bench: setup
+	scripts/bench.sh
 
 clean-cache:
 	rm -rf $(SAFEGUARD_CACHE)

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# make bench: one table of figures, each against a baseline measured in the
+# same run (this machine is noisy: ratios count, absolute numbers are
+# printed but not relied on). Sections:
+#
+#   hooks    the cost of the kernel programs on openat, connect, fork+exec,
+#            BPF-LSM in a QEMU VM (6.12) and the audit tier on this host,
+#            against no agent (tests/vm-guest/src/hook_bench.rs)
+#   e2e      the highest event rate carried into a real Collector with
+#            nothing lost, the agent's CPU and peak RSS, the Collector's CPU,
+#            the agent's idle CPU (tests/vm-guest/src/e2e_bench.rs)
+#
+#   scripts/bench.sh [SECTION...]     default: all sections
+#
+# Environment: BENCH_SECONDS (per hook measurement, default 1),
+# BENCH_ROUNDS (default 3), BENCH_E2E_SECONDS (per rate, default 60).
+# Raw lines are kept in $SAFEGUARD_CACHE/bench-*.log; BENCHMARKS.md says how
+# to read them.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}
+TARGET=${CARGO_TARGET_DIR:-$CACHE/target}
+BIN=$TARGET/release
+SECTIONS=("$@")
+[[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(hooks e2e)
+cd "$HERE"
+
+cargo build --release --bin safeguard --bin safeguard-hook-bench --bin safeguard-e2e-bench >&2
+
+rows=()
+for section in "${SECTIONS[@]}"; do
+	case $section in
+	hooks)
+		log=$CACHE/bench-hooks.log
+		scripts/bench-hooks.sh "${BENCH_SECONDS:-1}" "${BENCH_ROUNDS:-3}" >"$CACHE/bench-hooks.md"
+		cat "$CACHE"/bench-hooks-vm.log "$CACHE"/bench-hooks-host.log >"$log"
+		while IFS= read -r row; do rows+=("$row"); done < <(awk '$2 == "hook" && $5 != "no-agent" {
+			tier = ($3 == "lsm" ? "BPF-LSM, VM" : "audit tier, host")
+			target = ""
+			if ($5 == "block,10000-rules")
+				target = ($7 <= 1.05 ? "≤ 1.05×: met" : sprintf("≤ 1.05×: missed by %.0f %%", ($7 - 1.05) * 100))
+			printf "| hook overhead (%s) | %s, %s | %d ns/op | %.3f× no agent | %s |\n", tier, $4, $5, $6, $7, target
+		}' "$log")
+		;;
+	e2e)
+		log=$CACHE/bench-e2e.log
+		SAFEGUARD_OTELCOL=$(scripts/collector.sh path) \
+			SAFEGUARD_OTELCOL_CONFIG=$HERE/deploy/collector/bench-config.yaml \
+			"$BIN/safeguard-e2e-bench" --agent "$BIN/safeguard" \
+			--seconds "${BENCH_E2E_SECONDS:-60}" | tee "$log" >&2
+		while IFS= read -r row; do rows+=("$row"); done < <(awk '
+			$2 == "e2e" && $3 == "idle" {
+				t = ($5 <= 0.2 ? "≤ 0.2 %: met" : sprintf("≤ 0.2 %%: missed by %.2f points", $5 - 0.2))
+				printf "| end to end | agent CPU, idle | %.2f %% of a core | | %s |\n", $5, t
+			}
+			$2 == "e2e" && $3 == "run" {
+				for (i = 4; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+				if (v["lossless"] == "true" && v["rate"] + 0 > best) {
+					best = v["rate"] + 0; cpu = v["agent_cpu_percent"]; rss = v["agent_peak_rss_mib"]; ccpu = v["collector_cpu_percent"]
+				}
+			}
+			$2 == "e2e" && $3 == "best" { split($5, f, "="); firstbad = f[2] }
+			END {
+				if (best == "") best = 0
+				t = (best >= 100000 ? "≥ 100,000/s: met" : sprintf("≥ 100,000/s: missed by %.0f %%", (100000 - best) / 1000))
+				printf "| end to end | highest lossless rate into the Collector | %d events/s | first lossy: %s | %s |\n", best, firstbad, t
+				if (best > 0) {
+					t = (rss <= 64 ? "≤ 64 MiB: met" : sprintf("≤ 64 MiB: missed by %.0f MiB", rss - 64))
+					printf "| end to end | agent at that rate | %s %% CPU, %s MiB peak RSS | Collector %s %% CPU | %s |\n", cpu, rss, ccpu, t
+				}
+			}' "$log")
+		;;
+	*)
+		echo "bench.sh: unknown section $section (hooks, e2e)" >&2
+		exit 2
+		;;
+	esac
+done
+
+echo
+echo "| area | measurement | figure | against | target |"
+echo "|---|---|---:|---|---|"
+printf '%s\n' "${rows[@]}"
+if [[ -s $CACHE/bench-hooks.md ]] && [[ " ${SECTIONS[*]} " == *" hooks "* ]]; then
+	echo
+	sed -n '/^Per program/,$p' "$CACHE/bench-hooks.md"
+fi
