@@ -5,6 +5,8 @@
 #   deploy/collector/sidecar-config.yaml  the built Collector's validate
 #   dashboards/**/*.rules.yaml promtool check rules
 #   dashboards/**/*.test.yaml  promtool test rules
+#   dashboards/grafana/*.json  PromQL through promtool, LogQL through Loki's
+#                              parser (scripts/check-dashboards.py)
 # SAFEGUARD_BIN is the built agent the unit's ExecStart is pointed at for
 # the check (verify wants an executable there).
 set -euo pipefail
@@ -36,4 +38,6 @@ done
 for tests in "$HERE"/dashboards/**/*.test.yaml; do
 	(cd "$(dirname "$tests")" && promtool test rules "$(basename "$tests")") || fail=1
 done
+LOGQLCHECK=${LOGQLCHECK:-${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/logqlcheck} \
+	python3 "$HERE/scripts/check-dashboards.py" "$HERE"/dashboards/grafana/*.json || fail=1
 exit $fail

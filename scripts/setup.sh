@@ -117,6 +117,22 @@ ensure_go() {
 	"$go" version >&2
 }
 
+# Loki's LogQL parser as a small command (scripts/logqlcheck), for the
+# dashboard check; rebuilt when its sources change. The first build fetches
+# Loki's module graph from the Go module proxy (about 1.3 GB, minutes).
+ensure_logqlcheck() {
+	local bin stamp want
+	bin=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/logqlcheck
+	stamp=$bin.sum
+	want=$(cat "$HERE"/scripts/logqlcheck/{go.mod,go.sum,main.go} | sha256sum | cut -d' ' -f1)
+	[[ -x $bin && -f $stamp && $(cat "$stamp") == "$want" ]] && return
+	log "building logqlcheck (Loki's LogQL parser) for the dashboard check"
+	mkdir -p "$(dirname "$bin")"
+	(cd "$HERE/scripts/logqlcheck" &&
+		GOTOOLCHAIN=local GOFLAGS=-mod=readonly /usr/local/go/bin/go build -o "$bin" .)
+	echo "$want" >"$stamp"
+}
+
 ensure_kernels() {
 	local k
 	for k in 6.1 6.12; do
@@ -131,6 +147,7 @@ if [[ $WHAT == all || $WHAT == host ]]; then
 	install_packages "${HOST_PACKAGES[@]}"
 	ensure_go
 	"$HERE/scripts/collector.sh" path >/dev/null
+	ensure_logqlcheck
 fi
 if [[ $WHAT == all ]]; then
 	install_packages "${VM_PACKAGES[@]}"

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Checks the queries in the Grafana dashboards with the real parsers.
+
+PromQL: every Prometheus target becomes a recording rule in a temporary
+rules file that `promtool check rules` parses (Prometheus' own parser).
+LogQL: every Loki target goes to `logqlcheck` (Loki's own parser,
+scripts/logqlcheck) when it is built. Grafana's variables are replaced by
+values of the right kind first ($__rate_interval -> 5m, $host -> .*).
+
+Usage: check-dashboards.py DASHBOARD.json... (exit 1 on any failure)
+Names (metrics, labels, attributes) are checked against semconv by
+semconv/tests/prometheus_names.rs.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+DURATIONS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$__auto": "5m"}
+
+
+def substitute(query):
+    for var, value in DURATIONS.items():
+        query = query.replace(var, value)
+    # Any other variable stands for a label value or regex.
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", ".*", query)
+
+
+def main(paths):
+    promql, logql = [], []
+    for path in paths:
+        with open(path) as f:
+            board = json.load(f)
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                kind = target.get("datasource", {}).get("type")
+                where = f'{os.path.basename(path)}: {panel["title"]}'
+                if kind == "prometheus":
+                    promql.append((where, substitute(target["expr"])))
+                elif kind == "loki":
+                    logql.append((where, substitute(target["expr"])))
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = os.path.join(tmp, "dashboards.rules.yaml")
+        with open(rules, "w") as f:
+            f.write("groups:\n  - name: dashboards\n    rules:\n")
+            for i, (where, expr) in enumerate(promql):
+                f.write(f"      # {where}\n      - record: dashboard:query:{i}\n")
+                f.write(f"        expr: {json.dumps(expr)}\n")
+        result = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stdout + result.stderr)
+            failed = True
+        else:
+            print(f"check-dashboards: {len(promql)} PromQL queries parse (promtool)")
+        logqlcheck = os.environ.get("LOGQLCHECK") or shutil.which("logqlcheck")
+        if logqlcheck:
+            queries = os.path.join(tmp, "logql.txt")
+            with open(queries, "w") as f:
+                f.write("".join(expr.replace("\n", " ") + "\n" for _, expr in logql))
+            result = subprocess.run([logqlcheck, queries], capture_output=True, text=True)
+            print((result.stdout + result.stderr).strip())
+            failed |= result.returncode != 0
+        else:
+            print("check-dashboards: logqlcheck is not built; LogQL not parsed")
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
