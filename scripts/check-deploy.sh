@@ -7,6 +7,10 @@
 #   dashboards/**/*.test.yaml  promtool test rules
 #   dashboards/grafana/*.json  PromQL through promtool, LogQL through Loki's
 #                              parser (scripts/check-dashboards.py)
+#   deploy/kustomization.yaml  rendered by kustomize, every object decoded
+#                              strictly against the Kubernetes API types
+#                              (scripts/deploycheck)
+#   deploy/compose/compose.yaml  compose-spec's loader and schema
 # SAFEGUARD_BIN is the built agent the unit's ExecStart is pointed at for
 # the check (verify wants an executable there).
 set -euo pipefail
@@ -38,6 +42,10 @@ done
 for tests in "$HERE"/dashboards/**/*.test.yaml; do
 	(cd "$(dirname "$tests")" && promtool test rules "$(basename "$tests")") || fail=1
 done
+TOOLS=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin
+"$TOOLS/deploycheck" kustomize "$HERE/deploy" || fail=1
+"$TOOLS/deploycheck" compose "$HERE/deploy/compose/compose.yaml" || fail=1
+
 LOGQLCHECK=${LOGQLCHECK:-${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/logqlcheck} \
 	python3 "$HERE/scripts/check-dashboards.py" "$HERE"/dashboards/grafana/*.json || fail=1
 exit $fail

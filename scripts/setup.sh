@@ -117,19 +117,21 @@ ensure_go() {
 	"$go" version >&2
 }
 
-# Loki's LogQL parser as a small command (scripts/logqlcheck), for the
-# dashboard check; rebuilt when its sources change. The first build fetches
-# Loki's module graph from the Go module proxy (about 1.3 GB, minutes).
-ensure_logqlcheck() {
-	local bin stamp want
-	bin=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/logqlcheck
+# The deploy checks' small Go commands, built from scripts/<name> into the
+# cache and rebuilt when their sources change: logqlcheck (Loki's LogQL
+# parser, for the dashboards) and deploycheck (kustomize, the Kubernetes API
+# types and compose-spec's loader). The first build fetches their module
+# graphs from the Go module proxy (Loki's is about 1.3 GB: minutes).
+ensure_go_tool() {
+	local name=$1 src bin stamp want
+	src=$HERE/scripts/$name
+	bin=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/$name
 	stamp=$bin.sum
-	want=$(cat "$HERE"/scripts/logqlcheck/{go.mod,go.sum,main.go} | sha256sum | cut -d' ' -f1)
+	want=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -d' ' -f1)
 	[[ -x $bin && -f $stamp && $(cat "$stamp") == "$want" ]] && return
-	log "building logqlcheck (Loki's LogQL parser) for the dashboard check"
+	log "building $name (scripts/$name)"
 	mkdir -p "$(dirname "$bin")"
-	(cd "$HERE/scripts/logqlcheck" &&
-		GOTOOLCHAIN=local GOFLAGS=-mod=readonly /usr/local/go/bin/go build -o "$bin" .)
+	(cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly /usr/local/go/bin/go build -o "$bin" .)
 	echo "$want" >"$stamp"
 }
 
@@ -147,7 +149,8 @@ if [[ $WHAT == all || $WHAT == host ]]; then
 	install_packages "${HOST_PACKAGES[@]}"
 	ensure_go
 	"$HERE/scripts/collector.sh" path >/dev/null
-	ensure_logqlcheck
+	ensure_go_tool logqlcheck
+	ensure_go_tool deploycheck
 fi
 if [[ $WHAT == all ]]; then
 	install_packages "${VM_PACKAGES[@]}"
