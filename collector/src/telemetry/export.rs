@@ -7,21 +7,13 @@ use std::{io::Write as _, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        ExportLogsServiceRequest, ExportLogsServiceResponse, logs_service_client::LogsServiceClient,
-    },
-    metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-        metrics_service_client::MetricsServiceClient,
-    },
-    trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_client::TraceServiceClient,
-    },
+    logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
+    trace::v1::ExportTraceServiceResponse,
 };
 use prost::Message as _;
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
@@ -51,6 +43,60 @@ impl Signal {
             Signal::Traces => "/v1/traces",
             Signal::Metrics => "/v1/metrics",
         }
+    }
+
+    /// The OTLP/gRPC method.
+    fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        }
+    }
+}
+
+/// A gRPC codec for bytes that are already an encoded message: a batch is
+/// encoded once, when it is spooled, and sent as it is, never decoded into
+/// the generated types to be encoded again (that cost most of the agent's
+/// time per event). The answer comes back as bytes too and is read like an
+/// OTLP/HTTP answer. tonic's generated clients only take typed messages,
+/// hence this codec.
+#[derive(Debug, Clone, Copy, Default)]
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedCodec
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Self::Error> {
+        let mut out = vec![0; bytes::Buf::remaining(src)];
+        bytes::Buf::copy_to_slice(src, &mut out);
+        Ok(Some(out))
     }
 }
 
@@ -86,9 +132,7 @@ pub struct Accepted {
 #[allow(clippy::large_enum_variant)]
 enum Client {
     Grpc {
-        logs: LogsServiceClient<Channel>,
-        traces: TraceServiceClient<Channel>,
-        metrics: MetricsServiceClient<Channel>,
+        grpc: tonic::client::Grpc<Channel>,
         metadata: MetadataMap,
     },
     Http {
@@ -144,26 +188,13 @@ impl Transport {
                     })?;
                     metadata.insert(key, value);
                 }
-                let (mut logs, mut traces, mut metrics) = (
-                    LogsServiceClient::new(channel.clone()),
-                    TraceServiceClient::new(channel.clone()),
-                    MetricsServiceClient::new(channel),
-                );
                 // The Collector answers in the encoding it was sent.
-                logs = logs.accept_compressed(CompressionEncoding::Gzip);
-                traces = traces.accept_compressed(CompressionEncoding::Gzip);
-                metrics = metrics.accept_compressed(CompressionEncoding::Gzip);
+                let mut grpc =
+                    tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip);
                 if config.gzip {
-                    logs = logs.send_compressed(CompressionEncoding::Gzip);
-                    traces = traces.send_compressed(CompressionEncoding::Gzip);
-                    metrics = metrics.send_compressed(CompressionEncoding::Gzip);
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
                 }
-                Client::Grpc {
-                    logs,
-                    traces,
-                    metrics,
-                    metadata,
-                }
+                Client::Grpc { grpc, metadata }
             }
             OtlpProtocol::HttpProtobuf => {
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -207,61 +238,21 @@ impl Transport {
     /// Sends one encoded `Export*ServiceRequest` of `signal`.
     pub async fn send(&self, signal: Signal, payload: Vec<u8>) -> Result<Accepted, ExportError> {
         match &self.client {
-            Client::Grpc {
-                logs,
-                traces,
-                metrics,
-                metadata,
-            } => {
-                let bad = |e: prost::DecodeError| ExportError::Rejected {
-                    kind: semconv::error_type::ENCODING.into(),
-                    message: format!("spooled {} batch does not decode: {e}", signal.name()),
-                };
-                let timeout = self.timeout;
-                let request = |m| grpc_request(m, metadata, timeout);
-                match signal {
-                    Signal::Logs => {
-                        let m =
-                            ExportLogsServiceRequest::decode(payload.as_slice()).map_err(bad)?;
-                        let r = logs.clone().export(request(m)).await.map_err(grpc_error)?;
-                        Ok(r.into_inner()
-                            .partial_success
-                            .map_or_else(Accepted::default, |p| Accepted {
-                                rejected: p.rejected_log_records,
-                                message: p.error_message,
-                            }))
-                    }
-                    Signal::Traces => {
-                        let m =
-                            ExportTraceServiceRequest::decode(payload.as_slice()).map_err(bad)?;
-                        let r = traces
-                            .clone()
-                            .export(grpc_request(m, metadata, timeout))
-                            .await
-                            .map_err(grpc_error)?;
-                        Ok(r.into_inner()
-                            .partial_success
-                            .map_or_else(Accepted::default, |p| Accepted {
-                                rejected: p.rejected_spans,
-                                message: p.error_message,
-                            }))
-                    }
-                    Signal::Metrics => {
-                        let m =
-                            ExportMetricsServiceRequest::decode(payload.as_slice()).map_err(bad)?;
-                        let r = metrics
-                            .clone()
-                            .export(grpc_request(m, metadata, timeout))
-                            .await
-                            .map_err(grpc_error)?;
-                        Ok(r.into_inner()
-                            .partial_success
-                            .map_or_else(Accepted::default, |p| Accepted {
-                                rejected: p.rejected_data_points,
-                                message: p.error_message,
-                            }))
-                    }
-                }
+            Client::Grpc { grpc, metadata } => {
+                let mut grpc = grpc.clone();
+                grpc.ready().await.map_err(|e| ExportError::Retry {
+                    kind: semconv::error_type::UNAVAILABLE.into(),
+                    message: format!("not ready: {e}"),
+                })?;
+                let answer = grpc
+                    .unary(
+                        grpc_request(payload, metadata, self.timeout),
+                        PathAndQuery::from_static(signal.grpc_path()),
+                        EncodedCodec,
+                    )
+                    .await
+                    .map_err(grpc_error)?;
+                Ok(partial_success(signal, &answer.into_inner()))
             }
             Client::Http { client, base } => {
                 let mut request = client
@@ -277,7 +268,7 @@ impl Transport {
                 let status = response.status();
                 let bytes = response.bytes().await.unwrap_or_default();
                 if status.is_success() {
-                    return Ok(http_partial_success(signal, &bytes));
+                    return Ok(partial_success(signal, &bytes));
                 }
                 let message = format!(
                     "HTTP {status}: {}",
@@ -314,7 +305,9 @@ fn gzip(payload: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-fn http_partial_success(signal: Signal, body: &[u8]) -> Accepted {
+/// The partial success in an OTLP answer (the same message over gRPC and
+/// HTTP).
+fn partial_success(signal: Signal, body: &[u8]) -> Accepted {
     let partial = match signal {
         Signal::Logs => ExportLogsServiceResponse::decode(body)
             .ok()

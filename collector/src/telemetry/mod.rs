@@ -210,8 +210,12 @@ impl Pipeline {
             let records = std::mem::take(&mut self.logs);
             self.logs_bytes = 0;
             let n = records.len() as u64;
-            let payload = logs_request(&self.resource, records.clone()).encode_to_vec();
-            pending.push((Signal::Logs, payload, n, Some(records)));
+            let times = records.iter().map(|r| r.time_unix_nano).collect();
+            let mut request = logs_request(&self.resource, records);
+            let payload = request.encode_to_vec();
+            // The records back, without a copy: the local files may need them.
+            let records = std::mem::take(&mut request.resource_logs[0].scope_logs[0].log_records);
+            pending.push((Signal::Logs, payload, n, Some(records), times));
         }
         if !self.spans.is_empty() {
             let spans = std::mem::take(&mut self.spans);
@@ -221,10 +225,14 @@ impl Pipeline {
                 traces_request(&self.resource, spans).encode_to_vec(),
                 n,
                 None,
+                Vec::new(),
             ));
         }
-        for (signal, payload, n, records) in pending {
-            match export.spool.push(signal, &payload, n, self.local_always) {
+        for (signal, payload, n, records, times) in pending {
+            match export
+                .spool
+                .push_timed(signal, &payload, n, self.local_always, times)
+            {
                 Ok(pushed) => {
                     if pushed.to_local
                         && let Some(records) = &records
@@ -406,7 +414,6 @@ pub async fn deliver(
             // Evicted meanwhile: it is in the local files.
             continue;
         };
-        let records = (batch.signal == Signal::Logs).then(|| decode_logs(&payload));
         match transport.send(batch.signal, payload).await {
             Ok(accepted) => {
                 spool.remove(&batch);
@@ -423,11 +430,9 @@ pub async fn deliver(
                         accepted.message
                     );
                 }
-                if let Some(records) = records {
-                    let now = logs::unix_nanos(SystemTime::now());
-                    for r in &records {
-                        metrics.latency(now.saturating_sub(r.time_unix_nano) as f64 / 1e9);
-                    }
+                let now = logs::unix_nanos(SystemTime::now());
+                for t in batch.times.iter() {
+                    metrics.latency(now.saturating_sub(*t) as f64 / 1e9);
                 }
             }
             Err(e @ ExportError::Rejected { .. }) => {

@@ -27,6 +27,10 @@ pub struct Batch {
     pub bytes: u64,
     /// Its records are already in the local files.
     pub local: bool,
+    /// The kernel times (Unix ns) of its log records, for the latency
+    /// metric, so that delivery need not decode the batch; empty for a
+    /// batch a previous run left.
+    pub times: std::sync::Arc<[u64]>,
 }
 
 impl Batch {
@@ -55,12 +59,13 @@ impl Batch {
             "r" => false,
             _ => return None,
         };
-        parts.next().is_none().then_some(Batch {
+        parts.next().is_none().then(|| Batch {
             seq,
             signal,
             records,
             bytes,
             local,
+            times: Default::default(),
         })
     }
 }
@@ -173,12 +178,25 @@ impl Spool {
 
     /// Appends a batch (`local`: its records are in the local files
     /// already). The one just added is never evicted.
+    #[cfg(test)]
     pub fn push(
         &self,
         signal: Signal,
         payload: &[u8],
         records: u64,
         local: bool,
+    ) -> Result<Pushed, SpoolError> {
+        self.push_timed(signal, payload, records, local, Vec::new())
+    }
+
+    /// [`Spool::push`], with the kernel times of the batch's records.
+    pub fn push_timed(
+        &self,
+        signal: Signal,
+        payload: &[u8],
+        records: u64,
+        local: bool,
+        times: Vec<u64>,
     ) -> Result<Pushed, SpoolError> {
         let err = |source| SpoolError {
             dir: self.dir.display().to_string(),
@@ -192,6 +210,7 @@ impl Spool {
             records,
             bytes: payload.len() as u64,
             local: local || to_local,
+            times: times.into(),
         };
         let path = self.dir.join(batch.file_name());
         let tmp = path.with_extension("tmp");
