@@ -100,25 +100,25 @@ impl Metrics {
         }
     }
 
-    pub fn event(&self, module: &str, hook: &str, decision: &str) {
+    pub fn event(&self, module: &'static str, hook: &'static str, decision: &'static str) {
         self.events.add(
             1,
             &[
-                KeyValue::new(attr::MODULE, module.to_string()),
-                KeyValue::new(attr::HOOK, hook.to_string()),
-                KeyValue::new(attr::DECISION, decision.to_string()),
+                KeyValue::new(attr::MODULE, module),
+                KeyValue::new(attr::HOOK, hook),
+                KeyValue::new(attr::DECISION, decision),
             ],
         );
     }
 
-    pub fn blocked(&self, module: &str, rule: &str, ruleset: &str, decision: &str) {
+    pub fn blocked(&self, module: &'static str, rule: &str, ruleset: &str, decision: &'static str) {
         self.blocked.add(
             1,
             &[
-                KeyValue::new(attr::MODULE, module.to_string()),
+                KeyValue::new(attr::MODULE, module),
                 KeyValue::new(attr::SECURITY_RULE_NAME, rule.to_string()),
                 KeyValue::new(attr::SECURITY_RULE_RULESET_NAME, ruleset.to_string()),
-                KeyValue::new(attr::DECISION, decision.to_string()),
+                KeyValue::new(attr::DECISION, decision),
             ],
         );
     }

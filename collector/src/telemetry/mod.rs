@@ -278,10 +278,27 @@ impl Pipeline {
     }
 }
 
+/// The `&'static str` among `names` equal to `value`: metric attributes
+/// from fixed sets need no String per event.
+fn interned(names: impl IntoIterator<Item = &'static str>, value: Option<&str>) -> &'static str {
+    let value = value.unwrap_or("");
+    names.into_iter().find(|n| *n == value).unwrap_or("")
+}
+
 fn count(m: &Metrics, r: &Record) {
-    let module = r.str(attr::MODULE).unwrap_or("");
-    let decision = r.str(attr::DECISION).unwrap_or("");
-    m.event(module, r.str(attr::HOOK).unwrap_or(""), decision);
+    let module = interned(
+        semconv::module::ALL.iter().map(|n| n.name),
+        r.str(attr::MODULE),
+    );
+    let decision = interned(
+        semconv::decision::ALL.iter().map(|n| n.name),
+        r.str(attr::DECISION),
+    );
+    let hook = interned(
+        collector_common::Hook::ALL.iter().map(|h| h.name()),
+        r.str(attr::HOOK),
+    );
+    m.event(module, hook, decision);
     if decision == decision::BLOCKED || decision == decision::WOULD_BLOCK {
         m.blocked(
             module,
