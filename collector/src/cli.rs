@@ -79,6 +79,12 @@ pub struct RunArgs {
     /// Overrides log.output.
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<String>,
+
+    /// Also write every raw kernel record to FILE (created or truncated),
+    /// for replay: the pipeline benchmark (`make bench`) reads it, and it
+    /// can go with a bug report. Grows without bound: for short runs.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl ConfigArgs {

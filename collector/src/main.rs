@@ -5,17 +5,6 @@
 //! delivery) and `output` (the local event log). `config` → `policy` →
 //! `kernel` maps.
 
-mod cli;
-mod config;
-mod dns;
-mod events;
-mod kernel;
-mod output;
-mod policy;
-mod stats;
-mod status;
-mod telemetry;
-
 use std::{
     process::ExitCode,
     sync::{Arc, Mutex},
@@ -28,14 +17,18 @@ use collector_common::DropReason;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::{
+use safeguard::{
     cli::{Cli, Command, ConfigArgs, RunArgs, StatusArgs, UnpinArgs},
+    config,
     config::{Config, Output},
+    dns, error_chain, events,
     events::enrich::Enricher,
+    kernel,
     kernel::{Coverage, Kernel, Row},
     output::EventLog,
     policy::Policy,
     stats::Stats,
+    status, telemetry,
     telemetry::{
         ExportState, Pipeline, SharedLog,
         export::Transport,
@@ -204,31 +197,19 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // An explicit --output means every event goes there.
     let local_always = args.output.is_some() || config.log.mode == config::LocalLog::Always;
-    match runtime.block_on(agent(config, args.config.clone(), output, local_always)) {
+    match runtime.block_on(agent(
+        config,
+        args.config.clone(),
+        output,
+        local_always,
+        args.record.as_deref(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes on one line, each cause said once: most of the
-/// agent's errors already quote their source in their own message, and
-/// `{:#}` would repeat it.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 /// Agent diagnostics go to stderr; RUST_LOG overrides log.level.
@@ -254,7 +235,11 @@ async fn agent(
     sources: ConfigArgs,
     output: Output,
     local_always: bool,
+    record: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    let recorder = record
+        .map(events::recording::Recorder::create)
+        .transpose()?;
     let local: SharedLog = Arc::new(Mutex::new(EventLog::open(&config.log, &output)?));
     for module in &config.unsupported_modules {
         warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
@@ -348,6 +333,7 @@ async fn agent(
         stats.clone(),
         stop_rx,
         !kernel.pinned(),
+        recorder,
     ));
 
     // Handlers first: a stop request that arrives right after READY must

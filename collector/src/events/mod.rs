@@ -9,6 +9,7 @@ pub mod decode;
 pub mod enrich;
 pub mod reader;
 pub mod record;
+pub mod recording;
 
 pub use decode::Event;
 pub use record::Record;

@@ -9,9 +9,12 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{mpsc, watch},
 };
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::decode::{Event, decode};
+use super::{
+    decode::{Event, decode},
+    recording::Recorder,
+};
 use crate::stats::Stats;
 
 /// Reads until `shutdown`. Then, if `drain_at_stop`, reads what is left:
@@ -28,6 +31,7 @@ pub async fn run(
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
     drain_at_stop: bool,
+    mut recorder: Option<Recorder>,
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as
     // the AsyncFd that owns the ring buffer exists.
@@ -40,13 +44,20 @@ pub async fn run(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &queue, &stats);
+                drain(guard.get_inner_mut(), &queue, &stats, &mut recorder);
                 guard.clear_ready();
             }
-            _ = tick.tick() => drain(fd.get_mut(), &queue, &stats),
+            _ = tick.tick() => {
+                drain(fd.get_mut(), &queue, &stats, &mut recorder);
+                flush(&mut recorder);
+            }
             _ = shutdown.changed() => {
                 if drain_at_stop {
-                    drain(fd.get_mut(), &queue, &stats);
+                    drain(fd.get_mut(), &queue, &stats, &mut recorder);
+                }
+                flush(&mut recorder);
+                if let Some(r) = &recorder {
+                    info!(records = r.records(), "recorded to {}", r.path().display());
                 }
                 return Ok(());
             }
@@ -54,9 +65,19 @@ pub async fn run(
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Event>, stats: &Stats) {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    queue: &mpsc::Sender<Event>,
+    stats: &Stats,
+    recorder: &mut Option<Recorder>,
+) {
     while let Some(item) = ring.next() {
         Stats::add(&stats.received, 1);
+        if let Some(r) = recorder
+            && let Err(e) = r.write(&item)
+        {
+            stop_recording(recorder, &e);
+        }
         match decode(&item) {
             Ok(event) => {
                 if queue.try_send(event).is_err() {
@@ -77,5 +98,24 @@ fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Event>, stats: &Stats
                 }
             }
         }
+    }
+}
+
+fn flush(recorder: &mut Option<Recorder>) {
+    if let Some(r) = recorder
+        && let Err(e) = r.flush()
+    {
+        stop_recording(recorder, &e);
+    }
+}
+
+/// A recording that cannot be written ends; the agent goes on.
+fn stop_recording(recorder: &mut Option<Recorder>, e: &std::io::Error) {
+    if let Some(r) = recorder.take() {
+        warn!(
+            records = r.records(),
+            "cannot write the recording {}: {e}; recording stopped",
+            r.path().display()
+        );
     }
 }

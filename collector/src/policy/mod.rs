@@ -67,6 +67,10 @@ impl RuleTable {
         self.in_force.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.in_force.is_empty()
+    }
+
     /// The same ids, none in force yet: where a recompiled policy starts.
     fn carried_over(&self) -> Self {
         Self {

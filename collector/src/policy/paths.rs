@@ -79,7 +79,7 @@ impl PathRules {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_prefix.len()
     }
 

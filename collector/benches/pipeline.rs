@@ -1,0 +1,178 @@
+//! The userspace pipeline, stage by stage, on recorded kernel records:
+//! decode (ring-buffer bytes → typed events), enrich (→ records with
+//! semconv attributes), encode (→ OTLP log records and process spans, and
+//! the protobuf bytes of 512-record batches, as the agent spools them), and
+//! all three together. Throughput is in records, so criterion prints
+//! records per second on one core.
+//!
+//! The recording (`data/host-audit.rec.gz`) was made on the audit tier with
+//!
+//! ```text
+//! safeguard run --mode monitor --set files.enable=true \
+//!     --set 'files.deny=[/tmp/sgb/deny]' --set process.enable=true \
+//!     --set 'process.deny=[/tmp/sgb/nothing]' --set otel.enable=false \
+//!     -o /tmp/sgb/events.log --record /tmp/sgb/rec.bin
+//! ```
+//!
+//! while Python opened a denied file 4,000 times (a quarter by relative
+//! path) and a shell ran `cat` and `sh -c true` 150 times: 6,270 records,
+//! half file opens, half fork/exec/exit (BENCHMARKS.md).
+//!
+//! `make bench` runs it; alone: `cargo bench -p safeguard --bench pipeline`.
+
+use std::{
+    hint::black_box,
+    io::Read as _,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message as _;
+use safeguard::{
+    config::{self, Sources},
+    events::{Event, Record, decode::decode, enrich::Enricher, recording},
+    policy::Policy,
+    stats::Stats,
+    telemetry::{self, resource, traces::Tracker},
+};
+
+/// The configuration the recording was made with: rule ids in the records
+/// name its rules.
+const RECORDED_WITH: &[&str] = &[
+    "files.enable=true",
+    "files.mode=monitor",
+    "files.deny=[/tmp/sgb/deny]",
+    "process.enable=true",
+    "process.mode=monitor",
+    "process.deny=[/tmp/sgb/nothing]",
+    "network.enable=false",
+    "otel.enable=false",
+];
+
+/// `otel.batch_size`'s default.
+const BATCH: usize = 512;
+
+fn recorded() -> Vec<Vec<u8>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/data/host-audit.rec.gz"
+    );
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect(path))
+        .read_to_end(&mut bytes)
+        .expect(path);
+    recording::parse(&bytes).expect(path)
+}
+
+fn enricher() -> Enricher {
+    let sources = Sources {
+        file: None,
+        overrides: RECORDED_WITH.iter().map(|s| s.to_string()).collect(),
+        environment: false,
+    };
+    let config = config::load(&sources).expect("the recorded configuration is valid");
+    Enricher::new(
+        Arc::new(Policy::compile(&config)),
+        Arc::new(Stats::default()),
+    )
+}
+
+fn decode_all(raw: &[Vec<u8>]) -> Vec<Event> {
+    raw.iter()
+        .map(|r| decode(r).expect("recorded records decode (re-record after an ABI change)"))
+        .collect()
+}
+
+fn enrich_all(enricher: &Enricher, events: Vec<Event>) -> Vec<Record> {
+    events
+        .into_iter()
+        .filter_map(|e| enricher.enrich(e))
+        .collect()
+}
+
+/// What the agent's pipeline does with each record before the spool: the
+/// process span, the OTLP log record, and a protobuf request per batch.
+fn encode_all(
+    tracker: &mut Tracker,
+    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
+    records: &[Record],
+) -> usize {
+    let now = SystemTime::now();
+    let mut bytes = 0;
+    let mut batch: Vec<LogRecord> = Vec::with_capacity(BATCH);
+    let mut spans = Vec::new();
+    for record in records {
+        let span = tracker.observe(record);
+        spans.extend(tracker.take_ended());
+        let log = telemetry::logs::log_record(record, now, span);
+        bytes += log.encoded_len();
+        batch.push(log);
+        if batch.len() == BATCH {
+            bytes += telemetry::logs_request(resource, std::mem::take(&mut batch))
+                .encode_to_vec()
+                .len();
+        }
+    }
+    if !batch.is_empty() {
+        bytes += telemetry::logs_request(resource, batch)
+            .encode_to_vec()
+            .len();
+    }
+    if !spans.is_empty() {
+        bytes += telemetry::traces_request(resource, spans)
+            .encode_to_vec()
+            .len();
+    }
+    bytes
+}
+
+fn stages(c: &mut Criterion) {
+    let raw = recorded();
+    let enricher = enricher();
+    let events = decode_all(&raw);
+    let records = enrich_all(&enricher, events.clone());
+    let resource = resource::to_proto(&resource::resource());
+    eprintln!(
+        "pipeline: {} recorded records, {} reportable after enrichment",
+        raw.len(),
+        records.len()
+    );
+
+    let mut group = c.benchmark_group("pipeline");
+    group.measurement_time(Duration::from_secs(5));
+
+    group.throughput(Throughput::Elements(raw.len() as u64));
+    group.bench_function("decode", |b| b.iter(|| decode_all(black_box(&raw))));
+    group.bench_function("enrich", |b| {
+        b.iter_batched(
+            || events.clone(),
+            |events| enrich_all(&enricher, events),
+            BatchSize::LargeInput,
+        )
+    });
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("encode", |b| {
+        b.iter_batched(
+            Tracker::new,
+            |mut tracker| encode_all(&mut tracker, &resource, black_box(&records)),
+            BatchSize::LargeInput,
+        )
+    });
+    group.throughput(Throughput::Elements(raw.len() as u64));
+    group.bench_function("all", |b| {
+        b.iter_batched(
+            Tracker::new,
+            |mut tracker| {
+                let records = enrich_all(&enricher, decode_all(black_box(&raw)));
+                encode_all(&mut tracker, &resource, &records)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
