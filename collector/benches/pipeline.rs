@@ -28,14 +28,14 @@ use std::{
 };
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use safeguard::{
     config::{self, Sources},
     events::{Event, Record, decode::decode, enrich::Enricher, recording},
     policy::Policy,
     stats::Stats,
-    telemetry::{self, resource, traces::Tracker},
+    telemetry::{self, encode::LogBatch, resource, traces::Tracker},
 };
 
 /// The configuration the recording was made with: rule ids in the records
@@ -93,32 +93,23 @@ fn enrich_all(enricher: &Enricher, events: Vec<Event>) -> Vec<Record> {
 }
 
 /// What the agent's pipeline does with each record before the spool: the
-/// process span, the OTLP log record, and a protobuf request per batch.
-fn encode_all(
-    tracker: &mut Tracker,
-    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
-    records: &[Record],
-) -> usize {
-    let now = SystemTime::now();
+/// process span, and the record encoded into a batch sealed every 512.
+fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Record]) -> usize {
+    let observed = telemetry::logs::unix_nanos(SystemTime::now());
+    let scope = telemetry::scope();
     let mut bytes = 0;
-    let mut batch: Vec<LogRecord> = Vec::with_capacity(BATCH);
+    let mut batch = LogBatch::default();
     let mut spans = Vec::new();
     for record in records {
         let span = tracker.observe(record);
         spans.extend(tracker.take_ended());
-        let log = telemetry::logs::log_record(record, now, span);
-        bytes += log.encoded_len();
-        batch.push(log);
+        batch.push(record, observed, span);
         if batch.len() == BATCH {
-            bytes += telemetry::logs_request(resource, std::mem::take(&mut batch))
-                .encode_to_vec()
-                .len();
+            bytes += batch.seal(resource, &scope).0.len();
         }
     }
     if !batch.is_empty() {
-        bytes += telemetry::logs_request(resource, batch)
-            .encode_to_vec()
-            .len();
+        bytes += batch.seal(resource, &scope).0.len();
     }
     if !spans.is_empty() {
         bytes += telemetry::traces_request(resource, spans)

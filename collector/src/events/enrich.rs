@@ -19,6 +19,7 @@ use semconv::{attr, event};
 use super::{
     container::Containers,
     decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process},
+    exe::Executables,
     record::{Record, Severity, Value},
 };
 use crate::{
@@ -32,8 +33,9 @@ pub struct Enricher {
     /// Swapped on reload.
     policy: std::sync::RwLock<Arc<Policy>>,
     clock: BootClock,
-    host_name: String,
+    host_name: Arc<str>,
     stats: Arc<Stats>,
+    exes: Executables,
     containers: Containers,
 }
 
@@ -42,7 +44,8 @@ impl Enricher {
         Self {
             policy: std::sync::RwLock::new(policy),
             clock: BootClock::now(),
-            host_name: host_name(),
+            host_name: host_name().into(),
+            exes: Executables::default(),
             stats,
             containers: Containers::default(),
         }
@@ -139,15 +142,19 @@ impl Enricher {
     }
 
     fn exec(&self, e: Exec) -> Record {
-        let mut a = self.common(&e.header, &e.process, semconv::module::PROCESS);
         // The program the kernel ran (or refused), not what /proc shows.
-        a.retain(|(k, _)| *k != attr::PROCESS_EXECUTABLE_PATH);
-        a.push((attr::PROCESS_EXECUTABLE_PATH, e.path.into()));
+        let mut a = self.common_with_exe(
+            &e.header,
+            &e.process,
+            semconv::module::PROCESS,
+            Some(e.path.into()),
+        );
         a.push((attr::PROCESS_COMMAND_ARGS, e.args.into()));
         if e.args_truncated {
             a.push((attr::PROCESS_ARGS_TRUNCATED, true.into()));
         }
         rule_attributes(&mut a, &self.policy().process, &e.header);
+        self.exes.forget(e.process.pid);
         self.record(event::PROCESS_EXEC, &e.header, a)
     }
 
@@ -171,6 +178,7 @@ impl Enricher {
         } else {
             a.push((attr::PROCESS_EXIT_SIGNAL, signal.into()));
         }
+        self.exes.forget(e.process.pid);
         self.record(event::PROCESS_EXIT, &e.header, a)
     }
 
@@ -241,6 +249,17 @@ impl Enricher {
     }
 
     fn common(&self, h: &Header, p: &Process, module: &'static str) -> Attributes {
+        let exe = self.exes.get(p.pid, &p.comm).map(Value::from);
+        self.common_with_exe(h, p, module, exe)
+    }
+
+    fn common_with_exe(
+        &self,
+        h: &Header,
+        p: &Process,
+        module: &'static str,
+        exe: Option<Value>,
+    ) -> Attributes {
         let mut a = Vec::with_capacity(24);
         a.push((attr::SEQUENCE, h.seq.into()));
         a.push((attr::DECISION, decision_name(h.decision).into()));
@@ -264,11 +283,8 @@ impl Enricher {
         a.push((attr::PROCESS_REAL_USER_ID, p.uid.into()));
         a.push((attr::PROCESS_GROUP_ID, p.gid.into()));
         a.push((attr::PROCESS_EXECUTABLE_NAME, p.comm.clone().into()));
-        if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", p.pid)) {
-            a.push((
-                attr::PROCESS_EXECUTABLE_PATH,
-                exe.to_string_lossy().into_owned().into(),
-            ));
+        if let Some(exe) = exe {
+            a.push((attr::PROCESS_EXECUTABLE_PATH, exe));
         }
         a.push((attr::CGROUP_ID, p.cgroup_id.into()));
         a.push((attr::PROCESS_IN_CONTAINER, p.in_container.into()));

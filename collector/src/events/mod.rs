@@ -7,6 +7,7 @@
 pub mod container;
 pub mod decode;
 pub mod enrich;
+pub mod exe;
 pub mod reader;
 pub mod record;
 pub mod recording;

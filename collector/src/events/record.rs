@@ -1,7 +1,34 @@
 //! An enriched audit event, independent of where it goes: a name, a time, a
 //! severity and semantic-convention attributes. Outputs only serialise it.
 
-use std::time::SystemTime;
+use std::{ops::Deref, sync::Arc, time::SystemTime};
+
+/// Text in a record. Most values come from fixed sets (decisions, hooks,
+/// modules) or are shared by many events (the host, an executable's path),
+/// so they are borrowed or shared rather than allocated per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
 
 /// Severity, on safeguard's scale (DEBUG 10 … CRITICAL 50).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,10 +52,10 @@ impl Severity {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Str(String),
+    Str(Text),
     Int(i64),
     Bool(bool),
-    List(Vec<String>),
+    List(Vec<Text>),
 }
 
 impl From<bool> for Value {
@@ -38,22 +65,32 @@ impl From<bool> for Value {
 }
 impl From<Vec<String>> for Value {
     fn from(v: Vec<String>) -> Self {
-        Value::List(v)
+        Value::List(v.into_iter().map(Text::Owned).collect())
     }
 }
 impl From<Vec<&'static str>> for Value {
     fn from(v: Vec<&'static str>) -> Self {
-        Value::List(v.into_iter().map(String::from).collect())
+        Value::List(v.into_iter().map(Text::Static).collect())
     }
 }
 
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Str(v.to_string())
+impl From<&'static str> for Value {
+    fn from(v: &'static str) -> Self {
+        Value::Str(Text::Static(v))
     }
 }
 impl From<String> for Value {
     fn from(v: String) -> Self {
+        Value::Str(Text::Owned(v))
+    }
+}
+impl From<Arc<str>> for Value {
+    fn from(v: Arc<str>) -> Self {
+        Value::Str(Text::Shared(v))
+    }
+}
+impl From<Text> for Value {
+    fn from(v: Text) -> Self {
         Value::Str(v)
     }
 }

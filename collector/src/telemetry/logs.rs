@@ -16,7 +16,7 @@ use crate::events::{
 };
 
 /// OTLP severity numbers (the data model's INFO, WARN, ERROR).
-fn severity_number(s: Severity) -> i32 {
+pub(crate) fn severity_number(s: Severity) -> i32 {
     match s {
         Severity::Info => 9,
         Severity::Warning => 13,
@@ -31,14 +31,14 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
 
 pub fn any_value(v: &Value) -> AnyValue {
     let value = match v {
-        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),
         Value::Bool(b) => any_value::Value::BoolValue(*b),
         Value::List(l) => any_value::Value::ArrayValue(ArrayValue {
             values: l
                 .iter()
                 .map(|s| AnyValue {
-                    value: Some(any_value::Value::StringValue(s.clone())),
+                    value: Some(any_value::Value::StringValue(s.to_string())),
                 })
                 .collect(),
         }),

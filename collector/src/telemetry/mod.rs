@@ -9,6 +9,7 @@
 //!                    └─ local event log (always, or while falling back)
 //! ```
 
+pub mod encode;
 pub mod export;
 pub mod logs;
 pub mod metrics;
@@ -37,6 +38,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 use self::{
+    encode::LogBatch,
     export::{ExportError, Signal, Transport},
     metrics::Metrics,
     spool::{Batch, Spool},
@@ -76,10 +78,9 @@ const MAX_BATCH_BYTES: usize = 3 << 20;
 pub struct Pipeline {
     resource: Resource,
     tracker: Tracker,
-    logs: Vec<LogRecord>,
+    scope: InstrumentationScope,
+    logs: LogBatch,
     spans: Vec<Span>,
-    /// Encoded size of `logs` so far.
-    logs_bytes: usize,
     batch_opened: Option<Instant>,
     /// `None`: OpenTelemetry export is off; records go only to the local log.
     export: Option<Export>,
@@ -105,8 +106,8 @@ impl Pipeline {
         Self {
             resource,
             tracker: Tracker::new(),
-            logs: Vec::new(),
-            logs_bytes: 0,
+            scope: scope(),
+            logs: LogBatch::default(),
             spans: Vec::new(),
             batch_opened: None,
             local_always: local_always || export.is_none(),
@@ -134,15 +135,15 @@ impl Pipeline {
             return;
         }
         Stats::add(&self.stats.written, 1);
-        let log = logs::log_record(&record, SystemTime::now(), span);
+        let observed = SystemTime::now();
         if self.local_always {
+            let log = logs::log_record(&record, observed, span);
             self.write_local(std::slice::from_ref(&log));
         }
         if let Some(export) = &self.export {
-            self.logs_bytes += log.encoded_len();
-            self.logs.push(log);
+            self.logs.push(&record, logs::unix_nanos(observed), span);
             self.batch_opened.get_or_insert_with(Instant::now);
-            if self.logs.len() >= export.batch_size || self.logs_bytes >= MAX_BATCH_BYTES {
+            if self.logs.len() >= export.batch_size || self.logs.bytes() >= MAX_BATCH_BYTES {
                 self.seal();
             }
         }
@@ -207,15 +208,9 @@ impl Pipeline {
         self.batch_opened = None;
         let mut pending = Vec::new();
         if !self.logs.is_empty() {
-            let records = std::mem::take(&mut self.logs);
-            self.logs_bytes = 0;
-            let n = records.len() as u64;
-            let times = records.iter().map(|r| r.time_unix_nano).collect();
-            let mut request = logs_request(&self.resource, records);
-            let payload = request.encode_to_vec();
-            // The records back, without a copy: the local files may need them.
-            let records = std::mem::take(&mut request.resource_logs[0].scope_logs[0].log_records);
-            pending.push((Signal::Logs, payload, n, Some(records), times));
+            let n = self.logs.len() as u64;
+            let (payload, times) = self.logs.seal(&self.resource, &self.scope);
+            pending.push((Signal::Logs, payload, n, times));
         }
         if !self.spans.is_empty() {
             let spans = std::mem::take(&mut self.spans);
@@ -224,20 +219,20 @@ impl Pipeline {
                 Signal::Traces,
                 traces_request(&self.resource, spans).encode_to_vec(),
                 n,
-                None,
                 Vec::new(),
             ));
         }
-        for (signal, payload, n, records, times) in pending {
+        for (signal, payload, n, times) in pending {
             match export
                 .spool
                 .push_timed(signal, &payload, n, self.local_always, times)
             {
                 Ok(pushed) => {
-                    if pushed.to_local
-                        && let Some(records) = &records
-                    {
-                        self.write_local_counted(records);
+                    // Falling back: the records go to the local files too
+                    // (decoded from the batch; only while the Collector
+                    // does not answer).
+                    if pushed.to_local && signal == Signal::Logs {
+                        self.write_local_counted(&decode_logs(&payload));
                     }
                     for (batch, payload) in pushed.evicted {
                         warn!(
@@ -257,10 +252,8 @@ impl Pipeline {
                     // Nothing may be lost: what cannot be spooled goes to
                     // the local log.
                     error!("{e}: the batch goes to the local event log only");
-                    if let Some(records) = &records
-                        && !self.local_always
-                    {
-                        self.write_local_counted(records);
+                    if signal == Signal::Logs && !self.local_always {
+                        self.write_local_counted(&decode_logs(&payload));
                     }
                     if let Some(m) = &self.metrics {
                         m.export_failure(signal.name(), semconv::error_type::SPOOL);
@@ -309,7 +302,7 @@ fn count(m: &Metrics, r: &Record) {
     }
 }
 
-fn scope() -> InstrumentationScope {
+pub fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: "safeguard".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -1,0 +1,112 @@
+//! The executable's path of the process behind an event, from
+//! /proc/<pid>/exe, remembered per process: reading the link costs a path
+//! walk in procfs, more than the rest of the enrichment together, and one
+//! process often causes many events in a row.
+//!
+//! A remembered path must not outlive the program it names. An exec or an
+//! exit the agent sees forgets the process; so does a different `comm`
+//! (an exec usually renames the task). What remains (an exec the agent
+//! did not see, of a program with the same name, while the process module
+//! is off) lasts at most [`TTL`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// How long a path is trusted without a sign that it is still right.
+pub const TTL: Duration = Duration::from_secs(1);
+/// Past this many processes, those not seen within [`TTL`] are forgotten.
+const SWEEP_AT: usize = 16_384;
+
+struct Known {
+    comm: String,
+    /// `None`: the link could not be read (the process is gone).
+    exe: Option<Arc<str>>,
+    read: Instant,
+}
+
+#[derive(Default)]
+pub struct Executables {
+    known: Mutex<HashMap<u32, Known>>,
+}
+
+impl Executables {
+    /// The executable of `pid`, whose task is called `comm` now.
+    pub fn get(&self, pid: u32, comm: &str) -> Option<Arc<str>> {
+        let now = Instant::now();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = known.get(&pid)
+            && k.comm == comm
+            && now.duration_since(k.read) < TTL
+        {
+            return k.exe.clone();
+        }
+        if known.len() >= SWEEP_AT {
+            known.retain(|_, k| now.duration_since(k.read) < TTL);
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| Arc::from(p.to_string_lossy().as_ref()));
+        known.insert(
+            pid,
+            Known {
+                comm: comm.to_owned(),
+                exe: exe.clone(),
+                read: now,
+            },
+        );
+        exe
+    }
+
+    /// `pid` ran another program, or ended.
+    pub fn forget(&self, pid: u32) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_comm() -> String {
+        std::fs::read_to_string("/proc/self/comm")
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }
+
+    #[test]
+    fn reads_the_link_and_remembers_it() {
+        let exes = Executables::default();
+        let pid = std::process::id();
+        let expected = std::fs::read_link("/proc/self/exe").unwrap();
+        let got = exes.get(pid, &own_comm()).unwrap();
+        assert_eq!(*got, *expected.to_string_lossy());
+        // Remembered: the same allocation comes back.
+        assert!(Arc::ptr_eq(&got, &exes.get(pid, &own_comm()).unwrap()));
+    }
+
+    #[test]
+    fn another_name_or_forget_reads_again() {
+        let exes = Executables::default();
+        let pid = std::process::id();
+        let first = exes.get(pid, &own_comm()).unwrap();
+        let renamed = exes.get(pid, "other-name").unwrap();
+        assert!(!Arc::ptr_eq(&first, &renamed));
+        exes.forget(pid);
+        let again = exes.get(pid, "other-name").unwrap();
+        assert!(!Arc::ptr_eq(&renamed, &again));
+    }
+
+    #[test]
+    fn a_process_that_is_gone_has_none() {
+        let exes = Executables::default();
+        // Above the kernel's pid_max limit (4,194,304): never a process.
+        assert_eq!(exes.get(u32::MAX - 1, "x"), None);
+    }
+}
