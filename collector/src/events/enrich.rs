@@ -159,6 +159,10 @@ impl Enricher {
     }
 
     fn fork(&self, e: Fork) -> Record {
+        // A fork runs the parent's program: the child's is the parent's.
+        let exe = self
+            .exes
+            .inherit(e.process.pid, &e.process.comm, e.child_pid);
         // The event describes the child; its parent is the task that forked.
         let child = Process {
             tid: e.child_tid,
@@ -166,19 +170,31 @@ impl Enricher {
             ppid: e.process.pid,
             ..e.process
         };
-        let a = self.common(&e.header, &child, semconv::module::PROCESS);
+        let a = self.common_with_exe(
+            &e.header,
+            &child,
+            semconv::module::PROCESS,
+            exe.map(Value::from),
+        );
         self.record(event::PROCESS_FORK, &e.header, a)
     }
 
     fn exit(&self, e: Exit) -> Record {
-        let mut a = self.common(&e.header, &e.process, semconv::module::PROCESS);
+        // What was known of it: by the time the agent reads the event the
+        // process is usually gone, and reading /proc would fail.
+        let exe = self.exes.take(e.process.pid);
+        let mut a = self.common_with_exe(
+            &e.header,
+            &e.process,
+            semconv::module::PROCESS,
+            exe.map(Value::from),
+        );
         let signal = e.exit_code & 0x7f;
         if signal == 0 {
             a.push((attr::PROCESS_EXIT_CODE, ((e.exit_code >> 8) & 0xff).into()));
         } else {
             a.push((attr::PROCESS_EXIT_SIGNAL, signal.into()));
         }
-        self.exes.forget(e.process.pid);
         self.record(event::PROCESS_EXIT, &e.header, a)
     }
 

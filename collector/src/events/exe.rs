@@ -60,7 +60,30 @@ impl Executables {
         exe
     }
 
-    /// `pid` ran another program, or ended.
+    /// `parent`'s executable, now also `child`'s (a fork).
+    pub fn inherit(&self, parent: u32, comm: &str, child: u32) -> Option<Arc<str>> {
+        let exe = self.get(parent, comm);
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            child,
+            Known {
+                comm: comm.to_owned(),
+                exe: exe.clone(),
+                read: Instant::now(),
+            },
+        );
+        exe
+    }
+
+    /// What was known of `pid`, which has ended; it is forgotten.
+    pub fn take(&self, pid: u32) -> Option<Arc<str>> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid)
+            .and_then(|k| k.exe)
+    }
+
+    /// `pid` ran another program.
     pub fn forget(&self, pid: u32) {
         self.known
             .lock()
@@ -101,6 +124,21 @@ mod tests {
         exes.forget(pid);
         let again = exes.get(pid, "other-name").unwrap();
         assert!(!Arc::ptr_eq(&renamed, &again));
+    }
+
+    #[test]
+    fn a_child_runs_its_parents_program_until_it_ends() {
+        let exes = Executables::default();
+        let pid = std::process::id();
+        let parent = exes.get(pid, &own_comm()).unwrap();
+        // No such process: only the inheritance can name its program.
+        let child = u32::MAX - 2;
+        let inherited = exes.inherit(pid, &own_comm(), child).unwrap();
+        assert!(Arc::ptr_eq(&parent, &inherited));
+        assert!(Arc::ptr_eq(&parent, &exes.get(child, &own_comm()).unwrap()));
+        assert!(Arc::ptr_eq(&parent, &exes.take(child).unwrap()));
+        assert_eq!(exes.take(child), None);
+        assert_eq!(exes.get(child, &own_comm()), None);
     }
 
     #[test]
