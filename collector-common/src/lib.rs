@@ -175,10 +175,18 @@ pub enum DropReason {
     /// full: the last quarter is kept for blocked operations, so that a
     /// flood of audit records cannot crowd them out.
     ReservedForBlocked = 1,
+    /// Not a blocked operation, and its process had already had
+    /// `AUDIT_RATE_LIMIT` records for this hook and rule in the current
+    /// second (`kernel.audit_rate_limit`).
+    Sampled = 2,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 2] = [DropReason::RingFull, DropReason::ReservedForBlocked];
+    pub const ALL: [DropReason; 3] = [
+        DropReason::RingFull,
+        DropReason::ReservedForBlocked,
+        DropReason::Sampled,
+    ];
 
     /// The counter of `hook` for this reason in `DROPS`.
     pub const fn index(self, hook: u32) -> u32 {
@@ -241,3 +249,27 @@ const _: () = {
     assert!(size_of::<ProcessInfo>() == 48);
     assert!(offset_of!(ProcessInfo, comm) == 32);
 };
+
+/// Key of the `SAMPLING` map: a process, a hook and the rule its records
+/// matched.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleKey {
+    pub tgid: u32,
+    pub hook: u32,
+    pub rule_id: u32,
+    pub _pad: u32,
+}
+
+/// Value of the `SAMPLING` map: the records of the current one-second
+/// window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleWindow {
+    /// `bpf_ktime_get_boot_ns()` when the window opened.
+    pub start_ns: u64,
+    pub records: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<SampleKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SampleWindow>() == 16);

@@ -26,6 +26,13 @@ pub mod maps {
     pub const PATH_RULES_MAX: u32 = 65_536;
     /// Capacity of the program-name rule map.
     pub const NAME_RULES_MAX: u32 = 16_384;
+    /// Per process, hook and rule: records in the current second
+    /// (`SampleKey` → `SampleWindow`), for `AUDIT_RATE_LIMIT`. Private to
+    /// the programs.
+    pub const SAMPLING: &str = "SAMPLING";
+    /// Processes, hooks and rules `SAMPLING` follows at once (least
+    /// recently used go first).
+    pub const SAMPLING_MAX: u32 = 65_536;
 }
 
 /// Programs, as `(program, attach point)`. BPF-LSM programs attach to the
@@ -95,6 +102,9 @@ pub mod globals {
     pub const HOST_MNT_NS: &str = "HOST_MNT_NS";
     /// The epoch of this load of the programs (see `POLICY_ACTIVE`).
     pub const POLICY_EPOCH: &str = "POLICY_EPOCH";
+    /// `kernel.audit_rate_limit`: records per second per process, hook and
+    /// rule for operations that were not blocked; 0: no limit.
+    pub const AUDIT_RATE_LIMIT: &str = "AUDIT_RATE_LIMIT";
 }
 
 /// Field offsets in kernel structs, read from the running kernel's BTF by

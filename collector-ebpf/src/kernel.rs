@@ -62,6 +62,7 @@ globals!(
     SKB_TRANSPORT_HEADER_OFFSET,
     HOST_MNT_NS,
     POLICY_EPOCH,
+    AUDIT_RATE_LIMIT,
 );
 
 /// `value & mask`, with the mask kept in the program: the compiler would
@@ -82,6 +83,12 @@ fn global(g: &'static u64) -> usize {
 #[inline(always)]
 pub fn policy_epoch() -> u32 {
     global(&POLICY_EPOCH) as u32
+}
+
+/// `kernel.audit_rate_limit` (`collector_common::globals::AUDIT_RATE_LIMIT`).
+#[inline(always)]
+pub fn audit_rate_limit() -> u64 {
+    global(&AUDIT_RATE_LIMIT) as u64
 }
 
 /// Reads a `T` at `base + offset`; zero when the read faults.

@@ -3,12 +3,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, POLICY_SETS, PathKey, PathRule,
+    DropReason, HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, POLICY_SETS, PathKey,
+    PathRule, SampleKey, SampleWindow,
     file::FileRecord,
-    maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX},
+    maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
     mount::MountRecord,
     net::{V4Key, V6Key},
     process::ExecRecord,
@@ -24,7 +25,13 @@ pub static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Per reason and hook: records lost (`collector_common::DropReason`).
 #[map]
-pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * HOOK_COUNT, 0);
+pub static DROPS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(DropReason::ALL.len() as u32 * HOOK_COUNT, 0);
+
+/// Per process, hook and rule: records this second (`AUDIT_RATE_LIMIT`).
+#[map]
+pub static SAMPLING: LruHashMap<SampleKey, SampleWindow> =
+    LruHashMap::with_max_entries(SAMPLING_MAX, 0);
 
 /// One u32: the policy set in force (0 or 1).
 #[map]

@@ -9,10 +9,13 @@ use aya_ebpf::{
 };
 use collector_common::{
     Decision, DropReason, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig,
-    PATH_KEY_LEN, PathKey, PathRule,
+    PATH_KEY_LEN, PathKey, PathRule, SampleKey, SampleWindow,
 };
 
-use crate::maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, POLICY_ACTIVE, SEQUENCE};
+use crate::{
+    kernel::audit_rate_limit,
+    maps::{DROPS, EVENTS, MODULE_CONFIG, PATH_KEY_SCRATCH, POLICY_ACTIVE, SAMPLING, SEQUENCE},
+};
 
 /// The verdict of a policy on one operation.
 pub struct Verdict {
@@ -139,6 +142,10 @@ pub fn header(kind: EventKind, hook: Hook, mode: u8, verdict: &Verdict) -> Event
 /// flood of audit records (allowed, would-block) is cut at three quarters,
 /// so the operations that were refused are still reported.
 ///
+/// With `kernel.audit_rate_limit` set, a process's records of operations
+/// that were not blocked are cut, per hook and rule, at that many a second
+/// (see [`sampled_away`]).
+///
 /// The agent is woken only once a sixteenth of the ring buffer waits: a
 /// wakeup per record is an interrupt per record, and it cost more than the
 /// rest of a program's run (measured with `make bench`). The agent also
@@ -149,7 +156,12 @@ pub fn submit(hook: Hook, record: *const u8, len: usize) {
     use aya_ebpf::bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
     };
-    let blocked = unsafe { (*record.cast::<EventHeader>()).decision } == Decision::Blocked as u8;
+    let header = unsafe { &*record.cast::<EventHeader>() };
+    let blocked = header.decision == Decision::Blocked as u8;
+    if !blocked && sampled_away(header) {
+        count_drop(DropReason::Sampled, hook);
+        return;
+    }
     let size = EVENTS.query(BPF_RB_RING_SIZE.into());
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
     if !blocked && waiting >= size - size / 4 {
@@ -164,6 +176,51 @@ pub fn submit(hook: Hook, record: *const u8, len: usize) {
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
     if EVENTS.output::<[u8]>(bytes, flags.into()).is_err() {
         count_drop(DropReason::RingFull, hook);
+    }
+}
+
+/// Whether this record goes over its process's allowance for its hook and
+/// rule in the current one-second window. Blocked operations never do, nor
+/// the process life cycle (forks, execs and exits make the process trees).
+/// Two CPUs counting one key at the same instant may let a record or two
+/// more through; what is cut is counted exactly (`DROPS`).
+#[inline(always)]
+fn sampled_away(header: &EventHeader) -> bool {
+    const WINDOW_NS: u64 = 1_000_000_000;
+    let limit = audit_rate_limit();
+    if limit == 0
+        || header.kind == EventKind::Fork as u8
+        || header.kind == EventKind::Exec as u8
+        || header.kind == EventKind::Exit as u8
+    {
+        return false;
+    }
+    let key = SampleKey {
+        tgid: (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32,
+        hook: u32::from(header.hook),
+        rule_id: header.rule_id,
+        _pad: 0,
+    };
+    let now = header.boot_ns;
+    match SAMPLING.get_ptr_mut(&key) {
+        Some(window) => unsafe {
+            if now.wrapping_sub((*window).start_ns) >= WINDOW_NS {
+                (*window).start_ns = now;
+                (*window).records = 1;
+                false
+            } else {
+                (*window).records += 1;
+                (*window).records > limit
+            }
+        },
+        None => {
+            let window = SampleWindow {
+                start_ns: now,
+                records: 1,
+            };
+            let _ = SAMPLING.insert(&key, &window, 0);
+            false
+        }
     }
 }
 

@@ -276,6 +276,7 @@ async fn agent(
     let mut kernel = Kernel::start(
         &policy,
         config.ring_buffer_bytes,
+        config.audit_rate_limit,
         config.tier,
         config.network.cgroup.as_deref(),
         kernel::Pinning {
@@ -630,6 +631,10 @@ fn reload(
                     "kernel.ring_buffer_bytes",
                     new.ring_buffer_bytes == running.ring_buffer_bytes,
                 ),
+                (
+                    "kernel.audit_rate_limit",
+                    new.audit_rate_limit == running.audit_rate_limit,
+                ),
                 ("kernel.tier", new.tier == running.tier),
                 ("kernel.pin", new.pin == running.pin),
                 ("kernel.pin_dir", new.pin_dir == running.pin_dir),
@@ -743,6 +748,7 @@ fn read_kernel_drops(kernel: &Kernel, observed: &Observed) {
                         DropReason::ReservedForBlocked => {
                             semconv::drop_reason::RESERVED_FOR_BLOCKED
                         }
+                        DropReason::Sampled => semconv::drop_reason::SAMPLED,
                     };
                     (hook.name().to_string(), reason, n)
                 })

@@ -622,3 +622,50 @@ fn domain_rules_follow_the_name_s_addresses() {
         assert_eq!(e["security_rule.ruleset.name"], "network.domain.deny");
     }
 }
+
+/// `kernel.audit_rate_limit` on the audit tier: one process opening a
+/// watched file in a tight loop is reported at most the limit per second,
+/// and the rest is counted as sampled away (status and the final line).
+#[test]
+fn audit_rate_limit_samples_a_flood_and_counts_it() {
+    require_root!();
+    const OPENS: u64 = 1_000;
+    const LIMIT: u64 = 50;
+    let (root, secret, _) = workload_dir();
+    let watched = root.path().join("secret");
+    let config = format!(
+        "{}  audit_rate_limit: {LIMIT}\n",
+        config(&watched, "tracepoint").replace("mode: block", "mode: monitor")
+    );
+    let agent = start(&root, &config);
+    let started = std::time::Instant::now();
+    let flood = Command::new("python3")
+        .args([
+            "-c",
+            &format!("for _ in range({OPENS}): open({:?}).close()", on(&secret)),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = flood.id();
+    assert!(flood.wait_with_output().unwrap().status.success());
+    let windows = started.elapsed().as_secs() + 1;
+    let (events, log) = agent.stop().unwrap();
+
+    let reported = events_for(&events, on(&secret))
+        .into_iter()
+        .filter(|e| e["process.pid"] == pid)
+        .count() as u64;
+    assert!(
+        (LIMIT..=(LIMIT + 2) * windows).contains(&reported),
+        "{reported} reported in {windows} one-second windows, limit {LIMIT}"
+    );
+    // Other processes' relative opens on this host may be sampled too, so
+    // the count is at least what this flood lost.
+    let drops = safeguard_test_support::stopped_counter(&log, "kernel_drops")
+        .unwrap_or_else(|| panic!("no kernel_drops in the final line: {log}"));
+    assert!(
+        drops >= OPENS - reported,
+        "{OPENS} opens, {reported} reported, only {drops} counted as dropped\n{log}"
+    );
+}

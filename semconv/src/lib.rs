@@ -145,6 +145,9 @@ pub mod drop_reason {
         /// three quarters full: the last quarter is kept for blocked
         /// operations.
         RESERVED_FOR_BLOCKED = "reserved_for_blocked";
+        /// An audit record over its process's allowance for the hook and
+        /// rule this second (`kernel.audit_rate_limit`).
+        SAMPLED = "sampled";
     }
 }
 

@@ -197,6 +197,7 @@ pub struct RawLog {
 #[serde(default, deny_unknown_fields)]
 pub struct RawKernel {
     pub ring_buffer_bytes: Option<u64>,
+    pub audit_rate_limit: Option<u64>,
     pub tier: Option<String>,
     pub pin: bool,
     pub pin_dir: Option<String>,

@@ -230,6 +230,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Bytes of the kernel-to-agent ring buffer.
     pub ring_buffer_bytes: u32,
+    /// Records per second per process, hook and rule of operations that
+    /// were not blocked; 0: no limit (`kernel.audit_rate_limit`).
+    pub audit_rate_limit: u32,
     pub tier: TierChoice,
     /// Where the programs and maps stay pinned across restarts
     /// (`kernel.pin_dir`), and whether this agent leaves them pinned
@@ -307,6 +310,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
+    let audit_rate_limit = match raw.kernel.audit_rate_limit.unwrap_or(0) {
+        n if n <= u64::from(u32::MAX) => n as u32,
+        n => {
+            errors.push(
+                "kernel.audit_rate_limit",
+                n.to_string(),
+                "records per second, from 0 (no limit) to 4294967295",
+            );
+            0
+        }
+    };
+
     let tier = match raw.kernel.tier.as_deref().map(str::trim) {
         None | Some("auto") => TierChoice::Auto,
         Some("lsm") => TierChoice::Lsm,
@@ -359,6 +374,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             log,
             otel,
             ring_buffer_bytes,
+            audit_rate_limit,
             tier,
             pin_dir,
             pin: raw.kernel.pin,

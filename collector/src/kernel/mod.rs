@@ -120,6 +120,7 @@ impl Kernel {
     pub fn start(
         policy: &Policy,
         ring_buffer_bytes: u32,
+        audit_rate_limit: u32,
         tier: TierChoice,
         net_cgroup: Option<&Path>,
         pinning: Pinning,
@@ -145,6 +146,8 @@ impl Kernel {
         loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
         let epoch_global = u64::from(epoch);
         loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
+        let audit_rate_limit = u64::from(audit_rate_limit);
+        loader.override_global(globals::AUDIT_RATE_LIMIT, &audit_rate_limit, true);
         let mut ring_buffer_bytes = ring_buffer_bytes;
         if takeover.is_some()
             && let Some(pinned) = pins.ring_buffer_bytes()

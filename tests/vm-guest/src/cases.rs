@@ -26,6 +26,10 @@ pub const ALL: &[(&str, Case)] = &[
         blocked_survive_an_audit_flood,
     ),
     (
+        "audit_floods_are_sampled_in_the_kernel_and_counted",
+        audit_floods_are_sampled,
+    ),
+    (
         "target_container_applies_only_in_other_mount_namespaces",
         target_container,
     ),
@@ -355,6 +359,53 @@ fn blocked_survive_an_audit_flood(agent_bin: &str) -> TestResult {
             "{blocked} of {BLOCKED} blocked opens reported after the flood ({drops} audit records dropped)"
         )
     })
+}
+
+/// `kernel.audit_rate_limit`: a flood of would-block opens from one process
+/// is cut in the kernel to the limit per second, and every open is either
+/// reported or counted as sampled away; blocked opens are never cut.
+fn audit_floods_are_sampled(agent_bin: &str) -> TestResult {
+    const OPENS: u64 = 2_000;
+    const LIMIT: u64 = 100;
+    setup_files()?;
+    for mode in ["monitor", "block"] {
+        let config = format!(
+            "files:\n  enable: true\n  mode: {mode}\n  deny: [{ROOT}/secret]\n\
+             kernel:\n  tier: lsm\n  audit_rate_limit: {LIMIT}\n"
+        );
+        let agent = start(agent_bin, &format!("sampling-{mode}"), &config)?;
+        let started = std::time::Instant::now();
+        for _ in 0..OPENS {
+            let _ = open_read(SECRET);
+        }
+        let windows = started.elapsed().as_secs() + 1;
+        let (events, log) = agent.stop()?;
+        let reported = events_for(&events, SECRET)
+            .iter()
+            .filter(|e| e[attr::PROCESS_PID] == std::process::id())
+            .count() as u64;
+        let drops = safeguard_test_support::stopped_counter(&log, "kernel_drops")
+            .ok_or_else(|| format!("no kernel_drops in the agent's final line: {log}"))?;
+        if mode == "block" {
+            ensure(reported == OPENS && drops == 0, || {
+                format!("blocked: {reported} of {OPENS} reported, {drops} dropped")
+            })?;
+            continue;
+        }
+        ensure(reported + drops == OPENS, || {
+            format!(
+                "{OPENS} opens, {reported} reported + {drops} sampled away = {}",
+                reported + drops
+            )
+        })?;
+        // One window of LIMIT records per second the loop ran into (two
+        // CPUs racing on a window may let one more through).
+        ensure(
+            reported >= LIMIT && reported <= (LIMIT + 2) * windows,
+            || format!("{reported} reported in {windows} one-second windows, limit {LIMIT}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// `target: container`: the policy applies to tasks in a mount namespace
