@@ -6,6 +6,8 @@
 #   hooks    the cost of the kernel programs on openat, connect, fork+exec,
 #            BPF-LSM in a QEMU VM (6.12) and the audit tier on this host,
 #            against no agent (tests/vm-guest/src/hook_bench.rs)
+#   pipeline decode → enrich → OTLP encoding on one core, per stage, on
+#            recorded kernel records (criterion; collector/benches/pipeline.rs)
 #   e2e      the highest event rate carried into a real Collector with
 #            nothing lost, the agent's CPU and peak RSS, the Collector's CPU,
 #            the agent's idle CPU (tests/vm-guest/src/e2e_bench.rs)
@@ -22,7 +24,7 @@ CACHE=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}
 TARGET=${CARGO_TARGET_DIR:-$CACHE/target}
 BIN=$TARGET/release
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(hooks e2e)
+[[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(pipeline hooks e2e)
 cd "$HERE"
 
 cargo build --release --bin safeguard --bin safeguard-hook-bench --bin safeguard-e2e-bench >&2
@@ -41,6 +43,26 @@ for section in "${SECTIONS[@]}"; do
 				target = ($7 <= 1.05 ? "≤ 1.05×: met" : sprintf("≤ 1.05×: missed by %.0f %%", ($7 - 1.05) * 100))
 			printf "| hook overhead (%s) | %s, %s | %d ns/op | %.3f× no agent | %s |\n", tier, $4, $5, $6, $7, target
 		}' "$log")
+		;;
+	pipeline)
+		cargo bench -p safeguard --bench pipeline >"$CACHE/bench-pipeline.log" 2>&1 ||
+			{ tail -20 "$CACHE/bench-pipeline.log" >&2; exit 1; }
+		while IFS= read -r row; do rows+=("$row"); done < <(python3 - "$TARGET/criterion/pipeline" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for stage in ["decode", "enrich", "encode", "all"]:
+    d = root / stage
+    ns = json.loads((d / "new/estimates.json").read_text())["mean"]["point_estimate"]
+    n = json.loads((d / "new/benchmark.json").read_text())["throughput"]["Elements"]
+    per = ns / n
+    rate = 1e9 / per
+    target = ""
+    if stage == "all":
+        target = "≥ 1,000,000/s: met" if rate >= 1e6 else f"≥ 1,000,000/s: missed by {(1e6 - rate) / 1e4:.0f} %"
+    name = "decode → enrich → encode" if stage == "all" else stage
+    print(f"| pipeline (one core, recorded records) | {name} | {per:.0f} ns/record | {rate:,.0f} records/s | {target} |")
+PY
+		)
 		;;
 	e2e)
 		log=$CACHE/bench-e2e.log
@@ -71,7 +93,7 @@ for section in "${SECTIONS[@]}"; do
 			}' "$log")
 		;;
 	*)
-		echo "bench.sh: unknown section $section (hooks, e2e)" >&2
+		echo "bench.sh: unknown section $section (pipeline, hooks, e2e)" >&2
 		exit 2
 		;;
 	esac
