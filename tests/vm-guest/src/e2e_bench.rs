@@ -78,9 +78,13 @@ fn received(collector: &Collector) -> u64 {
 }
 
 fn config(endpoint: &str) -> String {
+    config_with_ring(endpoint, 4 << 20)
+}
+
+fn config_with_ring(endpoint: &str, ring_bytes: u64) -> String {
     format!(
         "files:\n  enable: true\n  mode: monitor\n  deny: [{SECRET}]\n\
-         kernel:\n  tier: tracepoint\n\
+         kernel:\n  tier: tracepoint\n  ring_buffer_bytes: {ring_bytes}\n\
          otel:\n  enable: true\n  endpoint: {endpoint}\n  batch_size: 8192\n  batch_timeout_ms: 200\n  \
          spool_dir: {DIR}/spool\n\
          log:\n  mode: fallback\n  output: {DIR}/events.log\n"
@@ -90,6 +94,9 @@ fn config(endpoint: &str) -> String {
 struct Run {
     rate: u64,
     opens: u64,
+    /// Opens per second the workload made (below `rate` when one thread
+    /// cannot open faster on this machine).
+    achieved: u64,
     received: u64,
     kernel_drops: u64,
     queue_drops: u64,
@@ -133,11 +140,27 @@ fn run_at(
     rate: u64,
     time: Duration,
 ) -> Result<Run, String> {
+    run_with(
+        agent_bin,
+        collector,
+        &config(&collector.grpc_endpoint()),
+        rate,
+        time,
+    )
+}
+
+fn run_with(
+    agent_bin: &str,
+    collector: &Collector,
+    config: &str,
+    rate: u64,
+    time: Duration,
+) -> Result<Run, String> {
     let before = received(collector);
     let agent = Agent::launch(
         agent_bin,
         Path::new(DIR),
-        &config(&collector.grpc_endpoint()),
+        config,
         Duration::from_secs(60),
         &Launch {
             output_flag: false,
@@ -168,6 +191,7 @@ fn run_at(
     Ok(Run {
         rate,
         opens,
+        achieved: (opens as f64 / elapsed) as u64,
         received: got,
         kernel_drops: counter("kernel_drops"),
         queue_drops: counter("queue_drops"),
@@ -180,6 +204,7 @@ fn run_at(
 fn main() {
     let mut agent = "/bin/safeguard".to_string();
     let (mut seconds, mut start, mut max) = (60.0, 25_000u64, 400_000u64);
+    let mut ring_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -188,6 +213,7 @@ fn main() {
             "--seconds" => seconds = value().parse().expect("--seconds: a number"),
             "--start" => start = value().parse().expect("--start: a number"),
             "--max" => max = value().parse().expect("--max: a number"),
+            "--ring" => ring_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -196,6 +222,12 @@ fn main() {
     let time = Duration::from_secs_f64(seconds);
     let mut collector =
         Collector::start(Path::new("/tmp/sgbench-e2e-collector")).expect("start the Collector");
+
+    if ring_only {
+        ring_onset(&agent, &collector);
+        collector.stop();
+        return;
+    }
 
     // Idle: the agent with nothing to report.
     {
@@ -224,9 +256,10 @@ fn main() {
     for _ in 0..6 {
         let run = run_at(&agent, &collector, rate, time).expect("a run");
         println!(
-            "SGBENCH e2e run rate={} opens={} received={} kernel_drops={} queue_drops={} \
+            "SGBENCH e2e run rate={} achieved={} opens={} received={} kernel_drops={} queue_drops={} \
              agent_cpu_percent={:.1} agent_peak_rss_mib={:.1} collector_cpu_percent={:.1} lossless={}",
             run.rate,
+            run.achieved,
             run.opens,
             run.received,
             run.kernel_drops,
@@ -236,6 +269,16 @@ fn main() {
             run.collector_cpu,
             run.lossless()
         );
+        if run.lossless() && run.achieved < rate * 9 / 10 {
+            // The workload, not the agent, is the limit: a higher rate
+            // would measure the same.
+            println!(
+                "SGBENCH e2e workload_limit achieved={} asked={rate}",
+                run.achieved
+            );
+            good = Some(good.map_or(rate, |g| g.max(rate)));
+            break;
+        }
         if run.lossless() {
             good = Some(good.map_or(rate, |g| g.max(rate)));
         } else {
@@ -258,4 +301,46 @@ fn main() {
         bad.map_or("none".into(), |b| b.to_string())
     );
     collector.stop();
+}
+
+/// The kernel event rate at which the ring buffer starts to drop, for a
+/// small ring buffer and the default one: rates double until the kernel
+/// counts a drop or the workload reaches its own limit. Every open is
+/// accounted for: received by the Collector, or counted as a kernel or
+/// queue drop.
+fn ring_onset(agent: &str, collector: &Collector) {
+    let time = Duration::from_secs(5);
+    for ring_bytes in [256u64 << 10, 4 << 20] {
+        let config = config_with_ring(&collector.grpc_endpoint(), ring_bytes);
+        let mut rate = 25_000u64;
+        let mut onset = None;
+        let mut best = 0;
+        loop {
+            let run = run_with(agent, collector, &config, rate, time).expect("a run");
+            let accounted = run.received + run.kernel_drops + run.queue_drops;
+            println!(
+                "SGBENCH ring run ring_bytes={ring_bytes} rate={rate} achieved={} opens={} \
+                 received={} kernel_drops={} queue_drops={} accounted={}",
+                run.achieved,
+                run.opens,
+                run.received,
+                run.kernel_drops,
+                run.queue_drops,
+                accounted == run.opens
+            );
+            best = best.max(run.achieved);
+            if run.kernel_drops > 0 {
+                onset = Some(run.achieved);
+                break;
+            }
+            if run.achieved < rate * 9 / 10 || rate >= 1_600_000 {
+                break;
+            }
+            rate *= 2;
+        }
+        match onset {
+            Some(r) => println!("SGBENCH ring onset ring_bytes={ring_bytes} rate={r}"),
+            None => println!("SGBENCH ring none ring_bytes={ring_bytes} up_to={best}"),
+        }
+    }
 }
