@@ -343,9 +343,13 @@ async fn agent(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut watched = ConfigFile::new(&sources);
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        (config.otel.batch_timeout_ms / 2).clamp(10, 1000),
-    ));
+    // The pipeline's timer: often while a batch is open or the local log
+    // has unflushed records, once a second when there is nothing to do (an
+    // idle agent should cost nothing).
+    let busy_tick = Duration::from_millis((config.otel.batch_timeout_ms / 2).clamp(10, 1000));
+    let idle_tick = Duration::from_secs(1);
+    let tick = tokio::time::sleep(busy_tick);
+    tokio::pin!(tick);
     let mut last_drops_read = Instant::now();
     info!(
         rules = policy.rule_count(),
@@ -365,11 +369,19 @@ async fn agent(
     loop {
         tokio::select! {
             event = queue_rx.recv() => match event {
-                Some(event) => process(&enricher, &mut pipeline, event),
+                Some(event) => {
+                    let was_idle = pipeline.idle();
+                    process(&enricher, &mut pipeline, event);
+                    if was_idle && !pipeline.idle() {
+                        tick.as_mut().reset(tokio::time::Instant::now() + busy_tick);
+                    }
+                }
                 None => break,
             },
-            _ = tick.tick() => {
+            () = &mut tick => {
                 pipeline.tick();
+                let next = if pipeline.idle() { idle_tick } else { busy_tick };
+                tick.as_mut().reset(tokio::time::Instant::now() + next);
                 if last_drops_read.elapsed() >= Duration::from_secs(5) {
                     last_drops_read = Instant::now();
                     read_kernel_drops(&kernel, &observed);

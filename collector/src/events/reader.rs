@@ -2,7 +2,7 @@
 //! go into a bounded queue; a full queue drops and counts, so the ring
 //! buffer keeps draining.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -22,8 +22,13 @@ use crate::stats::Stats;
 /// programs stay and go on writing; what is left waits in the pinned ring
 /// buffer for the next agent instead.
 /// How long a record may wait in the ring buffer when the programs did not
-/// wake the reader.
-pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// wake the reader, while records come.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The same when nothing came for a while: the interval doubles after each
+/// empty drain up to this, so an idle agent wakes a few times a second, not
+/// twenty. Blocked operations wake the reader at once (see `submit` in the
+/// eBPF crate), so only audit records wait this long.
+pub const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(400);
 
 pub async fn run(
     ring: RingBuf<MapData>,
@@ -38,18 +43,25 @@ pub async fn run(
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
     // The programs wake the reader only once much is waiting (see
     // `submit` in the eBPF crate); the rest is picked up on this tick.
-    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = DRAIN_INTERVAL;
+    let tick = tokio::time::sleep(interval);
+    tokio::pin!(tick);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &queue, &stats, &mut recorder);
                 guard.clear_ready();
+                interval = DRAIN_INTERVAL;
             }
-            _ = tick.tick() => {
-                drain(fd.get_mut(), &queue, &stats, &mut recorder);
+            () = &mut tick => {
+                interval = if drain(fd.get_mut(), &queue, &stats, &mut recorder) == 0 {
+                    (interval * 2).min(IDLE_DRAIN_INTERVAL)
+                } else {
+                    DRAIN_INTERVAL
+                };
                 flush(&mut recorder);
+                tick.as_mut().reset(tokio::time::Instant::now() + interval);
             }
             _ = shutdown.changed() => {
                 if drain_at_stop {
@@ -70,8 +82,10 @@ fn drain(
     queue: &mpsc::Sender<Event>,
     stats: &Stats,
     recorder: &mut Option<Recorder>,
-) {
+) -> usize {
+    let mut drained = 0;
     while let Some(item) = ring.next() {
+        drained += 1;
         Stats::add(&stats.received, 1);
         if let Some(r) = recorder
             && let Err(e) = r.write(&item)
@@ -99,6 +113,7 @@ fn drain(
             }
         }
     }
+    drained
 }
 
 fn flush(recorder: &mut Option<Recorder>) {

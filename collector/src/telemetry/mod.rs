@@ -89,6 +89,8 @@ pub struct Pipeline {
     local_always: bool,
     min_level: LogLevel,
     metrics: Option<Arc<Metrics>>,
+    /// Written to the local log since its last flush.
+    local_dirty: std::cell::Cell<bool>,
     last_sweep: Instant,
     stats: Arc<Stats>,
 }
@@ -115,6 +117,7 @@ impl Pipeline {
             local,
             min_level,
             metrics,
+            local_dirty: std::cell::Cell::new(false),
             last_sweep: Instant::now(),
             stats,
         }
@@ -153,6 +156,7 @@ impl Pipeline {
     /// waited long enough and ends the spans of processes that are gone
     /// unseen.
     pub fn tick(&mut self) {
+        self.local_dirty.set(false);
         if let Err(e) = lock(&self.local).flush() {
             let n = Stats::add(&self.stats.write_errors, 1);
             if n.is_power_of_two() {
@@ -189,7 +193,14 @@ impl Pipeline {
         }
     }
 
+    /// Nothing waits for [`Pipeline::tick`]: no open batch, no ended span,
+    /// nothing unflushed in the local log.
+    pub fn idle(&self) -> bool {
+        self.batch_opened.is_none() && self.spans.is_empty() && !self.local_dirty.get()
+    }
+
     fn write_local(&self, records: &[LogRecord]) {
+        self.local_dirty.set(true);
         let result = {
             let mut log = lock(&self.local);
             records.iter().try_for_each(|r| log.write(r))
