@@ -113,6 +113,34 @@ mod tests {
         );
     }
 
+    /// The pipeline benchmark's recording still fits the ABI: re-record it
+    /// (see benches/pipeline.rs) when this fails.
+    #[test]
+    fn the_benchmark_recording_decodes() {
+        use std::io::Read as _;
+
+        use crate::events::{Event, decode::decode};
+
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/host-audit.rec.gz");
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut bytes)
+            .unwrap();
+        let records = parse(&bytes).unwrap();
+        assert_eq!(records.len(), 6_270);
+        let mut kinds = [0usize; 4];
+        for (i, record) in records.iter().enumerate() {
+            match decode(record).unwrap_or_else(|e| panic!("record {i}: {e}")) {
+                Event::File(_) => kinds[0] += 1,
+                Event::Fork(_) => kinds[1] += 1,
+                Event::Exec(_) => kinds[2] += 1,
+                Event::Exit(_) => kinds[3] += 1,
+                other => panic!("record {i}: not from this recording's workload: {other:?}"),
+            }
+        }
+        assert!(kinds.iter().all(|&n| n > 100), "file, fork, exec, exit: {kinds:?}");
+    }
+
     #[test]
     fn damage_is_named() {
         let err = parse(b"something else").unwrap_err().to_string();
