@@ -9,7 +9,7 @@
 #   pipeline decode → enrich → OTLP encoding on one core, per stage, on
 #            recorded kernel records (criterion; collector/benches/pipeline.rs)
 #   ring     the kernel event rate at which the ring buffer starts to drop,
-#            for a 256 KiB ring and the default 4 MiB, every open accounted
+#            for a 64 KiB ring and the default 4 MiB, every open accounted
 #            for (received, or counted as a kernel or queue drop)
 #   e2e      the highest event rate carried into a real Collector with
 #            nothing lost, the agent's CPU and peak RSS, the Collector's CPU,

@@ -25,10 +25,10 @@ use crate::stats::Stats;
 /// wake the reader, while records come.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The same when nothing came for a while: the interval doubles after each
-/// empty drain up to this, so an idle agent wakes a few times a second, not
+/// empty drain up to this, so an idle agent wakes five times a second, not
 /// twenty. Blocked operations wake the reader at once (see `submit` in the
 /// eBPF crate), so only audit records wait this long.
-pub const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(400);
+pub const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(200);
 
 pub async fn run(
     ring: RingBuf<MapData>,

@@ -121,7 +121,10 @@ mod tests {
 
         use crate::events::{Event, decode::decode};
 
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/host-audit.rec.gz");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/data/host-audit.rec.gz"
+        );
         let mut bytes = Vec::new();
         flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
             .read_to_end(&mut bytes)
@@ -138,7 +141,10 @@ mod tests {
                 other => panic!("record {i}: not from this recording's workload: {other:?}"),
             }
         }
-        assert!(kinds.iter().all(|&n| n > 100), "file, fork, exec, exit: {kinds:?}");
+        assert!(
+            kinds.iter().all(|&n| n > 100),
+            "file, fork, exec, exit: {kinds:?}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bytes::BufMut;
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 use prost::{
     Message as _,
-    encoding::{WireType, encode_key, encode_varint, encoded_len_varint},
+    encoding::{WireType, encode_varint, encoded_len_varint},
 };
 
 use super::{
@@ -60,17 +60,18 @@ pub struct LogBatch {
     records: Vec<u8>,
     /// The records' kernel times (Unix ns), for the latency metric.
     times: Vec<u64>,
-    /// One record's bytes, before its length is known.
-    scratch: Vec<u8>,
 }
 
 impl LogBatch {
     pub fn push(&mut self, record: &Record, observed_unix_nano: u64, span: Option<SpanContext>) {
         let time = unix_nanos(record.time);
-        self.scratch.clear();
-        log_record(&mut self.scratch, record, time, observed_unix_nano, span);
-        length_delimited(&mut self.records, LOG_RECORDS, self.scratch.len());
-        self.records.extend_from_slice(&self.scratch);
+        let len = log_record_len(record, time, observed_unix_nano, span);
+        self.records
+            .reserve(key_len(LOG_RECORDS) + encoded_len_varint(len as u64) + len);
+        length_delimited(&mut self.records, LOG_RECORDS, len);
+        let start = self.records.len();
+        log_record(&mut self.records, record, time, observed_unix_nano, span);
+        debug_assert_eq!(self.records.len() - start, len, "log record length");
         self.times.push(time);
     }
 
@@ -121,6 +122,34 @@ impl LogBatch {
     }
 }
 
+/// The encoded length of what [`log_record`] writes.
+fn log_record_len(record: &Record, time: u64, observed: u64, span: Option<SpanContext>) -> usize {
+    let mut len = 0;
+    if time != 0 {
+        len += key_len(TIME_UNIX_NANO) + 8;
+    }
+    if observed != 0 {
+        len += key_len(OBSERVED_TIME_UNIX_NANO) + 8;
+    }
+    len += key_len(SEVERITY_NUMBER) + encoded_len_varint(severity_number(record.severity) as u64);
+    len += string_len(SEVERITY_TEXT, record.severity.name());
+    for (key, value) in &record.attributes {
+        let kv_len = key_value_len(key, value);
+        len += key_len(ATTRIBUTES) + encoded_len_varint(kv_len as u64) + kv_len;
+    }
+    if let Some(span) = span {
+        len += key_len(FLAGS) + 4;
+        len += oneof_string_len_bytes(TRACE_ID, span.trace_id.len());
+        len += oneof_string_len_bytes(SPAN_ID, span.span_id.len());
+    }
+    len + string_len(EVENT_NAME, record.name)
+}
+
+fn key_value_len(key: &str, value: &Value) -> usize {
+    let value_len = any_value_len(value);
+    string_len(KEY, key) + key_len(VALUE) + encoded_len_varint(value_len as u64) + value_len
+}
+
 fn log_record(
     out: &mut Vec<u8>,
     record: &Record,
@@ -129,15 +158,15 @@ fn log_record(
     span: Option<SpanContext>,
 ) {
     if time != 0 {
-        encode_key(TIME_UNIX_NANO, WireType::SixtyFourBit, out);
+        key(TIME_UNIX_NANO, WireType::SixtyFourBit, out);
         out.put_u64_le(time);
     }
     if observed != 0 {
-        encode_key(OBSERVED_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
+        key(OBSERVED_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
         out.put_u64_le(observed);
     }
-    encode_key(SEVERITY_NUMBER, WireType::Varint, out);
-    encode_varint(severity_number(record.severity) as u64, out);
+    key(SEVERITY_NUMBER, WireType::Varint, out);
+    varint(out, severity_number(record.severity) as u64);
     string(out, SEVERITY_TEXT, record.severity.name());
     for (key, value) in &record.attributes {
         let value_len = any_value_len(value);
@@ -152,7 +181,7 @@ fn log_record(
     }
     if let Some(span) = span {
         // Sampled: these records are never sampled away.
-        encode_key(FLAGS, WireType::ThirtyTwoBit, out);
+        key(FLAGS, WireType::ThirtyTwoBit, out);
         out.put_u32_le(1);
         bytes(out, TRACE_ID, &span.trace_id);
         bytes(out, SPAN_ID, &span.span_id);
@@ -164,12 +193,12 @@ fn any_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Str(s) => oneof_string(out, STRING_VALUE, s),
         Value::Int(i) => {
-            encode_key(INT_VALUE, WireType::Varint, out);
-            encode_varint(*i as u64, out);
+            key(INT_VALUE, WireType::Varint, out);
+            varint(out, *i as u64);
         }
         Value::Bool(b) => {
-            encode_key(BOOL_VALUE, WireType::Varint, out);
-            encode_varint(u64::from(*b), out);
+            key(BOOL_VALUE, WireType::Varint, out);
+            varint(out, u64::from(*b));
         }
         Value::List(items) => {
             length_delimited(out, ARRAY_VALUE, array_len(items));
@@ -208,8 +237,25 @@ fn key_len(tag: u32) -> usize {
 }
 
 fn length_delimited(out: &mut Vec<u8>, tag: u32, len: usize) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    key(tag, WireType::LengthDelimited, out);
+    varint(out, len as u64);
+}
+
+/// A field's key; every field number here is below 16, so one byte.
+#[inline(always)]
+fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    debug_assert!(tag < 16);
+    out.push(((tag << 3) | wire_type as u32) as u8);
+}
+
+/// Most lengths and values here fit in one byte.
+#[inline(always)]
+fn varint(out: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        encode_varint(v, out);
+    }
 }
 
 /// A proto3 string field: left out when empty.
@@ -233,7 +279,11 @@ fn oneof_string(out: &mut Vec<u8>, tag: u32, s: &str) {
 }
 
 fn oneof_string_len(tag: u32, s: &str) -> usize {
-    key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+    oneof_string_len_bytes(tag, s.len())
+}
+
+fn oneof_string_len_bytes(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
 fn bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {

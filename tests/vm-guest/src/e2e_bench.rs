@@ -310,7 +310,7 @@ fn main() {
 /// queue drop.
 fn ring_onset(agent: &str, collector: &Collector) {
     let time = Duration::from_secs(5);
-    for ring_bytes in [256u64 << 10, 4 << 20] {
+    for ring_bytes in [64u64 << 10, 4 << 20] {
         let config = config_with_ring(&collector.grpc_endpoint(), ring_bytes);
         let mut rate = 25_000u64;
         let mut onset = None;
