@@ -150,8 +150,7 @@ pub fn header(kind: EventKind, hook: Hook, mode: u8, verdict: &Verdict) -> Event
 /// wakeup per record is an interrupt per record, and it cost more than the
 /// rest of a program's run (measured with `make bench`). The agent also
 /// drains on a short timer, so a trickle of records waits at most that
-/// long. A blocked operation wakes it at once: those are what operators
-/// alert on, and they are few.
+/// long.
 #[inline(always)]
 pub fn submit(hook: Hook, record: *const u8, len: usize) {
     use aya_ebpf::bindings::{
@@ -169,7 +168,7 @@ pub fn submit(hook: Hook, record: *const u8, len: usize) {
         count_drop(DropReason::ReservedForBlocked, hook);
         return;
     }
-    let flags = if blocked || waiting >= size / 16 {
+    let flags = if waiting >= size / 16 {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

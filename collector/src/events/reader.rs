@@ -17,19 +17,18 @@ use super::{
 };
 use crate::stats::Stats;
 
-/// Reads until `shutdown`. Then, if `drain_at_stop`, reads what is left:
-/// the programs are detached by then, so that is everything. Pinned
-/// programs stay and go on writing; what is left waits in the pinned ring
-/// buffer for the next agent instead.
 /// How long a record may wait in the ring buffer when the programs did not
 /// wake the reader, while records come.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The same when nothing came for a while: the interval doubles after each
 /// empty drain up to this, so an idle agent wakes five times a second, not
-/// twenty. Blocked operations wake the reader at once (see `submit` in the
-/// eBPF crate), so only audit records wait this long.
+/// twenty, and the first records after a quiet spell wait at most this.
 pub const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Reads until `shutdown`. Then, if `drain_at_stop`, reads what is left:
+/// the programs are detached by then, so that is everything. Pinned
+/// programs stay and go on writing; what is left waits in the pinned ring
+/// buffer for the next agent instead.
 pub async fn run(
     ring: RingBuf<MapData>,
     queue: mpsc::Sender<Event>,
