@@ -87,13 +87,43 @@ struct Ports {
 }
 
 impl Ports {
-    /// Three free loopback ports: all three bound at once (so that they
-    /// differ), read, and released for the collector to take.
+    /// Three free loopback ports, all bound at once (so that they differ)
+    /// and released for the collector to take. They are below the kernel's
+    /// ephemeral range: an agent that keeps reconnecting to a Collector
+    /// that is down could otherwise be given the Collector's own port as
+    /// its source port and connect to itself (TCP self-connect), and the
+    /// Collector, restarted, would find its port taken.
     fn pick() -> Result<Self, String> {
-        let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"));
-        let listeners = [bind()?, bind()?, bind()?];
+        let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32_768);
+        let (low, high) = (10_000u16, ephemeral_low.max(10_100));
+        // A different start per process and call; no need for a crate.
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        let mut listeners = Vec::new();
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let port = low + ((x >> 33) % u64::from(high - low)) as u16;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                listeners.push(l);
+                if listeners.len() == 3 {
+                    break;
+                }
+            }
+        }
         let port = |i: usize| -> Result<u16, String> {
-            Ok(listeners[i].local_addr().map_err(|e| e.to_string())?.port())
+            Ok(listeners
+                .get(i)
+                .ok_or_else(|| format!("no free port from {low} to {high}"))?
+                .local_addr()
+                .map_err(|e| e.to_string())?
+                .port())
         };
         Ok(Ports {
             grpc: port(0)?,
