@@ -56,10 +56,20 @@ pub fn thousand_reloads_leave_no_gap(agent: &str) -> TestResult {
     ensure(opened == 0, || {
         format!("{opened} of {attempts} opens of {SECRET} succeeded during reloads")
     })?;
+    // The agent also watches the file: when its check sees a write before
+    // the SIGHUP that follows it is handled, that SIGHUP reloads the same
+    // policy once more.
     let reloaded = log.matches("configuration reloaded").count();
-    ensure(reloaded == RELOADS, || {
-        format!("{reloaded} reloads in force, want {RELOADS}: {log}")
-    })?;
+    let seen_by_watch = log.matches("changed: reloading").count();
+    ensure(
+        (RELOADS..=RELOADS + seen_by_watch).contains(&reloaded),
+        || {
+            format!(
+                "{reloaded} reloads in force, want {RELOADS} \
+                 (+ up to {seen_by_watch} seen by the file watch first): {log}"
+            )
+        },
+    )?;
     ensure(stopped_counter(&log, "kernel_drops") == Some(0), || {
         format!("kernel drops: {log}")
     })?;
