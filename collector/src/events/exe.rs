@@ -85,10 +85,7 @@ impl Executables {
 
     /// `pid` ran another program.
     pub fn forget(&self, pid: u32) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&pid);
+        self.take(pid);
     }
 }
 
