@@ -42,7 +42,9 @@ impl FileOp {
 
 /// Fixed part of a file record. On the wire it is followed by `path_len`
 /// bytes of path and then `path2_len` bytes of the second path (no NULs);
-/// the record is no longer than that.
+/// the record is no longer than that. The second path is a rename's target,
+/// or, for a `PATH_RELATIVE` path, the absolute path of the directory it is
+/// relative to (empty where the kernel could not tell).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileEvent {

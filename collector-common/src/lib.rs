@@ -236,7 +236,7 @@ pub struct ProcessInfo {
 }
 
 /// Path flag: the path is relative to a directory fd (audit tier only; the
-/// agent resolves it).
+/// record's second path is that directory, and the agent joins the two).
 pub const PATH_RELATIVE: u8 = 1;
 /// Path flag: the path did not fit and was cut.
 pub const PATH_TRUNCATED: u8 = 2;

@@ -150,5 +150,11 @@ pub mod offsets {
         ("SKB_NETWORK_HEADER_OFFSET", "sk_buff", "network_header"),
         ("SKB_TRANSPORT_HEADER_OFFSET", "sk_buff", "transport_header"),
         ("BPRM_FILENAME_OFFSET", "linux_binprm", "filename"),
+        ("TASK_FS_OFFSET", "task_struct", "fs"),
+        ("FS_PWD_OFFSET", "fs_struct", "pwd"),
+        ("TASK_FILES_OFFSET", "task_struct", "files"),
+        ("FILES_FDT_OFFSET", "files_struct", "fdt"),
+        ("FDTABLE_MAX_FDS_OFFSET", "fdtable", "max_fds"),
+        ("FDTABLE_FD_OFFSET", "fdtable", "fd"),
     ];
 }

@@ -3,8 +3,9 @@
 //! is reported as "would block".
 //!
 //! The path is what the caller passed, so it may be relative to a directory
-//! fd: such records carry `PATH_RELATIVE` and the agent resolves and judges
-//! them. Absolute paths are judged here.
+//! fd: such records carry `PATH_RELATIVE` and, as their second path, the
+//! directory it starts from; the agent joins the two and judges them.
+//! Absolute paths are judged here.
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
@@ -91,15 +92,27 @@ fn audit_open(hook: Hook, dfd: i32, filename: *const u8, flags: u32) {
         _ => return,
     };
 
-    let (verdict, path_flags) = if rec.paths[0] == b'/' {
+    let (verdict, path_flags, base_len) = if rec.paths[0] == b'/' {
         let denial = record::path_denial(file_rules(config), config, rec.paths.as_ptr(), len);
         match record::verdict(config, denial, false) {
-            Some(v) => (v, 0),
+            Some(v) => (v, 0, 0),
             None => return,
         }
     } else {
-        // Relative: the agent resolves the path and applies the policy.
-        (Verdict::AUDIT, PATH_RELATIVE)
+        // Relative: the agent joins it to the directory it starts from,
+        // walked here while the task still has it (after the call the
+        // process may have moved or be gone), and applies the policy.
+        let (mnt, dentry) = kernel::path_parts(kernel::relative_base(dfd));
+        let base = unsafe {
+            rec.paths
+                .as_mut_ptr()
+                .add(kernel::bounded(len, PATH_MAX - 1))
+        };
+        let base_len = match kernel::walk_path(mnt, dentry, base) {
+            Some((n, false)) => n,
+            _ => 0,
+        };
+        (Verdict::AUDIT, PATH_RELATIVE, base_len)
     };
 
     let ev = &mut rec.event;
@@ -112,10 +125,10 @@ fn audit_open(hook: Hook, dfd: i32, filename: *const u8, flags: u32) {
     ev.dfd = dfd;
     ev.arg = 0;
     ev.path_len = len as u16;
-    ev.path2_len = 0;
+    ev.path2_len = base_len as u16;
     record::submit(
         hook,
         (rec as *const FileRecord).cast(),
-        FILE_EVENT_SIZE + len,
+        FILE_EVENT_SIZE + (len & (PATH_MAX - 1)) + (base_len & (PATH_MAX - 1)),
     );
 }

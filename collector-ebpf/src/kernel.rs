@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
     generated::{self, bpf_get_current_cgroup_id, bpf_get_current_task},
 };
-use collector_common::{PATH_MAX, ProcessInfo};
+use collector_common::{AT_FDCWD, PATH_MAX, ProcessInfo};
 
 use crate::maps::WALK_SCRATCH;
 
@@ -47,6 +47,12 @@ globals!(
     VFSMOUNT_MNT_ROOT_OFFSET,
     BPRM_FILE_OFFSET,
     BPRM_FILENAME_OFFSET,
+    TASK_FS_OFFSET,
+    FS_PWD_OFFSET,
+    TASK_FILES_OFFSET,
+    FILES_FDT_OFFSET,
+    FDTABLE_MAX_FDS_OFFSET,
+    FDTABLE_FD_OFFSET,
     SOCKET_SK_OFFSET,
     SOCK_PROTOCOL_OFFSET,
     SKC_DADDR_OFFSET,
@@ -175,6 +181,36 @@ pub fn skb_headers(skb: *const u8) -> (*const u8, *const u8) {
         return (core::ptr::null(), core::ptr::null());
     }
     unsafe { (head.add(network as usize), head.add(transport as usize)) }
+}
+
+/// The directory a path relative to `dfd` starts from, as a `struct path *`
+/// of the current task: its working directory for `AT_FDCWD`, else the
+/// file open on `dfd`. Null where there is none (a bad fd).
+#[inline(always)]
+pub fn relative_base(dfd: i32) -> *const u8 {
+    let task = current_task();
+    if dfd == AT_FDCWD {
+        let fs = read_ptr(task, &TASK_FS_OFFSET);
+        if fs.is_null() {
+            return core::ptr::null();
+        }
+        return unsafe { fs.add(global(&FS_PWD_OFFSET)) };
+    }
+    if dfd < 0 {
+        return core::ptr::null();
+    }
+    let fdt = read_ptr(read_ptr(task, &TASK_FILES_OFFSET), &FILES_FDT_OFFSET);
+    let max_fds: u32 = read(fdt, &FDTABLE_MAX_FDS_OFFSET);
+    let fds = read_ptr(fdt, &FDTABLE_FD_OFFSET);
+    if dfd as u32 >= max_fds || fds.is_null() {
+        return core::ptr::null();
+    }
+    let file: *const u8 = unsafe { bpf_probe_read_kernel(fds.add(dfd as usize * 8).cast()) }
+        .unwrap_or(core::ptr::null());
+    if file.is_null() {
+        return core::ptr::null();
+    }
+    file_f_path(file)
 }
 
 /// Reads a `T` at `base + offset` (a constant offset).

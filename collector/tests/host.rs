@@ -6,6 +6,7 @@
 
 use std::{
     fs,
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -118,26 +119,30 @@ fn auto_tier_reports_what_it_chose_and_audits_opens() {
     }
 }
 
-/// The tracepoint tier resolves relative paths against the process's
-/// working directory, so `cd dir && cat secret/x` is audited too.
+/// The tracepoint tier resolves relative paths against the directory they
+/// start from, as the kernel saw it during the call: `cd dir && cat
+/// secret/x` is audited even though `cat` is gone long before the agent
+/// reads the event, and so is an `openat` relative to a directory fd.
 #[test]
 fn tracepoint_tier_audits_absolute_and_relative_opens() {
     require_root!();
     let (root, secret, _) = workload_dir();
     let watched = root.path().join("secret");
     let agent = start(&root, &config(&watched, "tracepoint"));
-    // The shell opens the file itself (a redirection) and stays alive, so
-    // its working directory can still be read when the agent resolves the
-    // path. (A process that exits first is counted as unresolved: a known
-    // limit of this tier.)
-    let mut slow = Command::new("sh")
-        .args(["-c", "exec 3< secret/x; sleep 2"])
+    let short_lived = Command::new("sh")
+        .args(["-c", "exec cat secret/x >/dev/null"])
         .current_dir(root.path())
         .spawn()
         .unwrap();
-    let shell_pid = slow.id();
+    let shell_pid = short_lived.id();
+    assert!(short_lived.wait_with_output().unwrap().status.success());
+    // openat(dir, "x"): relative to a directory fd, not the working one.
+    let dir = fs::File::open(&watched).unwrap();
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c"x".as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+    unsafe { libc::close(fd) };
+    let own_pid = std::process::id();
     let (pid, ok) = cat(&secret);
-    slow.wait().unwrap();
     let (events, log) = agent.stop().unwrap();
 
     assert!(ok);
@@ -149,7 +154,11 @@ fn tracepoint_tier_audits_absolute_and_relative_opens() {
     );
     assert!(
         found.iter().any(|e| e["process.pid"] == shell_pid),
-        "relative open by pid {shell_pid} not reported: {events:?}"
+        "relative open by short-lived pid {shell_pid} not reported: {events:?}"
+    );
+    assert!(
+        found.iter().any(|e| e["process.pid"] == own_pid),
+        "open relative to a directory fd by pid {own_pid} not reported: {events:?}"
     );
     for e in found {
         assert_eq!(e["safeguard.decision"], "would_block");

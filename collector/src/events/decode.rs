@@ -73,6 +73,9 @@ pub struct File {
     pub path2: Option<String>,
     /// The path is relative to `dfd` (audit tier).
     pub relative: bool,
+    /// For a relative path, the directory it starts from, as the kernel
+    /// saw it during the call; `None` where it could not tell.
+    pub base: Option<String>,
     pub truncated: bool,
 }
 
@@ -249,10 +252,12 @@ fn file(bytes: &[u8]) -> Result<File, DecodeError> {
         value: raw.op,
     })?;
     let path = tail.string("path", usize::from(raw.path_len))?;
-    let path2 = match raw.path2_len {
+    let mut path2 = match raw.path2_len {
         0 => None,
         n => Some(tail.string("second path", usize::from(n))?),
     };
+    let relative = raw.path_flags & PATH_RELATIVE != 0;
+    let base = if relative { path2.take() } else { None };
     Ok(File {
         header: header(&raw.header)?,
         process: process(&raw.process),
@@ -263,7 +268,8 @@ fn file(bytes: &[u8]) -> Result<File, DecodeError> {
         arg: raw.arg,
         path,
         path2,
-        relative: raw.path_flags & PATH_RELATIVE != 0,
+        relative,
+        base,
         truncated: raw.path_flags & PATH_TRUNCATED != 0,
     })
 }
@@ -352,6 +358,8 @@ fn net(bytes: &[u8]) -> Result<Net, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    use std::mem::offset_of;
+
     use collector_common::{COMM_LEN, MODE_BLOCK};
 
     use super::*;
@@ -433,6 +441,19 @@ mod tests {
         };
         assert_eq!(ev.path, "/a/x");
         assert_eq!(ev.path2.as_deref(), Some("/b/y"));
+    }
+
+    #[test]
+    fn the_second_path_of_a_relative_open_is_its_base_directory() {
+        let mut bytes = file_record(FileOp::Open, b"sub/x", b"/home/me", 5);
+        bytes[offset_of!(FileEvent, path_flags)] = PATH_RELATIVE;
+        let Ok(Event::File(ev)) = decode(&bytes) else {
+            panic!("not a file event");
+        };
+        assert!(ev.relative);
+        assert_eq!(ev.path, "sub/x");
+        assert_eq!(ev.base.as_deref(), Some("/home/me"));
+        assert_eq!(ev.path2, None);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Enricher {
         let policy = self.policy();
         let files = &policy.files;
         if e.relative {
-            let Some(path) = resolve_relative(e.process.pid, e.dfd, &e.path) else {
+            let Some(path) = resolve_relative(e.base.take(), e.process.pid, e.dfd, &e.path) else {
                 Stats::add(&self.stats.unresolved_paths, 1);
                 return None;
             };
@@ -143,18 +143,24 @@ impl Enricher {
 
     fn exec(&self, e: Exec) -> Record {
         // The program the kernel ran (or refused), not what /proc shows.
+        let exe: Arc<str> = e.path.into();
+        if e.header.decision == Decision::Blocked || e.path_truncated {
+            // A refused exec leaves the old program running.
+            self.exes.forget(e.process.pid);
+        } else {
+            self.exes.ran(e.process.pid, exe.clone());
+        }
         let mut a = self.common_with_exe(
             &e.header,
             &e.process,
             semconv::module::PROCESS,
-            Some(e.path.into()),
+            Some(exe.into()),
         );
         a.push((attr::PROCESS_COMMAND_ARGS, e.args.into()));
         if e.args_truncated {
             a.push((attr::PROCESS_ARGS_TRUNCATED, true.into()));
         }
         rule_attributes(&mut a, &self.policy().process, &e.header);
-        self.exes.forget(e.process.pid);
         self.record(event::PROCESS_EXEC, &e.header, a)
     }
 
@@ -396,14 +402,15 @@ fn mmap_prot(prot: u32) -> Vec<&'static str> {
     .collect()
 }
 
-/// Joins a relative path to the directory it was relative to, read from
-/// /proc while the process still exists. Normalised lexically: `..` is
-/// applied to the text, as the caller wrote it.
-fn resolve_relative(pid: u32, dfd: i32, path: &str) -> Option<String> {
-    let base = if dfd == AT_FDCWD {
-        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?
-    } else {
-        std::fs::read_link(format!("/proc/{pid}/fd/{dfd}")).ok()?
+/// Joins a relative path to the directory it was relative to: `base`, as
+/// the kernel saw it during the call, or else read from /proc now (which
+/// fails once the process is gone, and may have changed since). Normalised
+/// lexically: `..` is applied to the text, as the caller wrote it.
+fn resolve_relative(base: Option<String>, pid: u32, dfd: i32, path: &str) -> Option<String> {
+    let base = match base {
+        Some(base) => PathBuf::from(base),
+        None if dfd == AT_FDCWD => std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?,
+        None => std::fs::read_link(format!("/proc/{pid}/fd/{dfd}")).ok()?,
     };
     Some(normalize(&base.join(path)))
 }
@@ -496,8 +503,16 @@ mod tests {
     fn resolves_against_the_process_working_directory() {
         let me = std::process::id();
         let cwd = std::env::current_dir().unwrap();
-        let got = resolve_relative(me, AT_FDCWD, "sub/../file").unwrap();
+        let got = resolve_relative(None, me, AT_FDCWD, "sub/../file").unwrap();
         assert_eq!(got, cwd.join("file").to_string_lossy());
+    }
+
+    #[test]
+    fn the_kernels_base_directory_comes_before_proc() {
+        let got = resolve_relative(Some("/srv/app".into()), u32::MAX, AT_FDCWD, "../etc/x");
+        assert_eq!(got.as_deref(), Some("/srv/etc/x"));
+        // Without it, a process that is gone leaves the path unresolved.
+        assert_eq!(resolve_relative(None, u32::MAX, AT_FDCWD, "x"), None);
     }
 
     #[test]

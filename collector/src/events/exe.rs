@@ -3,11 +3,12 @@
 //! walk in procfs, more than the rest of the enrichment together, and one
 //! process often causes many events in a row.
 //!
-//! A remembered path must not outlive the program it names. An exec or an
-//! exit the agent sees forgets the process; so does a different `comm`
-//! (an exec usually renames the task). What remains (an exec the agent
-//! did not see, of a program with the same name, while the process module
-//! is off) lasts at most [`TTL`].
+//! A remembered path must not outlive the program it names. An exec the
+//! agent sees replaces it with the program the kernel ran, an exit forgets
+//! the process, and a different `comm` (an exec usually renames the task)
+//! reads the link again. What remains (an exec the agent did not see, of a
+//! program with the same name, while the process module is off) lasts at
+//! most [`TTL`].
 
 use std::{
     collections::HashMap,
@@ -21,7 +22,9 @@ pub const TTL: Duration = Duration::from_secs(1);
 const SWEEP_AT: usize = 16_384;
 
 struct Known {
-    comm: String,
+    /// `None` after an exec: the task's new name is the one its next event
+    /// carries.
+    comm: Option<String>,
     /// `None`: the link could not be read (the process is gone).
     exe: Option<Arc<str>>,
     read: Instant,
@@ -37,11 +40,17 @@ impl Executables {
     pub fn get(&self, pid: u32, comm: &str) -> Option<Arc<str>> {
         let now = Instant::now();
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = known.get(&pid)
-            && k.comm == comm
+        if let Some(k) = known.get_mut(&pid)
             && now.duration_since(k.read) < TTL
         {
-            return k.exe.clone();
+            match &k.comm {
+                Some(c) if c == comm => return k.exe.clone(),
+                Some(_) => {}
+                None => {
+                    k.comm = Some(comm.to_owned());
+                    return k.exe.clone();
+                }
+            }
         }
         if known.len() >= SWEEP_AT {
             known.retain(|_, k| now.duration_since(k.read) < TTL);
@@ -52,7 +61,7 @@ impl Executables {
         known.insert(
             pid,
             Known {
-                comm: comm.to_owned(),
+                comm: Some(comm.to_owned()),
                 exe: exe.clone(),
                 read: now,
             },
@@ -66,7 +75,7 @@ impl Executables {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(
             child,
             Known {
-                comm: comm.to_owned(),
+                comm: Some(comm.to_owned()),
                 exe: exe.clone(),
                 read: Instant::now(),
             },
@@ -83,7 +92,19 @@ impl Executables {
             .and_then(|k| k.exe)
     }
 
-    /// `pid` ran another program.
+    /// `pid` now runs `exe` (an exec that succeeded).
+    pub fn ran(&self, pid: u32, exe: Arc<str>) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            pid,
+            Known {
+                comm: None,
+                exe: Some(exe),
+                read: Instant::now(),
+            },
+        );
+    }
+
+    /// What `pid` runs is not known any more.
     pub fn forget(&self, pid: u32) {
         self.take(pid);
     }
@@ -136,6 +157,19 @@ mod tests {
         assert!(Arc::ptr_eq(&parent, &exes.take(child).unwrap()));
         assert_eq!(exes.take(child), None);
         assert_eq!(exes.get(child, &own_comm()), None);
+    }
+
+    #[test]
+    fn after_an_exec_the_program_run_is_known_under_the_new_name() {
+        let exes = Executables::default();
+        let pid = u32::MAX - 3;
+        exes.ran(pid, Arc::from("/usr/bin/true"));
+        let got = exes.get(pid, "true").unwrap();
+        assert_eq!(&*got, "/usr/bin/true");
+        // The name it was first seen with sticks: another one reads /proc
+        // (and finds no such process).
+        assert_eq!(exes.get(pid, "true").as_deref(), Some("/usr/bin/true"));
+        assert_eq!(exes.get(pid, "renamed"), None);
     }
 
     #[test]
