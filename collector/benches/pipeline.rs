@@ -38,6 +38,10 @@ use safeguard::{
     telemetry::{self, encode::LogBatch, resource, traces::Tracker},
 };
 
+/// The agent's allocator (main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The configuration the recording was made with: rule ids in the records
 /// name its rules.
 const RECORDED_WITH: &[&str] = &[
