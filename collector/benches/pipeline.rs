@@ -29,7 +29,6 @@ use std::{
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message as _;
 use safeguard::{
     config::{self, Sources},
     events::{Event, Record, decode::decode, enrich::Enricher, recording},
@@ -103,24 +102,18 @@ fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Record]) ->
     let scope = telemetry::scope();
     let mut bytes = 0;
     let mut batch = LogBatch::default();
-    let mut spans = Vec::new();
     for record in records {
         let span = tracker.observe(record);
-        spans.extend(tracker.take_ended());
         batch.push(record, observed, span);
         if batch.len() == BATCH {
             bytes += batch.seal(resource, &scope).0.len();
+            bytes += tracker.seal_ended(resource, &scope).len();
         }
     }
     if !batch.is_empty() {
         bytes += batch.seal(resource, &scope).0.len();
     }
-    if !spans.is_empty() {
-        bytes += telemetry::traces_request(resource, spans)
-            .encode_to_vec()
-            .len();
-    }
-    bytes
+    bytes + tracker.seal_ended(resource, &scope).len()
 }
 
 fn stages(c: &mut Criterion) {

@@ -1,13 +1,14 @@
-//! A batch of log records as the protobuf bytes of an OTLP
-//! `ExportLogsServiceRequest`, written straight from the records.
+//! Batches of log records and of process spans as the protobuf bytes of
+//! OTLP `ExportLogsServiceRequest`s and `ExportTraceServiceRequest`s,
+//! written straight from the records.
 //!
 //! Written by hand, on prost's wire-format helpers: opentelemetry-proto's
 //! generated types own every key and every value as a `String`, so going
 //! through them allocates some thirty times per event, while a [`Record`]
 //! borrows most of its text. Field numbers are those of
-//! opentelemetry/proto/logs/v1/logs.proto and common.proto; the tests check
-//! that the bytes decode, with the generated types, to exactly what
-//! [`super::logs::log_record`] builds.
+//! opentelemetry/proto/logs/v1/logs.proto, trace/v1/trace.proto and
+//! common.proto; the tests check that the bytes decode, with the generated
+//! types, to exactly what those types would hold.
 
 use bytes::BufMut;
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
@@ -45,13 +46,39 @@ const INT_VALUE: u32 = 3;
 const ARRAY_VALUE: u32 = 5;
 // ArrayValue.values.
 const VALUES: u32 = 1;
-// ExportLogsServiceRequest.resource_logs, ResourceLogs.{resource,
-// scope_logs}, ScopeLogs.{scope, log_records}.
-const RESOURCE_LOGS: u32 = 1;
+// Span fields.
+const SPAN_TRACE_ID: u32 = 1;
+const SPAN_SPAN_ID: u32 = 2;
+const SPAN_PARENT_SPAN_ID: u32 = 4;
+const SPAN_NAME: u32 = 5;
+const SPAN_KIND: u32 = 6;
+const SPAN_START_TIME_UNIX_NANO: u32 = 7;
+const SPAN_END_TIME_UNIX_NANO: u32 = 8;
+const SPAN_ATTRIBUTES: u32 = 9;
+const SPAN_EVENTS: u32 = 11;
+const SPAN_DROPPED_EVENTS_COUNT: u32 = 12;
+const SPAN_STATUS: u32 = 15;
+/// The one field number above 15: a two-byte key.
+const SPAN_FLAGS: u32 = 16;
+// Span.Event fields.
+const EVENT_TIME_UNIX_NANO: u32 = 1;
+const EVENT_EVENT_NAME: u32 = 2;
+const EVENT_ATTRIBUTES: u32 = 3;
+// Status fields.
+const STATUS_MESSAGE: u32 = 2;
+const STATUS_CODE: u32 = 3;
+/// `Span.SpanKind.SPAN_KIND_INTERNAL`, `Status.StatusCode.STATUS_CODE_ERROR`.
+const KIND_INTERNAL: u64 = 1;
+const STATUS_CODE_ERROR: u64 = 2;
+// Both requests have the same shape and numbers:
+// Export{Logs,Trace}ServiceRequest.resource_{logs,spans},
+// Resource{Logs,Spans}.{resource, scope_{logs,spans}},
+// Scope{Logs,Spans}.{scope, log_records / spans}.
+const RESOURCE_ITEMS: u32 = 1;
 const RESOURCE: u32 = 1;
-const SCOPE_LOGS: u32 = 2;
+const SCOPE_ITEMS: u32 = 2;
 const SCOPE: u32 = 1;
-const LOG_RECORDS: u32 = 2;
+const ITEMS: u32 = 2;
 
 /// Log records encoded as they come, sealed into one request.
 #[derive(Default)]
@@ -67,8 +94,8 @@ impl LogBatch {
         let time = unix_nanos(record.time);
         let len = log_record_len(record, time, observed_unix_nano, span);
         self.records
-            .reserve(key_len(LOG_RECORDS) + encoded_len_varint(len as u64) + len);
-        length_delimited(&mut self.records, LOG_RECORDS, len);
+            .reserve(key_len(ITEMS) + encoded_len_varint(len as u64) + len);
+        length_delimited(&mut self.records, ITEMS, len);
         let start = self.records.len();
         log_record(&mut self.records, record, time, observed_unix_nano, span);
         debug_assert_eq!(self.records.len() - start, len, "log record length");
@@ -95,30 +122,206 @@ impl LogBatch {
         resource: &Resource,
         scope: &InstrumentationScope,
     ) -> (Vec<u8>, Vec<u64>) {
-        let scope_logs_len = scope.encoded_len();
-        let scope_logs_len = key_len(SCOPE)
-            + encoded_len_varint(scope_logs_len as u64)
-            + scope_logs_len
-            + self.records.len();
-        let resource_len = resource.encoded_len();
-        let resource_logs_len = key_len(RESOURCE)
-            + encoded_len_varint(resource_len as u64)
-            + resource_len
-            + key_len(SCOPE_LOGS)
-            + encoded_len_varint(scope_logs_len as u64)
-            + scope_logs_len;
-        let mut out = Vec::with_capacity(
-            key_len(RESOURCE_LOGS)
-                + encoded_len_varint(resource_logs_len as u64)
-                + resource_logs_len,
-        );
-        length_delimited(&mut out, RESOURCE_LOGS, resource_logs_len);
-        prost::encoding::message::encode(RESOURCE, resource, &mut out);
-        length_delimited(&mut out, SCOPE_LOGS, scope_logs_len);
-        prost::encoding::message::encode(SCOPE, scope, &mut out);
-        out.extend_from_slice(&self.records);
+        let request = request(resource, scope, &self.records);
         self.records.clear();
-        (out, std::mem::take(&mut self.times))
+        (request, std::mem::take(&mut self.times))
+    }
+}
+
+/// An export request for `items`, the encoded `log_records` or `spans`
+/// fields of one scope.
+fn request(resource: &Resource, scope: &InstrumentationScope, items: &[u8]) -> Vec<u8> {
+    let scope_len = scope.encoded_len();
+    let scope_items_len =
+        key_len(SCOPE) + encoded_len_varint(scope_len as u64) + scope_len + items.len();
+    let resource_len = resource.encoded_len();
+    let resource_items_len = key_len(RESOURCE)
+        + encoded_len_varint(resource_len as u64)
+        + resource_len
+        + key_len(SCOPE_ITEMS)
+        + encoded_len_varint(scope_items_len as u64)
+        + scope_items_len;
+    let mut out = Vec::with_capacity(
+        key_len(RESOURCE_ITEMS)
+            + encoded_len_varint(resource_items_len as u64)
+            + resource_items_len,
+    );
+    length_delimited(&mut out, RESOURCE_ITEMS, resource_items_len);
+    prost::encoding::message::encode(RESOURCE, resource, &mut out);
+    length_delimited(&mut out, SCOPE_ITEMS, scope_items_len);
+    prost::encoding::message::encode(SCOPE, scope, &mut out);
+    out.extend_from_slice(items);
+    out
+}
+
+/// A process span, as [`SpanBatch::push`] writes it.
+pub struct SpanFields<'a> {
+    pub ctx: SpanContext,
+    pub parent: Option<[u8; 8]>,
+    pub name: &'a str,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub attributes: &'a [(&'static str, Value)],
+    /// `Span.events` fields, as [`span_event`] wrote them.
+    pub events: &'a [u8],
+    pub dropped_events: u32,
+    /// `Some(message)`: the span's status is ERROR.
+    pub error: Option<&'a str>,
+}
+
+/// Ended process spans, encoded as they end, sealed into one request.
+#[derive(Default)]
+pub struct SpanBatch {
+    /// `spans` fields of a ScopeSpans: key, length, span.
+    spans: Vec<u8>,
+    count: usize,
+}
+
+impl SpanBatch {
+    pub fn push(&mut self, span: &SpanFields) {
+        let len = span_len(span);
+        length_delimited(&mut self.spans, ITEMS, len);
+        let start = self.spans.len();
+        write_span(&mut self.spans, span);
+        debug_assert_eq!(self.spans.len() - start, len, "span length");
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The request carrying every span pushed; the batch is empty
+    /// afterwards.
+    pub fn seal(&mut self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
+        let request = request(resource, scope, &self.spans);
+        self.spans.clear();
+        self.count = 0;
+        request
+    }
+}
+
+fn span_len(s: &SpanFields) -> usize {
+    let mut len = oneof_string_len_bytes(SPAN_TRACE_ID, s.ctx.trace_id.len())
+        + oneof_string_len_bytes(SPAN_SPAN_ID, s.ctx.span_id.len());
+    if let Some(parent) = &s.parent {
+        len += oneof_string_len_bytes(SPAN_PARENT_SPAN_ID, parent.len());
+    }
+    len += string_len(SPAN_NAME, s.name);
+    len += key_len(SPAN_KIND) + encoded_len_varint(KIND_INTERNAL);
+    if s.start_unix_nano != 0 {
+        len += key_len(SPAN_START_TIME_UNIX_NANO) + 8;
+    }
+    if s.end_unix_nano != 0 {
+        len += key_len(SPAN_END_TIME_UNIX_NANO) + 8;
+    }
+    len += attributes_len(SPAN_ATTRIBUTES, s.attributes.iter());
+    len += s.events.len();
+    if s.dropped_events != 0 {
+        len += key_len(SPAN_DROPPED_EVENTS_COUNT) + encoded_len_varint(s.dropped_events.into());
+    }
+    if let Some(message) = s.error {
+        let status_len = status_len(message);
+        len += key_len(SPAN_STATUS) + encoded_len_varint(status_len as u64) + status_len;
+    }
+    len + key_len(SPAN_FLAGS) + 4
+}
+
+fn status_len(message: &str) -> usize {
+    string_len(STATUS_MESSAGE, message)
+        + key_len(STATUS_CODE)
+        + encoded_len_varint(STATUS_CODE_ERROR)
+}
+
+fn write_span(out: &mut Vec<u8>, s: &SpanFields) {
+    bytes_always(out, SPAN_TRACE_ID, &s.ctx.trace_id);
+    bytes_always(out, SPAN_SPAN_ID, &s.ctx.span_id);
+    if let Some(parent) = &s.parent {
+        bytes_always(out, SPAN_PARENT_SPAN_ID, parent);
+    }
+    string(out, SPAN_NAME, s.name);
+    key(SPAN_KIND, WireType::Varint, out);
+    varint(out, KIND_INTERNAL);
+    if s.start_unix_nano != 0 {
+        key(SPAN_START_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
+        out.put_u64_le(s.start_unix_nano);
+    }
+    if s.end_unix_nano != 0 {
+        key(SPAN_END_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
+        out.put_u64_le(s.end_unix_nano);
+    }
+    attributes(out, SPAN_ATTRIBUTES, s.attributes.iter());
+    out.extend_from_slice(s.events);
+    if s.dropped_events != 0 {
+        key(SPAN_DROPPED_EVENTS_COUNT, WireType::Varint, out);
+        varint(out, s.dropped_events.into());
+    }
+    if let Some(message) = s.error {
+        length_delimited(out, SPAN_STATUS, status_len(message));
+        string(out, STATUS_MESSAGE, message);
+        key(STATUS_CODE, WireType::Varint, out);
+        varint(out, STATUS_CODE_ERROR);
+    }
+    // Sampled, and the parent's "is remote" bit known (not remote).
+    prost::encoding::encode_key(SPAN_FLAGS, WireType::ThirtyTwoBit, out);
+    out.put_u32_le(0x100 | 1);
+}
+
+/// Appends a `Span.events` field to `out`: an event at `time` called
+/// `name` with `attributes`.
+pub fn span_event<'a>(
+    out: &mut Vec<u8>,
+    time: u64,
+    name: &str,
+    attributes: impl Iterator<Item = &'a (&'static str, Value)> + Clone,
+) {
+    let mut len =
+        string_len(EVENT_EVENT_NAME, name) + attributes_len(EVENT_ATTRIBUTES, attributes.clone());
+    if time != 0 {
+        len += key_len(EVENT_TIME_UNIX_NANO) + 8;
+    }
+    length_delimited(out, SPAN_EVENTS, len);
+    if time != 0 {
+        key(EVENT_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
+        out.put_u64_le(time);
+    }
+    string(out, EVENT_EVENT_NAME, name);
+    self::attributes(out, EVENT_ATTRIBUTES, attributes);
+}
+
+/// The encoded length of `attributes` as repeated `KeyValue` fields `tag`.
+fn attributes_len<'a>(
+    tag: u32,
+    attributes: impl Iterator<Item = &'a (&'static str, Value)>,
+) -> usize {
+    attributes
+        .map(|(key, value)| {
+            let kv_len = key_value_len(key, value);
+            key_len(tag) + encoded_len_varint(kv_len as u64) + kv_len
+        })
+        .sum()
+}
+
+/// `attributes` as repeated `KeyValue` fields `tag`.
+fn attributes<'a>(
+    out: &mut Vec<u8>,
+    tag: u32,
+    attributes: impl Iterator<Item = &'a (&'static str, Value)>,
+) {
+    for (key, value) in attributes {
+        let value_len = any_value_len(value);
+        let kv_len = string_len(KEY, key)
+            + key_len(VALUE)
+            + encoded_len_varint(value_len as u64)
+            + value_len;
+        length_delimited(out, tag, kv_len);
+        string(out, KEY, key);
+        length_delimited(out, VALUE, value_len);
+        any_value(out, value);
     }
 }
 
@@ -133,10 +336,7 @@ fn log_record_len(record: &Record, time: u64, observed: u64, span: Option<SpanCo
     }
     len += key_len(SEVERITY_NUMBER) + encoded_len_varint(severity_number(record.severity) as u64);
     len += string_len(SEVERITY_TEXT, record.severity.name());
-    for (key, value) in &record.attributes {
-        let kv_len = key_value_len(key, value);
-        len += key_len(ATTRIBUTES) + encoded_len_varint(kv_len as u64) + kv_len;
-    }
+    len += attributes_len(ATTRIBUTES, record.attributes.iter());
     if let Some(span) = span {
         len += key_len(FLAGS) + 4;
         len += oneof_string_len_bytes(TRACE_ID, span.trace_id.len());
@@ -168,17 +368,7 @@ fn log_record(
     key(SEVERITY_NUMBER, WireType::Varint, out);
     varint(out, severity_number(record.severity) as u64);
     string(out, SEVERITY_TEXT, record.severity.name());
-    for (key, value) in &record.attributes {
-        let value_len = any_value_len(value);
-        let kv_len = string_len(KEY, key)
-            + key_len(VALUE)
-            + encoded_len_varint(value_len as u64)
-            + value_len;
-        length_delimited(out, ATTRIBUTES, kv_len);
-        string(out, KEY, key);
-        length_delimited(out, VALUE, value_len);
-        any_value(out, value);
-    }
+    attributes(out, ATTRIBUTES, record.attributes.iter());
     if let Some(span) = span {
         // Sampled: these records are never sampled away.
         key(FLAGS, WireType::ThirtyTwoBit, out);
@@ -381,6 +571,124 @@ mod tests {
         let got = ExportLogsServiceRequest::decode(payload.as_slice()).unwrap();
         assert_eq!(got, expected);
         // Byte for byte, as prost writes it.
+        assert_eq!(payload.len(), expected.encoded_len());
+    }
+
+    #[test]
+    fn spans_decode_to_what_the_generated_types_hold() {
+        use opentelemetry_proto::tonic::{
+            collector::trace::v1::ExportTraceServiceRequest,
+            trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status},
+        };
+        let kv = |k: &'static str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(super::super::logs::any_value(&v)),
+            ..Default::default()
+        };
+        let attributes = vec![
+            (attr::PROCESS_PID, Value::Int(300)),
+            (attr::PROCESS_COMMAND_ARGS, vec!["cat", "/etc/ü"].into()),
+            (attr::PROCESS_UNFINISHED, true.into()),
+        ];
+        let event_attributes = [
+            (attr::SEQUENCE, Value::Int(1 << 40)),
+            (
+                attr::FILE_PATH,
+                Value::Str(Text::Owned("/etc/shadow".into())),
+            ),
+        ];
+        let mut events = Vec::new();
+        span_event(
+            &mut events,
+            13,
+            semconv::event::FILE_OPEN,
+            event_attributes.iter(),
+        );
+        span_event(&mut events, 0, "", [].iter());
+        let ctx = SpanContext {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
+        let mut batch = SpanBatch::default();
+        batch.push(&SpanFields {
+            ctx,
+            parent: Some([3; 8]),
+            name: "cat",
+            start_unix_nano: 11,
+            end_unix_nano: 14,
+            attributes: &attributes,
+            events: &events,
+            dropped_events: 200,
+            error: Some("1 operation(s) blocked"),
+        });
+        batch.push(&SpanFields {
+            ctx,
+            parent: None,
+            name: "",
+            start_unix_nano: 0,
+            end_unix_nano: 0,
+            attributes: &[],
+            events: &[],
+            dropped_events: 0,
+            error: None,
+        });
+        assert_eq!(batch.len(), 2);
+        let scope = InstrumentationScope {
+            name: "safeguard".into(),
+            ..Default::default()
+        };
+        let payload = batch.seal(&resource(), &scope);
+        assert!(batch.is_empty());
+
+        let full = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "cat".into(),
+            kind: span::SpanKind::Internal as i32,
+            start_time_unix_nano: 11,
+            end_time_unix_nano: 14,
+            attributes: attributes.iter().map(|(k, v)| kv(k, v.clone())).collect(),
+            events: vec![
+                span::Event {
+                    time_unix_nano: 13,
+                    name: semconv::event::FILE_OPEN.into(),
+                    attributes: event_attributes
+                        .iter()
+                        .map(|(k, v)| kv(k, v.clone()))
+                        .collect(),
+                    dropped_attributes_count: 0,
+                },
+                span::Event::default(),
+            ],
+            dropped_events_count: 200,
+            status: Some(Status {
+                message: "1 operation(s) blocked".into(),
+                code: status::StatusCode::Error as i32,
+            }),
+            flags: 0x101,
+            ..Default::default()
+        };
+        let bare = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            kind: span::SpanKind::Internal as i32,
+            flags: 0x101,
+            ..Default::default()
+        };
+        let expected = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope),
+                    spans: vec![full, bare],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let got = ExportTraceServiceRequest::decode(payload.as_slice()).unwrap();
+        assert_eq!(got, expected);
         assert_eq!(payload.len(), expected.encoded_len());
     }
 

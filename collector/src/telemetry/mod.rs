@@ -26,11 +26,10 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    collector::logs::v1::ExportLogsServiceRequest,
     common::v1::InstrumentationScope,
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 use prost::Message as _;
 use semconv::{attr, decision};
@@ -80,7 +79,6 @@ pub struct Pipeline {
     tracker: Tracker,
     scope: InstrumentationScope,
     logs: LogBatch,
-    spans: Vec<Span>,
     batch_opened: Option<Instant>,
     /// `None`: OpenTelemetry export is off; records go only to the local log.
     export: Option<Export>,
@@ -110,7 +108,6 @@ impl Pipeline {
             tracker: Tracker::new(),
             scope: scope(),
             logs: LogBatch::default(),
-            spans: Vec::new(),
             batch_opened: None,
             local_always: local_always || export.is_none(),
             export,
@@ -128,9 +125,7 @@ impl Pipeline {
             count(m, &record);
         }
         let span = if self.export.is_some() {
-            let span = self.tracker.observe(&record);
-            self.spans.extend(self.tracker.take_ended());
-            span
+            self.tracker.observe(&record)
         } else {
             None
         };
@@ -167,7 +162,7 @@ impl Pipeline {
         if self
             .batch_opened
             .is_some_and(|t| t.elapsed() >= export.batch_timeout)
-            || (!self.spans.is_empty() && self.logs.is_empty())
+            || (self.tracker.ended() > 0 && self.logs.is_empty())
         {
             self.seal();
         }
@@ -176,7 +171,6 @@ impl Pipeline {
             self.tracker.sweep(SystemTime::now(), |pid| {
                 std::path::Path::new(&format!("/proc/{pid}")).exists()
             });
-            self.spans.extend(self.tracker.take_ended());
         }
     }
 
@@ -185,7 +179,6 @@ impl Pipeline {
     pub fn finish(&mut self) {
         if self.export.is_some() {
             self.tracker.end_all(SystemTime::now());
-            self.spans.extend(self.tracker.take_ended());
             self.seal();
         }
         if let Err(e) = lock(&self.local).flush() {
@@ -196,7 +189,7 @@ impl Pipeline {
     /// Nothing waits for [`Pipeline::tick`]: no open batch, no ended span,
     /// nothing unflushed in the local log.
     pub fn idle(&self) -> bool {
-        self.batch_opened.is_none() && self.spans.is_empty() && !self.local_dirty.get()
+        self.batch_opened.is_none() && self.tracker.ended() == 0 && !self.local_dirty.get()
     }
 
     fn write_local(&self, records: &[LogRecord]) {
@@ -223,15 +216,10 @@ impl Pipeline {
             let (payload, times) = self.logs.seal(&self.resource, &self.scope);
             pending.push((Signal::Logs, payload, n, times));
         }
-        if !self.spans.is_empty() {
-            let spans = std::mem::take(&mut self.spans);
-            let n = spans.len() as u64;
-            pending.push((
-                Signal::Traces,
-                traces_request(&self.resource, spans).encode_to_vec(),
-                n,
-                Vec::new(),
-            ));
+        if self.tracker.ended() > 0 {
+            let n = self.tracker.ended() as u64;
+            let payload = self.tracker.seal_ended(&self.resource, &self.scope);
+            pending.push((Signal::Traces, payload, n, Vec::new()));
         }
         for (signal, payload, n, times) in pending {
             match export
@@ -328,20 +316,6 @@ pub fn logs_request(resource: &Resource, records: Vec<LogRecord>) -> ExportLogsS
             scope_logs: vec![ScopeLogs {
                 scope: Some(scope()),
                 log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-pub fn traces_request(resource: &Resource, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans,
                 ..Default::default()
             }],
             ..Default::default()

@@ -8,19 +8,16 @@
 //! unfinished). A process the agent first meets after it started (it was
 //! running before the agent) gets a span from the first event seen.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant, SystemTime},
-};
+use std::{collections::HashMap, time::SystemTime};
 
-use opentelemetry_proto::tonic::{
-    common::v1::KeyValue,
-    trace::v1::{Span, Status, span, status},
-};
+use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 use rand::Rng as _;
 use semconv::{attr, decision, event};
 
-use super::logs::{key_value, unix_nanos};
+use super::{
+    encode::{self, SpanBatch, SpanFields},
+    logs::unix_nanos,
+};
 use crate::events::{Record, record::Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,23 +31,28 @@ pub struct SpanContext {
 const MAX_LIVE: usize = 65_536;
 /// Span events kept per span; more are counted as dropped.
 const MAX_EVENTS: usize = 128;
-/// A span whose process has not been heard of for this long is checked
-/// against /proc by [`Tracker::sweep`].
-const QUIET: Duration = Duration::from_secs(30);
+/// A span whose process has not been heard of for this long (in the
+/// records' time) is checked against /proc by [`Tracker::sweep`].
+const QUIET_NANOS: u64 = 30_000_000_000;
 
+/// A process span while its process runs: attributes as the records hold
+/// them, events already encoded.
 struct ProcessSpan {
     ctx: SpanContext,
     parent: Option<[u8; 8]>,
     start_unix_nano: u64,
     name: String,
-    attributes: Vec<KeyValue>,
-    events: Vec<span::Event>,
+    attributes: Vec<(&'static str, Value)>,
+    /// `Span.events` fields (protobuf).
+    events: Vec<u8>,
+    event_count: usize,
     dropped_events: u32,
     /// Operations the policy denied (blocked or would block).
     denied: i64,
     /// Operations the kernel refused.
     refused: i64,
-    last_seen: Instant,
+    /// Time of the last record about the process (Unix ns).
+    last_seen: u64,
 }
 
 /// Attributes of a process span, set from the records about it.
@@ -91,7 +93,7 @@ const SPAN_EVENT_ATTRIBUTES: &[&str] = &[
 
 pub struct Tracker {
     live: HashMap<u32, ProcessSpan>,
-    ended: Vec<Span>,
+    ended: SpanBatch,
 }
 
 impl Default for Tracker {
@@ -104,7 +106,7 @@ impl Tracker {
     pub fn new() -> Self {
         Self {
             live: HashMap::new(),
-            ended: Vec::new(),
+            ended: SpanBatch::default(),
         }
     }
 
@@ -132,7 +134,7 @@ impl Tracker {
                 set_attributes(&mut span, record);
                 for key in [attr::PROCESS_EXIT_CODE, attr::PROCESS_EXIT_SIGNAL] {
                     if let Some(v) = record.get(key) {
-                        span.attributes.push(key_value(key, v));
+                        span.attributes.push((key, v.clone()));
                     }
                 }
                 self.end(span, time, false);
@@ -141,7 +143,7 @@ impl Tracker {
             _ => {
                 let ctx = self.span_of(pid, ppid, record)?;
                 let span = self.live.get_mut(&pid)?;
-                span.last_seen = Instant::now();
+                span.last_seen = time;
                 if record.name == event::PROCESS_EXEC
                     && record.str(attr::DECISION) != Some(decision::BLOCKED)
                 {
@@ -151,10 +153,7 @@ impl Tracker {
                     }
                     set_attributes(span, record);
                     if let Some(args) = record.get(attr::PROCESS_COMMAND_ARGS) {
-                        span.attributes
-                            .retain(|kv| kv.key != attr::PROCESS_COMMAND_ARGS);
-                        span.attributes
-                            .push(key_value(attr::PROCESS_COMMAND_ARGS, args));
+                        set(&mut span.attributes, attr::PROCESS_COMMAND_ARGS, args);
                     }
                 }
                 add_event(span, record, time);
@@ -199,18 +198,18 @@ impl Tracker {
                 .to_string(),
             attributes: Vec::new(),
             events: Vec::new(),
+            event_count: 0,
             dropped_events: 0,
             denied: 0,
             refused: 0,
-            last_seen: Instant::now(),
+            last_seen: start_unix_nano,
         };
         // The record describes this process, unless it is a fork record
         // opening the span of the parent (the record's pid is the child).
         if record.int(attr::PROCESS_PID) == Some(i64::from(pid)) {
             set_attributes(&mut span, record);
         } else {
-            span.attributes
-                .push(key_value(attr::PROCESS_PID, &Value::from(pid)));
+            span.attributes.push((attr::PROCESS_PID, Value::from(pid)));
         }
         self.live.insert(pid, span);
         Some(ctx)
@@ -219,38 +218,33 @@ impl Tracker {
     fn end(&mut self, span: ProcessSpan, end_unix_nano: u64, unfinished: bool) {
         let mut attributes = span.attributes;
         if span.denied > 0 {
-            attributes.push(key_value(
-                attr::PROCESS_BLOCKED_OPERATIONS,
-                &Value::Int(span.denied),
-            ));
+            attributes.push((attr::PROCESS_BLOCKED_OPERATIONS, Value::Int(span.denied)));
         }
         if unfinished {
-            attributes.push(key_value(attr::PROCESS_UNFINISHED, &Value::Bool(true)));
+            attributes.push((attr::PROCESS_UNFINISHED, Value::Bool(true)));
         }
-        let status = (span.refused > 0).then(|| Status {
-            code: status::StatusCode::Error as i32,
-            message: format!("{} operation(s) blocked", span.refused),
-        });
-        self.ended.push(Span {
-            trace_id: span.ctx.trace_id.to_vec(),
-            span_id: span.ctx.span_id.to_vec(),
-            parent_span_id: span.parent.map(|p| p.to_vec()).unwrap_or_default(),
-            name: span.name,
-            kind: span::SpanKind::Internal as i32,
-            start_time_unix_nano: span.start_unix_nano,
-            end_time_unix_nano: end_unix_nano.max(span.start_unix_nano),
-            attributes,
-            events: span.events,
-            dropped_events_count: span.dropped_events,
-            status,
-            flags: 0x100 | 1, // sampled; the parent's "is remote" bit known (not remote)
-            ..Default::default()
+        let error = (span.refused > 0).then(|| format!("{} operation(s) blocked", span.refused));
+        self.ended.push(&SpanFields {
+            ctx: span.ctx,
+            parent: span.parent,
+            name: &span.name,
+            start_unix_nano: span.start_unix_nano,
+            end_unix_nano: end_unix_nano.max(span.start_unix_nano),
+            attributes: &attributes,
+            events: &span.events,
+            dropped_events: span.dropped_events,
+            error: error.as_deref(),
         });
     }
 
-    /// Spans ended since the last call, ready to export.
-    pub fn take_ended(&mut self) -> Vec<Span> {
-        std::mem::take(&mut self.ended)
+    /// Spans ended and not yet sealed.
+    pub fn ended(&self) -> usize {
+        self.ended.len()
+    }
+
+    /// The export request for the spans ended since the last call.
+    pub fn seal_ended(&mut self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
+        self.ended.seal(resource, scope)
     }
 
     #[cfg(test)]
@@ -262,10 +256,13 @@ impl Tracker {
     /// (no process module, or a dropped exit event): quiet for a while and
     /// `alive` says no.
     pub fn sweep(&mut self, now: SystemTime, alive: impl Fn(u32) -> bool) {
+        let now_nanos = unix_nanos(now);
         let gone: Vec<u32> = self
             .live
             .iter()
-            .filter(|(pid, s)| s.last_seen.elapsed() >= QUIET && !alive(**pid))
+            .filter(|(pid, s)| {
+                now_nanos.saturating_sub(s.last_seen) >= QUIET_NANOS && !alive(**pid)
+            })
             .map(|(pid, _)| *pid)
             .collect();
         for pid in gone {
@@ -295,9 +292,20 @@ fn basename(path: &str) -> &str {
 fn set_attributes(span: &mut ProcessSpan, record: &Record) {
     for key in SPAN_ATTRIBUTES {
         if let Some(v) = record.get(key) {
-            span.attributes.retain(|kv| kv.key != *key);
-            span.attributes.push(key_value(key, v));
+            set(&mut span.attributes, key, v);
         }
+    }
+}
+
+/// Sets `key` to `value`, in place if it is there already.
+fn set(attributes: &mut Vec<(&'static str, Value)>, key: &'static str, value: &Value) {
+    match attributes.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, v)) => {
+            if v != value {
+                *v = value.clone();
+            }
+        }
+        None => attributes.push((key, value.clone())),
     }
 }
 
@@ -310,29 +318,51 @@ fn add_event(span: &mut ProcessSpan, record: &Record, time: u64) {
         Some(decision::WOULD_BLOCK) => span.denied += 1,
         _ => {}
     }
-    if span.events.len() >= MAX_EVENTS {
+    if span.event_count >= MAX_EVENTS {
         span.dropped_events += 1;
         return;
     }
-    span.events.push(span::Event {
-        time_unix_nano: time,
-        name: record.name.to_string(),
-        attributes: record
+    span.event_count += 1;
+    encode::span_event(
+        &mut span.events,
+        time,
+        record.name,
+        record
             .attributes
             .iter()
-            .filter(|(k, _)| SPAN_EVENT_ATTRIBUTES.contains(k))
-            .map(|(k, v)| key_value(k, v))
-            .collect(),
-        dropped_attributes_count: 0,
-    });
+            .filter(|(k, _)| SPAN_EVENT_ATTRIBUTES.contains(k)),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
+    use opentelemetry_proto::tonic::{
+        collector::trace::v1::ExportTraceServiceRequest,
+        common::v1::KeyValue,
+        trace::v1::{Span, status},
+    };
+    use prost::Message as _;
+
     use super::*;
     use crate::events::record::Severity;
+
+    /// The spans ended so far, as a Collector decodes them.
+    fn take_ended(t: &mut Tracker) -> Vec<Span> {
+        let n = t.ended();
+        let request = t.seal_ended(&Resource::default(), &InstrumentationScope::default());
+        assert_eq!(t.ended(), 0);
+        let spans: Vec<Span> = ExportTraceServiceRequest::decode(request.as_slice())
+            .unwrap()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .collect();
+        assert_eq!(spans.len(), n);
+        spans
+    }
 
     fn rec(name: &'static str, t: u64, attrs: Vec<(&'static str, Value)>) -> Record {
         Record {
@@ -407,7 +437,7 @@ mod tests {
         );
         t.observe(&exit(14, 300));
         t.observe(&exit(15, 200));
-        let ended = t.take_ended();
+        let ended = take_ended(&mut t);
         assert_eq!(ended.len(), 2);
         let (cat, sh) = (&ended[0], &ended[1]);
         assert_eq!(cat.name, "cat");
@@ -440,7 +470,7 @@ mod tests {
         // The pre-existing root (100) is still open; at shutdown it ends
         // unfinished, as the root of the same trace.
         t.end_all(UNIX_EPOCH + Duration::from_secs(20));
-        let root = t.take_ended();
+        let root = take_ended(&mut t);
         assert_eq!(root.len(), 1);
         assert_eq!(root[0].trace_id, a.trace_id.to_vec());
         assert!(root[0].parent_span_id.is_empty());
@@ -471,7 +501,7 @@ mod tests {
         );
         t.observe(&exec);
         t.observe(&exit(3, 10));
-        let s = &t.take_ended()[0];
+        let s = &take_ended(&mut t)[0];
         assert_eq!(s.name, "sh");
         assert_eq!(
             s.status.as_ref().unwrap().code,
@@ -494,7 +524,7 @@ mod tests {
             ));
         }
         t.observe(&exit(3, 10));
-        let s = &t.take_ended()[0];
+        let s = &take_ended(&mut t)[0];
         assert_eq!(s.events.len(), MAX_EVENTS);
         assert_eq!(s.dropped_events_count, 5);
     }
@@ -504,11 +534,11 @@ mod tests {
         let mut t = Tracker::new();
         t.observe(&fork(1, 10, 1));
         t.observe(&fork(1, 11, 1));
-        for s in t.live.values_mut() {
-            s.last_seen = Instant::now() - QUIET;
-        }
+        // Heard of 4 s ago: not checked yet.
         t.sweep(UNIX_EPOCH + Duration::from_secs(5), |pid| pid != 10);
-        let ended = t.take_ended();
+        assert_eq!(t.ended(), 0);
+        t.sweep(UNIX_EPOCH + Duration::from_secs(31), |pid| pid != 10);
+        let ended = take_ended(&mut t);
         assert_eq!(ended.len(), 1);
         assert_eq!(t.live(), 2, "11 and its parent 1 are still open");
         assert!(attr_of(&ended[0], attr::PROCESS_UNFINISHED).is_none());
