@@ -241,12 +241,34 @@ fn monitor_mode(agent_bin: &str) -> TestResult {
     check_siblings(siblings, &events)
 }
 
-/// The tier used on kernels without BPF-LSM, exercised here on purpose.
+/// The tier used on kernels without BPF-LSM, exercised here on purpose. A
+/// relative path is resolved against the directory the kernel saw, so a
+/// process long gone when the agent reads the event is reported too.
 fn tracepoint_tier(agent_bin: &str) -> TestResult {
     setup_files()?;
     let agent = start(agent_bin, "tracepoint", &policy("block", "tracepoint"))?;
     let denied = cat(SECRET)?;
+    let relative = safeguard_test_support::run(
+        "/bin/cat",
+        &["secret/x"],
+        Some(WORKLOAD_UID),
+        Some(Path::new("/srv/sg")),
+    )?;
     let (events, _) = agent.stop()?;
+    ensure(relative.code == 0, || {
+        format!("cat secret/x: {}", relative.stderr)
+    })?;
+    ensure(
+        events_for(&events, SECRET)
+            .iter()
+            .any(|e| e[attr::PROCESS_PID] == relative.pid),
+        || {
+            format!(
+                "the relative open by pid {} not reported: {events:?}",
+                relative.pid
+            )
+        },
+    )?;
 
     ensure(denied.code == 0, || {
         format!(
