@@ -5,18 +5,12 @@
 //! all three together. Throughput is in records, so criterion prints
 //! records per second on one core.
 //!
-//! The recording (`data/host-audit.rec.gz`) was made on the audit tier with
-//!
-//! ```text
-//! safeguard run --mode monitor --set files.enable=true \
-//!     --set 'files.deny=[/tmp/sgb/deny]' --set process.enable=true \
-//!     --set 'process.deny=[/tmp/sgb/nothing]' --set otel.enable=false \
-//!     -o /tmp/sgb/events.log --record /tmp/sgb/rec.bin
-//! ```
-//!
-//! while Python opened a denied file 4,000 times (a quarter by relative
-//! path) and a shell ran `cat` and `sh -c true` 150 times: 6,270 records,
-//! half file opens, half fork/exec/exit (BENCHMARKS.md).
+//! The recording (`data/host-audit.rec.gz`) is made on this host's audit
+//! tier by `data/record.sh` (root; re-run it after a change of the
+//! kernel/userspace ABI): the agent runs with `--record` while Python opens
+//! a denied file 4,000 times (a quarter by relative path) and a shell runs
+//! `cat` and `sh -c true` 550 times. 7,984 records: 4,550 file opens, 3,434
+//! fork/exec/exit (BENCHMARKS.md).
 //!
 //! `make bench` runs it; alone: `cargo bench -p safeguard --bench pipeline`.
 

@@ -2,7 +2,8 @@
 # Re-records host-audit.rec.gz, the pipeline benchmark's input: the agent
 # runs on this host's audit tier (tracepoints) with `--record`, while Python
 # opens a denied file 4,000 times (a quarter by relative path) and a shell
-# runs `cat` and `sh -c true` 550 times. Needs root.
+# runs `cat` and `sh -c true` 550 times. Needs root. The configuration
+# here is RECORDED_WITH in ../pipeline.rs: change both together.
 #
 #   collector/benches/data/record.sh [path/to/safeguard]
 set -euo pipefail

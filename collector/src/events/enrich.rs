@@ -104,7 +104,7 @@ impl Enricher {
             FileOp::Mmap => event::FILE_MMAP,
             FileOp::Ioctl => event::FILE_IOCTL,
         };
-        let mut a = self.common(&e.header, &e.process, semconv::module::FILES);
+        let mut a = self.common(&e.header, e.process, semconv::module::FILES);
         a.push((attr::FILE_PATH, e.path.into()));
         if e.truncated {
             a.push((attr::FILE_PATH_TRUNCATED, true.into()));
@@ -152,7 +152,7 @@ impl Enricher {
         }
         let mut a = self.common_with_exe(
             &e.header,
-            &e.process,
+            e.process,
             semconv::module::PROCESS,
             Some(exe.into()),
         );
@@ -178,7 +178,7 @@ impl Enricher {
         };
         let a = self.common_with_exe(
             &e.header,
-            &child,
+            child,
             semconv::module::PROCESS,
             exe.map(Value::from),
         );
@@ -191,7 +191,7 @@ impl Enricher {
         let exe = self.exes.take(e.process.pid);
         let mut a = self.common_with_exe(
             &e.header,
-            &e.process,
+            e.process,
             semconv::module::PROCESS,
             exe.map(Value::from),
         );
@@ -205,7 +205,7 @@ impl Enricher {
     }
 
     fn mount(&self, e: Mount) -> Record {
-        let mut a = self.common(&e.header, &e.process, semconv::module::MOUNT);
+        let mut a = self.common(&e.header, e.process, semconv::module::MOUNT);
         a.push((attr::MOUNT_SOURCE, e.source.into()));
         a.push((attr::MOUNT_TARGET, e.target.into()));
         if !e.fstype.is_empty() {
@@ -223,7 +223,7 @@ impl Enricher {
     }
 
     fn net(&self, e: Net) -> Record {
-        let mut a = self.common(&e.header, &e.process, semconv::module::NETWORK);
+        let mut a = self.common(&e.header, e.process, semconv::module::NETWORK);
         match e.protocol {
             IPPROTO_TCP => a.push((attr::NETWORK_TRANSPORT, semconv::net::TCP.into())),
             IPPROTO_UDP => a.push((attr::NETWORK_TRANSPORT, semconv::net::UDP.into())),
@@ -270,7 +270,7 @@ impl Enricher {
         }
     }
 
-    fn common(&self, h: &Header, p: &Process, module: &'static str) -> Attributes {
+    fn common(&self, h: &Header, p: Process, module: &'static str) -> Attributes {
         let exe = self.exes.get(p.pid, &p.comm).map(Value::from);
         self.common_with_exe(h, p, module, exe)
     }
@@ -278,7 +278,7 @@ impl Enricher {
     fn common_with_exe(
         &self,
         h: &Header,
-        p: &Process,
+        p: Process,
         module: &'static str,
         exe: Option<Value>,
     ) -> Attributes {
@@ -304,7 +304,7 @@ impl Enricher {
         a.push((attr::PROCESS_PARENT_PID, p.ppid.into()));
         a.push((attr::PROCESS_REAL_USER_ID, p.uid.into()));
         a.push((attr::PROCESS_GROUP_ID, p.gid.into()));
-        a.push((attr::PROCESS_EXECUTABLE_NAME, p.comm.clone().into()));
+        a.push((attr::PROCESS_EXECUTABLE_NAME, p.comm.into()));
         if let Some(exe) = exe {
             a.push((attr::PROCESS_EXECUTABLE_PATH, exe));
         }
