@@ -41,12 +41,6 @@ fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, EventLog> {
     log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every event allocates a few small values (attributes, texts) that live
-/// until its batch is sealed; mimalloc serves them in about half the time
-/// glibc's malloc takes. The pipeline benchmark uses it too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for a configuration error (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 /// Capacity of the queue between the reader and the pipeline.
