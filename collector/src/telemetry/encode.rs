@@ -21,10 +21,7 @@ use super::{
     logs::{severity_number, unix_nanos},
     traces::SpanContext,
 };
-use crate::events::{
-    Record,
-    record::{Text, Value},
-};
+use crate::events::{Record, record::Value};
 
 // LogRecord fields.
 const TIME_UNIX_NANO: u32 = 1;
@@ -92,13 +89,10 @@ pub struct LogBatch {
 impl LogBatch {
     pub fn push(&mut self, record: &Record, observed_unix_nano: u64, span: Option<SpanContext>) {
         let time = unix_nanos(record.time);
-        let len = log_record_len(record, time, observed_unix_nano, span);
-        self.records
-            .reserve(key_len(ITEMS) + encoded_len_varint(len as u64) + len);
-        length_delimited(&mut self.records, ITEMS, len);
-        let start = self.records.len();
-        log_record(&mut self.records, record, time, observed_unix_nano, span);
-        debug_assert_eq!(self.records.len() - start, len, "log record length");
+        // Most records take 128 to 16,383 bytes: a two-byte length.
+        message(&mut self.records, ITEMS, 2, |out| {
+            log_record(out, record, time, observed_unix_nano, span)
+        });
         self.times.push(time);
     }
 
@@ -179,11 +173,7 @@ pub struct SpanBatch {
 
 impl SpanBatch {
     pub fn push(&mut self, span: &SpanFields) {
-        let len = span_len(span);
-        length_delimited(&mut self.spans, ITEMS, len);
-        let start = self.spans.len();
-        write_span(&mut self.spans, span);
-        debug_assert_eq!(self.spans.len() - start, len, "span length");
+        message(&mut self.spans, ITEMS, 2, |out| write_span(out, span));
         self.count += 1;
     }
 
@@ -205,38 +195,6 @@ impl SpanBatch {
     }
 }
 
-fn span_len(s: &SpanFields) -> usize {
-    let mut len = oneof_string_len_bytes(SPAN_TRACE_ID, s.ctx.trace_id.len())
-        + oneof_string_len_bytes(SPAN_SPAN_ID, s.ctx.span_id.len());
-    if let Some(parent) = &s.parent {
-        len += oneof_string_len_bytes(SPAN_PARENT_SPAN_ID, parent.len());
-    }
-    len += string_len(SPAN_NAME, s.name);
-    len += key_len(SPAN_KIND) + encoded_len_varint(KIND_INTERNAL);
-    if s.start_unix_nano != 0 {
-        len += key_len(SPAN_START_TIME_UNIX_NANO) + 8;
-    }
-    if s.end_unix_nano != 0 {
-        len += key_len(SPAN_END_TIME_UNIX_NANO) + 8;
-    }
-    len += attributes_len(SPAN_ATTRIBUTES, s.attributes.iter());
-    len += s.events.len();
-    if s.dropped_events != 0 {
-        len += key_len(SPAN_DROPPED_EVENTS_COUNT) + encoded_len_varint(s.dropped_events.into());
-    }
-    if let Some(message) = s.error {
-        let status_len = status_len(message);
-        len += key_len(SPAN_STATUS) + encoded_len_varint(status_len as u64) + status_len;
-    }
-    len + key_len(SPAN_FLAGS) + 4
-}
-
-fn status_len(message: &str) -> usize {
-    string_len(STATUS_MESSAGE, message)
-        + key_len(STATUS_CODE)
-        + encoded_len_varint(STATUS_CODE_ERROR)
-}
-
 fn write_span(out: &mut Vec<u8>, s: &SpanFields) {
     bytes_always(out, SPAN_TRACE_ID, &s.ctx.trace_id);
     bytes_always(out, SPAN_SPAN_ID, &s.ctx.span_id);
@@ -246,25 +204,20 @@ fn write_span(out: &mut Vec<u8>, s: &SpanFields) {
     string(out, SPAN_NAME, s.name);
     key(SPAN_KIND, WireType::Varint, out);
     varint(out, KIND_INTERNAL);
-    if s.start_unix_nano != 0 {
-        key(SPAN_START_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
-        out.put_u64_le(s.start_unix_nano);
-    }
-    if s.end_unix_nano != 0 {
-        key(SPAN_END_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
-        out.put_u64_le(s.end_unix_nano);
-    }
+    fixed64(out, SPAN_START_TIME_UNIX_NANO, s.start_unix_nano);
+    fixed64(out, SPAN_END_TIME_UNIX_NANO, s.end_unix_nano);
     attributes(out, SPAN_ATTRIBUTES, s.attributes.iter());
     out.extend_from_slice(s.events);
     if s.dropped_events != 0 {
         key(SPAN_DROPPED_EVENTS_COUNT, WireType::Varint, out);
         varint(out, s.dropped_events.into());
     }
-    if let Some(message) = s.error {
-        length_delimited(out, SPAN_STATUS, status_len(message));
-        string(out, STATUS_MESSAGE, message);
-        key(STATUS_CODE, WireType::Varint, out);
-        varint(out, STATUS_CODE_ERROR);
+    if let Some(text) = s.error {
+        message(out, SPAN_STATUS, 1, |out| {
+            string(out, STATUS_MESSAGE, text);
+            key(STATUS_CODE, WireType::Varint, out);
+            varint(out, STATUS_CODE_ERROR);
+        });
     }
     // Sampled, and the parent's "is remote" bit known (not remote).
     prost::encoding::encode_key(SPAN_FLAGS, WireType::ThirtyTwoBit, out);
@@ -277,33 +230,13 @@ pub fn span_event<'a>(
     out: &mut Vec<u8>,
     time: u64,
     name: &str,
-    attributes: impl Iterator<Item = &'a (&'static str, Value)> + Clone,
-) {
-    let mut len =
-        string_len(EVENT_EVENT_NAME, name) + attributes_len(EVENT_ATTRIBUTES, attributes.clone());
-    if time != 0 {
-        len += key_len(EVENT_TIME_UNIX_NANO) + 8;
-    }
-    length_delimited(out, SPAN_EVENTS, len);
-    if time != 0 {
-        key(EVENT_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
-        out.put_u64_le(time);
-    }
-    string(out, EVENT_EVENT_NAME, name);
-    self::attributes(out, EVENT_ATTRIBUTES, attributes);
-}
-
-/// The encoded length of `attributes` as repeated `KeyValue` fields `tag`.
-fn attributes_len<'a>(
-    tag: u32,
     attributes: impl Iterator<Item = &'a (&'static str, Value)>,
-) -> usize {
-    attributes
-        .map(|(key, value)| {
-            let kv_len = key_value_len(key, value);
-            key_len(tag) + encoded_len_varint(kv_len as u64) + kv_len
-        })
-        .sum()
+) {
+    message(out, SPAN_EVENTS, 1, |out| {
+        fixed64(out, EVENT_TIME_UNIX_NANO, time);
+        string(out, EVENT_EVENT_NAME, name);
+        self::attributes(out, EVENT_ATTRIBUTES, attributes);
+    });
 }
 
 /// `attributes` as repeated `KeyValue` fields `tag`.
@@ -313,41 +246,11 @@ fn attributes<'a>(
     attributes: impl Iterator<Item = &'a (&'static str, Value)>,
 ) {
     for (key, value) in attributes {
-        let value_len = any_value_len(value);
-        let kv_len = string_len(KEY, key)
-            + key_len(VALUE)
-            + encoded_len_varint(value_len as u64)
-            + value_len;
-        length_delimited(out, tag, kv_len);
-        string(out, KEY, key);
-        length_delimited(out, VALUE, value_len);
-        any_value(out, value);
+        message(out, tag, 1, |out| {
+            string(out, KEY, key);
+            message(out, VALUE, 1, |out| any_value(out, value));
+        });
     }
-}
-
-/// The encoded length of what [`log_record`] writes.
-fn log_record_len(record: &Record, time: u64, observed: u64, span: Option<SpanContext>) -> usize {
-    let mut len = 0;
-    if time != 0 {
-        len += key_len(TIME_UNIX_NANO) + 8;
-    }
-    if observed != 0 {
-        len += key_len(OBSERVED_TIME_UNIX_NANO) + 8;
-    }
-    len += key_len(SEVERITY_NUMBER) + encoded_len_varint(severity_number(record.severity) as u64);
-    len += string_len(SEVERITY_TEXT, record.severity.name());
-    len += attributes_len(ATTRIBUTES, record.attributes.iter());
-    if let Some(span) = span {
-        len += key_len(FLAGS) + 4;
-        len += oneof_string_len_bytes(TRACE_ID, span.trace_id.len());
-        len += oneof_string_len_bytes(SPAN_ID, span.span_id.len());
-    }
-    len + string_len(EVENT_NAME, record.name)
-}
-
-fn key_value_len(key: &str, value: &Value) -> usize {
-    let value_len = any_value_len(value);
-    string_len(KEY, key) + key_len(VALUE) + encoded_len_varint(value_len as u64) + value_len
 }
 
 fn log_record(
@@ -357,14 +260,8 @@ fn log_record(
     observed: u64,
     span: Option<SpanContext>,
 ) {
-    if time != 0 {
-        key(TIME_UNIX_NANO, WireType::SixtyFourBit, out);
-        out.put_u64_le(time);
-    }
-    if observed != 0 {
-        key(OBSERVED_TIME_UNIX_NANO, WireType::SixtyFourBit, out);
-        out.put_u64_le(observed);
-    }
+    fixed64(out, TIME_UNIX_NANO, time);
+    fixed64(out, OBSERVED_TIME_UNIX_NANO, observed);
     key(SEVERITY_NUMBER, WireType::Varint, out);
     varint(out, severity_number(record.severity) as u64);
     string(out, SEVERITY_TEXT, record.severity.name());
@@ -390,36 +287,39 @@ fn any_value(out: &mut Vec<u8>, value: &Value) {
             key(BOOL_VALUE, WireType::Varint, out);
             varint(out, u64::from(*b));
         }
-        Value::List(items) => {
-            length_delimited(out, ARRAY_VALUE, array_len(items));
+        Value::List(items) => message(out, ARRAY_VALUE, 1, |out| {
             for item in items {
-                length_delimited(out, VALUES, oneof_string_len(STRING_VALUE, item));
-                oneof_string(out, STRING_VALUE, item);
+                message(out, VALUES, 1, |out| oneof_string(out, STRING_VALUE, item));
             }
-        }
+        }),
     }
 }
 
-fn any_value_len(value: &Value) -> usize {
-    match value {
-        Value::Str(s) => oneof_string_len(STRING_VALUE, s),
-        Value::Int(i) => key_len(INT_VALUE) + encoded_len_varint(*i as u64),
-        Value::Bool(_) => key_len(BOOL_VALUE) + 1,
-        Value::List(items) => {
-            let len = array_len(items);
-            key_len(ARRAY_VALUE) + encoded_len_varint(len as u64) + len
+/// A length-delimited field `tag` holding what `write` appends: written
+/// first, with `room` bytes left for its length, which is put in front
+/// afterwards (the body is moved where the length needs more or less
+/// room). Saves computing every nested length before writing.
+#[inline(always)]
+fn message(out: &mut Vec<u8>, tag: u32, room: usize, write: impl FnOnce(&mut Vec<u8>)) {
+    key(tag, WireType::LengthDelimited, out);
+    let at = out.len();
+    out.resize(at + room, 0);
+    write(out);
+    let len = out.len() - at - room;
+    let need = encoded_len_varint(len as u64);
+    if need != room {
+        let body = at + room..out.len();
+        if need > room {
+            out.resize(out.len() + need - room, 0);
         }
+        out.copy_within(body, at + need);
+        out.truncate(at + need + len);
     }
-}
-
-fn array_len(items: &[Text]) -> usize {
-    items
-        .iter()
-        .map(|item| {
-            let len = oneof_string_len(STRING_VALUE, item);
-            key_len(VALUES) + encoded_len_varint(len as u64) + len
-        })
-        .sum()
+    if need == 1 {
+        out[at] = len as u8;
+    } else {
+        encode_varint(len as u64, &mut &mut out[at..at + need]);
+    }
 }
 
 fn key_len(tag: u32) -> usize {
@@ -431,7 +331,8 @@ fn length_delimited(out: &mut Vec<u8>, tag: u32, len: usize) {
     varint(out, len as u64);
 }
 
-/// A field's key; every field number here is below 16, so one byte.
+/// A field's key; every field number here but [`SPAN_FLAGS`] is below
+/// 16, so one byte.
 #[inline(always)]
 fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
     debug_assert!(tag < 16);
@@ -448,6 +349,14 @@ fn varint(out: &mut Vec<u8>, v: u64) {
     }
 }
 
+/// A proto3 fixed64 field: left out when zero.
+fn fixed64(out: &mut Vec<u8>, tag: u32, v: u64) {
+    if v != 0 {
+        key(tag, WireType::SixtyFourBit, out);
+        out.put_u64_le(v);
+    }
+}
+
 /// A proto3 string field: left out when empty.
 fn string(out: &mut Vec<u8>, tag: u32, s: &str) {
     if !s.is_empty() {
@@ -455,25 +364,9 @@ fn string(out: &mut Vec<u8>, tag: u32, s: &str) {
     }
 }
 
-fn string_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        oneof_string_len(tag, s)
-    }
-}
-
 /// A string in a oneof: written even when empty.
 fn oneof_string(out: &mut Vec<u8>, tag: u32, s: &str) {
     bytes_always(out, tag, s.as_bytes());
-}
-
-fn oneof_string_len(tag: u32, s: &str) -> usize {
-    oneof_string_len_bytes(tag, s.len())
-}
-
-fn oneof_string_len_bytes(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
 fn bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {
@@ -497,7 +390,7 @@ mod tests {
     use semconv::attr;
 
     use super::*;
-    use crate::events::record::Severity;
+    use crate::events::record::{Severity, Text};
 
     fn record(attributes: Vec<(&'static str, Value)>) -> Record {
         Record {
