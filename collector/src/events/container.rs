@@ -15,10 +15,11 @@
 //! that exist come with whole container-runtime clients.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
+
+use rustc_hash::FxHashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -143,7 +144,7 @@ fn cgroup_path(pid: u32) -> Option<String> {
 /// Cgroup paths seen, by cgroup id: a container's tasks share one, so the
 /// path is read once per container, not once per event.
 pub struct Containers {
-    cache: Mutex<HashMap<u64, Option<Arc<Identity>>>>,
+    cache: Mutex<FxHashMap<u64, Option<Arc<Identity>>>>,
     /// The cgroup v2 mount point and its directory, opened once.
     hierarchy: Option<(PathBuf, std::fs::File)>,
 }
@@ -158,7 +159,7 @@ impl Default for Containers {
             Some((m, dir))
         });
         Self {
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(FxHashMap::default()),
             hierarchy,
         }
     }

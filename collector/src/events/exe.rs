@@ -11,10 +11,11 @@
 //! most [`TTL`].
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use rustc_hash::FxHashMap;
 
 /// How long a path is trusted without a sign that it is still right.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -32,7 +33,7 @@ struct Known {
 
 #[derive(Default)]
 pub struct Executables {
-    known: Mutex<HashMap<u32, Known>>,
+    known: Mutex<FxHashMap<u32, Known>>,
 }
 
 impl Executables {

@@ -8,10 +8,11 @@
 //! unfinished). A process the agent first meets after it started (it was
 //! running before the agent) gets a span from the first event seen.
 
-use std::{collections::HashMap, time::SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 use rand::Rng as _;
+use rustc_hash::FxHashMap;
 use semconv::{attr, decision, event};
 
 use super::{
@@ -92,7 +93,7 @@ const SPAN_EVENT_ATTRIBUTES: &[&str] = &[
 ];
 
 pub struct Tracker {
-    live: HashMap<u32, ProcessSpan>,
+    live: FxHashMap<u32, ProcessSpan>,
     ended: SpanBatch,
 }
 
@@ -105,7 +106,7 @@ impl Default for Tracker {
 impl Tracker {
     pub fn new() -> Self {
         Self {
-            live: HashMap::new(),
+            live: FxHashMap::default(),
             ended: SpanBatch::default(),
         }
     }
