@@ -188,7 +188,7 @@ write_init() {
 		status=$?
 		echo "SGVM-EXIT $status"
 
-		# Kernel problems logged below the console loglevel (quiet) would be
+		# Kernel problems logged below the console loglevel would be
 		# invisible on the console; repeat them so the host can see them.
 		dmesg | grep -E 'Kernel panic|Oops|BUG:|WARNING:|general protection' |
 			sed 's/^/SGVM-DMESG /'
@@ -255,12 +255,14 @@ run_qemu() {
 	# the user's terminal and glue themselves onto the guest's first line.
 	# --foreground keeps QEMU in our process group so Ctrl-C reaches it too.
 	# -nic none: the guest only uses lo, and skipping the iPXE ROM saves ~1 s.
+	# loglevel=5: warnings reach the console with their backtraces (a soft
+	# lockup's, say), boot chatter does not.
 	set +e
 	timeout --foreground --kill-after=10 "$TIMEOUT" \
 		qemu-system-x86_64 -accel tcg -cpu max -m "$MEM" -smp 2 \
 		-nographic -no-reboot -nic none \
 		-kernel "$VMLINUZ" -initrd "$TMP/initrd.gz" \
-		-append "console=ttyS0 quiet panic=-1 lsm=$LSM_LIST $EXTRA_APPEND" \
+		-append "console=ttyS0 loglevel=5 panic=-1 lsm=$LSM_LIST $EXTRA_APPEND" \
 		</dev/null 2>&1 | sed -u 's/\r//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$LOG"
 	rc=${PIPESTATUS[0]}
 	set -e
