@@ -481,6 +481,15 @@ fn start_export(
 ) -> anyhow::Result<Otel> {
     let otel = &config.otel;
     let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
+    for d in spool.damaged() {
+        error!(
+            records = d.records,
+            "a spooled {} batch does not decode ({}): moved to {}, not sent",
+            d.signal.name(),
+            d.error,
+            d.path.display()
+        );
+    }
     let usage = spool.usage();
     if usage.batches > 0 {
         info!(
@@ -508,6 +517,9 @@ fn start_export(
         observed.clone(),
     ));
     let _ = cell.set(metrics.clone());
+    for d in spool.damaged() {
+        metrics.export_failure(d.signal.name(), semconv::error_type::ENCODING);
+    }
     let state = Arc::new(ExportState::default());
     let (stop_delivery, stop) = watch::channel(false);
     let deliver = tokio::spawn(telemetry::deliver(

@@ -560,6 +560,68 @@ fn a_full_spool_evicts_oldest_into_the_local_log_and_counts_them() {
 }
 
 /// A CA, and a certificate for 127.0.0.1 it signed: (ca, cert, key).
+/// A batch a previous run left that no longer decodes is moved aside,
+/// named in the log and counted (`error.type=encoding`); the Collector
+/// would refuse it at every try, and the batches behind it would wait
+/// forever.
+#[test]
+fn a_damaged_spooled_batch_is_moved_aside_and_does_not_hold_back_delivery() {
+    require_root!();
+    const EVENTS: usize = 200;
+    let root = scratch();
+    let collector = Collector::start(&root.path().join("collector")).unwrap();
+    let secret = secret(root.path());
+    let agent_dir = root.path().join("agent");
+    let spool = agent_dir.join("spool");
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&spool)
+        .unwrap();
+    let damaged = spool.join("00000000000000000001.logs.5.r");
+    fs::write(&damaged, [0xff; 64]).unwrap();
+    let config = durable_config(
+        secret.parent().unwrap(),
+        &agent_dir,
+        &collector.grpc_endpoint(),
+        "",
+    );
+    let agent = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, false),
+    )
+    .unwrap();
+    open_many(&secret, EVENTS);
+    let encoding_failures = |c: &Collector| {
+        c.metric_points(metric::EXPORT_FAILURES.name)
+            .iter()
+            .filter(|p| {
+                p.attributes.get(attr::ERROR_TYPE).and_then(Value::as_str)
+                    == Some(semconv::error_type::ENCODING)
+            })
+            .map(|p| p.value)
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        collector.wait_until(Duration::from_secs(60), |c| {
+            opens_received(c, &secret).len() >= EVENTS && encoding_failures(c) == 1.0
+        }),
+        "opens received: {}, encoding failures: {}: {}",
+        opens_received(&collector, &secret).len(),
+        encoding_failures(&collector),
+        agent.log()
+    );
+    let (_, log) = agent.stop().unwrap();
+    let aside = spool.join("00000000000000000001.logs.5.r.damaged");
+    assert!(aside.exists() && !damaged.exists(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("does not decode") && l.contains(aside.to_str().unwrap())),
+        "{log}"
+    );
+}
+
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (ca, ca_key, cert, key, csr) = (
         dir.join("ca.pem"),

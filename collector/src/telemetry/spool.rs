@@ -9,6 +9,11 @@
 //! `<sequence>.<signal>.<records>.<r|l>`, `l` when its records are already
 //! in the local files. A batch is written to `*.tmp` and renamed, so a
 //! crash leaves either the whole batch or nothing.
+//!
+//! A batch a previous run left is checked before it is taken over: one that
+//! no longer decodes (a damaged disk, a hand-edited file) would be refused
+//! by the Collector at every try and hold back every batch behind it, so it
+//! is moved aside as `<name>.damaged` and reported.
 
 use std::{
     collections::VecDeque,
@@ -16,6 +21,12 @@ use std::{
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
+
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+use prost::Message as _;
 
 pub use super::export::Signal;
 
@@ -70,6 +81,27 @@ impl Batch {
     }
 }
 
+/// A batch a previous run left that does not decode, moved aside.
+#[derive(Debug)]
+pub struct Damaged {
+    /// Where it is now (`<name>.damaged`, or where it was if it could not
+    /// be moved).
+    pub path: PathBuf,
+    pub signal: Signal,
+    pub records: u64,
+    /// Why it does not decode.
+    pub error: String,
+}
+
+/// Whether `payload` decodes as the export request of `signal`.
+fn check(signal: Signal, payload: &[u8]) -> Result<(), prost::DecodeError> {
+    match signal {
+        Signal::Logs => ExportLogsServiceRequest::decode(payload).map(drop),
+        Signal::Traces => ExportTraceServiceRequest::decode(payload).map(drop),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(payload).map(drop),
+    }
+}
+
 /// What the spool holds, for metrics and `status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -104,6 +136,7 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    damaged: Vec<Damaged>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +149,8 @@ pub struct SpoolError {
 
 impl Spool {
     /// Opens (creating) the spool in `dir` and takes over the batches a
-    /// previous run left there. Files it does not recognise are left alone.
+    /// previous run left there; those that do not decode are moved aside
+    /// ([`Spool::damaged`]). Files it does not recognise are left alone.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         let err = |source| SpoolError {
             dir: dir.display().to_string(),
@@ -127,6 +161,7 @@ impl Spool {
             .create(dir)
             .map_err(err)?;
         let mut batches = Vec::new();
+        let mut damaged = Vec::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let entry = entry.map_err(err)?;
             let name = entry.file_name();
@@ -138,8 +173,27 @@ impl Spool {
                 continue;
             }
             let len = entry.metadata().map_err(err)?.len();
-            if let Some(batch) = Batch::parse(name, len) {
-                batches.push(batch);
+            let Some(batch) = Batch::parse(name, len) else {
+                continue;
+            };
+            let checked = fs::read(entry.path())
+                .map_err(|e| e.to_string())
+                .and_then(|payload| check(batch.signal, &payload).map_err(|e| e.to_string()));
+            match checked {
+                Ok(()) => batches.push(batch),
+                Err(error) => {
+                    let aside = dir.join(format!("{name}.damaged"));
+                    let path = match fs::rename(entry.path(), &aside) {
+                        Ok(()) => aside,
+                        Err(_) => entry.path(),
+                    };
+                    damaged.push(Damaged {
+                        path,
+                        signal: batch.signal,
+                        records: batch.records,
+                        error,
+                    });
+                }
             }
         }
         batches.sort_by_key(|b| b.seq);
@@ -159,7 +213,13 @@ impl Spool {
                 usage,
                 failing: false,
             }),
+            damaged,
         })
+    }
+
+    /// The batches a previous run left that did not decode.
+    pub fn damaged(&self) -> &[Damaged] {
+        &self.damaged
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -298,7 +358,20 @@ fn forget(usage: &mut Usage, batch: &Batch) {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+
     use super::*;
+
+    /// A log batch that decodes, told apart by `n`.
+    fn logs(n: u8) -> Vec<u8> {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                schema_url: n.to_string(),
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
 
     #[test]
     fn batches_come_back_in_order_across_a_restart() {
@@ -306,9 +379,10 @@ mod tests {
         {
             let spool = Spool::open(dir.path(), 1 << 20).unwrap();
             for i in 0..5u8 {
-                spool.push(Signal::Logs, &[i; 10], 3, false).unwrap();
+                spool.push(Signal::Logs, &logs(i), 3, false).unwrap();
             }
-            spool.push(Signal::Traces, b"t", 1, false).unwrap();
+            // An empty request: no spans.
+            spool.push(Signal::Traces, b"", 1, false).unwrap();
             let first = spool.front().unwrap();
             assert!(spool.remove(&first));
             // A write that never finished.
@@ -317,7 +391,10 @@ mod tests {
         }
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         let usage = spool.usage();
-        assert_eq!((usage.batches, usage.records, usage.bytes), (5, 13, 41));
+        assert_eq!(
+            (usage.batches, usage.records, usage.bytes),
+            (5, 13, 4 * logs(1).len() as u64)
+        );
         let mut seen = Vec::new();
         while let Some(b) = spool.front() {
             seen.push((b.signal, spool.read(&b).unwrap()));
@@ -326,9 +403,9 @@ mod tests {
         assert_eq!(seen.len(), 5);
         for (i, (signal, payload)) in seen.iter().take(4).enumerate() {
             assert_eq!(*signal, Signal::Logs);
-            assert_eq!(payload, &vec![i as u8 + 1; 10]);
+            assert_eq!(payload, &logs(i as u8 + 1));
         }
-        assert_eq!(seen[4], (Signal::Traces, b"t".to_vec()));
+        assert_eq!(seen[4], (Signal::Traces, Vec::new()));
         assert!(
             !dir.path()
                 .join("00000000000000000099.logs.1.r.tmp")
@@ -418,13 +495,68 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let spool = Spool::open(dir.path(), 100).unwrap();
-            spool.push(Signal::Logs, b"abc", 1, false).unwrap();
+            spool.push(Signal::Logs, &logs(7), 1, false).unwrap();
             spool.mark_local(&spool.front().unwrap());
         }
         let spool = Spool::open(dir.path(), 100).unwrap();
         let b = spool.front().unwrap();
         assert!(b.local);
-        assert_eq!(spool.read(&b).unwrap(), b"abc");
+        assert_eq!(spool.read(&b).unwrap(), logs(7));
+    }
+
+    /// A damaged batch would be refused by the Collector at every try and
+    /// hold back everything behind it: it is moved aside and named.
+    #[test]
+    fn a_batch_that_does_not_decode_is_moved_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            spool.push(Signal::Logs, &logs(1), 2, false).unwrap();
+            spool.push(Signal::Logs, &logs(2), 3, false).unwrap();
+            spool.push(Signal::Traces, b"", 1, false).unwrap();
+        }
+        let first = dir.path().join("00000000000000000001.logs.2.r");
+        // Cut short: its outer length promises more than is there.
+        let mut bytes = fs::read(&first).unwrap();
+        bytes.truncate(bytes.len() - 1);
+        fs::write(&first, bytes).unwrap();
+        fs::write(
+            dir.path().join("00000000000000000003.traces.1.r"),
+            [0xff; 9],
+        )
+        .unwrap();
+
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let damaged = spool.damaged();
+        assert_eq!(damaged.len(), 2, "{damaged:?}");
+        let mut names: Vec<_> = damaged
+            .iter()
+            .map(|d| d.path.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000001.logs.2.r.damaged",
+                "00000000000000000003.traces.1.r.damaged"
+            ]
+        );
+        assert!(
+            damaged
+                .iter()
+                .all(|d| d.path.exists() && !d.error.is_empty())
+        );
+        let logs_damaged = damaged.iter().find(|d| d.signal == Signal::Logs).unwrap();
+        assert_eq!(logs_damaged.records, 2);
+        // The good batch is the next to go, and the only one left.
+        let usage = spool.usage();
+        assert_eq!((usage.batches, usage.records), (1, 3));
+        assert_eq!(spool.read(&spool.front().unwrap()).unwrap(), logs(2));
+        // Moved aside for good: the next start does not see it again.
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(spool.damaged().is_empty());
+        assert_eq!(spool.usage().batches, 1);
     }
 
     #[test]
