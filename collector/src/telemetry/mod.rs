@@ -323,17 +323,24 @@ pub fn logs_request(resource: &Resource, records: Vec<LogRecord>) -> ExportLogsS
     }
 }
 
-/// The log records of a spooled batch (empty if it does not decode).
+/// The log records of a spooled batch; none, said once per batch, if it
+/// was damaged on disk since it was written (batches a previous run left
+/// are checked when the spool opens).
 fn decode_logs(payload: &[u8]) -> Vec<LogRecord> {
-    ExportLogsServiceRequest::decode(payload)
-        .map(|r| {
-            r.resource_logs
-                .into_iter()
-                .flat_map(|rl| rl.scope_logs)
-                .flat_map(|sl| sl.log_records)
-                .collect()
-        })
-        .unwrap_or_default()
+    match ExportLogsServiceRequest::decode(payload) {
+        Ok(r) => r
+            .resource_logs
+            .into_iter()
+            .flat_map(|rl| rl.scope_logs)
+            .flat_map(|sl| sl.log_records)
+            .collect(),
+        Err(e) => {
+            error!(
+                "a spooled log batch does not decode ({e}): its records cannot be written to the local event log"
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// Retry delays while the Collector does not answer.
