@@ -622,6 +622,94 @@ fn a_damaged_spooled_batch_is_moved_aside_and_does_not_hold_back_delivery() {
     );
 }
 
+/// A batch damaged on disk while the agent runs: the Collector answers it
+/// with an error at every try, so once it does the agent checks the batch,
+/// moves it aside and goes on; its records were written to the local log
+/// while the Collector was away, so every event is delivered or there.
+#[test]
+fn a_batch_damaged_while_spooled_is_set_aside_once_the_collector_answers() {
+    require_root!();
+    const EVENTS: usize = 300;
+    let root = scratch();
+    let mut collector = Collector::start(&root.path().join("collector")).unwrap();
+    collector.stop();
+    let secret = secret(root.path());
+    let agent_dir = root.path().join("agent");
+    let config = durable_config(
+        secret.parent().unwrap(),
+        &agent_dir,
+        &collector.grpc_endpoint(),
+        "  batch_size: 100\n",
+    );
+    let agent = Agent::launch(
+        AGENT,
+        &agent_dir,
+        &config,
+        Duration::from_secs(60),
+        &launch(false, true),
+    )
+    .unwrap();
+    open_many(&secret, EVENTS);
+    let local_log = agent_dir.join("events.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while local_opens(&local_log, &secret).len() < EVENTS && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        local_opens(&local_log, &secret).len(),
+        EVENTS,
+        "{}",
+        agent.log()
+    );
+    // The oldest spooled log batch gets damaged.
+    let spool = agent_dir.join("spool");
+    let mut batches: Vec<PathBuf> = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().contains(".logs."))
+        .collect();
+    batches.sort();
+    let damaged = batches.first().expect("spooled log batches").clone();
+    fs::write(&damaged, [0xff; 64]).unwrap();
+
+    collector.restart().unwrap();
+    let encoding_failures = |c: &Collector| {
+        c.metric_points(metric::EXPORT_FAILURES.name)
+            .iter()
+            .filter(|p| {
+                p.attributes.get(attr::ERROR_TYPE).and_then(Value::as_str)
+                    == Some(semconv::error_type::ENCODING)
+            })
+            .map(|p| p.value)
+            .fold(0.0, f64::max)
+    };
+    let spool_empty = |c: &Collector| {
+        c.metric_points(metric::SPOOL_RECORDS.name)
+            .last()
+            .is_some_and(|p| p.value == 0.0)
+    };
+    assert!(
+        collector.wait_until(Duration::from_secs(60), |c| encoding_failures(c) == 1.0
+            && spool_empty(c)),
+        "encoding failures {}, spool not drained: {}",
+        encoding_failures(&collector),
+        agent.log()
+    );
+    let (_, log) = agent.stop().unwrap();
+    let aside = PathBuf::from(format!("{}.damaged", damaged.display()));
+    assert!(aside.exists(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("does not decode") && l.contains(aside.to_str().unwrap())),
+        "{log}"
+    );
+    let delivered = opens_received(&collector, &secret).len();
+    assert!(
+        delivered > 0 && delivered < EVENTS,
+        "all but the damaged batch delivered: {delivered}"
+    );
+}
+
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (ca, ca_key, cert, key, csr) = (
         dir.join("ca.pem"),

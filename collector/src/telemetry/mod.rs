@@ -449,6 +449,29 @@ pub async fn deliver(
             }
             Err(e) => {
                 metrics.export_failure(batch.signal.name(), e.kind());
+                // The Collector answered, but with an error: if the batch
+                // itself no longer decodes (damaged on disk), no retry will
+                // help, and every batch behind it would wait.
+                if collector_answered(&e)
+                    && let Some(payload) = spool.read(&batch)
+                    && let Err(error) = spool::check(batch.signal, &payload)
+                {
+                    metrics.export_failure(batch.signal.name(), semconv::error_type::ENCODING);
+                    if let Some(path) = spool.set_aside(&batch) {
+                        error!(
+                            records = batch.records,
+                            "a spooled {} batch does not decode ({error}): moved to {}, not sent{}",
+                            batch.signal.name(),
+                            path.display(),
+                            if batch.local {
+                                " (its records are in the local event log)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    continue;
+                }
                 falling_back(&e);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -467,6 +490,11 @@ pub async fn deliver(
             spool.dir().display()
         );
     }
+}
+
+/// The Collector was reached and said why it did not take the batch.
+fn collector_answered(e: &ExportError) -> bool {
+    e.kind() != semconv::error_type::UNAVAILABLE && e.kind() != semconv::error_type::TIMEOUT
 }
 
 fn recovered(transport: &Transport, spool: &Spool, state: &ExportState) {

@@ -13,7 +13,8 @@
 //! A batch a previous run left is checked before it is taken over: one that
 //! no longer decodes (a damaged disk, a hand-edited file) would be refused
 //! by the Collector at every try and hold back every batch behind it, so it
-//! is moved aside as `<name>.damaged` and reported.
+//! is moved aside as `<name>.damaged` and reported. Delivery does the same
+//! with a batch the Collector answers with an error ([`Spool::set_aside`]).
 
 use std::{
     collections::VecDeque,
@@ -94,7 +95,7 @@ pub struct Damaged {
 }
 
 /// Whether `payload` decodes as the export request of `signal`.
-fn check(signal: Signal, payload: &[u8]) -> Result<(), prost::DecodeError> {
+pub fn check(signal: Signal, payload: &[u8]) -> Result<(), prost::DecodeError> {
     match signal {
         Signal::Logs => ExportLogsServiceRequest::decode(payload).map(drop),
         Signal::Traces => ExportTraceServiceRequest::decode(payload).map(drop),
@@ -336,6 +337,22 @@ impl Spool {
     }
 
     /// Records that a batch's records are now in the local files too.
+    /// Takes `batch`, which no longer decodes, out of the spool and moves
+    /// its file aside as `<name>.damaged`; where the file is now, if the
+    /// batch was still spooled.
+    pub fn set_aside(&self, batch: &Batch) -> Option<PathBuf> {
+        let mut state = self.state();
+        let i = state.batches.iter().position(|b| b.seq == batch.seq)?;
+        let old = state.batches.remove(i).expect("found above");
+        forget(&mut state.usage, &old);
+        let from = self.dir.join(old.file_name());
+        let aside = self.dir.join(format!("{}.damaged", old.file_name()));
+        Some(match fs::rename(&from, &aside) {
+            Ok(()) => aside,
+            Err(_) => from,
+        })
+    }
+
     pub fn mark_local(&self, batch: &Batch) {
         let mut state = self.state();
         if let Some(b) = state.batches.iter_mut().find(|b| b.seq == batch.seq) {
@@ -552,11 +569,20 @@ mod tests {
         let usage = spool.usage();
         assert_eq!((usage.batches, usage.records), (1, 3));
         assert_eq!(spool.read(&spool.front().unwrap()).unwrap(), logs(2));
-        // Moved aside for good: the next start does not see it again.
+        // Damaged while spooled: taken out the same way.
+        let good = spool.front().unwrap();
+        let aside = spool.set_aside(&good).unwrap();
+        assert!(aside.ends_with("00000000000000000002.logs.3.r.damaged"));
+        assert!(aside.exists());
+        assert_eq!(spool.usage().batches, 0);
+        assert_eq!(spool.set_aside(&good), None, "only once");
+        spool.push(Signal::Logs, &logs(4), 1, false).unwrap();
+        // Moved aside for good: the next start does not see them again.
         drop(spool);
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert!(spool.damaged().is_empty());
         assert_eq!(spool.usage().batches, 1);
+        assert_eq!(spool.read(&spool.front().unwrap()).unwrap(), logs(4));
     }
 
     #[test]
