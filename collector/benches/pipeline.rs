@@ -22,7 +22,7 @@ use std::{
 };
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 use safeguard::{
     config::{self, Sources},
     events::{Event, Record, decode::decode, enrich::Enricher, recording},
@@ -87,23 +87,54 @@ fn enrich_all(enricher: &Enricher, events: Vec<Event>) -> Vec<Record> {
 
 /// What the agent's pipeline does with each record before the spool: the
 /// process span, and the record encoded into a batch sealed every 512.
-fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Record]) -> usize {
-    let observed = telemetry::logs::unix_nanos(SystemTime::now());
-    let scope = telemetry::scope();
-    let mut bytes = 0;
-    let mut batch = LogBatch::default();
-    for record in records {
-        let span = tracker.observe(record);
-        batch.push(record, observed, span);
-        if batch.len() == BATCH {
-            bytes += batch.seal(resource, &scope).0.len();
-            bytes += tracker.seal_ended(resource, &scope).len();
+struct Encoder<'a> {
+    tracker: &'a mut Tracker,
+    resource: &'a Resource,
+    scope: InstrumentationScope,
+    observed: u64,
+    batch: LogBatch,
+    /// Bytes of the requests sealed so far.
+    bytes: usize,
+}
+
+impl<'a> Encoder<'a> {
+    fn new(tracker: &'a mut Tracker, resource: &'a Resource) -> Self {
+        Self {
+            tracker,
+            resource,
+            scope: telemetry::scope(),
+            observed: telemetry::logs::unix_nanos(SystemTime::now()),
+            batch: LogBatch::default(),
+            bytes: 0,
         }
     }
-    if !batch.is_empty() {
-        bytes += batch.seal(resource, &scope).0.len();
+
+    fn push(&mut self, record: &Record) {
+        let span = self.tracker.observe(record);
+        self.batch.push(record, self.observed, span);
+        if self.batch.len() == BATCH {
+            self.seal();
+        }
     }
-    bytes + tracker.seal_ended(resource, &scope).len()
+
+    fn seal(&mut self) {
+        if !self.batch.is_empty() {
+            self.bytes += self.batch.seal(self.resource, &self.scope).0.len();
+        }
+        self.bytes += self.tracker.seal_ended(self.resource, &self.scope).len();
+    }
+
+    /// Seals what is left; all bytes encoded.
+    fn finish(mut self) -> usize {
+        self.seal();
+        self.bytes
+    }
+}
+
+fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Record]) -> usize {
+    let mut encoder = Encoder::new(tracker, resource);
+    records.iter().for_each(|r| encoder.push(r));
+    encoder.finish()
 }
 
 /// Each recorded record decoded, enriched and encoded before the next, as
@@ -114,26 +145,14 @@ fn stream_all(
     resource: &Resource,
     raw: &[Vec<u8>],
 ) -> usize {
-    let observed = telemetry::logs::unix_nanos(SystemTime::now());
-    let scope = telemetry::scope();
-    let mut bytes = 0;
-    let mut batch = LogBatch::default();
+    let mut encoder = Encoder::new(tracker, resource);
     for r in raw {
         let event = decode(r).expect("recorded records decode (re-record after an ABI change)");
-        let Some(record) = enricher.enrich(event) else {
-            continue;
-        };
-        let span = tracker.observe(&record);
-        batch.push(&record, observed, span);
-        if batch.len() == BATCH {
-            bytes += batch.seal(resource, &scope).0.len();
-            bytes += tracker.seal_ended(resource, &scope).len();
+        if let Some(record) = enricher.enrich(event) {
+            encoder.push(&record);
         }
     }
-    if !batch.is_empty() {
-        bytes += batch.seal(resource, &scope).0.len();
-    }
-    bytes + tracker.seal_ended(resource, &scope).len()
+    encoder.finish()
 }
 
 fn stages(c: &mut Criterion) {

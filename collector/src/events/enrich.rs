@@ -144,8 +144,10 @@ impl Enricher {
     fn exec(&self, e: Exec) -> Record {
         // The program the kernel ran (or refused), not what /proc shows.
         let exe: Arc<str> = e.path.into();
-        if e.header.decision == Decision::Blocked || e.path_truncated {
-            // A refused exec leaves the old program running.
+        if e.header.decision == Decision::Blocked {
+            // Refused: the old program runs on, as remembered.
+        } else if e.path_truncated {
+            // It runs a program whose path is known only in part.
             self.exes.forget(e.process.pid);
         } else {
             self.exes.ran(e.process.pid, exe.clone());
