@@ -58,11 +58,6 @@ pub mod programs {
     ];
     /// BPF-LSM programs of the process module.
     pub const PROCESS_LSM: &[&str] = &["bprm_check_security"];
-    /// Where a refused exec's arguments come from (BPF-LSM tier only).
-    pub const EXEC_ARGV_TRACEPOINTS: &[(&str, &str, &str)] = &[
-        ("sys_enter_execve", "syscalls", "sys_enter_execve"),
-        ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    ];
     /// Process life cycle raw tracepoints (both tiers): `(program, _, name)`.
     pub const PROCESS_TRACEPOINTS: &[(&str, &str, &str)] = &[
         ("sched_process_fork", "sched", "sched_process_fork"),

@@ -258,6 +258,55 @@ pub fn current_args() -> (u64, u64) {
     (read(mm, &MM_ARG_START_OFFSET), read(mm, &MM_ARG_END_OFFSET))
 }
 
+/// The `argv` array (a user address) the current task passed to
+/// execve(2) or execveat(2), read from the registers it entered the kernel
+/// with; 0 when it is in neither (an exec the kernel started), or on an
+/// architecture not listed here. Valid while the old program's memory is
+/// still the task's, as at `bprm_check_security`.
+///
+/// Reading the registers, rather than stashing the argument at the
+/// syscall's tracepoint, keeps syscall tracepoints off: attaching any of
+/// them sends every syscall of every task through the slow entry path.
+#[inline(always)]
+pub fn exec_argv() -> u64 {
+    let task = unsafe { generated::bpf_get_current_task_btf() };
+    let regs = unsafe { generated::bpf_task_pt_regs(task) } as *const u8;
+    syscall_argv(regs)
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn syscall_argv(regs: *const u8) -> u64 {
+    use aya_ebpf::bindings::pt_regs;
+    const EXECVE: u64 = 59;
+    const EXECVEAT: u64 = 322;
+    match read_at::<u64>(regs, core::mem::offset_of!(pt_regs, orig_rax)) {
+        EXECVE => read_at(regs, core::mem::offset_of!(pt_regs, rsi)),
+        EXECVEAT => read_at(regs, core::mem::offset_of!(pt_regs, rdx)),
+        _ => 0,
+    }
+}
+
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn syscall_argv(regs: *const u8) -> u64 {
+    // struct pt_regs { u64 regs[31], sp, pc, pstate; u64 orig_x0; s32 syscallno; ... }
+    const SYSCALLNO: usize = 34 * 8 + 8;
+    const EXECVE: i32 = 221;
+    const EXECVEAT: i32 = 281;
+    match read_at::<i32>(regs, SYSCALLNO) {
+        EXECVE => read_at(regs, 8),
+        EXECVEAT => read_at(regs, 2 * 8),
+        _ => 0,
+    }
+}
+
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+#[inline(always)]
+fn syscall_argv(_regs: *const u8) -> u64 {
+    0
+}
+
 /// Whether `task` runs in a mount namespace other than the host's.
 #[inline(always)]
 fn in_container(task: *const u8) -> bool {

@@ -9,9 +9,9 @@
 
 use aya_ebpf::{
     helpers::generated::{self, bpf_probe_read_user, bpf_probe_read_user_str},
-    macros::{lsm, map, raw_tracepoint, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
-    programs::{LsmContext, RawTracePointContext, TracePointContext},
+    macros::{lsm, map, raw_tracepoint},
+    maps::PerCpuArray,
+    programs::{LsmContext, RawTracePointContext},
 };
 use collector_common::{
     EventKind, FLAG_LSM, Hook, Module, ModuleConfig, NAME_KEY_LEN, PATH_MAX, PATH_TRUNCATED,
@@ -53,7 +53,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         Some(verdict) if verdict.lsm_return() != 0 => {
             // Refused: this exec never reaches sched_process_exec, so the
             // arguments come from the execve call itself.
-            let args_len = stashed_args(len);
+            let args_len = exec_call_args(len);
             emit(rec, Hook::LsmBprmCheck, config, &verdict, len, args_len);
             verdict.lsm_return()
         }
@@ -175,12 +175,6 @@ extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Where each task's execve argv is, from the syscall's entry: a refused
-/// exec reports its arguments from there (the old program's memory is
-/// still the task's at `bprm_check_security`).
-#[map]
-static EXEC_ARGV: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
-
 /// State of an argv copy, in map memory (see `kernel::Walk` for why).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -199,38 +193,14 @@ static ARGV_COPY: PerCpuArray<ArgvCopy> = PerCpuArray::with_max_entries(1, 0);
 /// The most arguments a refused exec reports.
 const ARGS_COUNT_MAX: u32 = 32;
 
-#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    // execve(filename, argv, envp)
-    stash_argv(unsafe { ctx.read_at::<u64>(24) }.unwrap_or(0));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    // execveat(dfd, filename, argv, envp, flags)
-    stash_argv(unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0));
-    0
-}
-
+/// Copies the arguments of the execve call in progress after the path;
+/// their length.
 #[inline(always)]
-fn stash_argv(argv: u64) {
-    if record::active_module(Module::Process).is_none() || argv == 0 {
-        return;
-    }
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = EXEC_ARGV.insert(&tid, &argv, 0);
-}
-
-/// Copies the arguments stashed at execve entry after the path; their
-/// length.
-#[inline(always)]
-fn stashed_args(path_len: usize) -> usize {
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let Some(argv) = (unsafe { EXEC_ARGV.get(&tid) }).copied() else {
+fn exec_call_args(path_len: usize) -> usize {
+    let argv = kernel::exec_argv();
+    if argv == 0 {
         return 0;
-    };
-    let _ = EXEC_ARGV.remove(&tid);
+    }
     let Some(state) = ARGV_COPY.get_ptr_mut(0) else {
         return 0;
     };

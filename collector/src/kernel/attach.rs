@@ -177,7 +177,6 @@ pub fn attach_all(
         let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0], &mut links)? {
             Ok(()) => {
                 process_lsm = true;
-                attach_tracepoints(ebpf, programs::EXEC_ARGV_TRACEPOINTS, &mut links)?;
                 Coverage::Enforced {
                     hooks: vec!["lsm/bprm_check_security".into()],
                 }

@@ -49,6 +49,30 @@ fn main() -> ExitCode {
                     Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(99) as u8),
                 };
             }
+            // A workload for the exec rows: execveat(2) of PROGRAM with
+            // ARGS (argv[0] is PROGRAM); on refusal, the error on stderr
+            // and exit 1.
+            "--execveat" => {
+                let argv: Vec<std::ffi::CString> = args
+                    .map(|a| std::ffi::CString::new(a).expect("no NUL in arguments"))
+                    .collect();
+                let program = argv.first().expect("--execveat needs PROGRAM");
+                let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                let env: [*const libc::c_char; 1] = [std::ptr::null()];
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        libc::AT_FDCWD,
+                        program.as_ptr(),
+                        ptrs.as_ptr(),
+                        env.as_ptr(),
+                        0,
+                    )
+                };
+                eprintln!("execveat: {}", std::io::Error::last_os_error());
+                return ExitCode::FAILURE;
+            }
             _ => filters.push(arg),
         }
     }

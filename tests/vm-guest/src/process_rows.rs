@@ -47,8 +47,35 @@ fn ops() -> Vec<Op> {
             event: event::PROCESS_EXEC,
             key: attr::PROCESS_EXECUTABLE_PATH,
             value: format!("{TOOLS}/tool"),
-            attributes: vec![(attr::SECURITY_RULE_NAME, json!(TOOLS))],
+            attributes: vec![
+                (attr::SECURITY_RULE_NAME, json!(TOOLS)),
+                (
+                    attr::PROCESS_COMMAND_ARGS,
+                    json!([format!("{TOOLS}/tool"), "no-such-test"]),
+                ),
+            ],
             action: exec(&format!("{TOOLS}/tool no-such-test")),
+        },
+        Op {
+            row: "process.exec.execveat",
+            event: event::PROCESS_EXEC,
+            key: attr::PROCESS_EXECUTABLE_PATH,
+            value: format!("{TOOLS}/tool"),
+            attributes: vec![
+                (attr::SECURITY_RULE_NAME, json!(TOOLS)),
+                (
+                    attr::PROCESS_COMMAND_ARGS,
+                    json!([format!("{TOOLS}/tool"), "execveat-test"]),
+                ),
+            ],
+            action: Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec![
+                    "--execveat".into(),
+                    format!("{TOOLS}/tool"),
+                    "execveat-test".into(),
+                ],
+            ),
         },
     ]
 }
