@@ -65,7 +65,11 @@ pub struct FileEvent {
     pub arg: u64,
     pub path_len: u16,
     pub path2_len: u16,
-    pub _pad2: u32,
+    /// The programs' scratch, meaningless in a record: with the path that
+    /// follows it in a [`FileRecord`] it forms a path-prefix trie key (its
+    /// length in bits, then the path), so a path is judged where it was
+    /// written rather than copied into a key first.
+    pub key_bits: u32,
 }
 
 /// Size of the fixed part of a [`FileEvent`] record.
@@ -88,5 +92,8 @@ const _: () = {
     assert!(offset_of!(FileEvent, op) == 72);
     assert!(offset_of!(FileEvent, arg) == 88);
     assert!(offset_of!(FileEvent, path_len) == 96);
+    // `key_bits` and the paths make one trie key.
+    assert!(offset_of!(FileEvent, key_bits) + 4 == size_of::<FileEvent>());
+    assert!(offset_of!(FileRecord, paths) == size_of::<FileEvent>());
     assert!(offset_of!(FileRecord, paths) == FILE_EVENT_SIZE);
 };

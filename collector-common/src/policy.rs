@@ -78,6 +78,9 @@ pub const FLAG_FILE_IOCTL: u8 = 2;
 pub const FLAG_NET_ALLOW_COMMAND: u8 = 4;
 pub const FLAG_NET_ALLOW_UID: u8 = 8;
 pub const FLAG_NET_ALLOW_GID: u8 = 16;
+/// `ModuleConfig::flags` of the network module: there are rules by
+/// command, UID or GID (deny or allow), so who connects must be looked up.
+pub const FLAG_NET_WHO_RULES: u8 = 32;
 
 /// Bytes of a path prefix lookup key. The kernel's LPM trie accepts at most
 /// 256 bytes of key data; a rule's prefix plus its trailing `/` must fit.

@@ -96,7 +96,7 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
     let Some(len) = file_path(rec, file) else {
         return 0;
     };
-    let denial = record::path_denial(file_rules(config), config, rec.paths.as_ptr(), len);
+    let denial = record::file_path_denial(file_rules(config), config, rec, len);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -129,7 +129,7 @@ fn judge_paths(
     let Some((len1, cut1)) = kernel::walk_path(first.0, first.1, base) else {
         return 0;
     };
-    let mut denial = record::path_denial(file_rules(config), config, base, len1);
+    let mut denial = record::file_path_denial(file_rules(config), config, rec, len1);
     let (mut len2, mut cut2) = (0, false);
     if let Some((mnt, dentry)) = second {
         let at = unsafe { base.add(len1 & (PATH_MAX - 1)) };

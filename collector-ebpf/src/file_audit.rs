@@ -93,7 +93,7 @@ fn audit_open(hook: Hook, dfd: i32, filename: *const u8, flags: u32) {
     };
 
     let (verdict, path_flags, base_len) = if rec.paths[0] == b'/' {
-        let denial = record::path_denial(file_rules(config), config, rec.paths.as_ptr(), len);
+        let denial = record::file_path_denial(file_rules(config), config, rec, len);
         match record::verdict(config, denial, false) {
             Some(v) => (v, 0, 0),
             None => return,

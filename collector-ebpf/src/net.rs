@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use collector_common::{
-    EventKind, Hook, Module, ModuleConfig,
+    EventKind, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, PathRule,
     net::{AF_INET, AF_INET6, IPPROTO_UDP, NetEvent, NetOp},
     net_denial,
 };
@@ -45,6 +45,9 @@ pub struct Context {
 /// The network policy on `peer` for the current task.
 #[inline(always)]
 pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
+    // A rule of zeros where nothing matches (the same answer as none): an
+    // Option's empty payload can reach the verifier as a register never
+    // written.
     let cidr = match peer.family {
         AF_INET => {
             let mut a = [0u8; 4];
@@ -53,18 +56,31 @@ pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
         }
         AF_INET6 => net_v6_rules(config).get(Key::new(128, peer.addr)).copied(),
         _ => return None,
-    };
-    let comm = bpf_get_current_comm().unwrap_or_default();
-    let uid_gid = bpf_get_current_uid_gid();
-    let (uid, gid) = (uid_gid as u32, (uid_gid >> 32) as u32);
-    let command = unsafe { net_command_rules(config).get(&comm) }.copied();
-    let uid = unsafe { net_uid_rules(config).get(&uid) }.copied();
-    let gid = unsafe { net_gid_rules(config).get(&gid) }.copied();
+    }
+    .unwrap_or_default();
+    // Who is connecting matters only to a policy with rules about it.
+    let mut command = PathRule::default();
+    let mut uid = PathRule::default();
+    let mut gid = PathRule::default();
+    if config.flags & FLAG_NET_WHO_RULES != 0 {
+        let comm = bpf_get_current_comm().unwrap_or_default();
+        let uid_gid = bpf_get_current_uid_gid();
+        let ids = (uid_gid as u32, (uid_gid >> 32) as u32);
+        command = unsafe { net_command_rules(config).get(&comm) }
+            .copied()
+            .unwrap_or_default();
+        uid = unsafe { net_uid_rules(config).get(&ids.0) }
+            .copied()
+            .unwrap_or_default();
+        gid = unsafe { net_gid_rules(config).get(&ids.1) }
+            .copied()
+            .unwrap_or_default();
+    }
     net_denial(
-        cidr.as_ref(),
-        command.as_ref(),
-        uid.as_ref(),
-        gid.as_ref(),
+        Some(&cidr),
+        Some(&command),
+        Some(&uid),
+        Some(&gid),
         config.policy,
         config.flags,
     )
@@ -72,12 +88,14 @@ pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
 
 /// Judges `peer` and reports a denial. Returns the program's return value
 /// for an LSM hook (0 or -EPERM); `enforcing` is false on audit hooks.
+/// `context` is read only for a record: most operations are let through
+/// unreported, and they should not pay for it.
 #[inline(always)]
 pub fn judge(
     hook: Hook,
     op: NetOp,
     peer: &Peer,
-    ctx: &Context,
+    context: impl FnOnce() -> Context,
     enforcing: bool,
 ) -> Option<Verdict> {
     let config = record::active_module(Module::Network)?;
@@ -86,6 +104,7 @@ pub fn judge(
         return None;
     }
     let verdict = record::verdict(config, denial(config, peer), enforcing)?;
+    let ctx = context();
     let mut ev = NetEvent {
         header: record::header(EventKind::Net, hook, config.mode, &verdict),
         op: op as u8,
@@ -102,21 +121,35 @@ pub fn judge(
     Some(verdict)
 }
 
-/// A `struct sockaddr *` in kernel memory: `(family, address, port)`.
+/// `sockaddr_in` and `sockaddr_in6` up to the IPv6 address.
+#[repr(C)]
+#[derive(Default)]
+struct SockaddrPrefix {
+    family: u16,
+    /// Network order.
+    port: u16,
+    /// `sin_addr`, or `sin6_flowinfo`.
+    v4_addr: [u8; 4],
+    v6_addr: [u8; 16],
+}
+
+/// A `struct sockaddr *` in kernel memory: `(family, address, port)`. One
+/// read of the longest layout (`sockaddr_in6` up to its address): the
+/// kernel keeps a caller's address in a `sockaddr_storage`, so the bytes
+/// past a shorter one are there to read, and are not used.
 #[inline(always)]
 fn sockaddr(addr: *const u8) -> Option<Peer> {
-    let family: u16 = kernel::read_at(addr, 0);
-    let port = u16::from_be(kernel::read_at(addr, 2));
+    let raw: SockaddrPrefix = kernel::read_at(addr, 0);
     let mut a = [0u8; 16];
-    match family {
-        AF_INET => a[..4].copy_from_slice(&kernel::read_at::<[u8; 4]>(addr, 4)),
-        AF_INET6 => a = kernel::read_at(addr, 8),
+    match raw.family {
+        AF_INET => a[..4].copy_from_slice(&raw.v4_addr),
+        AF_INET6 => a = raw.v6_addr,
         _ => return None,
     }
     Some(Peer {
-        family,
+        family: raw.family,
         addr: a,
-        port,
+        port: u16::from_be(raw.port),
     })
 }
 
@@ -179,7 +212,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
         Hook::LsmSocketConnect,
         NetOp::Connect,
         &peer,
-        &context_of(socket),
+        || context_of(socket),
         true,
     ))
 }
@@ -198,7 +231,7 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
         Hook::LsmSocketSendmsg,
         NetOp::Send,
         &peer,
-        &context_of(socket),
+        || context_of(socket),
         true,
     ))
 }
@@ -214,7 +247,7 @@ pub fn socket_recvmsg(ctx: LsmContext) -> i32 {
         Hook::LsmSocketRecvmsg,
         NetOp::Receive,
         &peer,
-        &context,
+        move || context,
         true,
     ))
 }
@@ -230,7 +263,7 @@ pub fn socket_getpeername(ctx: LsmContext) -> i32 {
         Hook::LsmSocketGetpeername,
         NetOp::Getpeername,
         &peer,
-        &context,
+        move || context,
         true,
     ))
 }
@@ -247,7 +280,7 @@ pub fn socket_bind(ctx: LsmContext) -> i32 {
         Hook::LsmSocketBind,
         NetOp::Bind,
         &local,
-        &context_of(socket),
+        || context_of(socket),
         true,
     ))
 }
@@ -298,7 +331,7 @@ pub fn inet_conn_request(ctx: LsmContext) -> i32 {
         Hook::LsmInetConnRequest,
         NetOp::Accept,
         &peer,
-        &context,
+        move || context,
         true,
     ))
 }
@@ -322,7 +355,7 @@ pub fn socket_sock_rcv_skb(ctx: LsmContext) -> i32 {
         Hook::LsmSockRcvSkb,
         NetOp::Receive,
         &peer,
-        &context,
+        move || context,
         true,
     ))
 }

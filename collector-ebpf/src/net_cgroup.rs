@@ -45,7 +45,7 @@ fn ends(ctx: &SockAddrContext, v6: bool) -> (Peer, Context) {
 #[inline(always)]
 fn decide(ctx: &SockAddrContext, v6: bool, hook: Hook, op: NetOp, can_refuse: bool) -> i32 {
     let (peer, context) = ends(ctx, v6);
-    match judge(hook, op, &peer, &context, can_refuse) {
+    match judge(hook, op, &peer, move || context, can_refuse) {
         Some(v) if v.lsm_return() != 0 => 0,
         _ => 1,
     }

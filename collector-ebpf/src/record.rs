@@ -5,11 +5,11 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_buf, generated::bpf_ktime_get_boot_ns},
-    maps::LpmTrie,
+    maps::{LpmTrie, lpm_trie::Key},
 };
 use collector_common::{
     Decision, DropReason, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig,
-    PATH_KEY_LEN, PathKey, PathRule, SampleKey, SampleWindow,
+    PATH_KEY_LEN, PathKey, PathRule, SampleKey, SampleWindow, file::FileRecord,
 };
 
 use crate::{
@@ -94,6 +94,30 @@ pub fn lookup_path(
     };
     key.prefix_len = (used * 8) as u32;
     rules.get(&*key).copied()
+}
+
+/// Applies a path policy to the first path of a file record, using the
+/// record itself as the trie key (`FileEvent::key_bits`): no copy.
+#[inline(always)]
+pub fn file_path_denial(
+    rules: &LpmTrie<PathKey, PathRule>,
+    config: &ModuleConfig,
+    rec: &mut FileRecord,
+    len: usize,
+) -> Option<u32> {
+    let used = if len < PATH_KEY_LEN {
+        rec.paths[crate::kernel::bounded(len, PATH_KEY_LEN - 1)] = b'/';
+        len + 1
+    } else {
+        PATH_KEY_LEN
+    };
+    rec.event.key_bits = (used * 8) as u32;
+    let key = unsafe { &*core::ptr::addr_of!(rec.event.key_bits).cast::<Key<PathKey>>() };
+    // No match is a rule of zeros: an Option's empty payload would reach
+    // the verifier as a register never written.
+    let entry = rules.get(key).copied().unwrap_or_default();
+    rec.event.key_bits = 0;
+    PathRule::denial([Some(&entry)], config.policy)
 }
 
 /// Applies a path policy to one absolute path.

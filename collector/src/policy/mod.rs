@@ -11,8 +11,9 @@ pub use network::NetRules;
 pub use paths::PathRules;
 
 use collector_common::{
-    FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, MODE_BLOCK,
-    MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
+    FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID,
+    FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST,
+    TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{Config, ExecRule, Mode, ModuleSettings, Policy as ListPolicy, Target};
@@ -220,7 +221,7 @@ impl Policy {
                     .map(|(id, v)| (id, v, deny))
                     .collect();
             if !entries.is_empty() {
-                network.config.flags |= flag;
+                network.config.flags |= flag | FLAG_NET_WHO_RULES;
             }
             NetRules::add_ids(&mut network.net.commands, &entries);
         }
@@ -252,7 +253,7 @@ impl Policy {
             .map(|(id, v)| (id, v.parse().expect("a number"), deny))
             .collect();
             if !entries.is_empty() {
-                network.config.flags |= flag;
+                network.config.flags |= flag | FLAG_NET_WHO_RULES;
             }
             let target = if map == 0 {
                 &mut network.net.uids

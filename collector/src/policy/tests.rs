@@ -170,11 +170,14 @@ fn net_policy(yaml: &str) -> Policy {
 /// The network verdict for a connection to `addr` by `comm`/`uid`/`gid`.
 fn net_denied_by(p: &Policy, addr: &str, comm: &str, uid: u32, gid: u32) -> Option<String> {
     let m = &p.network;
+    // As the programs do: who connects is looked up only when the policy
+    // has rules about it.
+    let who = m.config.flags & collector_common::FLAG_NET_WHO_RULES != 0;
     collector_common::net_denial(
         m.net.lookup(addr.parse().unwrap()),
-        m.net.commands.get(comm),
-        m.net.uids.get(&uid),
-        m.net.gids.get(&gid),
+        m.net.commands.get(comm).filter(|_| who),
+        m.net.uids.get(&uid).filter(|_| who),
+        m.net.gids.get(&gid).filter(|_| who),
         m.config.policy,
         m.config.flags,
     )
@@ -209,6 +212,34 @@ fn network_cidr_deny_and_allowed_command_override_as_in_safeguard() {
         Some("2001:db8::/32".into())
     );
     assert_eq!(net_denied_by(&p, "2001:db9::1", "wget", 0, 0), None);
+}
+
+#[test]
+fn network_rules_about_who_connects_are_flagged_for_the_programs() {
+    let who = |yaml: &str| {
+        net_policy(yaml).network.config.flags & collector_common::FLAG_NET_WHO_RULES != 0
+    };
+    assert!(!who(
+        "network:\n  enable: true\n  cidr:\n    deny: [10.0.0.0/8]\n"
+    ));
+    for rules in [
+        "command:\n    deny: [nc]",
+        "command:\n    allow: [curl]",
+        "uid:\n    deny: [666]",
+        "uid:\n    allow: [1000]",
+        "gid:\n    deny: [50]",
+        "gid:\n    allow: [60]",
+    ] {
+        assert!(
+            who(&format!("network:\n  enable: true\n  {rules}\n")),
+            "{rules}"
+        );
+    }
+    let p = net_policy("network:\n  enable: true\n  gid:\n    deny: [50]\n");
+    assert_eq!(
+        net_denied_by(&p, "192.0.2.1", "x", 0, 50),
+        Some("50".into())
+    );
 }
 
 #[test]
