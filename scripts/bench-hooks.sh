@@ -11,7 +11,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_EACH=${1:-1}
-ROUNDS=${2:-3}
+ROUNDS=${2:-5}
 CACHE=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}
 TARGET=${CARGO_TARGET_DIR:-$CACHE/target}
 BIN=$TARGET/release
@@ -32,10 +32,24 @@ grep -a '^SGBENCH' "$vm_log.console" >"$vm_log"
 
 echo "| tier | workload | agent | ns/op | × no agent | target |"
 echo "|---|---|---|---:|---:|---|"
+# The target is checked on block mode with 10,000 rules, and set beside
+# what being attached costs at all (the programs attached, the workload out
+# of their scope): the part of the overhead the programs' work can change.
 cat "$vm_log" "$host_log" | awk '$2 == "hook" {
 	# SGBENCH hook <tier> <workload> <setup> <ns> <ratio>
-	target = ($5 == "block,10000-rules") ? ($7 <= 1.05 ? "≤ 1.05×: met" : sprintf("≤ 1.05×: missed by %.0f %%", ($7 - 1.05) * 100)) : ""
-	printf "| %s | %s | %s | %d | %.3f | %s |\n", ($3 == "lsm" ? "BPF-LSM (VM)" : "audit (host)"), $4, $5, $6, $7, target
+	n++; tier[n] = $3; work[n] = $4; setup[n] = $5; ns[n] = $6; ratio[n] = $7
+	if ($5 == "attached,out-of-scope") floor[$3, $4] = $7
+}
+END {
+	for (i = 1; i <= n; i++) {
+		target = ""
+		if (setup[i] == "block,10000-rules") {
+			target = (ratio[i] <= 1.05) ? "≤ 1.05×: met" : sprintf("≤ 1.05×: missed by %.0f %%", (ratio[i] - 1.05) * 100)
+			if ((tier[i], work[i]) in floor)
+				target = target sprintf(" (attached alone: %.3f×)", floor[tier[i], work[i]])
+		}
+		printf "| %s | %s | %s | %d | %.3f | %s |\n", (tier[i] == "lsm" ? "BPF-LSM (VM)" : "audit (host)"), work[i], setup[i], ns[i], ratio[i], target
+	}
 }'
 echo
 echo "Per program, block mode with 10,000 rules (kernel.bpf_stats_enabled):"

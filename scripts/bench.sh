@@ -18,7 +18,7 @@
 #   scripts/bench.sh [SECTION...]     default: all sections
 #
 # Environment: BENCH_SECONDS (per hook measurement, default 1),
-# BENCH_ROUNDS (default 3), BENCH_E2E_SECONDS (per rate, default 60).
+# BENCH_ROUNDS (default 5), BENCH_E2E_SECONDS (per rate, default 60).
 # Raw lines are kept in $SAFEGUARD_CACHE/bench-*.log; BENCHMARKS.md says how
 # to read them.
 set -euo pipefail
@@ -37,7 +37,7 @@ for section in "${SECTIONS[@]}"; do
 	case $section in
 	hooks)
 		log=$CACHE/bench-hooks.log
-		scripts/bench-hooks.sh "${BENCH_SECONDS:-1}" "${BENCH_ROUNDS:-3}" >"$CACHE/bench-hooks.md"
+		scripts/bench-hooks.sh "${BENCH_SECONDS:-1}" "${BENCH_ROUNDS:-5}" >"$CACHE/bench-hooks.md"
 		cat "$CACHE"/bench-hooks-vm.log "$CACHE"/bench-hooks-host.log >"$log"
 		while IFS= read -r row; do rows+=("$row"); done < <(awk '$2 == "hook" && $5 != "no-agent" {
 			tier = ($3 == "lsm" ? "BPF-LSM, VM" : "audit tier, host")

@@ -4,7 +4,9 @@
 //! time with no agent, with the agent in monitor mode, and in block mode
 //! with 1, 100 and 10,000 rules of the relevant kind, none matching the
 //! workload: what is measured is the cost of being looked at, not of being
-//! reported. Rounds interleave the configurations so that drift on a noisy
+//! reported. One more setup has the programs attached with the workload out
+//! of scope (`target: container`): they return after the scope check, so
+//! it shows what being attached costs before any program does its work. Rounds interleave the configurations so that drift on a noisy
 //! machine hits them all alike; the median round counts. Then one more pass
 //! with `kernel.bpf_stats_enabled` reads each program's own run time.
 //!
@@ -57,35 +59,63 @@ impl Workload {
 #[derive(Clone, Copy)]
 struct Setup {
     name: &'static str,
-    agent: Option<(&'static str, usize)>,
+    agent: Option<Agented>,
 }
 
-const SETUPS: [Setup; 5] = [
+/// How the agent runs: mode, rules of each kind, and the modules' target.
+#[derive(Clone, Copy)]
+struct Agented {
+    mode: &'static str,
+    rules: usize,
+    /// `host`: the workload is judged. `container`: the workload (on the
+    /// host) is out of every module's scope, so the programs return after
+    /// the scope check: what is left is the cost of being attached at all.
+    target: &'static str,
+}
+
+const fn agent(mode: &'static str, rules: usize, target: &'static str) -> Option<Agented> {
+    Some(Agented {
+        mode,
+        rules,
+        target,
+    })
+}
+
+const SETUPS: [Setup; 6] = [
     Setup {
         name: "no-agent",
         agent: None,
     },
     Setup {
+        name: "attached,out-of-scope",
+        agent: agent("block", 10_000, "container"),
+    },
+    Setup {
         name: "monitor,1-rule",
-        agent: Some(("monitor", 1)),
+        agent: agent("monitor", 1, "host"),
     },
     Setup {
         name: "block,1-rule",
-        agent: Some(("block", 1)),
+        agent: agent("block", 1, "host"),
     },
     Setup {
         name: "block,100-rules",
-        agent: Some(("block", 100)),
+        agent: agent("block", 100, "host"),
     },
     Setup {
         name: "block,10000-rules",
-        agent: Some(("block", 10_000)),
+        agent: agent("block", 10_000, "host"),
     },
 ];
 
 /// The configuration: every module on, `rules` non-matching rules of each
 /// kind (file paths, executables, networks), the events to a file.
-fn config(mode: &str, rules: usize, tier: &str, cgroup: Option<&Path>) -> String {
+fn config(setup: Agented, tier: &str, cgroup: Option<&Path>) -> String {
+    let Agented {
+        mode,
+        rules,
+        target,
+    } = setup;
     let list = |f: &dyn Fn(usize) -> String| {
         (0..rules)
             .map(|i| format!("    - {}\n", f(i)))
@@ -93,9 +123,9 @@ fn config(mode: &str, rules: usize, tier: &str, cgroup: Option<&Path>) -> String
     };
     let cgroup = cgroup.map_or(String::new(), |c| format!("  cgroup: {}\n", c.display()));
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  deny:\n{files}\
-         process:\n  enable: true\n  mode: {mode}\n  deny:\n{execs}\
-         network:\n  enable: true\n  mode: {mode}\n{cgroup}  cidr:\n    deny:\n{nets}\
+        "files:\n  enable: true\n  mode: {mode}\n  target: {target}\n  deny:\n{files}\
+         process:\n  enable: true\n  mode: {mode}\n  target: {target}\n  deny:\n{execs}\
+         network:\n  enable: true\n  mode: {mode}\n  target: {target}\n{cgroup}  cidr:\n    deny:\n{nets}\
          kernel:\n  tier: {tier}\n  ring_buffer_bytes: 16777216\nlog:\n  format: json\n",
         files = list(&|i| format!("/srv/nomatch/{i}")),
         execs = list(&|i| format!("/opt/nomatch/{i}")),
@@ -181,15 +211,20 @@ fn args() -> Args {
     a
 }
 
-fn start_agent(args: &Args, mode: &str, rules: usize, cgroup: Option<&Path>) -> Agent {
+fn start_agent(args: &Args, setup: Agented, cgroup: Option<&Path>) -> Agent {
     Agent::launch(
         &args.agent,
         Path::new(DIR),
-        &config(mode, rules, &args.tier, cgroup),
+        &config(setup, &args.tier, cgroup),
         Duration::from_secs(300),
         &Launch::default(),
     )
-    .unwrap_or_else(|e| panic!("agent ({mode}, {rules} rules): {e}"))
+    .unwrap_or_else(|e| {
+        panic!(
+            "agent ({}, {} rules, target {}): {e}",
+            setup.mode, setup.rules, setup.target
+        )
+    })
 }
 
 fn main() {
@@ -217,7 +252,7 @@ fn main() {
         for (s, setup) in SETUPS.iter().enumerate() {
             let agent = setup
                 .agent
-                .map(|(mode, rules)| start_agent(&args, mode, rules, cgroup_path.as_deref()));
+                .map(|a| start_agent(&args, a, cgroup_path.as_deref()));
             for (w, workload) in Workload::ALL.iter().enumerate() {
                 results[s][w].push(measure(*workload, time, peer));
             }
@@ -248,7 +283,11 @@ fn main() {
     // two clock reads per run themselves, so they are off while timing).
     let stats = Path::new("/proc/sys/kernel/bpf_stats_enabled");
     if std::fs::write(stats, "1").is_ok() {
-        let agent = start_agent(&args, "block", 10_000, cgroup_path.as_deref());
+        let agent = start_agent(
+            &args,
+            agent("block", 10_000, "host").expect("an agent"),
+            cgroup_path.as_deref(),
+        );
         for workload in Workload::ALL {
             measure(workload, time, peer);
         }
