@@ -11,7 +11,7 @@
 //! unconnected UDP socket, dropped when denied (recvfrom never sees it).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_uid_gid},
+    helpers::{bpf_get_current_comm, bpf_get_current_uid_gid, bpf_probe_read_kernel},
     macros::lsm,
     maps::lpm_trie::Key,
     programs::LsmContext,
@@ -135,11 +135,28 @@ struct SockaddrPrefix {
 
 /// A `struct sockaddr *` in kernel memory: `(family, address, port)`. One
 /// read of the longest layout (`sockaddr_in6` up to its address): the
-/// kernel keeps a caller's address in a `sockaddr_storage`, so the bytes
-/// past a shorter one are there to read, and are not used.
+/// system calls keep a caller's address in a `sockaddr_storage`, so the
+/// bytes past a shorter one are there to read, and are not used. A sender
+/// in the kernel may pass a bare `sockaddr_in`; should the long read fault
+/// there, the IPv4 part is read alone.
 #[inline(always)]
 fn sockaddr(addr: *const u8) -> Option<Peer> {
-    let raw: SockaddrPrefix = kernel::read_at(addr, 0);
+    if addr.is_null() {
+        return None;
+    }
+    let raw =
+        unsafe { bpf_probe_read_kernel(addr.cast::<SockaddrPrefix>()) }.unwrap_or_else(|_| {
+            let v4: [u8; 8] = kernel::read_at(addr, 0);
+            let family = u16::from_ne_bytes([v4[0], v4[1]]);
+            SockaddrPrefix {
+                // A whole sockaddr_in6 never faults at 24 bytes: this one is
+                // not what it says.
+                family: if family == AF_INET { family } else { 0 },
+                port: u16::from_ne_bytes([v4[2], v4[3]]),
+                v4_addr: [v4[4], v4[5], v4[6], v4[7]],
+                v6_addr: [0; 16],
+            }
+        });
     let mut a = [0u8; 16];
     match raw.family {
         AF_INET => a[..4].copy_from_slice(&raw.v4_addr),
