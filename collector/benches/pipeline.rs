@@ -48,15 +48,14 @@ const RECORDED_WITH: &[&str] = &[
 const BATCH: usize = 512;
 
 fn recorded() -> Vec<Vec<u8>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/data/host-audit.rec.gz"
-    );
+    let path =
+        safeguard_test_support::workspace_root().join("collector/benches/data/host-audit.rec.gz");
+    let path = path.display();
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).expect(path))
+    flate2::read::GzDecoder::new(std::fs::File::open(path.to_string()).expect("the recording"))
         .read_to_end(&mut bytes)
-        .expect(path);
-    recording::parse(&bytes).expect(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    recording::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn enricher() -> Enricher {

@@ -6,7 +6,9 @@
 //! and prints the whole table; `SEMCONV_BLESS=1` writes it into the
 //! document instead.
 
-use std::{collections::BTreeSet, fmt::Write as _, path::Path};
+use std::{collections::BTreeSet, fmt::Write as _};
+
+mod common;
 
 use semconv::{Name, VALUE_SETS, attr, event, metric};
 
@@ -113,7 +115,7 @@ fn table() -> String {
 }
 
 fn doc_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/semconv.md")
+    common::workspace_root().join("docs/semconv.md")
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 use std::{collections::BTreeSet, path::Path};
 
+mod common;
+
 use semconv::metric::{self, Kind};
 
 /// Each metric's name in Prometheus, written out: a change to a metric, or
@@ -212,7 +214,7 @@ fn exact_matchers(line: &str) -> Vec<(String, String)> {
 
 #[test]
 fn alert_rules_use_only_names_semconv_defines() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = common::workspace_root();
     let known = Known::new();
     let rule_files = files(&root.join("dashboards"), &[".rules.yaml"]);
     assert!(
@@ -245,7 +247,7 @@ fn alert_rules_use_only_names_semconv_defines() {
 /// refers to declared.
 #[test]
 fn dashboards_use_only_names_semconv_defines() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = common::workspace_root();
     let known = Known::new();
     let boards = files(&root.join("dashboards/grafana"), &[".json"]);
     assert_eq!(

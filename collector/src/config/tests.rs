@@ -444,7 +444,7 @@ fn the_reference_names_every_key() {
 /// rewrites it.
 #[test]
 fn docs_configuration_is_the_embedded_reference() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let path = safeguard_test_support::workspace_root().join("docs/configuration.md");
     let expected = format!(
         "# Configuration reference\n\n\
          The agent's built-in configuration, every key with its default and what it \

@@ -121,12 +121,10 @@ mod tests {
 
         use crate::events::{Event, decode::decode};
 
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/benches/data/host-audit.rec.gz"
-        );
+        let path = safeguard_test_support::workspace_root()
+            .join("collector/benches/data/host-audit.rec.gz");
         let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
             .read_to_end(&mut bytes)
             .unwrap();
         let records = parse(&bytes).unwrap();

@@ -32,10 +32,6 @@ pub const CONFIG_VAR: &str = "SAFEGUARD_OTELCOL_CONFIG";
 /// instead of skipping (`make test-host` sets it).
 pub const REQUIRE_VAR: &str = "SAFEGUARD_REQUIRE_OTELCOL";
 
-const DEFAULT_CONFIG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/collector/test-config.yaml"
-);
 const READY_WITHIN: Duration = Duration::from_secs(60);
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 const SIGNALS: [&str; 3] = ["logs", "traces", "metrics"];
@@ -76,7 +72,7 @@ fn binary() -> Result<PathBuf, String> {
 fn config() -> PathBuf {
     std::env::var_os(CONFIG_VAR)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+        .unwrap_or_else(|| crate::workspace_root().join("deploy/collector/test-config.yaml"))
 }
 
 #[derive(Debug, Clone, Copy)]

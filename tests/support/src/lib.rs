@@ -16,6 +16,20 @@ use serde_json::Value;
 
 pub mod collector;
 
+/// The workspace's root, found from the package directory cargo gives the
+/// running test or bench (`CARGO_MANIFEST_DIR` in its environment), not the
+/// one compiled in: a build cache shared between checkouts would otherwise
+/// point a test at another checkout's files.
+pub fn workspace_root() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(&package)
+        .to_path_buf()
+}
+
 /// openEuler safeguard's own example configuration (its
 /// config/safeguard.yml), as users have it: it must load and enforce
 /// unchanged.
