@@ -30,14 +30,15 @@ tests/vm/run.sh --kernel 6.12 --timeout 3000 --log "$vm_log.console" \
 	/bin/safeguard-hook-bench --tier lsm --seconds "$SECONDS_EACH" --rounds "$ROUNDS" >&2
 grep -a '^SGBENCH' "$vm_log.console" >"$vm_log"
 
-echo "| tier | workload | agent | ns/op | × no agent | target |"
-echo "|---|---|---|---:|---:|---|"
+echo "| tier | workload | agent | ns/op | × no agent | rounds' range | target |"
+echo "|---|---|---|---:|---:|---|---|"
 # The target is checked on block mode with 10,000 rules, and set beside
 # what being attached costs at all (the programs attached, the workload out
 # of their scope): the part of the overhead the programs' work can change.
 cat "$vm_log" "$host_log" | awk '$2 == "hook" {
-	# SGBENCH hook <tier> <workload> <setup> <ns> <ratio>
+	# SGBENCH hook <tier> <workload> <setup> <ns> <ratio> <lowest> <highest>
 	n++; tier[n] = $3; work[n] = $4; setup[n] = $5; ns[n] = $6; ratio[n] = $7
+	range[n] = sprintf("%.3f–%.3f", $8, $9)
 	if ($5 == "attached,out-of-scope") floor[$3, $4] = $7
 }
 END {
@@ -48,7 +49,7 @@ END {
 			if ((tier[i], work[i]) in floor)
 				target = target sprintf(" (attached alone: %.3f×)", floor[tier[i], work[i]])
 		}
-		printf "| %s | %s | %s | %d | %.3f | %s |\n", (tier[i] == "lsm" ? "BPF-LSM (VM)" : "audit (host)"), work[i], setup[i], ns[i], ratio[i], target
+		printf "| %s | %s | %s | %d | %.3f | %s | %s |\n", (tier[i] == "lsm" ? "BPF-LSM (VM)" : "audit (host)"), work[i], setup[i], ns[i], ratio[i], range[i], target
 	}
 }'
 echo

@@ -44,7 +44,7 @@ for section in "${SECTIONS[@]}"; do
 			target = ""
 			if ($5 == "block,10000-rules")
 				target = ($7 <= 1.05 ? "≤ 1.05×: met" : sprintf("≤ 1.05×: missed by %.0f %%", ($7 - 1.05) * 100))
-			printf "| hook overhead (%s) | %s, %s | %d ns/op | %.3f× no agent | %s |\n", tier, $4, $5, $6, $7, target
+			printf "| hook overhead (%s) | %s, %s | %d ns/op | %.3f× no agent (rounds %.3f–%.3f) | %s |\n", tier, $4, $5, $6, $7, $8, $9, target
 		}' "$log")
 		;;
 	pipeline)

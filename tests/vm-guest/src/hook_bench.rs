@@ -11,7 +11,9 @@
 //! with `kernel.bpf_stats_enabled` reads each program's own run time.
 //!
 //! Prints `SGBENCH` lines: `SGBENCH hook <tier> <workload> <config> <ns/op>
-//! <ratio to no agent>` and `SGBENCH prog <tier> <program> <ns/run> <runs>`.
+//! <ratio to no agent> <lowest> <highest round's ratio>` (the ratio is the
+//! median of the rounds' ratios, each against no agent in the same round)
+//! and `SGBENCH prog <tier> <program> <ns/run> <runs>`.
 //!
 //! Usage: safeguard-hook-bench [--agent PATH] [--tier lsm|tracepoint]
 //!                             [--seconds S] [--rounds N]
@@ -265,16 +267,26 @@ fn main() {
         eprintln!("hook-bench: round {} of {} done", round + 1, args.rounds);
     }
     for (w, workload) in Workload::ALL.iter().enumerate() {
-        let base = median(results[0][w].clone());
         for (s, setup) in SETUPS.iter().enumerate() {
-            let ns = median(results[s][w].clone());
+            // Each round's ratio is taken against no agent in that same
+            // round; their spread is the noise a reader has to allow for.
+            let ratios: Vec<f64> = results[s][w]
+                .iter()
+                .zip(&results[0][w])
+                .map(|(ns, base)| ns / base)
+                .collect();
+            let (low, high) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
             println!(
-                "SGBENCH hook {} {} {} {:.0} {:.3}",
+                "SGBENCH hook {} {} {} {:.0} {:.3} {:.3} {:.3}",
                 args.tier,
                 workload.name(),
                 setup.name,
-                ns,
-                ns / base
+                median(results[s][w].clone()),
+                median(ratios),
+                low,
+                high
             );
         }
     }
