@@ -13,7 +13,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_EACH=${1:-1}
 ROUNDS=${2:-5}
 CACHE=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}
-TARGET=${CARGO_TARGET_DIR:-$CACHE/target}
+# Built where it is run from, also when called without make.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+TARGET=$CARGO_TARGET_DIR
 BIN=$TARGET/release
 
 cd "$HERE"

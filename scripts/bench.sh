@@ -24,7 +24,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}
-TARGET=${CARGO_TARGET_DIR:-$CACHE/target}
+# Built where it is run from, also when called without make.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+TARGET=$CARGO_TARGET_DIR
 BIN=$TARGET/release
 SECTIONS=("$@")
 [[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(pipeline hooks ring e2e)
