@@ -69,6 +69,19 @@ fn launch(output_flag: bool, fresh: bool) -> Launch {
     }
 }
 
+/// The agent with `config` in `agent_dir`, ready; `fresh`: the directory is
+/// emptied first (false when restarting on a spool).
+fn start_agent(agent_dir: &Path, config: &str, fresh: bool) -> Agent {
+    Agent::launch(
+        AGENT,
+        agent_dir,
+        config,
+        Duration::from_secs(60),
+        &launch(false, fresh),
+    )
+    .unwrap()
+}
+
 fn records_of<'a>(records: &'a [LogRecord], name: &str) -> Vec<&'a LogRecord> {
     records.iter().filter(|r| r.event_name == name).collect()
 }
@@ -394,14 +407,7 @@ fn collector_and_agent_killed_mid_stream_lose_nothing() {
     let local_log = agent_dir.join("events.log");
 
     // Run A: delivered while the Collector is up.
-    let a = Agent::launch(
-        AGENT,
-        &agent_dir,
-        &config,
-        Duration::from_secs(60),
-        &launch(false, true),
-    )
-    .unwrap();
+    let a = start_agent(&agent_dir, &config, true);
     open_many(&secret, PHASE);
     assert!(
         collector.wait_until(Duration::from_secs(60), |c| opens_received(c, &secret)
@@ -430,14 +436,7 @@ fn collector_and_agent_killed_mid_stream_lose_nothing() {
 
     // Run B on the same spool, with the Collector back.
     collector.restart().unwrap();
-    let b = Agent::launch(
-        AGENT,
-        &agent_dir,
-        &config,
-        Duration::from_secs(60),
-        &launch(false, false),
-    )
-    .unwrap();
+    let b = start_agent(&agent_dir, &config, false);
     open_many(&secret, 2 * PHASE);
     let (_, log_b) = b.stop().unwrap();
     assert!(log_b.contains("found undelivered batches"), "{log_b}");
@@ -511,14 +510,7 @@ fn fallen_back(root: &Path, otel_extra: &str, events: usize) -> FallenBack {
         &collector.grpc_endpoint(),
         otel_extra,
     );
-    let agent = Agent::launch(
-        AGENT,
-        &agent_dir,
-        &config,
-        Duration::from_secs(60),
-        &launch(false, true),
-    )
-    .unwrap();
+    let agent = start_agent(&agent_dir, &config, true);
     open_many(&secret, events);
     let local_log = agent_dir.join("events.log");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -627,14 +619,7 @@ fn a_damaged_spooled_batch_is_moved_aside_and_does_not_hold_back_delivery() {
         &collector.grpc_endpoint(),
         "",
     );
-    let agent = Agent::launch(
-        AGENT,
-        &agent_dir,
-        &config,
-        Duration::from_secs(60),
-        &launch(false, false),
-    )
-    .unwrap();
+    let agent = start_agent(&agent_dir, &config, false);
     open_many(&secret, EVENTS);
     assert!(
         collector.wait_until(Duration::from_secs(60), |c| {
@@ -802,14 +787,7 @@ fn tls(protocol: &str) {
             agent_dir.join("events.log").display(),
             otel_section(&endpoint, protocol, &agent_dir.join("spool"), &extra)
         );
-        let agent = Agent::launch(
-            AGENT,
-            &agent_dir,
-            &config,
-            Duration::from_secs(60),
-            &launch(false, true),
-        )
-        .unwrap();
+        let agent = start_agent(&agent_dir, &config, true);
         open_many(&secret, 3);
         let (_, log) = agent.stop().unwrap();
         if trusted {

@@ -42,42 +42,36 @@ fn ops() -> Vec<Op> {
             ],
             action: exec("/bin/uname"),
         },
-        Op {
-            row: "process.exec.by_path",
-            event: event::PROCESS_EXEC,
-            key: attr::PROCESS_EXECUTABLE_PATH,
-            value: format!("{TOOLS}/tool"),
-            attributes: vec![
-                (attr::SECURITY_RULE_NAME, json!(TOOLS)),
-                (
-                    attr::PROCESS_COMMAND_ARGS,
-                    json!([format!("{TOOLS}/tool"), "no-such-test"]),
-                ),
-            ],
-            action: exec(&format!("{TOOLS}/tool no-such-test")),
-        },
-        Op {
-            row: "process.exec.execveat",
-            event: event::PROCESS_EXEC,
-            key: attr::PROCESS_EXECUTABLE_PATH,
-            value: format!("{TOOLS}/tool"),
-            attributes: vec![
-                (attr::SECURITY_RULE_NAME, json!(TOOLS)),
-                (
-                    attr::PROCESS_COMMAND_ARGS,
-                    json!([format!("{TOOLS}/tool"), "execveat-test"]),
-                ),
-            ],
-            action: Action::Run(
+        tool_exec("process.exec.by_path", "no-such-test", |args| {
+            exec(&format!("{TOOLS}/tool {args}"))
+        }),
+        tool_exec("process.exec.execveat", "execveat-test", |args| {
+            Action::Run(
                 "/bin/safeguard-vm-tests",
-                vec![
-                    "--execveat".into(),
-                    format!("{TOOLS}/tool"),
-                    "execveat-test".into(),
-                ],
-            ),
-        },
+                vec!["--execveat".into(), format!("{TOOLS}/tool"), args.into()],
+            )
+        }),
     ]
+}
+
+/// An exec of the denied tool with one argument (a test filter that
+/// matches nothing, so it exits at once), started by `action`; the event
+/// must name the rule and carry the arguments.
+fn tool_exec(row: &'static str, arg: &str, action: impl Fn(&str) -> Action) -> Op {
+    Op {
+        row,
+        event: event::PROCESS_EXEC,
+        key: attr::PROCESS_EXECUTABLE_PATH,
+        value: format!("{TOOLS}/tool"),
+        attributes: vec![
+            (attr::SECURITY_RULE_NAME, json!(TOOLS)),
+            (
+                attr::PROCESS_COMMAND_ARGS,
+                json!([format!("{TOOLS}/tool"), arg]),
+            ),
+        ],
+        action: action(arg),
+    }
 }
 
 fn untouched() -> Vec<Untouched> {
