@@ -1,12 +1,15 @@
-//! safeguard's stages, wired together by the binary (`main.rs`) and
-//! public for the benchmarks (`benches/`).
+//! safeguard's stages, wired together by `agent` and public for the
+//! benchmarks (`benches/`); `commands` are the subcommands the binary
+//! (`main.rs`) dispatches to.
 //!
 //! Data flows: kernel programs → `events::reader` (drain, decode) →
 //! `events::enrich` → `telemetry` (OTLP logs, spans, metrics; spool;
 //! delivery) and `output` (the local event log). `config` → `policy` →
 //! `kernel` maps.
 
+pub mod agent;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dns;
 pub mod events;

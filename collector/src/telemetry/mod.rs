@@ -11,6 +11,7 @@
 
 pub mod encode;
 pub mod export;
+pub mod exporter;
 pub mod logs;
 pub mod metrics;
 pub mod resource;

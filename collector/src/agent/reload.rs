@@ -1,0 +1,472 @@
+//! Reload: the configuration file watch, what is in force ([`Live`]), the
+//! domain-rule watch, and the keys that take effect only at a restart.
+//!
+//! A reload is all or nothing: the new configuration is loaded, validated
+//! and compiled, then written into the policy set not in force and
+//! switched to in one step ([`crate::kernel::Kernel::reload`]). Anything
+//! that fails on the way leaves the running policy in force.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::{error, info, warn};
+
+use super::{Programs, rule_counts};
+use crate::{
+    cli::ConfigArgs,
+    config::{self, Config, ConfigError},
+    dns,
+    events::enrich::Enricher,
+    kernel::ReloadError,
+    policy::Policy,
+    stats::Stats,
+    telemetry::metrics::Observed,
+};
+
+/// Whether a key is the same in two configurations.
+type Unchanged = fn(&Config, &Config) -> bool;
+
+/// Keys a reload cannot change: they are read once, at start-up. A reload
+/// that changes one puts the rest in force and says the key waits for the
+/// next restart.
+pub const RESTART_KEYS: &[(&str, Unchanged)] = &[
+    ("kernel.ring_buffer_bytes", |a, b| {
+        a.ring_buffer_bytes == b.ring_buffer_bytes
+    }),
+    ("kernel.audit_rate_limit", |a, b| {
+        a.audit_rate_limit == b.audit_rate_limit
+    }),
+    ("kernel.tier", |a, b| a.tier == b.tier),
+    ("kernel.pin", |a, b| a.pin == b.pin),
+    ("kernel.pin_dir", |a, b| a.pin_dir == b.pin_dir),
+    ("network.cgroup", |a, b| {
+        a.network.cgroup == b.network.cgroup
+    }),
+    ("log", |a, b| a.log == b.log),
+    ("otel", |a, b| a.otel == b.otel),
+    ("status.socket", |a, b| a.status_socket == b.status_socket),
+];
+
+/// The keys of [`RESTART_KEYS`] that differ between `running` and `new`.
+pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    RESTART_KEYS
+        .iter()
+        .filter(|(_, same)| !same(running, new))
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+/// Why a reload was rejected; the running policy stays.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The configuration does not validate: the same messages as `check`.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ConfigError>),
+    /// The kernel maps cannot take the new policy.
+    #[error(transparent)]
+    Kernel(#[from] ReloadError),
+}
+
+/// What is in force: the configuration, its compiled policy, and the
+/// addresses its domain rules resolved to.
+pub struct Live {
+    pub config: Config,
+    pub policy: Arc<Policy>,
+    pub resolved: dns::Resolved,
+}
+
+impl Live {
+    /// Compiles `config` with `resolved` and puts it in force in the
+    /// kernel and the enricher; on failure nothing changes.
+    pub fn apply(
+        &mut self,
+        config: Config,
+        resolved: dns::Resolved,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) -> Result<(), ReloadError> {
+        let next = Policy::compile_with(&config, Some(&self.policy), &resolved);
+        kernel.reload(&next)?;
+        let next = Arc::new(next);
+        enricher.set_policy(next.clone());
+        *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&next);
+        self.policy = next;
+        self.config = config;
+        self.resolved = resolved;
+        Ok(())
+    }
+
+    /// Puts new answers of the domain rules in force with the running
+    /// configuration.
+    pub fn apply_resolved(
+        &mut self,
+        resolved: dns::Resolved,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) {
+        let changes: Vec<String> = resolved
+            .iter()
+            .filter(|(name, addrs)| self.resolved.get(*name) != Some(*addrs))
+            .map(|(name, addrs)| format!("{name} → {addrs:?}"))
+            .collect();
+        let config = self.config.clone();
+        match self.apply(config, resolved, kernel, enricher, observed) {
+            Ok(()) => info!(
+                "network.domain: addresses changed, in force: {}",
+                changes.join(", ")
+            ),
+            Err(e) => error!("network.domain: the new addresses cannot be put in force: {e}"),
+        }
+    }
+}
+
+/// Loads the configuration again and puts its policy in force, or, if it
+/// is not valid or cannot be put in force, says why, counts it and keeps
+/// the running one. True when the domain rules' names or servers changed
+/// (the domain watch must start over).
+pub fn reload(
+    sources: &ConfigArgs,
+    live: &mut Live,
+    kernel: &mut impl Programs,
+    enricher: &Enricher,
+    observed: &Observed,
+    stats: &Stats,
+) -> bool {
+    let outcome = config::load(&config::Sources {
+        file: sources.config.clone(),
+        overrides: sources.overrides(),
+        environment: true,
+    })
+    .map_err(Rejected::Invalid)
+    .and_then(|new| {
+        for key in restart_needed(&live.config, &new) {
+            warn!("{key} changed: that takes effect at the next restart");
+        }
+        let names_changed = domain_names(&new) != domain_names(&live.config)
+            || new.network.nameservers != live.config.network.nameservers;
+        let resolved = live.resolved.clone();
+        live.apply(new, resolved, kernel, enricher, observed)?;
+        Ok(names_changed)
+    });
+    match outcome {
+        Ok(names_changed) => {
+            let n = Stats::add(&stats.reloads, 1);
+            info!(
+                reloads = n,
+                rules = live.policy.rule_count(),
+                "configuration reloaded: the new policy is in force"
+            );
+            names_changed
+        }
+        Err(why) => {
+            let n = Stats::add(&stats.reload_failures, 1);
+            error!(
+                rejected = n,
+                "configuration reload rejected, the running policy stays: {why}"
+            );
+            false
+        }
+    }
+}
+
+/// The names the domain rules resolve, if the network module is on.
+pub fn domain_names(config: &Config) -> Vec<String> {
+    if !config.network.settings.enable {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = config
+        .network
+        .domain_deny
+        .iter()
+        .chain(&config.network.domain_allow)
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Keeps the domain rules' names resolved: a task looks each name up
+/// again when its answer's TTL runs out and sends every change to
+/// `updates`, which the run loop puts in force.
+pub struct DomainWatch {
+    task: Option<JoinHandle<()>>,
+    sender: mpsc::Sender<dns::Resolved>,
+    pub updates: mpsc::Receiver<dns::Resolved>,
+}
+
+impl DomainWatch {
+    /// Starts watching `live`'s names (nothing to do without names), the
+    /// first lookup at `next`.
+    pub fn start(live: &Live, next: tokio::time::Instant) -> Self {
+        let (sender, updates) = mpsc::channel(4);
+        let mut watch = Self {
+            task: None,
+            sender,
+            updates,
+        };
+        watch.restart(live, next);
+        watch
+    }
+
+    /// Starts over with `live`'s names and servers.
+    pub fn restart(&mut self, live: &Live, next: tokio::time::Instant) {
+        self.stop();
+        let names = domain_names(&live.config);
+        if names.is_empty() {
+            return;
+        }
+        match dns::resolver(&live.config.network.nameservers) {
+            Ok(resolver) => {
+                self.task = Some(tokio::spawn(dns::watch(
+                    resolver,
+                    names,
+                    live.resolved.clone(),
+                    next,
+                    self.sender.clone(),
+                )));
+            }
+            Err(e) => error!("network.domain: {e}; domain rules are not enforced"),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Stamp of a file: modification time, size and inode (editors replace
+/// files as often as they rewrite them).
+type Stamp = (SystemTime, u64, u64);
+
+/// The configuration file, watched for changes.
+pub struct ConfigFile {
+    path: PathBuf,
+    seen: Option<Stamp>,
+    last_check: Instant,
+}
+
+impl ConfigFile {
+    /// How often the file is looked at.
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// The file `sources` names, or the default one.
+    pub fn new(sources: &ConfigArgs) -> Self {
+        let path = sources
+            .config
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_CONFIG_PATH.into());
+        let seen = stamp(&path);
+        Self {
+            path,
+            seen,
+            last_check: Instant::now(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What is there now is taken as seen (a reload has just read it).
+    pub fn mark_seen(&mut self) {
+        self.seen = stamp(&self.path);
+    }
+
+    /// True once after each change; looks at most once a second.
+    pub fn changed(&mut self) -> bool {
+        if self.last_check.elapsed() < Self::INTERVAL {
+            return false;
+        }
+        self.last_check = Instant::now();
+        self.poll()
+    }
+
+    /// True once after each change, looking now.
+    fn poll(&mut self) -> bool {
+        let now = stamp(&self.path);
+        if now.is_some() && now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::tests::FakeKernel;
+
+    fn load(yaml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("safeguard.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        config::load(&config::Sources {
+            file: Some(path),
+            overrides: Vec::new(),
+            environment: false,
+        })
+        .unwrap()
+    }
+
+    struct Reloading {
+        dir: tempfile::TempDir,
+        sources: ConfigArgs,
+        live: Live,
+        kernel: FakeKernel,
+        enricher: Enricher,
+        observed: Observed,
+        stats: Arc<Stats>,
+    }
+
+    impl Reloading {
+        fn new(yaml: &str) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("safeguard.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            let config = load(yaml);
+            let policy = Arc::new(Policy::compile(&config));
+            let stats = Arc::new(Stats::default());
+            Self {
+                sources: ConfigArgs {
+                    config: Some(path),
+                    overrides: Vec::new(),
+                    mode: None,
+                },
+                dir,
+                enricher: Enricher::new(policy.clone(), stats.clone()),
+                live: Live {
+                    config,
+                    policy,
+                    resolved: dns::Resolved::new(),
+                },
+                kernel: FakeKernel::default(),
+                observed: Observed::default(),
+                stats,
+            }
+        }
+
+        /// Writes `yaml` as the configuration file and reloads it.
+        fn reload(&mut self, yaml: &str) -> bool {
+            std::fs::write(self.dir.path().join("safeguard.yaml"), yaml).unwrap();
+            reload(
+                &self.sources,
+                &mut self.live,
+                &mut self.kernel,
+                &self.enricher,
+                &self.observed,
+                &self.stats,
+            )
+        }
+
+        fn denied(&self) -> Vec<String> {
+            self.live
+                .config
+                .files
+                .deny
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        }
+    }
+
+    const SECRET: &str = "files:\n  deny: [/srv/secret]\n";
+    const OTHER: &str = "files:\n  deny: [/srv/other]\n";
+
+    #[test]
+    fn a_valid_configuration_is_put_in_force_in_the_kernel() {
+        let mut r = Reloading::new(SECRET);
+        let before = r.live.policy.clone();
+        assert!(!r.reload(OTHER));
+        assert_eq!(r.denied(), ["/srv/other"]);
+        assert!(!Arc::ptr_eq(&before, &r.live.policy));
+        assert_eq!(r.kernel.reloads, 1, "the kernel got the new policy");
+        assert_eq!(Stats::get(&r.stats.reloads), 1);
+        assert_eq!(Stats::get(&r.stats.reload_failures), 0);
+        let rules = r.observed.rules.lock().unwrap().clone();
+        assert!(rules.contains(&(
+            semconv::module::FILES,
+            r.live.policy.files.rules.len() as u64
+        )));
+    }
+
+    #[test]
+    fn an_invalid_configuration_keeps_the_running_policy() {
+        let mut r = Reloading::new(SECRET);
+        let before = r.live.policy.clone();
+        r.reload("files:\n  mode: enforce\n  deny: [/srv/other]\n");
+        assert!(Arc::ptr_eq(&before, &r.live.policy));
+        assert_eq!(r.denied(), ["/srv/secret"]);
+        assert_eq!(r.kernel.reloads, 0, "nothing reached the kernel");
+        assert_eq!(Stats::get(&r.stats.reload_failures), 1);
+        assert_eq!(Stats::get(&r.stats.reloads), 0);
+    }
+
+    #[test]
+    fn a_policy_the_kernel_refuses_keeps_the_running_one() {
+        let mut r = Reloading::new(SECRET);
+        r.kernel.refuse = true;
+        let before = r.live.policy.clone();
+        r.reload(OTHER);
+        assert!(Arc::ptr_eq(&before, &r.live.policy));
+        assert_eq!(r.denied(), ["/srv/secret"]);
+        assert_eq!(Stats::get(&r.stats.reload_failures), 1);
+    }
+
+    #[test]
+    fn changed_domain_names_restart_the_watch() {
+        let network = "network:\n  enable: true\n  domain:\n    deny: ";
+        let mut r = Reloading::new(&format!("{network}[]\n"));
+        assert!(r.reload(&format!("{network}[example.com]\n")));
+        // The same names again: nothing to start over.
+        assert!(!r.reload(&format!("{SECRET}{network}[example.com]\n")));
+        assert_eq!(Stats::get(&r.stats.reloads), 2);
+    }
+
+    #[test]
+    fn keys_read_at_start_wait_for_a_restart() {
+        let running = load(SECRET);
+        assert!(restart_needed(&running, &load(OTHER)).is_empty());
+        let new = load(
+            "files:\n  deny: [/srv/secret]\nkernel:\n  tier: tracepoint\notel:\n  endpoint: http://other:4317\n",
+        );
+        assert_eq!(restart_needed(&running, &new), ["kernel.tier", "otel"]);
+    }
+
+    #[test]
+    fn the_file_watch_sees_each_change_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("safeguard.yaml");
+        std::fs::write(&path, SECRET).unwrap();
+        let mut file = ConfigFile::new(&ConfigArgs {
+            config: Some(path.clone()),
+            overrides: Vec::new(),
+            mode: None,
+        });
+        assert!(!file.poll(), "unchanged");
+        // Replaced, as editors do: another inode.
+        let next = dir.path().join("next.yaml");
+        std::fs::write(&next, OTHER).unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert!(file.poll());
+        assert!(!file.poll(), "said once");
+        std::fs::write(&path, "files:\n  deny: [/srv/a/longer/one]\n").unwrap();
+        file.mark_seen();
+        assert!(!file.poll(), "a reload already read it");
+    }
+}

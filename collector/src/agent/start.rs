@@ -1,0 +1,168 @@
+//! Start-up, back to front: the local event log, the policy (with domain
+//! rules resolved), the status socket and the OTLP export are in place
+//! before the kernel programs, so that the first event has somewhere to
+//! go and a strict policy cannot lock the agent out of its own files.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use super::{Agent, Options, QUEUE_CAPACITY, Signals, coverage, reload, rule_counts};
+use crate::{
+    config::{self, Config},
+    dns, events,
+    events::enrich::Enricher,
+    kernel::{self, Kernel},
+    output::EventLog,
+    policy::Policy,
+    stats::Stats,
+    status,
+    telemetry::{self, Pipeline, SharedLog, exporter::Exporter, metrics::Observed},
+};
+
+/// Starts every stage; the agent is enforcing when this returns.
+pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Kernel>> {
+    let recorder = options
+        .record
+        .as_deref()
+        .map(events::recording::Recorder::create)
+        .transpose()?;
+    let local: SharedLog = Arc::new(Mutex::new(EventLog::open(&config.log, &options.output)?));
+    for module in &config.unsupported_modules {
+        warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
+    }
+    // Domain rules are resolved before the policy goes in: they are in
+    // force when the agent says it is ready.
+    let (resolved, dns_next) = resolve_domains(&config).await;
+    let policy = Arc::new(Policy::compile_with(&config, None, &resolved));
+    for (name, addrs) in &resolved {
+        info!("network.domain: {name} → {addrs:?}");
+    }
+    let stats = Arc::new(Stats::default());
+    let enricher = Enricher::new(policy.clone(), stats.clone());
+    let status_server = status::Server::bind(&config.status_socket)?;
+    let observed = Arc::new(Observed::default());
+    let exporter = if config.otel.enable {
+        Some(Exporter::start(&config, &stats, &local, &observed)?)
+    } else {
+        info!("OpenTelemetry export is off (otel.enable: false)");
+        None
+    };
+
+    let mut kernel = Kernel::start(
+        &policy,
+        config.ring_buffer_bytes,
+        config.audit_rate_limit,
+        config.tier,
+        config.network.cgroup.as_deref(),
+        kernel::Pinning {
+            dir: &config.pin_dir,
+            keep: config.pin,
+        },
+    )
+    .context("cannot start the kernel programs")?;
+    coverage::report(&kernel.rows);
+    *observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
+        .rows
+        .iter()
+        .map(|r| (r.name.to_string(), r.coverage.tier()))
+        .collect();
+    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&policy);
+
+    let event_log = local
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .location
+        .clone();
+    let status = tokio::spawn(status_server.serve(Arc::new(status::Source {
+        started: Instant::now(),
+        observed: observed.clone(),
+        stats: stats.clone(),
+        event_log: event_log.clone(),
+        export: exporter.as_ref().map(|e| status::ExportSource {
+            endpoint: config.otel.endpoint.clone(),
+            protocol: match config.otel.protocol {
+                config::OtlpProtocol::Grpc => "grpc".into(),
+                config::OtlpProtocol::HttpProtobuf => "http/protobuf".into(),
+            },
+            state: e.state.clone(),
+            spool: e.spool.clone(),
+        }),
+    })));
+
+    let pipeline = Pipeline::new(
+        telemetry::resource::to_proto(
+            &exporter
+                .as_ref()
+                .map_or_else(telemetry::resource::resource, |e| e.resource.clone()),
+        ),
+        exporter.as_ref().map(|e| e.pipeline_export(&config)),
+        local,
+        options.local_always,
+        config.log.level,
+        exporter.as_ref().map(|e| e.metrics.clone()),
+        stats.clone(),
+    );
+
+    let (queue_tx, queue) = mpsc::channel(QUEUE_CAPACITY);
+    let (stop_reader, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(events::reader::run(
+        kernel.take_events()?,
+        queue_tx,
+        stats.clone(),
+        stop_rx,
+        !kernel.pinned(),
+        recorder,
+    ));
+
+    // Handlers before the agent says it is ready: a stop request that
+    // arrives right after must still be a clean stop.
+    let signals = Signals::install()?;
+    info!(
+        rules = policy.rule_count(),
+        event_log = %event_log,
+        otlp = %if config.otel.enable { config.otel.endpoint.as_str() } else { "off" },
+        "safeguard ready"
+    );
+    let live = reload::Live {
+        config,
+        policy,
+        resolved,
+    };
+    let domains = reload::DomainWatch::start(&live, dns_next);
+    Ok(Agent {
+        kernel,
+        reader,
+        stop_reader,
+        queue,
+        enricher,
+        pipeline,
+        exporter,
+        status,
+        live,
+        domains,
+        observed,
+        stats,
+        signals,
+    })
+}
+
+/// The domain rules' addresses, looked up once, and when to look again.
+async fn resolve_domains(config: &Config) -> (dns::Resolved, tokio::time::Instant) {
+    let names = reload::domain_names(config);
+    if names.is_empty() {
+        return (dns::Resolved::new(), tokio::time::Instant::now());
+    }
+    match dns::resolver(&config.network.nameservers) {
+        Ok(resolver) => dns::resolve_all(&resolver, &names, &dns::Resolved::new()).await,
+        Err(e) => {
+            error!("network.domain: {e}; domain rules are not enforced");
+            (dns::Resolved::new(), tokio::time::Instant::now())
+        }
+    }
+}

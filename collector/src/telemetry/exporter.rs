@@ -1,0 +1,126 @@
+//! The running OTLP export: the spool, the delivery task that sends it to
+//! the Collector, and the metrics pipeline. Started before the kernel
+//! programs, stopped after the pipeline has sealed its last batch.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{error, info, warn};
+
+use super::{
+    Export, ExportState, SharedLog, deliver,
+    export::Transport,
+    forward_metrics,
+    metrics::{Metrics, Observed},
+    resource,
+    spool::Spool,
+};
+use crate::{config::Config, stats::Stats};
+
+pub struct Exporter {
+    pub resource: opentelemetry_sdk::Resource,
+    pub spool: Arc<Spool>,
+    pub state: Arc<ExportState>,
+    pub metrics: Arc<Metrics>,
+    deliver: JoinHandle<()>,
+    stop_delivery: watch::Sender<bool>,
+    forwarder: JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Opens the spool (saying what a previous run left there), and starts
+    /// delivery and the metrics pipeline.
+    pub fn start(
+        config: &Config,
+        stats: &Arc<Stats>,
+        local: &SharedLog,
+        observed: &Arc<Observed>,
+    ) -> anyhow::Result<Self> {
+        let otel = &config.otel;
+        let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
+        for d in spool.damaged() {
+            error!(
+                records = d.records,
+                "a spooled {} batch does not decode ({}): moved to {}, not sent",
+                d.signal.name(),
+                d.error,
+                d.path.display()
+            );
+        }
+        let usage = spool.usage();
+        if usage.batches > 0 {
+            info!(
+                batches = usage.batches,
+                records = usage.records,
+                "found undelivered batches in {}: they are sent first",
+                otel.spool_dir.display()
+            );
+        }
+        let transport = Arc::new(Transport::new(otel)?);
+        let resource = resource::resource();
+        let (exports_tx, exports_rx) = mpsc::channel(4);
+        let cell = Arc::new(std::sync::OnceLock::new());
+        let forwarder = tokio::spawn(forward_metrics(transport.clone(), exports_rx, cell.clone()));
+        let metrics = Arc::new(Metrics::new(
+            resource.clone(),
+            None,
+            exports_tx,
+            stats.clone(),
+            Some(spool.clone()),
+            observed.clone(),
+        ));
+        let _ = cell.set(metrics.clone());
+        for d in spool.damaged() {
+            metrics.export_failure(d.signal.name(), semconv::error_type::ENCODING);
+        }
+        let state = Arc::new(ExportState::default());
+        let (stop_delivery, stop) = watch::channel(false);
+        let deliver = tokio::spawn(deliver(
+            transport,
+            spool.clone(),
+            state.clone(),
+            local.clone(),
+            metrics.clone(),
+            stop,
+        ));
+        Ok(Self {
+            resource,
+            spool,
+            state,
+            metrics,
+            deliver,
+            stop_delivery,
+            forwarder,
+        })
+    }
+
+    /// What the pipeline needs to spool batches for this export.
+    pub fn pipeline_export(&self, config: &Config) -> Export {
+        Export {
+            spool: self.spool.clone(),
+            state: self.state.clone(),
+            batch_size: config.otel.batch_size,
+            batch_timeout: Duration::from_millis(config.otel.batch_timeout_ms),
+        }
+    }
+
+    /// Call once everything is in the spool: delivery sends what it holds
+    /// and stops (once it is empty, or the Collector is away); then the
+    /// final metrics export, bounded, since the Collector may be away.
+    pub async fn stop(self) {
+        let _ = self.stop_delivery.send(true);
+        if let Err(e) = self.deliver.await {
+            warn!("delivery: {e}");
+        }
+        let metrics = self.metrics.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || metrics.shutdown()),
+        )
+        .await;
+        self.forwarder.abort();
+    }
+}
