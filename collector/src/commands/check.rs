@@ -38,8 +38,8 @@ fn summary(config: &Config) -> String {
                     config::Mode::Block => semconv::mode::BLOCK,
                 },
                 match settings.policy {
-                    config::Policy::Blacklist => "blacklist",
-                    config::Policy::Whitelist => "whitelist",
+                    config::ListPolicy::Blacklist => "blacklist",
+                    config::ListPolicy::Whitelist => "whitelist",
                 },
                 module.rules.len()
             ));

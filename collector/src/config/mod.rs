@@ -11,14 +11,12 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 
 pub use validate::{
-    Config, ConfigError, ExecRule, LocalLog, LogConfig, LogFormat, LogLevel, Mode, ModuleSettings,
-    OtelConfig, OtlpProtocol, Output, Policy, Target, TierChoice,
+    Config, ConfigError, ExecRule, FilesConfig, ListPolicy, LocalLog, LogConfig, LogFormat,
+    LogLevel, Mode, ModuleSettings, MountConfig, NetworkConfig, OtelConfig, OtlpProtocol, Output,
+    ProcessConfig, Target, TierChoice,
 };
 #[cfg(test)]
-pub use validate::{
-    FilesConfig, MountConfig, ProcessConfig, RulePath, exec_rule as validate_exec_rule,
-    rule_path as validate_rule_path,
-};
+pub use validate::{RulePath, exec_rule as validate_exec_rule, rule_path as validate_rule_path};
 
 /// The configuration built into the binary (`make run` uses it alone).
 pub const EMBEDDED_DEFAULTS: &str = include_str!("default.yaml");

@@ -184,7 +184,7 @@ fn process_rules_take_names_and_paths() {
         &[],
     )
     .unwrap();
-    assert_eq!(c.process.settings.policy, Policy::Whitelist);
+    assert_eq!(c.process.settings.policy, ListPolicy::Whitelist);
     assert_eq!(
         c.process.allow,
         [

@@ -52,7 +52,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub enum ListPolicy {
     Blacklist,
     Whitelist,
 }
@@ -90,7 +90,7 @@ pub struct ModuleSettings {
     pub enable: bool,
     pub mode: Mode,
     pub target: Target,
-    pub policy: Policy,
+    pub policy: ListPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +282,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         &mut errors,
         "policy",
         raw.policy.as_deref(),
-        Policy::Blacklist,
+        ListPolicy::Blacklist,
     );
     let files = files(&mut errors, &raw.files, global_policy);
     let process = process(&mut errors, &raw.process, global_policy);
@@ -390,7 +390,7 @@ fn settings(
     module: &str,
     enable: bool,
     [mode, target, policy]: [&Option<String>; 3],
-    global_policy: Policy,
+    global_policy: ListPolicy,
 ) -> ModuleSettings {
     ModuleSettings {
         enable,
@@ -425,7 +425,7 @@ fn list<T>(
         .collect()
 }
 
-fn files(errors: &mut Errors, raw: &RawFiles, global_policy: Policy) -> FilesConfig {
+fn files(errors: &mut Errors, raw: &RawFiles, global_policy: ListPolicy) -> FilesConfig {
     FilesConfig {
         settings: settings(
             errors,
@@ -440,7 +440,7 @@ fn files(errors: &mut Errors, raw: &RawFiles, global_policy: Policy) -> FilesCon
     }
 }
 
-fn process(errors: &mut Errors, raw: &RawProcess, global_policy: Policy) -> ProcessConfig {
+fn process(errors: &mut Errors, raw: &RawProcess, global_policy: ListPolicy) -> ProcessConfig {
     ProcessConfig {
         settings: settings(
             errors,
@@ -454,7 +454,7 @@ fn process(errors: &mut Errors, raw: &RawProcess, global_policy: Policy) -> Proc
     }
 }
 
-fn mount(errors: &mut Errors, raw: &RawMount, global_policy: Policy) -> MountConfig {
+fn mount(errors: &mut Errors, raw: &RawMount, global_policy: ListPolicy) -> MountConfig {
     MountConfig {
         settings: settings(
             errors,
@@ -467,7 +467,7 @@ fn mount(errors: &mut Errors, raw: &RawMount, global_policy: Policy) -> MountCon
     }
 }
 
-fn network(errors: &mut Errors, raw: &RawNetwork, global_policy: Policy) -> NetworkConfig {
+fn network(errors: &mut Errors, raw: &RawNetwork, global_policy: ListPolicy) -> NetworkConfig {
     let command = |v: &str| -> Result<String, String> {
         let v = v.trim();
         if v.is_empty() || v.contains('/') {
@@ -622,12 +622,17 @@ fn parse_target(errors: &mut Errors, key: &str, value: Option<&str>) -> Target {
     }
 }
 
-fn parse_policy(errors: &mut Errors, key: &str, value: Option<&str>, default: Policy) -> Policy {
+fn parse_policy(
+    errors: &mut Errors,
+    key: &str,
+    value: Option<&str>,
+    default: ListPolicy,
+) -> ListPolicy {
     match value.map(str::trim) {
         // Empty: the top-level `policy`.
         None | Some("") => default,
-        Some("blacklist") => Policy::Blacklist,
-        Some("whitelist") => Policy::Whitelist,
+        Some("blacklist") => ListPolicy::Blacklist,
+        Some("whitelist") => ListPolicy::Whitelist,
         Some(other) => {
             errors.push(key, other, "blacklist or whitelist");
             default

@@ -16,7 +16,10 @@ use collector_common::{
     TARGET_CONTAINER, TARGET_HOST,
 };
 
-use crate::config::{Config, ExecRule, Mode, ModuleSettings, Policy as ListPolicy, Target};
+use crate::config::{
+    Config, ExecRule, FilesConfig, ListPolicy, Mode, ModuleSettings, MountConfig, NetworkConfig,
+    ProcessConfig, Target,
+};
 
 /// A rule as written in the configuration, for reporting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,147 +130,17 @@ impl Policy {
         previous: Option<&Policy>,
         resolved: &crate::dns::Resolved,
     ) -> Self {
-        let tables = |m: fn(&Policy) -> &ModulePolicy| {
+        // Rule ids carried over from the previous policy, per module.
+        let rules = |m: fn(&Policy) -> &ModulePolicy| {
             previous
                 .map(|p| m(p).rules.carried_over())
                 .unwrap_or_default()
         };
-        let f = &config.files;
-        let mut files = module(&f.settings, "files.allow");
-        files.rules = tables(|p| &p.files);
-        if f.ioctl {
-            files.config.flags |= FLAG_FILE_IOCTL;
-        }
-        let deny = ids(
-            &mut files.rules,
-            "files.deny",
-            f.deny.iter().map(|p| p.as_str()),
-        );
-        let allow = ids(
-            &mut files.rules,
-            "files.allow",
-            f.allow.iter().map(|p| p.as_str()),
-        );
-        files.paths = PathRules::build(&deny, &allow);
-
-        let p = &config.process;
-        let mut process = module(&p.settings, "process.allow");
-        process.rules = tables(|p| &p.process);
-        let (deny_paths, deny_names) = split(&mut process.rules, "process.deny", &p.deny);
-        let (allow_paths, allow_names) = split(&mut process.rules, "process.allow", &p.allow);
-        process.paths = PathRules::build(&deny_paths, &allow_paths);
-        process.names = NameRules::build(&deny_names, &allow_names);
-
-        let m = &config.mount;
-        let mut mount = module(&m.settings, "mount.deny");
-        mount.rules = tables(|p| &p.mount);
-        let deny = ids(
-            &mut mount.rules,
-            "mount.deny",
-            m.deny.iter().map(|p| p.as_str()),
-        );
-        mount.paths = PathRules::build(&deny, &[]);
-        // Mounts have no allow list: whatever is not denied may be mounted.
-        mount.config.policy = POLICY_BLACKLIST;
-
-        let n = &config.network;
-        let mut network = module(&n.settings, "network.cidr.allow");
-        network.rules = tables(|p| &p.network);
-        let mut cidrs = Vec::new();
-        for (ruleset, list, deny) in [
-            ("network.cidr.deny", &n.cidr_deny, true),
-            ("network.cidr.allow", &n.cidr_allow, false),
-        ] {
-            for (id, value) in ids(
-                &mut network.rules,
-                ruleset,
-                list.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-            ) {
-                let net = value.parse().expect("validated network");
-                cidrs.push((id, net, deny));
-            }
-        }
-        for (ruleset, names, deny) in [
-            ("network.domain.deny", &n.domain_deny, true),
-            ("network.domain.allow", &n.domain_allow, false),
-        ] {
-            for (id, name) in ids(
-                &mut network.rules,
-                ruleset,
-                names.iter().map(String::as_str),
-            ) {
-                for ip in resolved.get(&name).into_iter().flatten() {
-                    cidrs.push((id, ipnetwork::IpNetwork::from(*ip), deny));
-                }
-            }
-        }
-        network.net.add_cidrs(&cidrs);
-        for (ruleset, list, deny, flag) in [
-            ("network.command.deny", &n.command_deny, true, 0),
-            (
-                "network.command.allow",
-                &n.command_allow,
-                false,
-                FLAG_NET_ALLOW_COMMAND,
-            ),
-        ] {
-            let entries: Vec<(u32, String, bool)> =
-                ids(&mut network.rules, ruleset, list.iter().map(String::as_str))
-                    .into_iter()
-                    .map(|(id, v)| (id, v, deny))
-                    .collect();
-            if !entries.is_empty() {
-                network.config.flags |= flag | FLAG_NET_WHO_RULES;
-            }
-            NetRules::add_ids(&mut network.net.commands, &entries);
-        }
-        for (ruleset, list, deny, flag, map) in [
-            ("network.uid.deny", &n.uid_deny, true, 0, 0),
-            (
-                "network.uid.allow",
-                &n.uid_allow,
-                false,
-                FLAG_NET_ALLOW_UID,
-                0,
-            ),
-            ("network.gid.deny", &n.gid_deny, true, 0, 1),
-            (
-                "network.gid.allow",
-                &n.gid_allow,
-                false,
-                FLAG_NET_ALLOW_GID,
-                1,
-            ),
-        ] {
-            let values: Vec<String> = list.iter().map(u32::to_string).collect();
-            let entries: Vec<(u32, u32, bool)> = ids(
-                &mut network.rules,
-                ruleset,
-                values.iter().map(String::as_str),
-            )
-            .into_iter()
-            .map(|(id, v)| (id, v.parse().expect("a number"), deny))
-            .collect();
-            if !entries.is_empty() {
-                network.config.flags |= flag | FLAG_NET_WHO_RULES;
-            }
-            let target = if map == 0 {
-                &mut network.net.uids
-            } else {
-                &mut network.net.gids
-            };
-            NetRules::add_ids(target, &entries);
-        }
-
         Self {
-            files,
-            process,
-            mount,
-            network,
+            files: files(&config.files, rules(|p| &p.files)),
+            process: process(&config.process, rules(|p| &p.process)),
+            mount: mount(&config.mount, rules(|p| &p.mount)),
+            network: network(&config.network, rules(|p| &p.network), resolved),
         }
     }
 
@@ -280,7 +153,129 @@ impl Policy {
     }
 }
 
-fn module(s: &ModuleSettings, allow_ruleset: &'static str) -> ModulePolicy {
+/// `files`: path rules (deny and allow), and whether ioctl is judged.
+fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
+    let deny = ids(&mut rules, "files.deny", f.deny.iter().map(|p| p.as_str()));
+    let allow = ids(
+        &mut rules,
+        "files.allow",
+        f.allow.iter().map(|p| p.as_str()),
+    );
+    let mut files = module(&f.settings, "files.allow", rules);
+    if f.ioctl {
+        files.config.flags |= FLAG_FILE_IOCTL;
+    }
+    files.paths = PathRules::build(&deny, &allow);
+    files
+}
+
+/// `process`: exec rules, by path prefix or by the name run as.
+fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
+    let (deny_paths, deny_names) = split(&mut rules, "process.deny", &p.deny);
+    let (allow_paths, allow_names) = split(&mut rules, "process.allow", &p.allow);
+    let mut process = module(&p.settings, "process.allow", rules);
+    process.paths = PathRules::build(&deny_paths, &allow_paths);
+    process.names = NameRules::build(&deny_names, &allow_names);
+    process
+}
+
+/// `mount`: denied sources.
+fn mount(m: &MountConfig, mut rules: RuleTable) -> ModulePolicy {
+    let deny = ids(&mut rules, "mount.deny", m.deny.iter().map(|p| p.as_str()));
+    let mut mount = module(&m.settings, "mount.deny", rules);
+    mount.paths = PathRules::build(&deny, &[]);
+    // Mounts have no allow list: whatever is not denied may be mounted.
+    mount.config.policy = POLICY_BLACKLIST;
+    mount
+}
+
+/// `network`: CIDRs and the addresses domain rules resolved to (each
+/// address a rule named after its domain), commands, UIDs and GIDs.
+fn network(
+    n: &NetworkConfig,
+    mut rules: RuleTable,
+    resolved: &crate::dns::Resolved,
+) -> ModulePolicy {
+    let mut cidrs = Vec::new();
+    for (ruleset, list, deny) in [
+        ("network.cidr.deny", &n.cidr_deny, true),
+        ("network.cidr.allow", &n.cidr_allow, false),
+    ] {
+        let values: Vec<String> = list.iter().map(ToString::to_string).collect();
+        for (id, value) in ids(&mut rules, ruleset, values.iter().map(String::as_str)) {
+            let net = value.parse().expect("validated network");
+            cidrs.push((id, net, deny));
+        }
+    }
+    for (ruleset, names, deny) in [
+        ("network.domain.deny", &n.domain_deny, true),
+        ("network.domain.allow", &n.domain_allow, false),
+    ] {
+        for (id, name) in ids(&mut rules, ruleset, names.iter().map(String::as_str)) {
+            for ip in resolved.get(&name).into_iter().flatten() {
+                cidrs.push((id, ipnetwork::IpNetwork::from(*ip), deny));
+            }
+        }
+    }
+    let mut net = NetRules::default();
+    net.add_cidrs(&cidrs);
+    let mut flags = 0;
+    for (ruleset, list, deny, flag) in [
+        ("network.command.deny", &n.command_deny, true, 0),
+        (
+            "network.command.allow",
+            &n.command_allow,
+            false,
+            FLAG_NET_ALLOW_COMMAND,
+        ),
+    ] {
+        let entries: Vec<(u32, String, bool)> =
+            ids(&mut rules, ruleset, list.iter().map(String::as_str))
+                .into_iter()
+                .map(|(id, v)| (id, v, deny))
+                .collect();
+        if !entries.is_empty() {
+            flags |= flag | FLAG_NET_WHO_RULES;
+        }
+        NetRules::add_ids(&mut net.commands, &entries);
+    }
+    for (ruleset, list, deny, flag, gid) in [
+        ("network.uid.deny", &n.uid_deny, true, 0, false),
+        (
+            "network.uid.allow",
+            &n.uid_allow,
+            false,
+            FLAG_NET_ALLOW_UID,
+            false,
+        ),
+        ("network.gid.deny", &n.gid_deny, true, 0, true),
+        (
+            "network.gid.allow",
+            &n.gid_allow,
+            false,
+            FLAG_NET_ALLOW_GID,
+            true,
+        ),
+    ] {
+        let values: Vec<String> = list.iter().map(u32::to_string).collect();
+        let entries: Vec<(u32, u32, bool)> =
+            ids(&mut rules, ruleset, values.iter().map(String::as_str))
+                .into_iter()
+                .map(|(id, v)| (id, v.parse().expect("a number"), deny))
+                .collect();
+        if !entries.is_empty() {
+            flags |= flag | FLAG_NET_WHO_RULES;
+        }
+        let target = if gid { &mut net.gids } else { &mut net.uids };
+        NetRules::add_ids(target, &entries);
+    }
+    let mut network = module(&n.settings, "network.cidr.allow", rules);
+    network.config.flags |= flags;
+    network.net = net;
+    network
+}
+
+fn module(s: &ModuleSettings, allow_ruleset: &'static str, rules: RuleTable) -> ModulePolicy {
     ModulePolicy {
         config: ModuleConfig {
             enabled: s.enable as u8,
@@ -300,7 +295,7 @@ fn module(s: &ModuleSettings, allow_ruleset: &'static str) -> ModulePolicy {
             generation: 0,
             _pad: [0; 2],
         },
-        rules: RuleTable::default(),
+        rules,
         paths: PathRules::default(),
         names: NameRules::default(),
         net: NetRules::default(),
