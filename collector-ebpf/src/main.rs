@@ -5,6 +5,9 @@
 //! - `file_audit`: the audit tier for opens, on kernels that refuse BPF-LSM.
 //! - `process`: exec policy (BPF-LSM) and the process life cycle.
 //! - `mount`: mount policy (BPF-LSM).
+//! - `net`: network policy (BPF-LSM socket hooks).
+//! - `net_cgroup`: the audit tier for the network, on kernels that refuse
+//!   BPF-LSM: cgroup sock_addr programs.
 #![no_std]
 #![no_main]
 // Built with RUSTC_BOOTSTRAP=1 (see collector/build.rs); the intrinsic gives a
