@@ -1,4 +1,4 @@
-//! Names of the maps, programs and globals in the eBPF object.
+//! Names of the maps and globals in the eBPF object (programs: `rows`).
 
 /// Maps.
 pub mod maps {
@@ -33,61 +33,6 @@ pub mod maps {
     /// Processes, hooks and rules `SAMPLING` follows at once (least
     /// recently used go first).
     pub const SAMPLING_MAX: u32 = 65_536;
-}
-
-/// Programs, as `(program, attach point)`. BPF-LSM programs attach to the
-/// hook of the same name; tracepoints to `category/name`.
-pub mod programs {
-    /// BPF-LSM programs of the file module, by hook.
-    pub const FILE_LSM: &[&str] = &[
-        "file_open",
-        "path_unlink",
-        "path_rmdir",
-        "path_rename",
-        "path_truncate",
-        "path_chmod",
-        "path_chown",
-        "mmap_file",
-        "file_ioctl",
-    ];
-    /// Audit tier of the file module: `(program, category, name)`.
-    pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[
-        ("sys_enter_openat", "syscalls", "sys_enter_openat"),
-        ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
-        ("sys_enter_open", "syscalls", "sys_enter_open"),
-    ];
-    /// BPF-LSM programs of the process module.
-    pub const PROCESS_LSM: &[&str] = &["bprm_check_security"];
-    /// Process life cycle raw tracepoints (both tiers): `(program, _, name)`.
-    pub const PROCESS_TRACEPOINTS: &[(&str, &str, &str)] = &[
-        ("sched_process_fork", "sched", "sched_process_fork"),
-        ("sched_process_exec", "sched", "sched_process_exec"),
-        ("sched_process_exit", "sched", "sched_process_exit"),
-    ];
-    /// BPF-LSM programs of the mount module.
-    pub const MOUNT_LSM: &[&str] = &["sb_mount", "move_mount"];
-    /// BPF-LSM programs of the network module: `(row, program)`.
-    pub const NETWORK_LSM: &[(&str, &str)] = &[
-        ("network.connect", "socket_connect"),
-        ("network.send", "socket_sendmsg"),
-        ("network.receive", "socket_recvmsg"),
-        ("network.getpeername", "socket_getpeername"),
-        ("network.bind", "socket_bind"),
-        ("network.accept", "inet_conn_request"),
-        ("network.receive.datagram", "socket_sock_rcv_skb"),
-    ];
-    /// Audit tier of the network module: cgroup sock_addr programs,
-    /// `(row, program, attach type)`. connect and sendmsg can refuse.
-    pub const NETWORK_CGROUP: &[(&str, &str)] = &[
-        ("network.connect", "connect4"),
-        ("network.connect", "connect6"),
-        ("network.send", "sendmsg4"),
-        ("network.send", "sendmsg6"),
-        ("network.receive", "recvmsg4"),
-        ("network.receive", "recvmsg6"),
-        ("network.getpeername", "getpeername4"),
-        ("network.getpeername", "getpeername6"),
-    ];
 }
 
 /// Other read-only globals the agent sets before load.

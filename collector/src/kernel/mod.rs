@@ -22,8 +22,9 @@ use collector_common::{
 };
 use tracing::{debug, info, warn};
 
-pub use attach::{Coverage, Row};
+pub use attach::{Coverage, Reason, Row};
 pub use pin::PinDir;
+pub use probe::LsmUnavailable;
 
 use crate::{
     config::TierChoice,
@@ -59,7 +60,7 @@ pub enum KernelError {
         source: std::io::Error,
     },
     #[error("BPF-LSM is required (kernel.tier: lsm) but unavailable: {0}")]
-    LsmRequired(String),
+    LsmRequired(LsmUnavailable),
     #[error("attaching {what} failed: {source}")]
     Attach {
         what: String,
@@ -181,20 +182,7 @@ impl Kernel {
         }
         write_rules(&mut ebpf, policy, set)?;
         let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
-        let modules = [
-            (Module::Files, policy.files.enabled(), attached.files_lsm),
-            (
-                Module::Process,
-                policy.process.enabled(),
-                attached.process_lsm,
-            ),
-            (Module::Mount, policy.mount.enabled(), attached.mount_lsm),
-            (
-                Module::Network,
-                policy.network.enabled(),
-                attached.network_lsm,
-            ),
-        ];
+        let modules = Module::ALL.map(|m| (m, module_policy(policy, m).enabled(), attached.lsm(m)));
         write_all_switches(&mut ebpf, policy, &modules, set)?;
         let mut kernel = Self {
             ebpf,
@@ -588,8 +576,8 @@ mod troubleshooting {
         );
     }
 
-    fn load_error(errno: i32) -> String {
-        probe::describe_load_error(
+    fn load_error(errno: i32) -> LsmUnavailable {
+        probe::load_refused(
             "file_open",
             &aya::programs::ProgramError::LoadError {
                 io_error: io::Error::from_raw_os_error(errno),
