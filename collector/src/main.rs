@@ -798,7 +798,7 @@ fn report_coverage(rows: &[Row]) {
                 info!(tier = row.coverage.tier(), hooks = %hooks.join(","), "{}: enforced by BPF-LSM", row.name);
             }
             Coverage::AuditOnly { hooks, reason } => {
-                if !said.contains(&reason) && row.name != "process.lifecycle" {
+                if !said.contains(&reason) && matches!(reason, kernel::Reason::Lsm(_)) {
                     warn!("BPF-LSM unavailable: {reason}");
                     said.push(reason);
                 }
