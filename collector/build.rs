@@ -1,6 +1,6 @@
 //! Builds the kernel programs (`collector-ebpf`) for the BPF target and puts
-//! the object in OUT_DIR as `safeguard.bpf.o`, where `kernel::loader`
-//! embeds it.
+//! the object in OUT_DIR as `safeguard.bpf.o`, where `kernel` (the
+//! agent's `kernel/mod.rs`) embeds it.
 //!
 //! This is aya-build's cargo-in-cargo approach, written out because
 //! aya-build 0.2 fixes the rustflags and the programs need

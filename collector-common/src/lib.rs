@@ -13,8 +13,9 @@ pub mod names;
 pub mod net;
 pub mod policy;
 pub mod process;
+pub mod rows;
 
-pub use names::{globals, maps, offsets, programs};
+pub use names::{globals, maps, offsets};
 pub use policy::*;
 
 /// Length of `task_struct::comm` (TASK_COMM_LEN).

@@ -1,4 +1,4 @@
-//! Names of the maps, programs and globals in the eBPF object.
+//! Names of the maps and globals in the eBPF object (programs: `rows`).
 
 /// Maps.
 pub mod maps {
@@ -35,61 +35,6 @@ pub mod maps {
     pub const SAMPLING_MAX: u32 = 65_536;
 }
 
-/// Programs, as `(program, attach point)`. BPF-LSM programs attach to the
-/// hook of the same name; tracepoints to `category/name`.
-pub mod programs {
-    /// BPF-LSM programs of the file module, by hook.
-    pub const FILE_LSM: &[&str] = &[
-        "file_open",
-        "path_unlink",
-        "path_rmdir",
-        "path_rename",
-        "path_truncate",
-        "path_chmod",
-        "path_chown",
-        "mmap_file",
-        "file_ioctl",
-    ];
-    /// Audit tier of the file module: `(program, category, name)`.
-    pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[
-        ("sys_enter_openat", "syscalls", "sys_enter_openat"),
-        ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
-        ("sys_enter_open", "syscalls", "sys_enter_open"),
-    ];
-    /// BPF-LSM programs of the process module.
-    pub const PROCESS_LSM: &[&str] = &["bprm_check_security"];
-    /// Process life cycle raw tracepoints (both tiers): `(program, _, name)`.
-    pub const PROCESS_TRACEPOINTS: &[(&str, &str, &str)] = &[
-        ("sched_process_fork", "sched", "sched_process_fork"),
-        ("sched_process_exec", "sched", "sched_process_exec"),
-        ("sched_process_exit", "sched", "sched_process_exit"),
-    ];
-    /// BPF-LSM programs of the mount module.
-    pub const MOUNT_LSM: &[&str] = &["sb_mount", "move_mount"];
-    /// BPF-LSM programs of the network module: `(row, program)`.
-    pub const NETWORK_LSM: &[(&str, &str)] = &[
-        ("network.connect", "socket_connect"),
-        ("network.send", "socket_sendmsg"),
-        ("network.receive", "socket_recvmsg"),
-        ("network.getpeername", "socket_getpeername"),
-        ("network.bind", "socket_bind"),
-        ("network.accept", "inet_conn_request"),
-        ("network.receive.datagram", "socket_sock_rcv_skb"),
-    ];
-    /// Audit tier of the network module: cgroup sock_addr programs,
-    /// `(row, program, attach type)`. connect and sendmsg can refuse.
-    pub const NETWORK_CGROUP: &[(&str, &str)] = &[
-        ("network.connect", "connect4"),
-        ("network.connect", "connect6"),
-        ("network.send", "sendmsg4"),
-        ("network.send", "sendmsg6"),
-        ("network.receive", "recvmsg4"),
-        ("network.receive", "recvmsg6"),
-        ("network.getpeername", "getpeername4"),
-        ("network.getpeername", "getpeername6"),
-    ];
-}
-
 /// Other read-only globals the agent sets before load.
 pub mod globals {
     /// Inode number of the host's mount namespace (`/proc/1/ns/mnt`): a
@@ -106,50 +51,69 @@ pub mod globals {
 /// the agent and written into the programs' read-only data before load.
 /// The programs cannot use CO-RE relocations (rustc does not emit them).
 pub mod offsets {
-    /// `(global name, struct, field)` for every offset the programs need.
-    pub const FIELDS: &[(&str, &str, &str)] = &[
-        ("FILE_F_PATH_OFFSET", "file", "f_path"),
-        ("FILE_F_FLAGS_OFFSET", "file", "f_flags"),
-        ("FILE_F_MODE_OFFSET", "file", "f_mode"),
-        ("TASK_REAL_PARENT_OFFSET", "task_struct", "real_parent"),
-        ("TASK_TGID_OFFSET", "task_struct", "tgid"),
-        ("TASK_PID_OFFSET", "task_struct", "pid"),
-        ("TASK_NSPROXY_OFFSET", "task_struct", "nsproxy"),
-        ("TASK_EXIT_CODE_OFFSET", "task_struct", "exit_code"),
-        ("TASK_MM_OFFSET", "task_struct", "mm"),
-        ("TASK_SIGNAL_OFFSET", "task_struct", "signal"),
-        ("SIGNAL_LIVE_OFFSET", "signal_struct", "live"),
-        ("NSPROXY_MNT_NS_OFFSET", "nsproxy", "mnt_ns"),
-        ("MNT_NS_NS_OFFSET", "mnt_namespace", "ns"),
-        ("NS_COMMON_INUM_OFFSET", "ns_common", "inum"),
-        ("MM_ARG_START_OFFSET", "mm_struct", "arg_start"),
-        ("MM_ARG_END_OFFSET", "mm_struct", "arg_end"),
-        ("DENTRY_D_PARENT_OFFSET", "dentry", "d_parent"),
-        ("DENTRY_D_NAME_OFFSET", "dentry", "d_name"),
-        ("MOUNT_MNT_OFFSET", "mount", "mnt"),
-        ("MOUNT_MNT_PARENT_OFFSET", "mount", "mnt_parent"),
-        ("MOUNT_MNT_MOUNTPOINT_OFFSET", "mount", "mnt_mountpoint"),
-        ("VFSMOUNT_MNT_ROOT_OFFSET", "vfsmount", "mnt_root"),
-        ("BPRM_FILE_OFFSET", "linux_binprm", "file"),
-        ("SOCKET_SK_OFFSET", "socket", "sk"),
-        ("SOCK_PROTOCOL_OFFSET", "sock", "sk_protocol"),
-        ("SKC_DADDR_OFFSET", "sock_common", "skc_daddr"),
-        ("SKC_RCV_SADDR_OFFSET", "sock_common", "skc_rcv_saddr"),
-        ("SKC_DPORT_OFFSET", "sock_common", "skc_dport"),
-        ("SKC_NUM_OFFSET", "sock_common", "skc_num"),
-        ("SKC_FAMILY_OFFSET", "sock_common", "skc_family"),
-        ("SKC_V6_DADDR_OFFSET", "sock_common", "skc_v6_daddr"),
-        ("SKC_V6_RCV_SADDR_OFFSET", "sock_common", "skc_v6_rcv_saddr"),
-        ("MSGHDR_MSG_NAME_OFFSET", "msghdr", "msg_name"),
-        ("SKB_HEAD_OFFSET", "sk_buff", "head"),
-        ("SKB_NETWORK_HEADER_OFFSET", "sk_buff", "network_header"),
-        ("SKB_TRANSPORT_HEADER_OFFSET", "sk_buff", "transport_header"),
-        ("BPRM_FILENAME_OFFSET", "linux_binprm", "filename"),
-        ("TASK_FS_OFFSET", "task_struct", "fs"),
-        ("FS_PWD_OFFSET", "fs_struct", "pwd"),
-        ("TASK_FILES_OFFSET", "task_struct", "files"),
-        ("FILES_FDT_OFFSET", "files_struct", "fdt"),
-        ("FDTABLE_MAX_FDS_OFFSET", "fdtable", "max_fds"),
-        ("FDTABLE_FD_OFFSET", "fdtable", "fd"),
-    ];
+    /// Every offset the programs need, as `GLOBAL: struct.field`, handed to
+    /// the macro `$m`. The programs declare their globals with it and the
+    /// agent resolves the list it makes (`FIELDS`), so a global one side
+    /// lacks fails the build.
+    #[macro_export]
+    macro_rules! kernel_offsets {
+        ($m:ident) => {
+            $m! {
+                FILE_F_PATH_OFFSET: file.f_path,
+                FILE_F_FLAGS_OFFSET: file.f_flags,
+                FILE_F_MODE_OFFSET: file.f_mode,
+                TASK_REAL_PARENT_OFFSET: task_struct.real_parent,
+                TASK_TGID_OFFSET: task_struct.tgid,
+                TASK_PID_OFFSET: task_struct.pid,
+                TASK_NSPROXY_OFFSET: task_struct.nsproxy,
+                TASK_EXIT_CODE_OFFSET: task_struct.exit_code,
+                TASK_MM_OFFSET: task_struct.mm,
+                TASK_SIGNAL_OFFSET: task_struct.signal,
+                SIGNAL_LIVE_OFFSET: signal_struct.live,
+                NSPROXY_MNT_NS_OFFSET: nsproxy.mnt_ns,
+                MNT_NS_NS_OFFSET: mnt_namespace.ns,
+                NS_COMMON_INUM_OFFSET: ns_common.inum,
+                MM_ARG_START_OFFSET: mm_struct.arg_start,
+                MM_ARG_END_OFFSET: mm_struct.arg_end,
+                DENTRY_D_PARENT_OFFSET: dentry.d_parent,
+                DENTRY_D_NAME_OFFSET: dentry.d_name,
+                MOUNT_MNT_OFFSET: mount.mnt,
+                MOUNT_MNT_PARENT_OFFSET: mount.mnt_parent,
+                MOUNT_MNT_MOUNTPOINT_OFFSET: mount.mnt_mountpoint,
+                VFSMOUNT_MNT_ROOT_OFFSET: vfsmount.mnt_root,
+                BPRM_FILE_OFFSET: linux_binprm.file,
+                SOCKET_SK_OFFSET: socket.sk,
+                SOCK_PROTOCOL_OFFSET: sock.sk_protocol,
+                SKC_DADDR_OFFSET: sock_common.skc_daddr,
+                SKC_RCV_SADDR_OFFSET: sock_common.skc_rcv_saddr,
+                SKC_DPORT_OFFSET: sock_common.skc_dport,
+                SKC_NUM_OFFSET: sock_common.skc_num,
+                SKC_FAMILY_OFFSET: sock_common.skc_family,
+                SKC_V6_DADDR_OFFSET: sock_common.skc_v6_daddr,
+                SKC_V6_RCV_SADDR_OFFSET: sock_common.skc_v6_rcv_saddr,
+                MSGHDR_MSG_NAME_OFFSET: msghdr.msg_name,
+                SKB_HEAD_OFFSET: sk_buff.head,
+                SKB_NETWORK_HEADER_OFFSET: sk_buff.network_header,
+                SKB_TRANSPORT_HEADER_OFFSET: sk_buff.transport_header,
+                BPRM_FILENAME_OFFSET: linux_binprm.filename,
+                TASK_FS_OFFSET: task_struct.fs,
+                FS_PWD_OFFSET: fs_struct.pwd,
+                TASK_FILES_OFFSET: task_struct.files,
+                FILES_FDT_OFFSET: files_struct.fdt,
+                FDTABLE_MAX_FDS_OFFSET: fdtable.max_fds,
+                FDTABLE_FD_OFFSET: fdtable.fd,
+            }
+        };
+    }
+
+    macro_rules! fields {
+        ($($global:ident: $strukt:ident.$field:ident,)*) => {
+            /// `(global name, struct, field)` for every offset the programs need.
+            pub const FIELDS: &[(&str, &str, &str)] = &[
+                $((stringify!($global), stringify!($strukt), stringify!($field)),)*
+            ];
+        };
+    }
+
+    crate::kernel_offsets!(fields);
 }

@@ -10,7 +10,17 @@ pub enum Module {
     Network = 3,
 }
 
-pub const MODULE_COUNT: u32 = 4;
+impl Module {
+    /// Every module, in index order.
+    pub const ALL: [Module; 4] = [
+        Module::Files,
+        Module::Process,
+        Module::Mount,
+        Module::Network,
+    ];
+}
+
+pub const MODULE_COUNT: u32 = Module::ALL.len() as u32;
 
 pub const MODE_MONITOR: u8 = 0;
 pub const MODE_BLOCK: u8 = 1;

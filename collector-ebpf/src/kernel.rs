@@ -10,7 +10,8 @@ use collector_common::{AT_FDCWD, PATH_MAX, ProcessInfo};
 
 use crate::maps::WALK_SCRATCH;
 
-// Read-only globals, rewritten by the agent (`collector_common::offsets`).
+// Read-only globals, rewritten by the agent before load: struct field
+// offsets (`collector_common::kernel_offsets!`) and `collector_common::globals`.
 // The loader freezes `.rodata`, so the verifier sees these as constants; that
 // is what lets `file + FILE_F_PATH_OFFSET` stay a typed `struct path *`.
 macro_rules! globals {
@@ -22,54 +23,15 @@ macro_rules! globals {
     };
 }
 
-globals!(
-    FILE_F_PATH_OFFSET,
-    FILE_F_FLAGS_OFFSET,
-    FILE_F_MODE_OFFSET,
-    TASK_REAL_PARENT_OFFSET,
-    TASK_TGID_OFFSET,
-    TASK_PID_OFFSET,
-    TASK_NSPROXY_OFFSET,
-    TASK_EXIT_CODE_OFFSET,
-    TASK_MM_OFFSET,
-    TASK_SIGNAL_OFFSET,
-    SIGNAL_LIVE_OFFSET,
-    NSPROXY_MNT_NS_OFFSET,
-    MNT_NS_NS_OFFSET,
-    NS_COMMON_INUM_OFFSET,
-    MM_ARG_START_OFFSET,
-    MM_ARG_END_OFFSET,
-    DENTRY_D_PARENT_OFFSET,
-    DENTRY_D_NAME_OFFSET,
-    MOUNT_MNT_OFFSET,
-    MOUNT_MNT_PARENT_OFFSET,
-    MOUNT_MNT_MOUNTPOINT_OFFSET,
-    VFSMOUNT_MNT_ROOT_OFFSET,
-    BPRM_FILE_OFFSET,
-    BPRM_FILENAME_OFFSET,
-    TASK_FS_OFFSET,
-    FS_PWD_OFFSET,
-    TASK_FILES_OFFSET,
-    FILES_FDT_OFFSET,
-    FDTABLE_MAX_FDS_OFFSET,
-    FDTABLE_FD_OFFSET,
-    SOCKET_SK_OFFSET,
-    SOCK_PROTOCOL_OFFSET,
-    SKC_DADDR_OFFSET,
-    SKC_RCV_SADDR_OFFSET,
-    SKC_DPORT_OFFSET,
-    SKC_NUM_OFFSET,
-    SKC_FAMILY_OFFSET,
-    SKC_V6_DADDR_OFFSET,
-    SKC_V6_RCV_SADDR_OFFSET,
-    MSGHDR_MSG_NAME_OFFSET,
-    SKB_HEAD_OFFSET,
-    SKB_NETWORK_HEADER_OFFSET,
-    SKB_TRANSPORT_HEADER_OFFSET,
-    HOST_MNT_NS,
-    POLICY_EPOCH,
-    AUDIT_RATE_LIMIT,
-);
+macro_rules! offset_globals {
+    ($($name:ident: $strukt:ident.$field:ident,)*) => {
+        globals!($($name),*);
+    };
+}
+
+collector_common::kernel_offsets!(offset_globals);
+
+globals!(HOST_MNT_NS, POLICY_EPOCH, AUDIT_RATE_LIMIT);
 
 /// `value & mask`, with the mask kept in the program: the compiler would
 /// drop a mask it can prove redundant, and the verifier, which may have

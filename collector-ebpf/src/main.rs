@@ -5,12 +5,18 @@
 //! - `file_audit`: the audit tier for opens, on kernels that refuse BPF-LSM.
 //! - `process`: exec policy (BPF-LSM) and the process life cycle.
 //! - `mount`: mount policy (BPF-LSM).
+//! - `net`: network policy (BPF-LSM socket hooks).
+//! - `net_cgroup`: the audit tier for the network, on kernels that refuse
+//!   BPF-LSM: cgroup sock_addr programs.
 #![no_std]
 #![no_main]
 // Built with RUSTC_BOOTSTRAP=1 (see collector/build.rs); the intrinsic gives a
 // fetch-and-add on a target without compare-and-swap.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
+// Map keys go to `get`/`insert` by reference: by value, each call would copy
+// its key onto the 512-byte stack first.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 mod file;
 mod file_audit;

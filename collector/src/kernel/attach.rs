@@ -1,27 +1,38 @@
 //! Which programs attach where, and what that means for each row of the
-//! policy. BPF-LSM first; where the kernel refuses it, the audit tier.
+//! policy (`collector_common::rows`). BPF-LSM first; where the kernel
+//! refuses it, the audit tier.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Btf, Ebpf,
     programs::{CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint, TracePoint, links::FdLink},
 };
-use collector_common::programs;
+use collector_common::{
+    Hook, Module,
+    rows::{AuditTier, ROWS, RowSpec},
+};
 use tracing::warn;
 
-use super::{KernelError, probe};
+use super::{
+    KernelError,
+    probe::{self, LsmUnavailable},
+};
 use crate::{config::TierChoice, policy::Policy};
 
 /// How a row of the policy is covered on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Coverage {
-    /// BPF-LSM: operations are refused in block mode.
+    /// BPF-LSM, or an audit-tier program that can refuse: operations are
+    /// refused in block mode.
     Enforced { hooks: Vec<String> },
     /// Tracepoints: operations are reported, never refused.
-    AuditOnly { hooks: Vec<String>, reason: String },
+    AuditOnly { hooks: Vec<String>, reason: Reason },
     /// Nothing on this kernel covers the row.
-    Unavailable { reason: String },
+    Unavailable { reason: Reason },
     /// The module is disabled in the configuration.
     Disabled,
 }
@@ -32,6 +43,24 @@ impl Coverage {
             Coverage::Enforced { .. } => semconv::tier::ENFORCED,
             Coverage::AuditOnly { .. } => semconv::tier::AUDIT_ONLY,
             Coverage::Unavailable { .. } | Coverage::Disabled => semconv::tier::UNAVAILABLE,
+        }
+    }
+}
+
+/// Why a row is not judged by BPF-LSM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// BPF-LSM is unavailable for the row's hook.
+    Lsm(LsmUnavailable),
+    /// The row has no BPF-LSM hook (the process life cycle).
+    NotJudged,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Lsm(reason) => reason.fmt(f),
+            Reason::NotJudged => f.write_str("fork and exit are reported, not judged"),
         }
     }
 }
@@ -54,77 +83,18 @@ pub struct Attached {
     pub rows: Vec<Row>,
     pub links: Links,
     /// Per module: its BPF-LSM programs are attached (denials enforced).
-    pub files_lsm: bool,
-    pub process_lsm: bool,
-    pub mount_lsm: bool,
-    pub network_lsm: bool,
+    lsm: [bool; Module::ALL.len()],
 }
 
-/// File rows and their BPF-LSM program (same name as the hook).
-const FILE_ROWS: &[(&str, &str)] = &[
-    ("files.open", "file_open"),
-    ("files.unlink", "path_unlink"),
-    ("files.rmdir", "path_rmdir"),
-    ("files.rename", "path_rename"),
-    ("files.truncate", "path_truncate"),
-    ("files.chmod", "path_chmod"),
-    ("files.chown", "path_chown"),
-    ("files.mmap", "mmap_file"),
-    ("files.ioctl", "file_ioctl"),
-];
-
-const MOUNT_ROWS: &[(&str, &str)] = &[("mount.mount", "sb_mount"), ("mount.move", "move_mount")];
-
-/// Tries BPF-LSM once per program; remembers why it is unavailable so the
-/// reason is found once and reported per row.
-struct LsmAttacher<'a> {
-    btf: &'a Btf,
-    tier: TierChoice,
-    /// Set once the kernel has refused BPF-LSM as such.
-    refused: Option<String>,
-}
-
-impl LsmAttacher<'_> {
-    /// `Ok(Ok(()))` attached; `Ok(Err(reason))` not attached (audit tier
-    /// may take over); `Err` when the configuration requires BPF-LSM.
-    fn attach(
-        &mut self,
-        ebpf: &mut Ebpf,
-        program: &str,
-        links: &mut Links,
-    ) -> Result<Result<(), String>, KernelError> {
-        if self.tier == TierChoice::Tracepoint {
-            return Ok(Err(
-                "the configuration asks for the audit tier (kernel.tier: tracepoint)".into(),
-            ));
-        }
-        if let Some(reason) = &self.refused {
-            return Ok(Err(reason.clone()));
-        }
-        if let Some(reason) = probe::lsm_list_reason() {
-            self.refused = Some(reason);
-        }
-        let result = match &self.refused {
-            Some(reason) => Err(reason.clone()),
-            None => try_lsm(ebpf, self.btf, program),
-        };
-        match result {
-            Ok(link) => {
-                links.push((program.to_string(), link));
-                Ok(Ok(()))
-            }
-            Err(reason) if self.tier == TierChoice::Lsm => Err(KernelError::LsmRequired(reason)),
-            Err(reason) => {
-                // EPERM or a missing LSM list entry refuses every program.
-                if reason.contains("EPERM") || reason.contains("LSM list") {
-                    self.refused = Some(reason.clone());
-                }
-                Ok(Err(reason))
-            }
-        }
+impl Attached {
+    /// Whether `module`'s BPF-LSM programs are attached.
+    pub fn lsm(&self, module: Module) -> bool {
+        self.lsm[module as usize]
     }
 }
 
+/// Attaches the programs of every row of an enabled module, in the order
+/// of `ROWS`.
 pub fn attach_all(
     ebpf: &mut Ebpf,
     btf: &Btf,
@@ -132,166 +102,190 @@ pub fn attach_all(
     policy: &Policy,
     net_cgroup: Option<&Path>,
 ) -> Result<Attached, KernelError> {
-    let mut lsm = LsmAttacher {
+    let mut attacher = Attacher {
+        ebpf,
         btf,
         tier,
+        net_cgroup,
         refused: None,
+        links: Links::new(),
+        lsm: [false; Module::ALL.len()],
     };
-    let mut rows = Vec::new();
-    let mut links = Links::new();
+    let mut rows = Vec::with_capacity(ROWS.len());
+    for module in Module::ALL {
+        let specs: Vec<&RowSpec> = ROWS.iter().filter(|r| r.module == module).collect();
+        if super::module_policy(policy, module).enabled() {
+            rows.extend(attacher.module(&specs)?);
+        } else {
+            rows.extend(specs.iter().map(|spec| Row {
+                name: spec.name,
+                coverage: Coverage::Disabled,
+            }));
+        }
+    }
+    Ok(Attached {
+        rows,
+        links: attacher.links,
+        lsm: attacher.lsm,
+    })
+}
 
-    // Files.
-    let mut files_lsm = false;
-    if policy.files.enabled() {
-        for &(row, program) in FILE_ROWS {
-            let coverage = match lsm.attach(ebpf, program, &mut links)? {
-                Ok(()) => {
-                    files_lsm = true;
-                    Coverage::Enforced {
-                        hooks: vec![format!("lsm/{program}")],
-                    }
-                }
-                Err(reason) if row == "files.open" => {
-                    let hooks = attach_tracepoints(ebpf, programs::FILE_TRACEPOINTS, &mut links)?;
-                    Coverage::AuditOnly { hooks, reason }
-                }
-                Err(reason) => Coverage::Unavailable { reason },
+struct Attacher<'a> {
+    ebpf: &'a mut Ebpf,
+    btf: &'a Btf,
+    tier: TierChoice,
+    net_cgroup: Option<&'a Path>,
+    /// Set once the kernel has refused BPF-LSM as such: the reason is found
+    /// once and reported per row.
+    refused: Option<LsmUnavailable>,
+    links: Links,
+    lsm: [bool; Module::ALL.len()],
+}
+
+impl Attacher<'_> {
+    /// The rows of one enabled module.
+    fn module(&mut self, specs: &[&RowSpec]) -> Result<Vec<Row>, KernelError> {
+        // Rows without a BPF-LSM hook (the process life cycle) are covered
+        // on every tier, before the module's BPF-LSM programs attach.
+        let mut every_tier = Vec::new();
+        for spec in specs.iter().filter(|spec| spec.lsm.is_none()) {
+            every_tier.push(self.audit_programs(spec)?);
+        }
+        let mut every_tier = every_tier.into_iter();
+        let mut rows = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let coverage = match spec.lsm {
+                None => Coverage::AuditOnly {
+                    hooks: every_tier.next().unwrap_or_default(),
+                    reason: Reason::NotJudged,
+                },
+                Some(hook) => self.lsm_row(spec, hook)?,
             };
             rows.push(Row {
-                name: row,
+                name: spec.name,
                 coverage,
             });
         }
-    } else {
-        rows.extend(FILE_ROWS.iter().map(|&(name, _)| Row {
-            name,
-            coverage: Coverage::Disabled,
-        }));
+        self.cgroup_fallback(specs, &mut rows)?;
+        Ok(rows)
     }
 
-    // Processes: the life cycle from raw tracepoints on every tier; exec
-    // policy enforced by BPF-LSM where it loads.
-    let mut process_lsm = false;
-    if policy.process.enabled() {
-        let lifecycle = attach_raw_tracepoints(ebpf, programs::PROCESS_TRACEPOINTS, &mut links)?;
-        let exec = match lsm.attach(ebpf, programs::PROCESS_LSM[0], &mut links)? {
+    /// A row with a BPF-LSM hook: enforced, or its audit tier.
+    fn lsm_row(&mut self, spec: &RowSpec, hook: Hook) -> Result<Coverage, KernelError> {
+        let reason = match self.lsm(hook.program()) {
             Ok(()) => {
-                process_lsm = true;
-                Coverage::Enforced {
-                    hooks: vec!["lsm/bprm_check_security".into()],
-                }
+                self.lsm[spec.module as usize] = true;
+                return Ok(Coverage::Enforced {
+                    hooks: vec![hook.name().to_string()],
+                });
             }
-            Err(reason) => Coverage::AuditOnly {
-                hooks: vec!["raw_tracepoint/sched_process_exec".into()],
-                reason,
-            },
+            Err(reason) if self.tier == TierChoice::Lsm => {
+                return Err(KernelError::LsmRequired(reason));
+            }
+            Err(reason) => Reason::Lsm(reason),
         };
-        rows.push(Row {
-            name: "process.exec",
-            coverage: exec,
-        });
-        rows.push(Row {
-            name: "process.lifecycle",
-            coverage: Coverage::AuditOnly {
-                hooks: lifecycle,
-                reason: "fork and exit are reported, not judged".into(),
-            },
-        });
-    } else {
-        for name in ["process.exec", "process.lifecycle"] {
-            rows.push(Row {
-                name,
-                coverage: Coverage::Disabled,
-            });
+        let hooks = match spec.audit {
+            AuditTier::None => return Ok(Coverage::Unavailable { reason }),
+            // Attached later, once for the whole module (`cgroup_fallback`).
+            AuditTier::CgroupSockAddr(_) => return Ok(Coverage::Unavailable { reason }),
+            AuditTier::AttachedByRow(hooks) => hooks.iter().map(|h| h.name().to_string()).collect(),
+            AuditTier::Tracepoints(_) | AuditTier::RawTracepoints(_) => {
+                self.audit_programs(spec)?
+            }
+        };
+        Ok(audit_coverage(spec, hooks, reason))
+    }
+
+    /// Attaches the row's tracepoints or raw tracepoints; their hooks.
+    fn audit_programs(&mut self, spec: &RowSpec) -> Result<Vec<String>, KernelError> {
+        match spec.audit {
+            AuditTier::Tracepoints(hooks) => self.tracepoints(hooks),
+            AuditTier::RawTracepoints(hooks) => self.raw_tracepoints(hooks),
+            _ => Ok(Vec::new()),
         }
     }
 
-    // Mounts.
-    let mut mount_lsm = false;
-    for &(row, program) in MOUNT_ROWS {
-        let coverage = if !policy.mount.enabled() {
-            Coverage::Disabled
-        } else {
-            match lsm.attach(ebpf, program, &mut links)? {
-                Ok(()) => {
-                    mount_lsm = true;
-                    Coverage::Enforced {
-                        hooks: vec![format!("lsm/{program}")],
-                    }
-                }
-                Err(reason) => Coverage::Unavailable { reason },
-            }
+    /// Tries BPF-LSM for one program (named after its hook).
+    fn lsm(&mut self, program: &'static str) -> Result<(), LsmUnavailable> {
+        if self.tier == TierChoice::Tracepoint {
+            return Err(LsmUnavailable::Forced);
+        }
+        if let Some(reason) = &self.refused {
+            return Err(reason.clone());
+        }
+        if let Some(reason) = probe::lsm_list_reason() {
+            self.refused = Some(reason);
+        }
+        let result = match &self.refused {
+            Some(reason) => Err(reason.clone()),
+            None => try_lsm(self.ebpf, self.btf, program),
         };
-        rows.push(Row {
-            name: row,
-            coverage,
-        });
+        match result {
+            Ok(link) => {
+                self.links.push((program.to_string(), link));
+                Ok(())
+            }
+            Err(reason) => {
+                if reason.refuses_every_program() {
+                    self.refused = Some(reason.clone());
+                }
+                Err(reason)
+            }
+        }
     }
 
-    // Network: BPF-LSM socket hooks; elsewhere cgroup sock_addr programs
-    // on the configured cgroup (connect and send can still be refused).
-    let mut network_lsm = false;
-    let mut audit_rows: Vec<(&'static str, String)> = Vec::new();
-    for &(row, program) in programs::NETWORK_LSM {
-        let coverage = if !policy.network.enabled() {
-            Coverage::Disabled
-        } else {
-            match lsm.attach(ebpf, program, &mut links)? {
-                Ok(()) => {
-                    network_lsm = true;
-                    Coverage::Enforced {
-                        hooks: vec![format!("lsm/{program}")],
-                    }
-                }
-                Err(reason) => {
-                    audit_rows.push((row, reason.clone()));
-                    Coverage::Unavailable { reason }
-                }
-            }
-        };
-        rows.push(Row {
-            name: row,
-            coverage,
-        });
-    }
-    if !audit_rows.is_empty() {
-        let cgroup = match net_cgroup {
+    /// Once any row of the module went without BPF-LSM: the module's cgroup
+    /// sock_addr programs, all of them, on the configured cgroup; the rows
+    /// without BPF-LSM that have some are covered by them.
+    fn cgroup_fallback(&mut self, specs: &[&RowSpec], rows: &mut [Row]) -> Result<(), KernelError> {
+        let programs: Vec<Hook> = specs
+            .iter()
+            .filter_map(|spec| match spec.audit {
+                AuditTier::CgroupSockAddr(hooks) => Some(hooks),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        let fell_back = rows
+            .iter()
+            .any(|row| matches!(row.coverage, Coverage::Unavailable { .. }));
+        if programs.is_empty() || !fell_back {
+            return Ok(());
+        }
+        let cgroup = match self.net_cgroup {
             Some(path) => path.to_path_buf(),
             None => cgroup2_root().ok_or(KernelError::Missing("a mounted cgroup v2 hierarchy"))?,
         };
-        let attached = attach_cgroup_programs(ebpf, &cgroup, &mut links)?;
-        for row in rows.iter_mut() {
-            let Some((_, reason)) = audit_rows.iter().find(|(r, _)| *r == row.name) else {
+        let attached = self.cgroup_programs(&cgroup, &programs)?;
+        for (row, spec) in rows.iter_mut().zip(specs) {
+            let Coverage::Unavailable { reason } = &row.coverage else {
                 continue;
             };
-            let hooks: Vec<String> = attached
+            let hooks: Vec<String> = spec
+                .audit
+                .hooks()
                 .iter()
-                .filter(|(r, _)| *r == row.name)
-                .map(|(_, program)| format!("cgroup/{program} on {}", cgroup.display()))
+                .filter(|hook| attached.contains(hook))
+                .map(|hook| format!("{} on {}", hook.name(), cgroup.display()))
                 .collect();
             if hooks.is_empty() {
                 continue;
             }
-            // connect and sendmsg programs can refuse; the others report.
-            row.coverage = if matches!(row.name, "network.connect" | "network.send") {
-                Coverage::Enforced { hooks }
-            } else {
-                Coverage::AuditOnly {
-                    hooks,
-                    reason: reason.clone(),
-                }
-            };
+            row.coverage = audit_coverage(spec, hooks, reason.clone());
         }
+        Ok(())
     }
+}
 
-    Ok(Attached {
-        rows,
-        links,
-        files_lsm,
-        process_lsm,
-        mount_lsm,
-        network_lsm,
-    })
+/// A row covered by its audit tier's `hooks`: enforced where those
+/// programs can refuse.
+fn audit_coverage(spec: &RowSpec, hooks: Vec<String>, reason: Reason) -> Coverage {
+    if spec.audit_refuses() {
+        Coverage::Enforced { hooks }
+    } else {
+        Coverage::AuditOnly { hooks, reason }
+    }
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most
@@ -308,138 +302,300 @@ pub fn cgroup2_root() -> Option<PathBuf> {
     })
 }
 
-/// Attaches every cgroup sock_addr program to `cgroup`: `(row, program)`.
-fn attach_cgroup_programs(
-    ebpf: &mut Ebpf,
-    cgroup: &Path,
-    links: &mut Links,
-) -> Result<Vec<(&'static str, &'static str)>, KernelError> {
-    let dir = std::fs::File::open(cgroup).map_err(|e| KernelError::Cgroup {
-        path: cgroup.display().to_string(),
-        source: e,
-    })?;
-    let mut attached = Vec::new();
-    for &(row, program) in programs::NETWORK_CGROUP {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(program)
-            .ok_or(KernelError::Missing("a cgroup sock_addr program"))?
-            .try_into()
-            .map_err(|source| KernelError::Attach {
-                what: program.into(),
-                source,
-            })?;
-        // A BPF link (how aya attaches where the kernel has them) coexists
-        // with other programs on the cgroup whatever the mode; the link
-        // API takes no flags, so the default mode it is.
-        match prog
-            .load()
-            .and_then(|()| prog.attach(&dir, CgroupAttachMode::Single))
-            .and_then(|id| prog.take_link(id))
-        {
-            Ok(link) => {
-                // A link from BPF_LINK_CREATE (kernels from 5.7); an older
-                // kernel's program attachment stays with the program.
-                if let Ok(link) = FdLink::try_from(link) {
-                    links.push((program.to_string(), link));
-                }
-                attached.push((row, program));
-            }
-            Err(source) => {
-                return Err(KernelError::Attach {
-                    what: format!("cgroup/{program} on {}", cgroup.display()),
+impl Attacher<'_> {
+    /// Attaches each cgroup sock_addr program in `hooks` to `cgroup`.
+    fn cgroup_programs(&mut self, cgroup: &Path, hooks: &[Hook]) -> Result<Vec<Hook>, KernelError> {
+        let dir = std::fs::File::open(cgroup).map_err(|e| KernelError::Cgroup {
+            path: cgroup.display().to_string(),
+            source: e,
+        })?;
+        let mut attached = Vec::new();
+        for &hook in hooks {
+            let program = hook.program();
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing("a cgroup sock_addr program"))?
+                .try_into()
+                .map_err(|source| KernelError::Attach {
+                    what: program.into(),
                     source,
-                });
-            }
-        }
-    }
-    Ok(attached)
-}
-
-fn attach_tracepoints(
-    ebpf: &mut Ebpf,
-    list: &[(&str, &str, &str)],
-    links: &mut Links,
-) -> Result<Vec<String>, KernelError> {
-    let mut hooks = Vec::new();
-    for &(program, category, name) in list {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(KernelError::Missing("a tracepoint program"))?
-            .try_into()
-            .map_err(|source| KernelError::Attach {
-                what: program.into(),
-                source,
-            })?;
-        match prog.load().and_then(|()| prog.attach(category, name)) {
-            Ok(id) => {
-                // Only a perf link (kernels from 5.15) can be owned and
-                // pinned; otherwise the attachment stays with the program.
-                if aya::features().bpf_perf_link() {
-                    let link = prog.take_link(id).map_err(|source| KernelError::Attach {
-                        what: program.into(),
-                        source,
-                    })?;
-                    let link = FdLink::try_from(link).map_err(|source| KernelError::Link {
-                        what: format!("tracepoint {category}/{name}"),
-                        source,
-                    })?;
-                    links.push((program.to_string(), link));
+                })?;
+            // A BPF link (how aya attaches where the kernel has them) coexists
+            // with other programs on the cgroup whatever the mode; the link
+            // API takes no flags, so the default mode it is.
+            match prog
+                .load()
+                .and_then(|()| prog.attach(&dir, CgroupAttachMode::Single))
+                .and_then(|id| prog.take_link(id))
+            {
+                Ok(link) => {
+                    // A link from BPF_LINK_CREATE (kernels from 5.7); an older
+                    // kernel's program attachment stays with the program.
+                    if let Ok(link) = FdLink::try_from(link) {
+                        self.links.push((program.to_string(), link));
+                    }
+                    attached.push(hook);
                 }
-                hooks.push(format!("tracepoint/{category}/{name}"))
+                Err(source) => {
+                    return Err(KernelError::Attach {
+                        what: format!("cgroup/{program} on {}", cgroup.display()),
+                        source,
+                    });
+                }
             }
-            // `open` does not exist on every architecture; `openat2` is 5.6+.
-            Err(err) => warn!("tracepoint {category}/{name} not attached: {err}"),
         }
+        Ok(attached)
     }
-    if hooks.is_empty() {
-        return Err(KernelError::Missing("any attachable tracepoint"));
-    }
-    Ok(hooks)
-}
 
-fn attach_raw_tracepoints(
-    ebpf: &mut Ebpf,
-    list: &[(&str, &str, &str)],
-    links: &mut Links,
-) -> Result<Vec<String>, KernelError> {
-    let mut hooks = Vec::new();
-    for &(program, _, name) in list {
-        let prog: &mut RawTracePoint = ebpf
-            .program_mut(program)
-            .ok_or(KernelError::Missing("a raw tracepoint program"))?
-            .try_into()
-            .map_err(|source| KernelError::Attach {
-                what: program.into(),
-                source,
-            })?;
-        let link = prog
-            .load()
-            .and_then(|()| prog.attach(name))
-            .and_then(|id| prog.take_link(id))
-            .map_err(|source| KernelError::Attach {
-                what: format!("raw tracepoint {name}"),
-                source,
-            })?;
-        links.push((program.to_string(), link.into()));
-        hooks.push(format!("raw_tracepoint/{name}"));
+    fn tracepoints(&mut self, list: &[Hook]) -> Result<Vec<String>, KernelError> {
+        let mut hooks = Vec::new();
+        for &hook in list {
+            let program = hook.program();
+            let (category, name) = hook
+                .tracepoint()
+                .ok_or(KernelError::Missing("a tracepoint program"))?;
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing("a tracepoint program"))?
+                .try_into()
+                .map_err(|source| KernelError::Attach {
+                    what: program.into(),
+                    source,
+                })?;
+            match prog.load().and_then(|()| prog.attach(category, name)) {
+                Ok(id) => {
+                    // Only a perf link (kernels from 5.15) can be owned and
+                    // pinned; otherwise the attachment stays with the program.
+                    if aya::features().bpf_perf_link() {
+                        let link = prog.take_link(id).map_err(|source| KernelError::Attach {
+                            what: program.into(),
+                            source,
+                        })?;
+                        let link = FdLink::try_from(link).map_err(|source| KernelError::Link {
+                            what: format!("tracepoint {category}/{name}"),
+                            source,
+                        })?;
+                        self.links.push((program.to_string(), link));
+                    }
+                    hooks.push(hook.name().to_string())
+                }
+                // `open` does not exist on every architecture; `openat2` is 5.6+.
+                Err(err) => warn!("tracepoint {category}/{name} not attached: {err}"),
+            }
+        }
+        if hooks.is_empty() {
+            return Err(KernelError::Missing("any attachable tracepoint"));
+        }
+        Ok(hooks)
     }
-    Ok(hooks)
+
+    fn raw_tracepoints(&mut self, list: &[Hook]) -> Result<Vec<String>, KernelError> {
+        let mut hooks = Vec::new();
+        for &hook in list {
+            // Named after the raw tracepoint it attaches to.
+            let program = hook.program();
+            let prog: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing("a raw tracepoint program"))?
+                .try_into()
+                .map_err(|source| KernelError::Attach {
+                    what: program.into(),
+                    source,
+                })?;
+            let link = prog
+                .load()
+                .and_then(|()| prog.attach(program))
+                .and_then(|id| prog.take_link(id))
+                .map_err(|source| KernelError::Attach {
+                    what: format!("raw tracepoint {program}"),
+                    source,
+                })?;
+            self.links.push((program.to_string(), link.into()));
+            hooks.push(hook.name().to_string());
+        }
+        Ok(hooks)
+    }
 }
 
 /// Loads and attaches one BPF-LSM program (named after its hook); on
-/// failure, says why in one line.
-fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &str) -> Result<FdLink, String> {
+/// failure, says why.
+fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &'static str) -> Result<FdLink, LsmUnavailable> {
     let prog: &mut Lsm = ebpf
         .program_mut(program)
-        .ok_or_else(|| format!("the eBPF object has no program {program}"))?
+        .ok_or(LsmUnavailable::NoProgram { program })?
         .try_into()
-        .map_err(|e| format!("{program} is not an LSM program: {e}"))?;
+        .map_err(
+            |e: aya::programs::ProgramError| LsmUnavailable::NotLsmProgram {
+                program,
+                error: e.to_string(),
+            },
+        )?;
     let started = std::time::Instant::now();
     prog.load(program, btf)
-        .map_err(|e| probe::describe_load_error(program, &e))?;
+        .map_err(|e| probe::load_refused(program, &e))?;
     tracing::debug!(program, elapsed = ?started.elapsed(), "BPF-LSM program verified and loaded");
     prog.attach()
         .and_then(|id| prog.take_link(id))
         .map(FdLink::from)
-        .map_err(|e| format!("the kernel refused to attach BPF-LSM program {program}: {e}"))
+        .map_err(|e| LsmUnavailable::AttachRefused {
+            program,
+            error: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use aya_obj::ProgramSection;
+
+    use super::*;
+
+    /// Whether `section` is the program type the hook name says.
+    fn of_hook_type(hook: Hook, section: &ProgramSection) -> bool {
+        match hook.name().split('/').next() {
+            Some("lsm") => matches!(section, ProgramSection::Lsm { .. }),
+            Some("tracepoint") => {
+                matches!(section, ProgramSection::TracePoint) && hook.tracepoint().is_some()
+            }
+            Some("raw_tracepoint") => matches!(section, ProgramSection::RawTracePoint),
+            Some("cgroup") => matches!(section, ProgramSection::CgroupSockAddr { .. }),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn every_program_of_the_object_is_a_rows_and_of_its_hooks_type() {
+        let object = aya_obj::Object::parse(super::super::EBPF_OBJECT).unwrap();
+        let mut named = HashSet::new();
+        for spec in ROWS {
+            let audit_type = match spec.audit {
+                AuditTier::None => "",
+                AuditTier::Tracepoints(_) => "tracepoint/",
+                AuditTier::RawTracepoints(_) | AuditTier::AttachedByRow(_) => "raw_tracepoint/",
+                AuditTier::CgroupSockAddr(_) => "cgroup/",
+            };
+            let lsm = spec.lsm.into_iter().map(|hook| (hook, "lsm/"));
+            let audit = spec.audit.hooks().iter().map(|&hook| (hook, audit_type));
+            for (hook, prefix) in lsm.chain(audit) {
+                assert!(hook.name().starts_with(prefix), "{}: {hook:?}", spec.name);
+                let program = hook.program();
+                let Some(found) = object.programs.get(program) else {
+                    panic!("{}: the eBPF object has no program {program}", spec.name);
+                };
+                assert!(
+                    of_hook_type(hook, &found.section),
+                    "{}: program {program} is {:?}, not {}",
+                    spec.name,
+                    found.section,
+                    hook.name()
+                );
+                named.insert(program);
+            }
+        }
+        let unnamed: Vec<&String> = object
+            .programs
+            .keys()
+            .filter(|program| !named.contains(program.as_str()))
+            .collect();
+        assert!(unnamed.is_empty(), "no row attaches {unnamed:?}");
+    }
+
+    #[test]
+    fn rows_are_named_after_their_module_and_share_programs_within_it() {
+        let mut names = HashSet::new();
+        for spec in ROWS {
+            assert!(names.insert(spec.name), "{} twice", spec.name);
+            let prefix = format!("{}.", super::super::module_name(spec.module));
+            assert!(spec.name.starts_with(&prefix), "{}", spec.name);
+            // `Attacher::module` attaches these on every tier.
+            if spec.lsm.is_none() {
+                assert!(
+                    matches!(spec.audit, AuditTier::RawTracepoints(_)),
+                    "{}",
+                    spec.name
+                );
+            }
+            if let AuditTier::AttachedByRow(hooks) = spec.audit {
+                for hook in hooks {
+                    assert!(
+                        ROWS.iter().any(|other| other.module == spec.module
+                            && matches!(other.audit, AuditTier::RawTracepoints(h) if h.contains(hook))),
+                        "{}: no row of its module attaches {}",
+                        spec.name,
+                        hook.name()
+                    );
+                }
+            }
+        }
+        let refusing: Vec<&str> = ROWS
+            .iter()
+            .filter(|spec| spec.audit_refuses())
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(refusing, ["network.connect", "network.send"]);
+    }
+
+    /// What a cell of a Markdown table quotes as code.
+    fn code(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// `hooks` as the README writes them: the first in full, the others
+    /// by the end of their name (`openat2`, `connect6`).
+    fn assert_lists(row: &str, hooks: &[Hook], cell: &str) {
+        let quoted = code(cell);
+        assert_eq!(
+            quoted.first(),
+            hooks.first().map(|h| h.name()).as_ref(),
+            "{row}"
+        );
+        assert!(quoted.len() >= hooks.len(), "{row}: {cell}");
+        for (hook, short) in hooks.iter().zip(&quoted).skip(1) {
+            let name = hook.name();
+            assert!(
+                name.ends_with(&format!("/{short}")) || name.ends_with(&format!("_{short}")),
+                "{row}: README says `{short}` for {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_row_with_its_hooks() {
+        const README: &str = include_str!("../../../README.md");
+        let table: Vec<[&str; 3]> = README
+            .lines()
+            .skip_while(|line| !line.starts_with("| Row | BPF-LSM hook"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                cells
+                    .try_into()
+                    .unwrap_or_else(|_| panic!("not 3 cells: {line}"))
+            })
+            .collect();
+        let readme_rows: Vec<&str> = table.iter().map(|[row, ..]| code(row)[0]).collect();
+        let rows: Vec<&str> = ROWS.iter().map(|spec| spec.name).collect();
+        assert_eq!(readme_rows, rows, "README.md's table of rows");
+        for (spec, [_, lsm, audit]) in ROWS.iter().zip(&table) {
+            let row = spec.name;
+            let Some(hook) = spec.lsm else {
+                // Covered the same way on every tier.
+                assert_lists(row, spec.audit.hooks(), lsm);
+                assert_eq!(*audit, "same", "{row}");
+                continue;
+            };
+            assert_eq!(code(lsm).first(), Some(&hook.name()), "{row}");
+            if spec.audit.hooks().is_empty() {
+                assert_eq!(*audit, "unavailable", "{row}");
+            } else {
+                assert_lists(row, spec.audit.hooks(), audit);
+                assert_eq!(audit.contains(": enforced"), spec.audit_refuses(), "{row}");
+            }
+        }
+    }
 }

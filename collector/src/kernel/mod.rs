@@ -22,8 +22,9 @@ use collector_common::{
 };
 use tracing::{debug, info, warn};
 
-pub use attach::{Coverage, Row};
+pub use attach::{Coverage, Reason, Row};
 pub use pin::PinDir;
+pub use probe::LsmUnavailable;
 
 use crate::{
     config::TierChoice,
@@ -59,7 +60,7 @@ pub enum KernelError {
         source: std::io::Error,
     },
     #[error("BPF-LSM is required (kernel.tier: lsm) but unavailable: {0}")]
-    LsmRequired(String),
+    LsmRequired(LsmUnavailable),
     #[error("attaching {what} failed: {source}")]
     Attach {
         what: String,
@@ -133,68 +134,23 @@ impl Kernel {
         let pins = PinDir::new(pinning.dir);
         let takeover = takeover(&pins, pinning.keep)?;
         let epoch = takeover.map_or(0, |t| t.epoch.wrapping_add(1) & (u32::MAX >> 1));
-
-        let offsets = offsets::resolve(Path::new(offsets::VMLINUX_BTF))?;
-        let host_mnt_ns = host_mount_namespace();
-        let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
-        let mut loader = EbpfLoader::new();
-        loader.btf(Some(&btf));
-        for (name, value) in &offsets {
-            debug!(global = name, offset = value, "kernel struct offset");
-            loader.override_global(name, value, true);
-        }
-        loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
-        let epoch_global = u64::from(epoch);
-        loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
-        let audit_rate_limit = u64::from(audit_rate_limit);
-        loader.override_global(globals::AUDIT_RATE_LIMIT, &audit_rate_limit, true);
-        let mut ring_buffer_bytes = ring_buffer_bytes;
-        if takeover.is_some()
-            && let Some(pinned) = pins.ring_buffer_bytes()
-            && pinned != ring_buffer_bytes
-        {
-            warn!(
-                "kernel.ring_buffer_bytes is {ring_buffer_bytes}, the pinned ring buffer has \
-                 {pinned}: keeping {pinned} (the new size needs `safeguard unpin` and a restart)"
-            );
-            ring_buffer_bytes = pinned;
-        }
-        loader.map_max_entries(maps::EVENTS, ring_buffer_bytes);
-        let map_paths: Vec<(&str, std::path::PathBuf)> = if takeover.is_some() || pinning.keep {
-            pin::shared_maps().map(|m| (m, pins.map_path(m))).collect()
-        } else {
-            Vec::new()
-        };
-        for (name, path) in &map_paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let mut ebpf = loader.load(EBPF_OBJECT).map_err(KernelError::Load)?;
+        let (mut ebpf, btf) = load(
+            &pins,
+            takeover.is_some(),
+            pinning.keep,
+            epoch,
+            ring_buffer_bytes,
+            audit_rate_limit,
+        )?;
 
         // Rules first, then programs (which return at once while their
         // module is disabled, or another epoch is in force), then the
         // switches: a program never sees its module enabled without its
-        // rules. Fresh maps start zeroed: epoch 0, set 0, in force. Taking
-        // over, the set not in force may hold an older policy.
+        // rules. Fresh maps start zeroed: epoch 0, set 0, in force.
         let set = takeover.map_or(0, |t| 1 - t.set as u8);
-        if takeover.is_some() {
-            clear_rules(&mut ebpf, set)?;
-        }
-        write_rules(&mut ebpf, policy, set)?;
+        fill(&mut ebpf, policy, set, takeover.is_some())?;
         let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
-        let modules = [
-            (Module::Files, policy.files.enabled(), attached.files_lsm),
-            (
-                Module::Process,
-                policy.process.enabled(),
-                attached.process_lsm,
-            ),
-            (Module::Mount, policy.mount.enabled(), attached.mount_lsm),
-            (
-                Module::Network,
-                policy.network.enabled(),
-                attached.network_lsm,
-            ),
-        ];
+        let modules = Module::ALL.map(|m| (m, module_policy(policy, m).enabled(), attached.lsm(m)));
         write_all_switches(&mut ebpf, policy, &modules, set)?;
         let mut kernel = Self {
             ebpf,
@@ -205,10 +161,24 @@ impl Kernel {
             pinned: None,
             modules,
         };
+        kernel.hand_over(&pins, takeover, &pinning)?;
+        Ok(kernel)
+    }
+
+    /// Pins this load's links (with `kernel.pin`), puts it in force and
+    /// removes what a previous agent left: its links, and with `kernel.pin`
+    /// off, every pin.
+    fn hand_over(
+        &mut self,
+        pins: &PinDir,
+        takeover: Option<pin::InForce>,
+        pinning: &Pinning,
+    ) -> Result<(), KernelError> {
+        let epoch = self.epoch;
         // Pin before the switch: a crash in between leaves the previous
         // epoch in force, and the next start removes these.
         if pinning.keep {
-            let links = std::mem::take(&mut kernel.links);
+            let links = std::mem::take(&mut self.links);
             let count = links.len();
             // The kernel keeps a pinned link; the handle is not needed.
             drop(pins.pin_links(epoch, links)?);
@@ -216,10 +186,10 @@ impl Kernel {
                 "{count} program links pinned under {}: enforcement continues while the agent is away",
                 pins.path().display()
             );
-            kernel.pinned = Some(PinDir::new(pinning.dir));
+            self.pinned = Some(PinDir::new(pinning.dir));
         }
         if let Some(previous) = takeover {
-            kernel.set_active(set)?;
+            self.set_active(self.set)?;
             let removed = pins.remove_links_except(pinning.keep.then_some(epoch))?;
             info!(
                 "took over from the programs pinned under {} (epoch {}): {removed} previous links removed",
@@ -240,7 +210,7 @@ impl Kernel {
                 pins.path().display()
             );
         }
-        Ok(kernel)
+        Ok(())
     }
 
     /// Writes `POLICY_ACTIVE`: this load's programs with policy set `set`.
@@ -371,6 +341,64 @@ fn takeover(pins: &PinDir, keep: bool) -> Result<Option<pin::InForce>, KernelErr
             Ok(None)
         }
     }
+}
+
+/// Loads the eBPF object with this kernel's struct offsets and the
+/// agent's globals; taking over (or pinning), onto the maps pinned in
+/// `pins`.
+fn load(
+    pins: &PinDir,
+    taking_over: bool,
+    keep: bool,
+    epoch: u32,
+    ring_buffer_bytes: u32,
+    audit_rate_limit: u32,
+) -> Result<(Ebpf, Btf), KernelError> {
+    let offsets = offsets::resolve(Path::new(offsets::VMLINUX_BTF))?;
+    let host_mnt_ns = host_mount_namespace();
+    let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
+    let mut loader = EbpfLoader::new();
+    loader.btf(Some(&btf));
+    for (name, value) in &offsets {
+        debug!(global = name, offset = value, "kernel struct offset");
+        loader.override_global(name, value, true);
+    }
+    loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
+    let epoch_global = u64::from(epoch);
+    loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
+    let audit_rate_limit = u64::from(audit_rate_limit);
+    loader.override_global(globals::AUDIT_RATE_LIMIT, &audit_rate_limit, true);
+    let mut ring_buffer_bytes = ring_buffer_bytes;
+    if taking_over
+        && let Some(pinned) = pins.ring_buffer_bytes()
+        && pinned != ring_buffer_bytes
+    {
+        warn!(
+            "kernel.ring_buffer_bytes is {ring_buffer_bytes}, the pinned ring buffer has \
+             {pinned}: keeping {pinned} (the new size needs `safeguard unpin` and a restart)"
+        );
+        ring_buffer_bytes = pinned;
+    }
+    loader.map_max_entries(maps::EVENTS, ring_buffer_bytes);
+    let map_paths: Vec<(&str, std::path::PathBuf)> = if taking_over || keep {
+        pin::shared_maps().map(|m| (m, pins.map_path(m))).collect()
+    } else {
+        Vec::new()
+    };
+    for (name, path) in &map_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let ebpf = loader.load(EBPF_OBJECT).map_err(KernelError::Load)?;
+    Ok((ebpf, btf))
+}
+
+/// Writes `policy` into policy set `set`. Taking over, the set not in
+/// force may hold an older policy: it is emptied first.
+fn fill(ebpf: &mut Ebpf, policy: &Policy, set: u8, taking_over: bool) -> Result<(), KernelError> {
+    if taking_over {
+        clear_rules(ebpf, set)?;
+    }
+    write_rules(ebpf, policy, set)
 }
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
@@ -588,8 +616,8 @@ mod troubleshooting {
         );
     }
 
-    fn load_error(errno: i32) -> String {
-        probe::describe_load_error(
+    fn load_error(errno: i32) -> LsmUnavailable {
+        probe::load_refused(
             "file_open",
             &aya::programs::ProgramError::LoadError {
                 io_error: io::Error::from_raw_os_error(errno),

@@ -85,6 +85,54 @@ pub enum PinError {
     },
 }
 
+/// How pinned maps do not fit this build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misfit {
+    NotInBuild(&'static str),
+    Missing(PathBuf),
+    Unreadable {
+        path: PathBuf,
+        error: String,
+    },
+    Differs {
+        map: &'static str,
+        measure: Measure,
+        pinned: u32,
+        ours: u32,
+    },
+}
+
+/// What of a map's layout differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    KeySize,
+    ValueSize,
+    Capacity,
+}
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Misfit::NotInBuild(name) => write!(f, "this build has no map {name}"),
+            Misfit::Missing(path) => write!(f, "{} is missing", path.display()),
+            Misfit::Unreadable { path, error } => write!(f, "{}: {error}", path.display()),
+            Misfit::Differs {
+                map,
+                measure,
+                pinned,
+                ours,
+            } => {
+                let what = match measure {
+                    Measure::KeySize => "key size",
+                    Measure::ValueSize => "value size",
+                    Measure::Capacity => "capacity",
+                };
+                write!(f, "map {map}: pinned {what} {pinned}, this build's {ours}")
+            }
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinError + '_ {
     move |source| PinError::Io {
         path: path.to_path_buf(),
@@ -170,36 +218,38 @@ impl PinDir {
     /// Whether the pinned maps fit the programs about to be loaded: same
     /// key and value sizes and capacity (the ring buffer's size excepted:
     /// the pinned one is kept). `Err` says what differs.
-    pub fn fits(&self, object: &aya_obj::Object) -> Result<(), String> {
+    pub fn fits(&self, object: &aya_obj::Object) -> Result<(), Misfit> {
         for name in shared_maps() {
             let path = self.map_path(name);
             let Some(ours) = object.maps.get(name) else {
-                return Err(format!("this build has no map {name}"));
+                return Err(Misfit::NotInBuild(name));
             };
             let pinned = match MapInfo::from_pin(&path) {
                 Ok(info) => info,
-                Err(_) if !path.exists() => return Err(format!("{} is missing", path.display())),
-                Err(e) => return Err(format!("{}: {e}", path.display())),
+                Err(_) if !path.exists() => return Err(Misfit::Missing(path)),
+                Err(e) => {
+                    return Err(Misfit::Unreadable {
+                        path,
+                        error: e.to_string(),
+                    });
+                }
             };
-            let differs = |what: &str, pinned: u32, ours: u32| {
-                format!("map {name}: pinned {what} {pinned}, this build's {ours}")
-            };
-            if pinned.key_size() != ours.key_size() {
-                return Err(differs("key size", pinned.key_size(), ours.key_size()));
-            }
-            if pinned.value_size() != ours.value_size() {
-                return Err(differs(
-                    "value size",
-                    pinned.value_size(),
-                    ours.value_size(),
-                ));
-            }
-            if name != maps::EVENTS && pinned.max_entries() != ours.max_entries() {
-                return Err(differs(
-                    "capacity",
-                    pinned.max_entries(),
-                    ours.max_entries(),
-                ));
+            let sizes = [
+                (Measure::KeySize, pinned.key_size(), ours.key_size()),
+                (Measure::ValueSize, pinned.value_size(), ours.value_size()),
+                (Measure::Capacity, pinned.max_entries(), ours.max_entries()),
+            ];
+            for (measure, pinned, ours) in sizes {
+                // The ring buffer keeps its pinned size (`Kernel::start`).
+                let resizable = measure == Measure::Capacity && name == maps::EVENTS;
+                if pinned != ours && !resizable {
+                    return Err(Misfit::Differs {
+                        map: name,
+                        measure,
+                        pinned,
+                        ours,
+                    });
+                }
             }
         }
         Ok(())
