@@ -3,7 +3,7 @@
 
 use tracing::{info, warn};
 
-use crate::kernel::{Coverage, Row};
+use crate::kernel::{Coverage, Reason, Row};
 
 /// One line per row: enforced, audit only or unavailable. The reason
 /// BPF-LSM is unavailable is said once, however many rows it affects.
@@ -15,7 +15,7 @@ pub fn report(rows: &[Row]) {
                 info!(tier = row.coverage.tier(), hooks = %hooks.join(","), "{}: enforced by BPF-LSM", row.name);
             }
             Coverage::AuditOnly { hooks, reason } => {
-                if !said.contains(&reason) && row.name != "process.lifecycle" {
+                if !said.contains(&reason) && matches!(reason, Reason::Lsm(_)) {
                     warn!("BPF-LSM unavailable: {reason}");
                     said.push(reason);
                 }
