@@ -378,7 +378,7 @@ pub async fn deliver(
     // Find out at once whether the Collector answers, so that an idle
     // agent says it is falling back too.
     if let Err(e) = transport.send(Signal::Logs, Vec::new()).await {
-        metrics.export_failure(Signal::Logs.name(), e.kind());
+        metrics.export_failure(Signal::Logs.name(), &e.kind().name());
         falling_back(&e);
     }
     loop {
@@ -438,7 +438,7 @@ pub async fn deliver(
                 }
             }
             Err(e @ ExportError::Rejected { .. }) => {
-                metrics.export_failure(batch.signal.name(), e.kind());
+                metrics.export_failure(batch.signal.name(), &e.kind().name());
                 error!(
                     records = batch.records,
                     "the Collector refused a {} batch: {e}; it is dropped from the spool (log records are kept in the local event log)",
@@ -448,11 +448,11 @@ pub async fn deliver(
                 spool.remove(&batch);
             }
             Err(e) => {
-                metrics.export_failure(batch.signal.name(), e.kind());
+                metrics.export_failure(batch.signal.name(), &e.kind().name());
                 // The Collector answered, but with an error: if the batch
                 // itself no longer decodes (damaged on disk), no retry will
                 // help, and every batch behind it would wait.
-                if collector_answered(&e)
+                if e.kind().collector_answered()
                     && let Some(payload) = spool.read(&batch)
                     && let Err(error) = spool::check(batch.signal, &payload)
                 {
@@ -490,11 +490,6 @@ pub async fn deliver(
             spool.dir().display()
         );
     }
-}
-
-/// The Collector was reached and said why it did not take the batch.
-fn collector_answered(e: &ExportError) -> bool {
-    e.kind() != semconv::error_type::UNAVAILABLE && e.kind() != semconv::error_type::TIMEOUT
 }
 
 fn recovered(transport: &Transport, spool: &Spool, state: &ExportState) {
@@ -544,7 +539,7 @@ pub async fn forward_metrics(
         if let Err(e) = &result
             && let Some(m) = metrics.get()
         {
-            m.export_failure(Signal::Metrics.name(), e.kind());
+            m.export_failure(Signal::Metrics.name(), &e.kind().name());
         }
         let _ = done.send(result.map(|_| ()).map_err(|e| e.to_string()));
     }
