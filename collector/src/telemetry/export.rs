@@ -191,6 +191,11 @@ enum Client {
     },
 }
 
+/// The agent's one OTLP client: sends already encoded requests of every
+/// signal (log and trace batches from the spool, metrics collections) to
+/// the configured endpoint, and sorts what goes wrong into an
+/// [`ExportError`]. Built once at start and shared (`Arc`) by the delivery
+/// and metrics tasks; it never retries on its own (delivery decides).
 pub struct Transport {
     client: Client,
     gzip: bool,

@@ -46,6 +46,12 @@ pub struct Observed {
     pub rows: Mutex<Vec<(String, &'static str)>>,
 }
 
+/// The agent's OpenTelemetry meter: one per agent while export is on,
+/// created at start and shut down (one last export) at stop. Owns the
+/// SDK's meter provider and periodic reader; shared (`Arc`) by the
+/// pipeline and delivery, which count on it. Every instrument carries its
+/// `semconv::metric` name, unit and description; nothing is spooled (sums
+/// are cumulative, so the next export after an outage carries the totals).
 pub struct Metrics {
     provider: SdkMeterProvider,
     events: Counter<u64>,

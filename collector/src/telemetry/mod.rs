@@ -74,6 +74,17 @@ pub struct Export {
 /// it is sent.
 const MAX_BATCH_BYTES: usize = 3 << 20;
 
+/// The agent's pipeline after enrichment: takes each [`Record`], counts
+/// it, keeps its process's span ([`Tracker`]) and adds its log record to
+/// the open batch; a batch is sealed (encoded once) into the [`Spool`] when
+/// full or old enough, and the delivery task sends it from there. Records
+/// also go to the local event log, always (`log.mode: always`, or export
+/// off) or while the Collector does not answer.
+///
+/// Owned by the agent's run loop, which calls [`Pipeline::push`] for each
+/// record, [`Pipeline::tick`] on a timer and [`Pipeline::finish`] once at
+/// stop; not shared between threads. Nothing pushed is lost: a batch that
+/// cannot be spooled or is evicted goes to the local event log.
 pub struct Pipeline {
     resource: Resource,
     tracker: Tracker,

@@ -133,6 +133,14 @@ pub struct Pushed {
     pub evicted: Vec<(Batch, Vec<u8>)>,
 }
 
+/// The spool: one per agent while OpenTelemetry export is on, opened at
+/// start (taking over what a previous run left) and shared (`Arc`) by the
+/// pipeline, which pushes sealed batches, and the delivery task, which
+/// sends the oldest and removes it once acknowledged; `status` and the
+/// metrics read its [`Usage`]. Invariants: batches leave in the order they
+/// came (by sequence number, also across restarts); a batch's file exists
+/// whole or not at all; [`Usage`] always matches the batches held; the
+/// newest batch is never evicted, so the cap can be passed by one batch.
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
