@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod internal_events;
 pub mod kernel;
 pub mod output;
 pub mod policy;
