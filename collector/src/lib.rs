@@ -14,7 +14,6 @@ pub mod internal_events;
 pub mod kernel;
 pub mod output;
 pub mod policy;
-pub mod stats;
 pub mod status;
 pub mod telemetry;
 

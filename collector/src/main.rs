@@ -13,7 +13,6 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use collector_common::DropReason;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -23,11 +22,14 @@ use safeguard::{
     config::{Config, Output},
     dns, error_chain, events,
     events::enrich::Enricher,
+    internal_events::{
+        AgentStopped, KernelDropsRead, KernelDropsUnreadable, Registry, ReloadApplied,
+        ReloadRejected, SpoolBatchDamaged,
+    },
     kernel,
     kernel::{Coverage, Kernel, Row},
     output::EventLog,
     policy::Policy,
-    stats::Stats,
     status, telemetry,
     telemetry::{
         ExportState, Pipeline, SharedLog,
@@ -260,15 +262,15 @@ async fn agent(
     for (name, addrs) in &resolved {
         info!("network.domain: {name} → {addrs:?}");
     }
-    let stats = Arc::new(Stats::default());
+    let registry = Arc::new(Registry::default());
     // Everything the agent itself opens is opened before the policy is in
     // the kernel, so a strict policy cannot lock the agent out.
-    let enricher = Enricher::new(policy.clone(), stats.clone());
+    let enricher = Enricher::new(policy.clone(), registry.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let status_server = status::Server::bind(&config.status_socket)?;
     let observed = Arc::new(Observed::default());
     let otel = if config.otel.enable {
-        Some(start_export(&config, &stats, &local, &observed)?)
+        Some(start_export(&config, &registry, &local, &observed)?)
     } else {
         info!("OpenTelemetry export is off (otel.enable: false)");
         None
@@ -295,7 +297,7 @@ async fn agent(
     let status_task = tokio::spawn(status_server.serve(Arc::new(status::Source {
         started: Instant::now(),
         observed: observed.clone(),
-        stats: stats.clone(),
+        registry: registry.clone(),
         event_log: lock(&local).location.clone(),
         export: otel.as_ref().map(|o| status::ExportSource {
             endpoint: config.otel.endpoint.clone(),
@@ -324,14 +326,14 @@ async fn agent(
         local_always,
         config.log.level,
         otel.as_ref().map(|o| o.metrics.clone()),
-        stats.clone(),
+        registry.clone(),
     );
 
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE_CAPACITY);
     let reader = tokio::spawn(events::reader::run(
         kernel.take_events()?,
         queue_tx,
-        stats.clone(),
+        registry.clone(),
         stop_rx,
         !kernel.pinned(),
         recorder,
@@ -384,11 +386,11 @@ async fn agent(
                 tick.as_mut().reset(tokio::time::Instant::now() + next);
                 if last_drops_read.elapsed() >= Duration::from_secs(5) {
                     last_drops_read = Instant::now();
-                    read_kernel_drops(&kernel, &observed);
+                    read_kernel_drops(&kernel, &registry);
                 }
                 if watched.changed() {
                     info!("{} changed: reloading", watched.path.display());
-                    if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &stats) {
+                    if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &registry) {
                         dns_task.take().inspect(tokio::task::JoinHandle::abort);
                         dns_task = watch_domains(&live.config, live.resolved.clone(), tokio::time::Instant::now(), &dns_tx);
                     }
@@ -398,7 +400,7 @@ async fn agent(
                 info!("SIGHUP: reloading the configuration");
                 // What is read now is what the watcher would reload.
                 watched.seen = watched.stamp();
-                if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &stats) {
+                if reload(&sources, &mut live, &mut kernel, &enricher, &observed, &registry) {
                     dns_task.take().inspect(tokio::task::JoinHandle::abort);
                     dns_task = watch_domains(&live.config, live.resolved.clone(), tokio::time::Instant::now(), &dns_tx);
                 }
@@ -435,7 +437,7 @@ async fn agent(
         process(&enricher, &mut pipeline, event);
     }
     pipeline.finish();
-    read_kernel_drops(&kernel, &observed);
+    read_kernel_drops(&kernel, &registry);
     if let Some(otel) = otel {
         // Everything is in the spool now: delivery may stop once it is
         // empty.
@@ -458,7 +460,8 @@ async fn agent(
     // The socket goes with the server.
     status_task.abort();
     let _ = status_task.await;
-    summarize(&kernel, &stats);
+    read_kernel_drops(&kernel, &registry);
+    registry.emit(AgentStopped);
     Ok(())
 }
 
@@ -475,20 +478,20 @@ struct Otel {
 
 fn start_export(
     config: &Config,
-    stats: &Arc<Stats>,
+    registry: &Arc<Registry>,
     local: &SharedLog,
     observed: &Arc<Observed>,
 ) -> anyhow::Result<Otel> {
     let otel = &config.otel;
     let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
     for d in spool.damaged() {
-        error!(
-            records = d.records,
-            "a spooled {} batch does not decode ({}): moved to {}, not sent",
-            d.signal.name(),
-            d.error,
-            d.path.display()
-        );
+        registry.emit(SpoolBatchDamaged {
+            signal: d.signal,
+            records: d.records,
+            error: &d.error,
+            path: &d.path,
+            in_local_log: d.local,
+        });
     }
     let usage = spool.usage();
     if usage.batches > 0 {
@@ -502,24 +505,19 @@ fn start_export(
     let transport = Arc::new(Transport::new(otel)?);
     let resource = telemetry::resource::resource();
     let (exports_tx, exports_rx) = mpsc::channel(4);
-    let cell = Arc::new(std::sync::OnceLock::new());
     let forwarder = tokio::spawn(telemetry::forward_metrics(
         transport.clone(),
         exports_rx,
-        cell.clone(),
+        registry.clone(),
     ));
     let metrics = Arc::new(Metrics::new(
         resource.clone(),
         None,
         exports_tx,
-        stats.clone(),
+        registry.clone(),
         Some(spool.clone()),
         observed.clone(),
     ));
-    let _ = cell.set(metrics.clone());
-    for d in spool.damaged() {
-        metrics.export_failure(d.signal.name(), semconv::error_type::ENCODING);
-    }
     let state = Arc::new(ExportState::default());
     let (stop_delivery, stop) = watch::channel(false);
     let deliver = tokio::spawn(telemetry::deliver(
@@ -528,6 +526,7 @@ fn start_export(
         state.clone(),
         local.clone(),
         metrics.clone(),
+        registry.clone(),
         stop,
     ));
     Ok(Otel {
@@ -626,7 +625,7 @@ fn reload(
     kernel: &mut Kernel,
     enricher: &Enricher,
     observed: &Observed,
-    stats: &Stats,
+    registry: &Registry,
 ) -> bool {
     let _ = sd_notify::notify(
         false,
@@ -681,21 +680,12 @@ fn reload(
         }
     };
     match outcome {
-        Ok(()) => {
-            let n = Stats::add(&stats.reloads, 1);
-            info!(
-                reloads = n,
-                rules = live.policy.rule_count(),
-                "configuration reloaded: the new policy is in force"
-            );
-        }
+        Ok(()) => registry.emit(ReloadApplied {
+            rules: live.policy.rule_count(),
+        }),
         Err(why) => {
             names_changed = false;
-            let n = Stats::add(&stats.reload_failures, 1);
-            error!(
-                rejected = n,
-                "configuration reload rejected, the running policy stays: {why}"
-            );
+            registry.emit(ReloadRejected { why: &why });
         }
     }
     notify_ready();
@@ -758,27 +748,10 @@ fn rule_counts(policy: &Policy) -> Vec<(&'static str, u64)> {
     .collect()
 }
 
-fn read_kernel_drops(kernel: &Kernel, observed: &Observed) {
+fn read_kernel_drops(kernel: &Kernel, registry: &Registry) {
     match kernel.kernel_drops() {
-        Ok(drops) => {
-            *observed
-                .kernel_drops
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = drops
-                .into_iter()
-                .map(|(hook, reason, n)| {
-                    let reason = match reason {
-                        DropReason::RingFull => semconv::drop_reason::RING_FULL,
-                        DropReason::ReservedForBlocked => {
-                            semconv::drop_reason::RESERVED_FOR_BLOCKED
-                        }
-                        DropReason::Sampled => semconv::drop_reason::SAMPLED,
-                    };
-                    (hook.name().to_string(), reason, n)
-                })
-                .collect();
-        }
-        Err(e) => warn!("cannot read kernel drop counters: {e}"),
+        Ok(drops) => registry.emit(KernelDropsRead { drops }),
+        Err(e) => registry.emit(KernelDropsUnreadable { error: &e }),
     }
 }
 
@@ -822,26 +795,6 @@ fn report_coverage(rows: &[Row]) {
             Coverage::Disabled => {}
         }
     }
-}
-
-fn summarize(kernel: &Kernel, stats: &Stats) {
-    let kernel_drops: u64 = match kernel.kernel_drops() {
-        Ok(d) => d.iter().map(|(_, _, n)| n).sum(),
-        Err(e) => {
-            warn!("cannot read kernel drop counters: {e}");
-            0
-        }
-    };
-    info!(
-        received = Stats::get(&stats.received),
-        written = Stats::get(&stats.written),
-        kernel_drops,
-        queue_drops = Stats::get(&stats.queue_drops),
-        decode_errors = Stats::get(&stats.decode_errors),
-        unresolved_paths = Stats::get(&stats.unresolved_paths),
-        write_errors = Stats::get(&stats.write_errors),
-        "stopped"
-    );
 }
 
 /// Tells systemd (Type=notify) or a test harness that enforcement is in place.

@@ -90,6 +90,8 @@ pub struct Damaged {
     pub path: PathBuf,
     pub signal: Signal,
     pub records: u64,
+    /// Its records are in the local files.
+    pub local: bool,
     /// Why it does not decode.
     pub error: String,
 }
@@ -200,6 +202,7 @@ impl Spool {
                         path,
                         signal: batch.signal,
                         records: batch.records,
+                        local: batch.local,
                         error,
                     });
                 }
