@@ -43,7 +43,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STOP_DRAIN: Duration = Duration::from_secs(10);
 
 /// Delivers the spool's batches, oldest first, until `stop` and the spool
-/// is empty (or the Collector does not answer, or [`STOP_DRAIN`] passed).
+/// is empty (or the Collector does not answer, or `STOP_DRAIN` passed).
 pub async fn deliver(
     transport: Arc<Transport>,
     spool: Arc<Spool>,

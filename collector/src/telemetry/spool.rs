@@ -124,7 +124,7 @@ struct State {
     failing: bool,
 }
 
-/// What [`Spool::push`] did.
+/// What [`Spool::push_timed`] did.
 #[derive(Debug)]
 pub struct Pushed {
     /// The caller must write this batch's records to the local files now
@@ -261,7 +261,9 @@ impl Spool {
         self.push_timed(signal, payload, records, local, Vec::new())
     }
 
-    /// [`Spool::push`], with the kernel times of the batch's records.
+    /// Appends a batch (`local`: its records are in the local files
+    /// already), with the kernel times of its log records. The one just
+    /// added is never evicted.
     pub fn push_timed(
         &self,
         signal: Signal,
