@@ -26,8 +26,8 @@ use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1:
 use safeguard::{
     config::{self, Sources},
     events::{Event, Record, decode::decode, enrich::Enricher, recording},
+    internal_events::Registry,
     policy::Policy,
-    stats::Stats,
     telemetry::{self, encode::LogBatch, resource, traces::Tracker},
 };
 
@@ -67,7 +67,7 @@ fn enricher() -> Enricher {
     let config = config::load(&sources).expect("the recorded configuration is valid");
     Enricher::new(
         Arc::new(Policy::compile(&config)),
-        Arc::new(Stats::default()),
+        Arc::new(Registry::default()),
     )
 }
 

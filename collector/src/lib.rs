@@ -13,10 +13,10 @@ pub mod commands;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod internal_events;
 pub mod kernel;
 pub mod output;
 pub mod policy;
-pub mod stats;
 pub mod status;
 pub mod telemetry;
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::{
-    stats::Stats,
+    internal_events::{Counter, Registry},
     telemetry::{ExportState, metrics::Observed, spool::Spool},
 };
 
@@ -44,6 +44,7 @@ pub struct RowStatus {
     pub tier: String,
 }
 
+/// The registry's counters as the status socket carries them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
     pub received: u64,
@@ -72,9 +73,10 @@ pub struct ExportStatus {
 /// What the snapshot is made of, shared with the agent.
 pub struct Source {
     pub started: Instant,
-    /// Rows, rules and kernel drops, as the metrics see them.
+    /// Rows and rules, as the metrics see them.
     pub observed: Arc<Observed>,
-    pub stats: Arc<Stats>,
+    /// The agent's counters and kernel drops.
+    pub registry: Arc<Registry>,
     pub event_log: String,
     pub export: Option<ExportSource>,
 }
@@ -90,9 +92,23 @@ pub struct ExportSource {
     pub spool: Arc<Spool>,
 }
 
+impl Counters {
+    fn read(r: &Registry) -> Self {
+        Self {
+            received: r.get(Counter::Received),
+            reported: r.get(Counter::Reported),
+            queue_drops: r.get(Counter::QueueDrops),
+            decode_errors: r.get(Counter::DecodeErrors),
+            unresolved_paths: r.get(Counter::UnresolvedPaths),
+            event_log_write_errors: r.get(Counter::EventLogWriteErrors),
+            reloads: r.get(Counter::Reloads),
+            reload_failures: r.get(Counter::ReloadFailures),
+        }
+    }
+}
+
 impl Source {
     pub fn snapshot(&self) -> Snapshot {
-        let s = &self.stats;
         Snapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -108,20 +124,13 @@ impl Source {
                 .iter()
                 .map(|(module, n)| ((*module).to_string(), *n))
                 .collect(),
-            counters: Counters {
-                received: Stats::get(&s.received),
-                reported: Stats::get(&s.written),
-                queue_drops: Stats::get(&s.queue_drops),
-                decode_errors: Stats::get(&s.decode_errors),
-                unresolved_paths: Stats::get(&s.unresolved_paths),
-                event_log_write_errors: Stats::get(&s.write_errors),
-                reloads: Stats::get(&s.reloads),
-                reload_failures: Stats::get(&s.reload_failures),
-            },
-            kernel_drops: locked(&self.observed.kernel_drops)
+            counters: Counters::read(&self.registry),
+            kernel_drops: self
+                .registry
+                .kernel_drops()
                 .iter()
-                .filter(|(_, _, n)| *n > 0)
-                .map(|(hook, reason, n)| (format!("{hook}: {reason}"), *n))
+                .filter(|d| d.records > 0)
+                .map(|d| (format!("{}: {}", d.hook, d.reason), d.records))
                 .collect(),
             event_log: self.event_log.clone(),
             export: self.export.as_ref().map(|e| {
@@ -283,9 +292,27 @@ mod tests {
     use super::*;
 
     fn source(dir: &Path) -> Source {
-        let stats = Arc::new(Stats::default());
-        Stats::add(&stats.received, 7);
-        Stats::add(&stats.written, 5);
+        use collector_common::{DropReason, Hook};
+
+        use crate::internal_events::{
+            EventReported, KernelDropsRead, KernelRecordReceived, QueueFull, ReloadRejected,
+        };
+
+        let registry = Arc::new(Registry::default());
+        for _ in 0..7 {
+            registry.emit(KernelRecordReceived);
+        }
+        for _ in 0..5 {
+            registry.emit(EventReported);
+        }
+        registry.emit(QueueFull);
+        registry.emit(ReloadRejected { why: &"files.mode" });
+        registry.emit(KernelDropsRead {
+            drops: vec![
+                (Hook::LsmFileOpen, DropReason::RingFull, 4),
+                (Hook::LsmBprmCheck, DropReason::RingFull, 0),
+            ],
+        });
         let state = Arc::new(ExportState::default());
         state.falling_back.store(true, Ordering::SeqCst);
         let spool = Arc::new(Spool::open(&dir.join("spool"), 1 << 20).unwrap());
@@ -295,14 +322,10 @@ mod tests {
         let observed = Observed::default();
         *observed.rows.lock().unwrap() = vec![("files.open".into(), "audit-only")];
         *observed.rules.lock().unwrap() = vec![("files", 3)];
-        *observed.kernel_drops.lock().unwrap() = vec![
-            ("lsm/file_open".into(), semconv::drop_reason::RING_FULL, 4),
-            ("lsm/bprm".into(), semconv::drop_reason::RING_FULL, 0),
-        ];
         Source {
             started: Instant::now(),
             observed: Arc::new(observed),
-            stats,
+            registry,
             event_log: "/var/log/safeguard/events.log".into(),
             export: Some(ExportSource {
                 endpoint: "http://localhost:4317".into(),
@@ -326,7 +349,19 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(s.counters.received, 7);
+        assert_eq!(
+            s.counters,
+            Counters {
+                received: 7,
+                reported: 5,
+                queue_drops: 1,
+                decode_errors: 0,
+                unresolved_paths: 0,
+                event_log_write_errors: 0,
+                reloads: 0,
+                reload_failures: 1,
+            }
+        );
         assert_eq!(
             s.kernel_drops,
             BTreeMap::from([("lsm/file_open: ring_full".into(), 4)])
@@ -376,6 +411,42 @@ mod tests {
             text.contains("falling back to http://localhost:4317 (grpc)"),
             "{text}"
         );
+        assert!(
+            text.contains("4 in the kernel, 1 in the queue; 0 malformed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Configuration reloads: 0 in force, 1 rejected"),
+            "{text}"
+        );
         assert!(text.contains("1 batches, 2 records, 3 bytes"), "{text}");
+    }
+
+    /// Scripts read `status --json`: its counters keep their names.
+    #[test]
+    fn the_json_form_names_every_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::to_value(source(dir.path()).snapshot()).unwrap();
+        let keys: Vec<&str> = json["counters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "received",
+                "reported",
+                "queue_drops",
+                "decode_errors",
+                "unresolved_paths",
+                "event_log_write_errors",
+                "reloads",
+                "reload_failures"
+            ]
+        );
+        assert_eq!(json["counters"]["reported"], 5);
+        assert_eq!(json["kernel_drops"]["lsm/file_open: ring_full"], 4);
     }
 }

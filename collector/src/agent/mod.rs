@@ -30,9 +30,10 @@ use crate::{
     cli::ConfigArgs,
     config::{Config, Output},
     events::{self, enrich::Enricher},
+    internal_events::Registry,
+    internal_events::{KernelDropsRead, KernelDropsUnreadable},
     kernel::{Kernel, KernelError, ReloadError},
     policy::Policy,
-    stats::Stats,
     telemetry::{Pipeline, exporter::Exporter, metrics::Observed},
 };
 
@@ -106,7 +107,7 @@ pub struct Agent<K> {
     live: reload::Live,
     domains: reload::DomainWatch,
     observed: Arc<Observed>,
-    stats: Arc<Stats>,
+    registry: Arc<Registry>,
     signals: Signals,
 }
 
@@ -194,7 +195,7 @@ impl<K: Programs> Agent<K> {
             &mut self.kernel,
             &self.enricher,
             &self.observed,
-            &self.stats,
+            &self.registry,
         );
         if names_changed {
             self.domains
@@ -211,26 +212,9 @@ impl<K: Programs> Agent<K> {
 
     fn read_kernel_drops(&self) {
         match self.kernel.kernel_drops() {
-            Ok(drops) => {
-                *self
-                    .observed
-                    .kernel_drops
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = drops
-                    .into_iter()
-                    .map(|(hook, reason, n)| (hook.name().to_string(), drop_reason(reason), n))
-                    .collect();
-            }
-            Err(e) => warn!("cannot read kernel drop counters: {e}"),
+            Ok(drops) => self.registry.emit(KernelDropsRead { drops }),
+            Err(e) => self.registry.emit(KernelDropsUnreadable { error: &e }),
         }
-    }
-}
-
-fn drop_reason(reason: DropReason) -> &'static str {
-    match reason {
-        DropReason::RingFull => semconv::drop_reason::RING_FULL,
-        DropReason::ReservedForBlocked => semconv::drop_reason::RESERVED_FOR_BLOCKED,
-        DropReason::Sampled => semconv::drop_reason::SAMPLED,
     }
 }
 
@@ -352,7 +336,7 @@ pub(crate) mod tests {
         })
         .unwrap();
         let policy = Arc::new(Policy::compile(&config));
-        let stats = Arc::new(Stats::default());
+        let registry = Arc::new(Registry::default());
         let local: SharedLog = Arc::new(Mutex::new(
             EventLog::open(&config.log, &Output::File(log.into())).unwrap(),
         ));
@@ -376,7 +360,7 @@ pub(crate) mod tests {
             reader,
             stop_reader,
             queue,
-            enricher: Enricher::new(policy, stats.clone()),
+            enricher: Enricher::new(policy, registry.clone()),
             pipeline: Pipeline::new(
                 crate::telemetry::resource::to_proto(&crate::telemetry::resource::resource()),
                 None,
@@ -384,14 +368,14 @@ pub(crate) mod tests {
                 true,
                 config.log.level,
                 None,
-                stats.clone(),
+                registry.clone(),
             ),
             exporter: None,
             status: tokio::spawn(std::future::pending()),
             domains: reload::DomainWatch::start(&live, tokio::time::Instant::now()),
             live,
             observed: Arc::default(),
-            stats,
+            registry,
             signals: Signals::install().unwrap(),
         }
     }

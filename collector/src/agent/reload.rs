@@ -21,9 +21,9 @@ use crate::{
     config::{self, Config, ConfigError},
     dns,
     events::enrich::Enricher,
+    internal_events::{Registry, ReloadApplied, ReloadRejected},
     kernel::ReloadError,
     policy::Policy,
-    stats::Stats,
     telemetry::metrics::Observed,
 };
 
@@ -136,7 +136,7 @@ pub fn reload(
     kernel: &mut impl Programs,
     enricher: &Enricher,
     observed: &Observed,
-    stats: &Stats,
+    registry: &Registry,
 ) -> bool {
     let outcome = config::load(&config::Sources {
         file: sources.config.clone(),
@@ -156,20 +156,13 @@ pub fn reload(
     });
     match outcome {
         Ok(names_changed) => {
-            let n = Stats::add(&stats.reloads, 1);
-            info!(
-                reloads = n,
-                rules = live.policy.rule_count(),
-                "configuration reloaded: the new policy is in force"
-            );
+            registry.emit(ReloadApplied {
+                rules: live.policy.rule_count(),
+            });
             names_changed
         }
         Err(why) => {
-            let n = Stats::add(&stats.reload_failures, 1);
-            error!(
-                rejected = n,
-                "configuration reload rejected, the running policy stays: {why}"
-            );
+            registry.emit(ReloadRejected { why: &why });
             false
         }
     }
@@ -310,7 +303,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::tests::FakeKernel;
+    use crate::{agent::tests::FakeKernel, internal_events::Counter};
 
     fn load(yaml: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
@@ -331,7 +324,7 @@ mod tests {
         kernel: FakeKernel,
         enricher: Enricher,
         observed: Observed,
-        stats: Arc<Stats>,
+        registry: Arc<Registry>,
     }
 
     impl Reloading {
@@ -341,7 +334,7 @@ mod tests {
             std::fs::write(&path, yaml).unwrap();
             let config = load(yaml);
             let policy = Arc::new(Policy::compile(&config));
-            let stats = Arc::new(Stats::default());
+            let registry = Arc::new(Registry::default());
             Self {
                 sources: ConfigArgs {
                     config: Some(path),
@@ -349,7 +342,7 @@ mod tests {
                     mode: None,
                 },
                 dir,
-                enricher: Enricher::new(policy.clone(), stats.clone()),
+                enricher: Enricher::new(policy.clone(), registry.clone()),
                 live: Live {
                     config,
                     policy,
@@ -357,7 +350,7 @@ mod tests {
                 },
                 kernel: FakeKernel::default(),
                 observed: Observed::default(),
-                stats,
+                registry,
             }
         }
 
@@ -370,7 +363,7 @@ mod tests {
                 &mut self.kernel,
                 &self.enricher,
                 &self.observed,
-                &self.stats,
+                &self.registry,
             )
         }
 
@@ -396,8 +389,8 @@ mod tests {
         assert_eq!(r.denied(), ["/srv/other"]);
         assert!(!Arc::ptr_eq(&before, &r.live.policy));
         assert_eq!(r.kernel.reloads, 1, "the kernel got the new policy");
-        assert_eq!(Stats::get(&r.stats.reloads), 1);
-        assert_eq!(Stats::get(&r.stats.reload_failures), 0);
+        assert_eq!(r.registry.get(Counter::Reloads), 1);
+        assert_eq!(r.registry.get(Counter::ReloadFailures), 0);
         let rules = r.observed.rules.lock().unwrap().clone();
         assert!(rules.contains(&(
             semconv::module::FILES,
@@ -413,8 +406,8 @@ mod tests {
         assert!(Arc::ptr_eq(&before, &r.live.policy));
         assert_eq!(r.denied(), ["/srv/secret"]);
         assert_eq!(r.kernel.reloads, 0, "nothing reached the kernel");
-        assert_eq!(Stats::get(&r.stats.reload_failures), 1);
-        assert_eq!(Stats::get(&r.stats.reloads), 0);
+        assert_eq!(r.registry.get(Counter::ReloadFailures), 1);
+        assert_eq!(r.registry.get(Counter::Reloads), 0);
     }
 
     #[test]
@@ -425,7 +418,7 @@ mod tests {
         r.reload(OTHER);
         assert!(Arc::ptr_eq(&before, &r.live.policy));
         assert_eq!(r.denied(), ["/srv/secret"]);
-        assert_eq!(Stats::get(&r.stats.reload_failures), 1);
+        assert_eq!(r.registry.get(Counter::ReloadFailures), 1);
     }
 
     #[test]
@@ -435,7 +428,7 @@ mod tests {
         assert!(r.reload(&format!("{network}[example.com]\n")));
         // The same names again: nothing to start over.
         assert!(!r.reload(&format!("{SECRET}{network}[example.com]\n")));
-        assert_eq!(Stats::get(&r.stats.reloads), 2);
+        assert_eq!(r.registry.get(Counter::Reloads), 2);
     }
 
     #[test]

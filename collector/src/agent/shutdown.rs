@@ -4,7 +4,7 @@
 use tracing::{info, warn};
 
 use super::{Agent, Programs};
-use crate::stats::Stats;
+use crate::internal_events::AgentStopped;
 
 /// Stops the agent in this order:
 ///
@@ -18,7 +18,7 @@ use crate::stats::Stats;
 ///    Collector is away: it stays on disk for the next start), then the
 ///    final metrics go out.
 /// 5. The domain watch and the status socket go; the counters are said
-///    once.
+///    once, with the kernel's drops read last.
 pub async fn shutdown<K: Programs>(mut agent: Agent<K>) {
     info!("stopping");
     agent.kernel.detach();
@@ -35,33 +35,13 @@ pub async fn shutdown<K: Programs>(mut agent: Agent<K>) {
     }
     agent.pipeline.finish();
     agent.read_kernel_drops();
-    if let Some(exporter) = agent.exporter {
+    if let Some(exporter) = agent.exporter.take() {
         exporter.stop().await;
     }
     agent.domains.stop();
     // The socket goes with the server.
     agent.status.abort();
-    let _ = agent.status.await;
-    summarize(&agent.kernel, &agent.stats);
-}
-
-/// One line with every counter, as the agent stops.
-fn summarize(kernel: &impl Programs, stats: &Stats) {
-    let kernel_drops: u64 = match kernel.kernel_drops() {
-        Ok(d) => d.iter().map(|(_, _, n)| n).sum(),
-        Err(e) => {
-            warn!("cannot read kernel drop counters: {e}");
-            0
-        }
-    };
-    info!(
-        received = Stats::get(&stats.received),
-        written = Stats::get(&stats.written),
-        kernel_drops,
-        queue_drops = Stats::get(&stats.queue_drops),
-        decode_errors = Stats::get(&stats.decode_errors),
-        unresolved_paths = Stats::get(&stats.unresolved_paths),
-        write_errors = Stats::get(&stats.write_errors),
-        "stopped"
-    );
+    let _ = (&mut agent.status).await;
+    agent.read_kernel_drops();
+    agent.registry.emit(AgentStopped);
 }

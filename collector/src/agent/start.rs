@@ -17,10 +17,10 @@ use crate::{
     config::{self, Config},
     dns, events,
     events::enrich::Enricher,
+    internal_events::Registry,
     kernel::{self, Kernel},
     output::EventLog,
     policy::Policy,
-    stats::Stats,
     status,
     telemetry::{self, Pipeline, SharedLog, exporter::Exporter, metrics::Observed},
 };
@@ -43,12 +43,12 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
     for (name, addrs) in &resolved {
         info!("network.domain: {name} → {addrs:?}");
     }
-    let stats = Arc::new(Stats::default());
-    let enricher = Enricher::new(policy.clone(), stats.clone());
+    let registry = Arc::new(Registry::default());
+    let enricher = Enricher::new(policy.clone(), registry.clone());
     let status_server = status::Server::bind(&config.status_socket)?;
     let observed = Arc::new(Observed::default());
     let exporter = if config.otel.enable {
-        Some(Exporter::start(&config, &stats, &local, &observed)?)
+        Some(Exporter::start(&config, &registry, &local, &observed)?)
     } else {
         info!("OpenTelemetry export is off (otel.enable: false)");
         None
@@ -82,7 +82,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
     let status = tokio::spawn(status_server.serve(Arc::new(status::Source {
         started: Instant::now(),
         observed: observed.clone(),
-        stats: stats.clone(),
+        registry: registry.clone(),
         event_log: event_log.clone(),
         export: exporter.as_ref().map(|e| status::ExportSource {
             endpoint: config.otel.endpoint.clone(),
@@ -106,7 +106,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         options.local_always,
         config.log.level,
         exporter.as_ref().map(|e| e.metrics.clone()),
-        stats.clone(),
+        registry.clone(),
     );
 
     let (queue_tx, queue) = mpsc::channel(QUEUE_CAPACITY);
@@ -114,7 +114,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
     let reader = tokio::spawn(events::reader::run(
         kernel.take_events()?,
         queue_tx,
-        stats.clone(),
+        registry.clone(),
         stop_rx,
         !kernel.pinned(),
         recorder,
@@ -147,7 +147,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         live,
         domains,
         observed,
-        stats,
+        registry,
         signals,
     })
 }

@@ -23,8 +23,8 @@ use super::{
     record::{Record, Severity, Value},
 };
 use crate::{
+    internal_events::{PathUnresolved, Registry},
     policy::{ModulePolicy, Policy},
-    stats::Stats,
 };
 
 type Attributes = Vec<(&'static str, Value)>;
@@ -34,19 +34,19 @@ pub struct Enricher {
     policy: std::sync::RwLock<Arc<Policy>>,
     clock: BootClock,
     host_name: Arc<str>,
-    stats: Arc<Stats>,
+    registry: Arc<Registry>,
     exes: Executables,
     containers: Containers,
 }
 
 impl Enricher {
-    pub fn new(policy: Arc<Policy>, stats: Arc<Stats>) -> Self {
+    pub fn new(policy: Arc<Policy>, registry: Arc<Registry>) -> Self {
         Self {
             policy: std::sync::RwLock::new(policy),
             clock: BootClock::now(),
             host_name: host_name().into(),
             exes: Executables::default(),
-            stats,
+            registry,
             containers: Containers::default(),
         }
     }
@@ -83,7 +83,7 @@ impl Enricher {
         let files = &policy.files;
         if e.relative {
             let Some(path) = resolve_relative(e.base.take(), e.process.pid, e.dfd, &e.path) else {
-                Stats::add(&self.stats.unresolved_paths, 1);
+                self.registry.emit(PathUnresolved);
                 return None;
             };
             // The audit tier cannot enforce, so a denial is "would block".

@@ -15,7 +15,7 @@ use super::{
     decode::{Event, decode},
     recording::Recorder,
 };
-use crate::stats::Stats;
+use crate::internal_events::{KernelRecordMalformed, KernelRecordReceived, QueueFull, Registry};
 
 /// How long a record may wait in the ring buffer when the programs did not
 /// wake the reader, while records come.
@@ -32,7 +32,7 @@ pub const IDLE_DRAIN_INTERVAL: Duration = Duration::from_millis(200);
 pub async fn run(
     ring: RingBuf<MapData>,
     queue: mpsc::Sender<Event>,
-    stats: Arc<Stats>,
+    registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
     drain_at_stop: bool,
     mut recorder: Option<Recorder>,
@@ -49,12 +49,12 @@ pub async fn run(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &queue, &stats, &mut recorder);
+                drain(guard.get_inner_mut(), &queue, &registry, &mut recorder);
                 guard.clear_ready();
                 interval = DRAIN_INTERVAL;
             }
             () = &mut tick => {
-                interval = if drain(fd.get_mut(), &queue, &stats, &mut recorder) == 0 {
+                interval = if drain(fd.get_mut(), &queue, &registry, &mut recorder) == 0 {
                     (interval * 2).min(IDLE_DRAIN_INTERVAL)
                 } else {
                     DRAIN_INTERVAL
@@ -64,7 +64,7 @@ pub async fn run(
             }
             _ = shutdown.changed() => {
                 if drain_at_stop {
-                    drain(fd.get_mut(), &queue, &stats, &mut recorder);
+                    drain(fd.get_mut(), &queue, &registry, &mut recorder);
                 }
                 flush(&mut recorder);
                 if let Some(r) = &recorder {
@@ -79,13 +79,13 @@ pub async fn run(
 fn drain(
     ring: &mut RingBuf<MapData>,
     queue: &mpsc::Sender<Event>,
-    stats: &Stats,
+    registry: &Registry,
     recorder: &mut Option<Recorder>,
 ) -> usize {
     let mut drained = 0;
     while let Some(item) = ring.next() {
         drained += 1;
-        Stats::add(&stats.received, 1);
+        registry.emit(KernelRecordReceived);
         if let Some(r) = recorder
             && let Err(e) = r.write(&item)
         {
@@ -94,22 +94,13 @@ fn drain(
         match decode(&item) {
             Ok(event) => {
                 if queue.try_send(event).is_err() {
-                    let n = Stats::add(&stats.queue_drops, 1);
-                    if n == 1 || n.is_power_of_two() {
-                        warn!(dropped = n, "event queue full: events dropped");
-                    }
+                    registry.emit(QueueFull);
                 }
             }
-            Err(err) => {
-                let n = Stats::add(&stats.decode_errors, 1);
-                if n <= 10 || n.is_power_of_two() {
-                    warn!(
-                        total = n,
-                        "malformed kernel record ({} bytes): {err}",
-                        item.len()
-                    );
-                }
-            }
+            Err(error) => registry.emit(KernelRecordMalformed {
+                bytes: item.len(),
+                error: &error,
+            }),
         }
     }
     drained

@@ -3,7 +3,7 @@
 //! CA, and sorts failures into "try again later" and "this request will
 //! never be accepted" (the OTLP specification's retryable codes).
 
-use std::{io::Write as _, str::FromStr, time::Duration};
+use std::{borrow::Cow, fmt, io::Write as _, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use opentelemetry_proto::tonic::collector::{
@@ -100,22 +100,72 @@ impl Decoder for EncodedCodec {
     }
 }
 
+/// Why an export request failed: the `error.type` of
+/// `safeguard.export.failures`, and what delivery decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// The Collector could not be reached, or said it is unavailable.
+    Unavailable,
+    /// The Collector did not answer in time.
+    Timeout,
+    /// The Collector answered with another gRPC status.
+    Grpc(tonic::Code),
+    /// The Collector answered with an HTTP error status.
+    Http(u16),
+    /// The Collector accepted a request only in part.
+    Partial,
+    /// A spooled batch no longer decodes.
+    Encoding,
+    /// A batch could not be written to the spool.
+    Spool,
+}
+
+impl ErrorType {
+    /// As the `error.type` attribute spells it: the `semconv::error_type`
+    /// names, a gRPC code's name in lower case (`invalidargument`), an HTTP
+    /// status's number (`400`).
+    pub fn name(self) -> Cow<'static, str> {
+        use semconv::error_type as e;
+        match self {
+            ErrorType::Unavailable => Cow::Borrowed(e::UNAVAILABLE),
+            ErrorType::Timeout => Cow::Borrowed(e::TIMEOUT),
+            ErrorType::Partial => Cow::Borrowed(e::PARTIAL),
+            ErrorType::Encoding => Cow::Borrowed(e::ENCODING),
+            ErrorType::Spool => Cow::Borrowed(e::SPOOL),
+            ErrorType::Grpc(code) => Cow::Owned(format!("{code:?}").to_ascii_lowercase()),
+            ErrorType::Http(status) => Cow::Owned(status.to_string()),
+        }
+    }
+
+    /// The Collector was reached and said why it did not take the request
+    /// (it was not away or slow).
+    pub fn collector_answered(self) -> bool {
+        !matches!(self, ErrorType::Unavailable | ErrorType::Timeout)
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
     /// Unreachable, slow, overloaded, or refusing for now: keep the batch
-    /// and try again. `kind` is the `error.type`.
+    /// and try again.
     #[error("{message}")]
-    Retry { kind: String, message: String },
+    Retry { kind: ErrorType, message: String },
     /// The Collector says the request itself is bad: sending it again will
     /// not help.
     #[error("rejected: {message}")]
-    Rejected { kind: String, message: String },
+    Rejected { kind: ErrorType, message: String },
 }
 
 impl ExportError {
-    pub fn kind(&self) -> &str {
+    pub fn kind(&self) -> ErrorType {
         match self {
-            ExportError::Retry { kind, .. } | ExportError::Rejected { kind, .. } => kind,
+            ExportError::Retry { kind, .. } | ExportError::Rejected { kind, .. } => *kind,
         }
     }
 }
@@ -141,6 +191,11 @@ enum Client {
     },
 }
 
+/// The agent's one OTLP client: sends already encoded requests of every
+/// signal (log and trace batches from the spool, metrics collections) to
+/// the configured endpoint, and sorts what goes wrong into an
+/// [`ExportError`]. Built once at start and shared (`Arc`) by the delivery
+/// and metrics tasks; it never retries on its own (delivery decides).
 pub struct Transport {
     client: Client,
     gzip: bool,
@@ -241,7 +296,7 @@ impl Transport {
             Client::Grpc { grpc, metadata } => {
                 let mut grpc = grpc.clone();
                 grpc.ready().await.map_err(|e| ExportError::Retry {
-                    kind: semconv::error_type::UNAVAILABLE.into(),
+                    kind: ErrorType::Unavailable,
                     message: format!("not ready: {e}"),
                 })?;
                 let answer = grpc
@@ -274,7 +329,7 @@ impl Transport {
                     "HTTP {status}: {}",
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                 );
-                let kind = status.as_u16().to_string();
+                let kind = ErrorType::Http(status.as_u16());
                 // OTLP/HTTP: 400 means the request is bad; 429, 502, 503,
                 // 504 are retryable. Anything else (401, 403, 404, 5xx) is a
                 // problem of the deployment, not of the data: keep the data.
@@ -331,9 +386,9 @@ fn partial_success(signal: Signal, body: &[u8]) -> Accepted {
 fn grpc_error(status: tonic::Status) -> ExportError {
     use tonic::Code;
     let kind = match status.code() {
-        Code::Unavailable => semconv::error_type::UNAVAILABLE.to_string(),
-        Code::DeadlineExceeded => semconv::error_type::TIMEOUT.to_string(),
-        other => format!("{other:?}").to_ascii_lowercase(),
+        Code::Unavailable => ErrorType::Unavailable,
+        Code::DeadlineExceeded => ErrorType::Timeout,
+        other => ErrorType::Grpc(other),
     };
     // The transport error underneath says why (connection refused, TLS).
     let mut message = format!("{}: {}", kind, status.message());
@@ -353,9 +408,9 @@ fn grpc_error(status: tonic::Status) -> ExportError {
 
 fn http_error(e: reqwest::Error) -> ExportError {
     let kind = if e.is_timeout() {
-        semconv::error_type::TIMEOUT
+        ErrorType::Timeout
     } else {
-        semconv::error_type::UNAVAILABLE
+        ErrorType::Unavailable
     };
     // The error's sources say why (connection refused, DNS, TLS).
     let mut message = e.to_string();
@@ -367,10 +422,7 @@ fn http_error(e: reqwest::Error) -> ExportError {
         }
         source = s.source();
     }
-    ExportError::Retry {
-        kind: kind.into(),
-        message,
-    }
+    ExportError::Retry { kind, message }
 }
 
 #[cfg(test)]
@@ -381,20 +433,65 @@ mod tests {
     fn grpc_codes_sort_into_retry_and_rejected() {
         let e = grpc_error(tonic::Status::unavailable("down"));
         assert!(matches!(e, ExportError::Retry { .. }));
-        assert_eq!(e.kind(), "unavailable");
-        assert_eq!(
-            grpc_error(tonic::Status::deadline_exceeded("slow")).kind(),
-            "timeout"
-        );
-        assert!(matches!(
-            grpc_error(tonic::Status::invalid_argument("bad")),
-            ExportError::Rejected { .. }
-        ));
+        assert_eq!(e.kind(), ErrorType::Unavailable);
+        assert!(!e.kind().collector_answered());
+        assert_eq!(e.to_string(), "unavailable: down");
+        let e = grpc_error(tonic::Status::deadline_exceeded("slow"));
+        assert_eq!(e.kind(), ErrorType::Timeout);
+        assert!(!e.kind().collector_answered());
+        let e = grpc_error(tonic::Status::invalid_argument("bad"));
+        assert!(matches!(e, ExportError::Rejected { .. }));
+        assert!(e.kind().collector_answered());
+        assert_eq!(e.to_string(), "rejected: invalidargument: bad");
         // Authentication trouble is the deployment's, not the data's: keep it.
         assert!(matches!(
             grpc_error(tonic::Status::unauthenticated("who?")),
             ExportError::Retry { .. }
         ));
+    }
+
+    /// The `error.type` values dashboards and alerts already know.
+    #[test]
+    fn error_types_are_spelled_as_before() {
+        let names: Vec<String> = [
+            ErrorType::Unavailable,
+            ErrorType::Timeout,
+            ErrorType::Partial,
+            ErrorType::Encoding,
+            ErrorType::Spool,
+            ErrorType::Grpc(tonic::Code::InvalidArgument),
+            ErrorType::Grpc(tonic::Code::Unauthenticated),
+            ErrorType::Grpc(tonic::Code::ResourceExhausted),
+            ErrorType::Http(400),
+            ErrorType::Http(503),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "unavailable",
+                "timeout",
+                "partial",
+                "encoding",
+                "spool",
+                "invalidargument",
+                "unauthenticated",
+                "resourceexhausted",
+                "400",
+                "503"
+            ]
+        );
+        for e in [
+            semconv::error_type::UNAVAILABLE,
+            semconv::error_type::TIMEOUT,
+            semconv::error_type::PARTIAL,
+            semconv::error_type::ENCODING,
+            semconv::error_type::SPOOL,
+        ] {
+            assert!(names.iter().any(|n| n == e), "{e}");
+        }
     }
 
     #[test]

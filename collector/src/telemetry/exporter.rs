@@ -8,7 +8,7 @@ use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{
     Export, ExportState, SharedLog, deliver,
@@ -18,7 +18,10 @@ use super::{
     resource,
     spool::Spool,
 };
-use crate::{config::Config, stats::Stats};
+use crate::{
+    config::Config,
+    internal_events::{Registry, SpoolBatchDamaged},
+};
 
 pub struct Exporter {
     pub resource: opentelemetry_sdk::Resource,
@@ -35,20 +38,20 @@ impl Exporter {
     /// delivery and the metrics pipeline.
     pub fn start(
         config: &Config,
-        stats: &Arc<Stats>,
+        registry: &Arc<Registry>,
         local: &SharedLog,
         observed: &Arc<Observed>,
     ) -> anyhow::Result<Self> {
         let otel = &config.otel;
         let spool = Arc::new(Spool::open(&otel.spool_dir, otel.spool_max_bytes)?);
         for d in spool.damaged() {
-            error!(
-                records = d.records,
-                "a spooled {} batch does not decode ({}): moved to {}, not sent",
-                d.signal.name(),
-                d.error,
-                d.path.display()
-            );
+            registry.emit(SpoolBatchDamaged {
+                signal: d.signal,
+                records: d.records,
+                error: &d.error,
+                path: &d.path,
+                in_local_log: d.local,
+            });
         }
         let usage = spool.usage();
         if usage.batches > 0 {
@@ -62,20 +65,19 @@ impl Exporter {
         let transport = Arc::new(Transport::new(otel)?);
         let resource = resource::resource();
         let (exports_tx, exports_rx) = mpsc::channel(4);
-        let cell = Arc::new(std::sync::OnceLock::new());
-        let forwarder = tokio::spawn(forward_metrics(transport.clone(), exports_rx, cell.clone()));
+        let forwarder = tokio::spawn(forward_metrics(
+            transport.clone(),
+            exports_rx,
+            registry.clone(),
+        ));
         let metrics = Arc::new(Metrics::new(
             resource.clone(),
             None,
             exports_tx,
-            stats.clone(),
+            registry.clone(),
             Some(spool.clone()),
             observed.clone(),
         ));
-        let _ = cell.set(metrics.clone());
-        for d in spool.damaged() {
-            metrics.export_failure(d.signal.name(), semconv::error_type::ENCODING);
-        }
         let state = Arc::new(ExportState::default());
         let (stop_delivery, stop) = watch::channel(false);
         let deliver = tokio::spawn(deliver(
@@ -84,6 +86,7 @@ impl Exporter {
             state.clone(),
             local.clone(),
             metrics.clone(),
+            registry.clone(),
             stop,
         ));
         Ok(Self {

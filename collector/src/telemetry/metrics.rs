@@ -1,9 +1,13 @@
 //! The agent's metrics, through the OpenTelemetry metrics API with one
 //! Resource shared with logs and traces. Names, units and descriptions come
-//! from `semconv::metric`. The SDK's periodic reader collects them; a small
-//! exporter of our own encodes each collection as an OTLP request and hands
-//! it to the same transport the logs use, so metrics get the same endpoint,
-//! protocol, compression, TLS and headers. Metrics are not spooled: they are
+//! from `semconv::metric`. The agent's own counters are read from the
+//! [`Registry`] (observable instruments, read when metrics are collected);
+//! only what needs attributes per event (events by module, hook and
+//! decision; blocked operations by rule; latency) is recorded here. The
+//! SDK's periodic reader collects them; a small exporter of our own
+//! encodes each collection as an OTLP request and hands it to the same
+//! transport the logs use, so metrics get the same endpoint, protocol,
+//! compression, TLS and headers. Metrics are not spooled: they are
 //! cumulative, so the next export after an outage carries the totals.
 
 use std::{
@@ -13,7 +17,7 @@ use std::{
 
 use opentelemetry::{
     KeyValue,
-    metrics::{Counter, Histogram, Meter, MeterProvider as _},
+    metrics::{Counter as OtelCounter, Histogram, Meter, MeterProvider as _},
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::{
@@ -29,29 +33,32 @@ use semconv::{attr, metric};
 use tokio::sync::{mpsc, oneshot};
 
 use super::spool::Spool;
-use crate::stats::Stats;
+use crate::internal_events::{Counter, Registry};
 
 /// An encoded metrics request and where to say how it went.
 pub type MetricsExport = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
-/// Values read when metrics are collected, kept up to date by the agent.
+/// What is in force, read when metrics are collected and by `status`;
+/// kept up to date by the agent (at start, and rules at each reload).
 #[derive(Default)]
 pub struct Observed {
-    /// Ring-buffer reserve failures per hook (read from the kernel).
-    /// Per hook and reason (`semconv::drop_reason`).
-    pub kernel_drops: Mutex<Vec<(String, &'static str, u64)>>,
     /// Rules loaded per module.
     pub rules: Mutex<Vec<(&'static str, u64)>>,
     /// Each policy row and its tier on this kernel.
     pub rows: Mutex<Vec<(String, &'static str)>>,
 }
 
+/// The agent's OpenTelemetry meter: one per agent while export is on,
+/// created at start and shut down (one last export) at stop. Owns the
+/// SDK's meter provider and periodic reader; shared (`Arc`) by the
+/// pipeline (events, blocked operations) and delivery (latency). Every
+/// instrument carries its `semconv::metric` name, unit and description;
+/// nothing is spooled (sums are cumulative, so the next export after an
+/// outage carries the totals).
 pub struct Metrics {
     provider: SdkMeterProvider,
-    events: Counter<u64>,
-    blocked: Counter<u64>,
-    fallback_records: Counter<u64>,
-    export_failures: Counter<u64>,
+    events: OtelCounter<u64>,
+    blocked: OtelCounter<u64>,
     latency: Histogram<f64>,
 }
 
@@ -61,7 +68,7 @@ impl Metrics {
         resource: Resource,
         interval: Option<Duration>,
         exports: mpsc::Sender<MetricsExport>,
-        stats: Arc<Stats>,
+        registry: Arc<Registry>,
         spool: Option<Arc<Spool>>,
         observed: Arc<Observed>,
     ) -> Self {
@@ -74,7 +81,7 @@ impl Metrics {
             .with_reader(reader.build())
             .build();
         let meter = provider.meter("safeguard");
-        register_observed(&meter, stats, spool, observed);
+        register_observed(&meter, registry, spool, observed);
         let counter = |m: &metric::Metric| {
             meter
                 .u64_counter(m.name)
@@ -85,8 +92,6 @@ impl Metrics {
         Self {
             events: counter(&metric::EVENTS),
             blocked: counter(&metric::BLOCKED_OPERATIONS),
-            fallback_records: counter(&metric::FALLBACK_RECORDS),
-            export_failures: counter(&metric::EXPORT_FAILURES),
             latency: meter
                 .f64_histogram(metric::PIPELINE_LATENCY.name)
                 .with_unit(metric::PIPELINE_LATENCY.unit)
@@ -123,20 +128,6 @@ impl Metrics {
         );
     }
 
-    pub fn fallback_records(&self, n: u64) {
-        self.fallback_records.add(n, &[]);
-    }
-
-    pub fn export_failure(&self, signal: &'static str, error_type: &str) {
-        self.export_failures.add(
-            1,
-            &[
-                KeyValue::new(attr::EXPORT_SIGNAL, signal),
-                KeyValue::new(attr::ERROR_TYPE, error_type.to_string()),
-            ],
-        );
-    }
-
     /// Seconds from the kernel's event to the Collector's acknowledgement.
     pub fn latency(&self, seconds: f64) {
         self.latency.record(seconds, &[]);
@@ -155,58 +146,11 @@ impl Metrics {
 
 fn register_observed(
     meter: &Meter,
-    stats: Arc<Stats>,
+    registry: Arc<Registry>,
     spool: Option<Arc<Spool>>,
     observed: Arc<Observed>,
 ) {
-    let o = observed.clone();
-    meter
-        .u64_observable_counter(metric::KERNEL_DROPS.name)
-        .with_unit(metric::KERNEL_DROPS.unit)
-        .with_description(metric::KERNEL_DROPS.description)
-        .with_callback(move |obs| {
-            for (hook, reason, n) in o
-                .kernel_drops
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
-                obs.observe(
-                    *n,
-                    &[
-                        KeyValue::new(attr::HOOK, hook.clone()),
-                        KeyValue::new(attr::DROP_REASON, *reason),
-                    ],
-                );
-            }
-        })
-        .build();
-    let s = stats.clone();
-    meter
-        .u64_observable_counter(metric::QUEUE_DROPS.name)
-        .with_unit(metric::QUEUE_DROPS.unit)
-        .with_description(metric::QUEUE_DROPS.description)
-        .with_callback(move |obs| obs.observe(Stats::get(&s.queue_drops), &[]))
-        .build();
-    let s = stats;
-    meter
-        .u64_observable_counter(metric::UNREPORTED_EVENTS.name)
-        .with_unit(metric::UNREPORTED_EVENTS.unit)
-        .with_description(metric::UNREPORTED_EVENTS.description)
-        .with_callback(move |obs| {
-            obs.observe(
-                Stats::get(&s.decode_errors),
-                &[KeyValue::new(attr::ERROR_TYPE, semconv::error_type::DECODE)],
-            );
-            obs.observe(
-                Stats::get(&s.unresolved_paths),
-                &[KeyValue::new(
-                    attr::ERROR_TYPE,
-                    semconv::error_type::UNRESOLVED_PATH,
-                )],
-            );
-        })
-        .build();
+    register_counters(meter, registry);
     if let Some(spool) = spool {
         let sp = spool.clone();
         meter
@@ -262,6 +206,74 @@ fn register_observed(
                         KeyValue::new(attr::ENFORCEMENT_TIER, *tier),
                     ],
                 );
+            }
+        })
+        .build();
+}
+
+/// The registry's counters, as observable counters.
+fn register_counters(meter: &Meter, registry: Arc<Registry>) {
+    let observable = |m: &metric::Metric| {
+        meter
+            .u64_observable_counter(m.name)
+            .with_unit(m.unit)
+            .with_description(m.description)
+    };
+    let r = registry.clone();
+    observable(&metric::KERNEL_DROPS)
+        .with_callback(move |obs| {
+            for d in r.kernel_drops() {
+                obs.observe(
+                    d.records,
+                    &[
+                        KeyValue::new(attr::HOOK, d.hook),
+                        KeyValue::new(attr::DROP_REASON, d.reason),
+                    ],
+                );
+            }
+        })
+        .build();
+    let r = registry.clone();
+    observable(&metric::QUEUE_DROPS)
+        .with_callback(move |obs| obs.observe(r.get(Counter::QueueDrops), &[]))
+        .build();
+    let r = registry.clone();
+    observable(&metric::UNREPORTED_EVENTS)
+        .with_callback(move |obs| {
+            obs.observe(
+                r.get(Counter::DecodeErrors),
+                &[KeyValue::new(attr::ERROR_TYPE, semconv::error_type::DECODE)],
+            );
+            obs.observe(
+                r.get(Counter::UnresolvedPaths),
+                &[KeyValue::new(
+                    attr::ERROR_TYPE,
+                    semconv::error_type::UNRESOLVED_PATH,
+                )],
+            );
+        })
+        .build();
+    let r = registry.clone();
+    observable(&metric::EXPORT_FAILURES)
+        .with_callback(move |obs| {
+            for f in r.export_failures() {
+                obs.observe(
+                    f.requests,
+                    &[
+                        KeyValue::new(attr::EXPORT_SIGNAL, f.signal.name()),
+                        KeyValue::new(attr::ERROR_TYPE, f.error.to_string()),
+                    ],
+                );
+            }
+        })
+        .build();
+    let r = registry;
+    observable(&metric::FALLBACK_RECORDS)
+        .with_callback(move |obs| {
+            // No series until the first fallback record.
+            let n = r.get(Counter::FallbackRecords);
+            if n > 0 {
+                obs.observe(n, &[]);
             }
         })
         .build();

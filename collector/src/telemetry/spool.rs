@@ -90,6 +90,8 @@ pub struct Damaged {
     pub path: PathBuf,
     pub signal: Signal,
     pub records: u64,
+    /// Its records are in the local files.
+    pub local: bool,
     /// Why it does not decode.
     pub error: String,
 }
@@ -122,7 +124,7 @@ struct State {
     failing: bool,
 }
 
-/// What [`Spool::push`] did.
+/// What [`Spool::push_timed`] did.
 #[derive(Debug)]
 pub struct Pushed {
     /// The caller must write this batch's records to the local files now
@@ -133,6 +135,14 @@ pub struct Pushed {
     pub evicted: Vec<(Batch, Vec<u8>)>,
 }
 
+/// The spool: one per agent while OpenTelemetry export is on, opened at
+/// start (taking over what a previous run left) and shared (`Arc`) by the
+/// pipeline, which pushes sealed batches, and the delivery task, which
+/// sends the oldest and removes it once acknowledged; `status` and the
+/// metrics read its [`Usage`]. Invariants: batches leave in the order they
+/// came (by sequence number, also across restarts); a batch's file exists
+/// whole or not at all; [`Usage`] always matches the batches held; the
+/// newest batch is never evicted, so the cap can be passed by one batch.
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
@@ -192,6 +202,7 @@ impl Spool {
                         path,
                         signal: batch.signal,
                         records: batch.records,
+                        local: batch.local,
                         error,
                     });
                 }
@@ -250,7 +261,9 @@ impl Spool {
         self.push_timed(signal, payload, records, local, Vec::new())
     }
 
-    /// [`Spool::push`], with the kernel times of the batch's records.
+    /// Appends a batch (`local`: its records are in the local files
+    /// already), with the kernel times of its log records. The one just
+    /// added is never evicted.
     pub fn push_timed(
         &self,
         signal: Signal,

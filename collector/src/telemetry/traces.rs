@@ -92,6 +92,13 @@ const SPAN_EVENT_ATTRIBUTES: &[&str] = &[
     attr::SECURITY_RULE_NAME,
 ];
 
+/// The process spans: one open span per live process (by pid, at most
+/// `MAX_LIVE`), and the spans that ended since the last batch, already
+/// encoded. Owned by the [`Pipeline`](super::Pipeline), which shows it every
+/// record ([`Tracker::observe`]) and seals the ended spans into the spool
+/// with its log batches. A span's parent is its parent process's span and
+/// shares its trace id; a span is ended once (at exit, when its process is
+/// found gone, or unfinished at stop) and then only sent.
 pub struct Tracker {
     live: FxHashMap<u32, ProcessSpan>,
     ended: SpanBatch,
