@@ -25,7 +25,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 use safeguard::{
     config::{self, Sources},
-    events::{Event, Record, decode::decode, enrich::Enricher, recording},
+    events::{Enriched, Event, decode::decode, enrich::Enricher, recording},
     internal_events::Registry,
     policy::Policy,
     telemetry::{self, encode::LogBatch, resource, traces::Tracker},
@@ -77,7 +77,7 @@ fn decode_all(raw: &[Vec<u8>]) -> Vec<Event> {
         .collect()
 }
 
-fn enrich_all(enricher: &Enricher, events: Vec<Event>) -> Vec<Record> {
+fn enrich_all(enricher: &Enricher, events: Vec<Event>) -> Vec<Enriched> {
     events
         .into_iter()
         .filter_map(|e| enricher.enrich(e))
@@ -108,7 +108,7 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn push(&mut self, record: &Record) {
+    fn push(&mut self, record: &Enriched) {
         let span = self.tracker.observe(record);
         self.batch.push(record, self.observed, span);
         if self.batch.len() == BATCH {
@@ -130,7 +130,7 @@ impl<'a> Encoder<'a> {
     }
 }
 
-fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Record]) -> usize {
+fn encode_all(tracker: &mut Tracker, resource: &Resource, records: &[Enriched]) -> usize {
     let mut encoder = Encoder::new(tracker, resource);
     records.iter().for_each(|r| encoder.push(r));
     encoder.finish()

@@ -155,30 +155,30 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 /// Marker for the `#[repr(C)]` plain-old-data records of `collector_common`.
-trait Record: Copy {
+trait KernelRecord: Copy {
     const KIND: &'static str;
 }
-impl Record for FileEvent {
+impl KernelRecord for FileEvent {
     const KIND: &'static str = "file";
 }
-impl Record for ExecEvent {
+impl KernelRecord for ExecEvent {
     const KIND: &'static str = "exec";
 }
-impl Record for ForkEvent {
+impl KernelRecord for ForkEvent {
     const KIND: &'static str = "fork";
 }
-impl Record for ExitEvent {
+impl KernelRecord for ExitEvent {
     const KIND: &'static str = "exit";
 }
-impl Record for MountEvent {
+impl KernelRecord for MountEvent {
     const KIND: &'static str = "mount";
 }
-impl Record for NetEvent {
+impl KernelRecord for NetEvent {
     const KIND: &'static str = "network";
 }
 
 /// The fixed part of a record and the bytes after it.
-fn fixed<T: Record>(bytes: &[u8]) -> Result<(T, Tail<'_>), DecodeError> {
+fn fixed<T: KernelRecord>(bytes: &[u8]) -> Result<(T, Tail<'_>), DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
         return Err(DecodeError::Truncated {

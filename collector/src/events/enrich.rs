@@ -1,6 +1,6 @@
 //! Adds what the kernel did not know: wall-clock time, the executable's
 //! path, the full path of a relative open (audit tier), the rule as written,
-//! the host. Produces output-independent [`Record`]s.
+//! the host. Produces output-independent [`Enriched`] events.
 
 use std::{
     path::{Component, Path, PathBuf},
@@ -19,8 +19,8 @@ use semconv::{attr, event};
 use super::{
     container::Containers,
     decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process},
+    enriched::{Enriched, Severity, Value},
     exe::Executables,
-    record::{Record, Severity, Value},
 };
 use crate::{
     internal_events::{PathUnresolved, Registry},
@@ -67,7 +67,7 @@ impl Enricher {
     /// `None` when the event is not reportable: a relative path (audit
     /// tier) that resolves outside the policy, or cannot be resolved
     /// (counted).
-    pub fn enrich(&self, event: Event) -> Option<Record> {
+    pub fn enrich(&self, event: Event) -> Option<Enriched> {
         match event {
             Event::File(e) => self.file(e),
             Event::Exec(e) => Some(self.exec(e)),
@@ -78,7 +78,7 @@ impl Enricher {
         }
     }
 
-    fn file(&self, mut e: File) -> Option<Record> {
+    fn file(&self, mut e: File) -> Option<Enriched> {
         let policy = self.policy();
         let files = &policy.files;
         if e.relative {
@@ -141,7 +141,7 @@ impl Enricher {
         Some(self.record(name, &e.header, a))
     }
 
-    fn exec(&self, e: Exec) -> Record {
+    fn exec(&self, e: Exec) -> Enriched {
         // The program the kernel ran (or refused), not what /proc shows.
         let exe: Arc<str> = e.path.into();
         if e.header.decision == Decision::Blocked {
@@ -166,7 +166,7 @@ impl Enricher {
         self.record(event::PROCESS_EXEC, &e.header, a)
     }
 
-    fn fork(&self, e: Fork) -> Record {
+    fn fork(&self, e: Fork) -> Enriched {
         // A fork runs the parent's program: the child's is the parent's.
         let exe = self
             .exes
@@ -187,7 +187,7 @@ impl Enricher {
         self.record(event::PROCESS_FORK, &e.header, a)
     }
 
-    fn exit(&self, e: Exit) -> Record {
+    fn exit(&self, e: Exit) -> Enriched {
         // What was known of it: by the time the agent reads the event the
         // process is usually gone, and reading /proc would fail.
         let exe = self.exes.take(e.process.pid);
@@ -206,7 +206,7 @@ impl Enricher {
         self.record(event::PROCESS_EXIT, &e.header, a)
     }
 
-    fn mount(&self, e: Mount) -> Record {
+    fn mount(&self, e: Mount) -> Enriched {
         let mut a = self.common(&e.header, e.process, semconv::module::MOUNT);
         a.push((attr::MOUNT_SOURCE, e.source.into()));
         a.push((attr::MOUNT_TARGET, e.target.into()));
@@ -224,7 +224,7 @@ impl Enricher {
         self.record(name, &e.header, a)
     }
 
-    fn net(&self, e: Net) -> Record {
+    fn net(&self, e: Net) -> Enriched {
         let mut a = self.common(&e.header, e.process, semconv::module::NETWORK);
         match e.protocol {
             IPPROTO_TCP => a.push((attr::NETWORK_TRANSPORT, semconv::net::TCP.into())),
@@ -263,8 +263,8 @@ impl Enricher {
         self.record(name, &e.header, a)
     }
 
-    fn record(&self, name: &'static str, h: &Header, attributes: Attributes) -> Record {
-        Record {
+    fn record(&self, name: &'static str, h: &Header, attributes: Attributes) -> Enriched {
+        Enriched {
             name,
             time: self.clock.wall_time(h.boot_ns),
             severity: severity(h.decision),

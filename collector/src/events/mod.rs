@@ -1,4 +1,4 @@
-//! Kernel records → typed events → enriched records.
+//! Kernel records → typed events ([`Event`]) → enriched events ([`Enriched`]).
 //!
 //! `reader` drains the ring buffer and decodes; `enrich` adds what the
 //! kernel did not know (wall-clock time, executable, resolved paths, the
@@ -7,10 +7,10 @@
 pub mod container;
 pub mod decode;
 pub mod enrich;
+pub mod enriched;
 pub mod exe;
 pub mod reader;
-pub mod record;
 pub mod recording;
 
 pub use decode::Event;
-pub use record::Record;
+pub use enriched::Enriched;

@@ -273,12 +273,12 @@ mod tests {
     use super::*;
     use crate::{
         config::{LocalLog, LogLevel},
-        events::record::{Record, Severity},
+        events::enriched::{Enriched, Severity},
         telemetry::logs::log_record,
     };
 
     fn record() -> LogRecord {
-        let r = Record {
+        let r = Enriched {
             name: semconv::event::FILE_OPEN,
             time: SystemTime::UNIX_EPOCH + Duration::new(1_795_600_000, 5),
             severity: Severity::Warning,

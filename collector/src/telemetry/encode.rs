@@ -4,7 +4,7 @@
 //!
 //! Written by hand, on prost's wire-format helpers: opentelemetry-proto's
 //! generated types own every key and every value as a `String`, so going
-//! through them allocates some thirty times per event, while a [`Record`]
+//! through them allocates some thirty times per event, while an [`Enriched`]
 //! borrows most of its text. Field numbers are those of
 //! opentelemetry/proto/logs/v1/logs.proto, trace/v1/trace.proto and
 //! common.proto; the tests check that the bytes decode, with the generated
@@ -21,7 +21,7 @@ use super::{
     logs::{severity_number, unix_nanos},
     traces::SpanContext,
 };
-use crate::events::{Record, record::Value};
+use crate::events::{Enriched, enriched::Value};
 
 // LogRecord fields.
 const TIME_UNIX_NANO: u32 = 1;
@@ -87,7 +87,7 @@ pub struct LogBatch {
 }
 
 impl LogBatch {
-    pub fn push(&mut self, record: &Record, observed_unix_nano: u64, span: Option<SpanContext>) {
+    pub fn push(&mut self, record: &Enriched, observed_unix_nano: u64, span: Option<SpanContext>) {
         let time = unix_nanos(record.time);
         // Most records take 128 to 16,383 bytes: a two-byte length.
         message(&mut self.records, ITEMS, 2, |out| {
@@ -255,7 +255,7 @@ fn attributes<'a>(
 
 fn log_record(
     out: &mut Vec<u8>,
-    record: &Record,
+    record: &Enriched,
     time: u64,
     observed: u64,
     span: Option<SpanContext>,
@@ -390,10 +390,10 @@ mod tests {
     use semconv::attr;
 
     use super::*;
-    use crate::events::record::{Severity, Text};
+    use crate::events::enriched::{Severity, Text};
 
-    fn record(attributes: Vec<(&'static str, Value)>) -> Record {
-        Record {
+    fn record(attributes: Vec<(&'static str, Value)>) -> Enriched {
+        Enriched {
             name: semconv::event::FILE_OPEN,
             time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
             severity: Severity::Warning,

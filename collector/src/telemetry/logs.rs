@@ -1,4 +1,4 @@
-//! An enriched [`Record`] as an OTLP LogRecord: `EventName` set, severity by
+//! An [`Enriched`] event as an OTLP LogRecord: `EventName` set, severity by
 //! decision, the kernel time as the timestamp, semconv attributes, and the
 //! trace and span of the process it happened in.
 
@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::{
 
 use super::traces::SpanContext;
 use crate::events::{
-    Record,
-    record::{Severity, Value},
+    Enriched,
+    enriched::{Severity, Value},
 };
 
 /// OTLP severity numbers (the data model's INFO, WARN, ERROR).
@@ -54,7 +54,7 @@ pub fn key_value(key: &str, v: &Value) -> KeyValue {
     }
 }
 
-pub fn log_record(record: &Record, observed: SystemTime, span: Option<SpanContext>) -> LogRecord {
+pub fn log_record(record: &Enriched, observed: SystemTime, span: Option<SpanContext>) -> LogRecord {
     let (trace_id, span_id) = match span {
         Some(s) => (s.trace_id.to_vec(), s.span_id.to_vec()),
         None => (Vec::new(), Vec::new()),
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_record_becomes_a_log_record_with_its_event_name_and_time() {
-        let r = Record {
+        let r = Enriched {
             name: semconv::event::NETWORK_CONNECT,
             time: UNIX_EPOCH + Duration::new(1_795_600_000, 42),
             severity: Severity::Error,

@@ -4,7 +4,7 @@
 //! to the local event log, and the spool keeps them for when it does.
 //!
 //! ```text
-//! Record → Pipeline ─┬─ tracker (process spans) ─┐
+//! Enriched → Pipeline ─┬─ tracker (process spans) ─┐
 //!                    ├─ log record ──────────────┴→ batch → spool → deliver → Collector
 //!                    └─ local event log (always, or while falling back)
 //! ```

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     config::LogLevel,
-    events::Record,
+    events::Enriched,
     internal_events::{
         EventReported, FallbackRecordsWritten, Registry, SpoolBatchEvicted, SpoolWriteFailed,
     },
@@ -46,7 +46,7 @@ pub struct Export {
 /// it is sent.
 const MAX_BATCH_BYTES: usize = 3 << 20;
 
-/// The agent's pipeline after enrichment: takes each [`Record`], counts
+/// The agent's pipeline after enrichment: takes each [`Enriched`], counts
 /// it, keeps its process's span ([`Tracker`]) and adds its log record to
 /// the open batch; a batch is sealed (encoded once) into the [`Spool`] when
 /// full or old enough, and the delivery task sends it from there. Records
@@ -103,7 +103,7 @@ impl Pipeline {
         }
     }
 
-    pub fn push(&mut self, record: Record) {
+    pub fn push(&mut self, record: Enriched) {
         if let Some(m) = &self.metrics {
             count(m, &record);
         }
@@ -243,7 +243,7 @@ fn interned(names: impl IntoIterator<Item = &'static str>, value: Option<&str>) 
     names.into_iter().find(|n| *n == value).unwrap_or("")
 }
 
-fn count(m: &Metrics, r: &Record) {
+fn count(m: &Metrics, r: &Enriched) {
     let module = interned(
         semconv::module::ALL.iter().map(|n| n.name),
         r.str(attr::MODULE),

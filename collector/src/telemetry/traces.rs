@@ -19,7 +19,7 @@ use super::{
     encode::{self, SpanBatch, SpanFields},
     logs::unix_nanos,
 };
-use crate::events::{Record, record::Value};
+use crate::events::{Enriched, enriched::Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanContext {
@@ -120,7 +120,7 @@ impl Tracker {
 
     /// Updates the process spans with `record` and returns the span the
     /// record belongs to.
-    pub fn observe(&mut self, record: &Record) -> Option<SpanContext> {
+    pub fn observe(&mut self, record: &Enriched) -> Option<SpanContext> {
         let pid = u32::try_from(record.int(attr::PROCESS_PID)?).ok()?;
         let ppid = record
             .int(attr::PROCESS_PARENT_PID)
@@ -173,7 +173,7 @@ impl Tracker {
     /// The span of `pid`, opened from `record` if there is none yet (a
     /// process that was running before the agent, or whose fork was not
     /// seen); it is a child of `ppid`'s span when that one is known.
-    fn span_of(&mut self, pid: u32, ppid: Option<u32>, record: &Record) -> Option<SpanContext> {
+    fn span_of(&mut self, pid: u32, ppid: Option<u32>, record: &Enriched) -> Option<SpanContext> {
         if let Some(span) = self.live.get(&pid) {
             return Some(span.ctx);
         }
@@ -186,7 +186,7 @@ impl Tracker {
         pid: u32,
         parent: Option<SpanContext>,
         start_unix_nano: u64,
-        record: &Record,
+        record: &Enriched,
     ) -> Option<SpanContext> {
         if self.live.len() >= MAX_LIVE {
             return None;
@@ -297,7 +297,7 @@ fn basename(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-fn set_attributes(span: &mut ProcessSpan, record: &Record) {
+fn set_attributes(span: &mut ProcessSpan, record: &Enriched) {
     for key in SPAN_ATTRIBUTES {
         if let Some(v) = record.get(key) {
             set(&mut span.attributes, key, v);
@@ -317,7 +317,7 @@ fn set(attributes: &mut Vec<(&'static str, Value)>, key: &'static str, value: &V
     }
 }
 
-fn add_event(span: &mut ProcessSpan, record: &Record, time: u64) {
+fn add_event(span: &mut ProcessSpan, record: &Enriched, time: u64) {
     match record.str(attr::DECISION) {
         Some(decision::BLOCKED) => {
             span.denied += 1;
@@ -354,7 +354,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::events::record::Severity;
+    use crate::events::enriched::Severity;
 
     /// The spans ended so far, as a Collector decodes them.
     fn take_ended(t: &mut Tracker) -> Vec<Span> {
@@ -372,8 +372,8 @@ mod tests {
         spans
     }
 
-    fn rec(name: &'static str, t: u64, attrs: Vec<(&'static str, Value)>) -> Record {
-        Record {
+    fn rec(name: &'static str, t: u64, attrs: Vec<(&'static str, Value)>) -> Enriched {
+        Enriched {
             name,
             time: UNIX_EPOCH + Duration::from_secs(t),
             severity: Severity::Info,
@@ -381,7 +381,7 @@ mod tests {
         }
     }
 
-    fn fork(t: u64, child: u32, parent: u32) -> Record {
+    fn fork(t: u64, child: u32, parent: u32) -> Enriched {
         rec(
             event::PROCESS_FORK,
             t,
@@ -393,7 +393,7 @@ mod tests {
         )
     }
 
-    fn exit(t: u64, pid: u32) -> Record {
+    fn exit(t: u64, pid: u32) -> Enriched {
         rec(
             event::PROCESS_EXIT,
             t,

@@ -113,7 +113,7 @@ impl From<u64> for Value {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Enriched {
     /// The event name (OTLP `EventName`), from `semconv::event`.
     pub name: &'static str,
     pub time: SystemTime,
@@ -122,7 +122,7 @@ pub struct Record {
     pub attributes: Vec<(&'static str, Value)>,
 }
 
-impl Record {
+impl Enriched {
     /// The value of attribute `key`, if the record has it.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.attributes
