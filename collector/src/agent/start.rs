@@ -54,60 +54,22 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         None
     };
 
-    let mut kernel = Kernel::start(
-        &policy,
-        config.ring_buffer_bytes,
-        config.audit_rate_limit,
-        config.tier,
-        config.network.cgroup.as_deref(),
-        kernel::Pinning {
-            dir: &config.pin_dir,
-            keep: config.pin,
-        },
-    )
-    .context("cannot start the kernel programs")?;
-    coverage::report(&kernel.rows);
-    *observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
-        .rows
-        .iter()
-        .map(|r| (r.name.to_string(), r.coverage.tier()))
-        .collect();
-    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&policy);
+    let mut kernel = start_kernel(&config, &policy, &observed)?;
 
     let event_log = local
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .location
         .clone();
-    let status = tokio::spawn(status_server.serve(Arc::new(status::Source {
-        started: Instant::now(),
-        observed: observed.clone(),
-        registry: registry.clone(),
-        event_log: event_log.clone(),
-        export: exporter.as_ref().map(|e| status::ExportSource {
-            endpoint: config.otel.endpoint.clone(),
-            protocol: match config.otel.protocol {
-                config::OtlpProtocol::Grpc => "grpc".into(),
-                config::OtlpProtocol::HttpProtobuf => "http/protobuf".into(),
-            },
-            state: e.state.clone(),
-            spool: e.spool.clone(),
-        }),
-    })));
+    let status = tokio::spawn(status_server.serve(Arc::new(status_source(
+        &config,
+        &observed,
+        &registry,
+        event_log.clone(),
+        exporter.as_ref(),
+    ))));
 
-    let pipeline = Pipeline::new(
-        telemetry::resource::to_proto(
-            &exporter
-                .as_ref()
-                .map_or_else(telemetry::resource::resource, |e| e.resource.clone()),
-        ),
-        exporter.as_ref().map(|e| e.pipeline_export(&config)),
-        local,
-        options.local_always,
-        config.log.level,
-        exporter.as_ref().map(|e| e.metrics.clone()),
-        registry.clone(),
-    );
+    let pipeline = pipeline(&config, options, exporter.as_ref(), local, &registry);
 
     let (queue_tx, queue) = mpsc::channel(QUEUE_CAPACITY);
     let (stop_reader, stop_rx) = watch::channel(false);
@@ -150,6 +112,78 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         registry,
         signals,
     })
+}
+
+/// Loads and attaches the programs with `policy` in force, and says how
+/// this kernel covers each row.
+fn start_kernel(config: &Config, policy: &Policy, observed: &Observed) -> anyhow::Result<Kernel> {
+    let kernel = Kernel::start(
+        policy,
+        config.ring_buffer_bytes,
+        config.audit_rate_limit,
+        config.tier,
+        config.network.cgroup.as_deref(),
+        kernel::Pinning {
+            dir: &config.pin_dir,
+            keep: config.pin,
+        },
+    )
+    .context("cannot start the kernel programs")?;
+    coverage::report(&kernel.rows);
+    *observed.rows.lock().unwrap_or_else(|e| e.into_inner()) = kernel
+        .rows
+        .iter()
+        .map(|r| (r.name.to_string(), r.coverage.tier()))
+        .collect();
+    *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(policy);
+    Ok(kernel)
+}
+
+/// The pipeline: to the spool when the export is on, to the local event
+/// log always or only while the Collector is away.
+fn pipeline(
+    config: &Config,
+    options: &Options,
+    exporter: Option<&Exporter>,
+    local: SharedLog,
+    registry: &Arc<Registry>,
+) -> Pipeline {
+    Pipeline::new(
+        telemetry::resource::to_proto(
+            &exporter.map_or_else(telemetry::resource::resource, |e| e.resource.clone()),
+        ),
+        exporter.map(|e| e.pipeline_export(config)),
+        local,
+        options.local_always,
+        config.log.level,
+        exporter.map(|e| e.metrics.clone()),
+        registry.clone(),
+    )
+}
+
+/// What `safeguard status` answers from.
+fn status_source(
+    config: &Config,
+    observed: &Arc<Observed>,
+    registry: &Arc<Registry>,
+    event_log: String,
+    exporter: Option<&Exporter>,
+) -> status::Source {
+    status::Source {
+        started: Instant::now(),
+        observed: observed.clone(),
+        registry: registry.clone(),
+        event_log,
+        export: exporter.map(|e| status::ExportSource {
+            endpoint: config.otel.endpoint.clone(),
+            protocol: match config.otel.protocol {
+                config::OtlpProtocol::Grpc => "grpc".into(),
+                config::OtlpProtocol::HttpProtobuf => "http/protobuf".into(),
+            },
+            state: e.state.clone(),
+            spool: e.spool.clone(),
+        }),
+    }
 }
 
 /// The domain rules' addresses, looked up once, and when to look again.

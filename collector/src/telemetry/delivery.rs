@@ -53,75 +53,102 @@ pub async fn deliver(
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = BACKOFF_MIN;
-    let mut stop_by: Option<Instant> = None;
-    let falling_back = |e: &ExportError| {
-        if !state.falling_back.swap(true, Ordering::SeqCst) {
-            let event_log = local_log::lock(&local).location.clone();
-            registry.emit(CollectorUnavailable {
-                endpoint: transport.endpoint(),
-                error: e,
-                event_log: &event_log,
-                spool_dir: spool.dir(),
-            });
-            for batch in spool.set_failing(true) {
-                to_local(&spool, &local, &registry, &batch);
-            }
-        }
+    let mut delivery = Delivery {
+        transport,
+        spool,
+        state,
+        local,
+        metrics,
+        registry,
+        backoff: BACKOFF_MIN,
     };
     // Find out at once whether the Collector answers, so that an idle
     // agent says it is falling back too.
-    if let Err(e) = transport.send(Signal::Logs, Vec::new()).await {
-        registry.emit(ExportFailed {
+    if let Err(e) = delivery.transport.send(Signal::Logs, Vec::new()).await {
+        delivery.registry.emit(ExportFailed {
             signal: Signal::Logs,
             error: e.kind(),
         });
-        falling_back(&e);
+        delivery.fall_back(&e);
     }
+    let mut stop_by: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             let by = *stop_by.get_or_insert_with(|| Instant::now() + STOP_DRAIN);
-            if spool.front().is_none()
-                || state.falling_back.load(Ordering::SeqCst)
-                || Instant::now() >= by
-            {
+            if delivery.spool.front().is_none() || delivery.falling_back() || Instant::now() >= by {
                 break;
             }
         }
-        let Some(batch) = spool.front() else {
-            if state.falling_back.load(Ordering::SeqCst) {
-                // Nothing to send: probe, so the operator hears when it
-                // answers again.
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => continue,
-                    _ = state.spooled.notified() => continue,
-                }
-                match transport.send(Signal::Logs, Vec::new()).await {
-                    Ok(_) => recovered(&transport, &spool, &state, &registry),
-                    Err(_) => backoff = (backoff * 2).min(BACKOFF_MAX),
-                }
-            } else {
-                tokio::select! {
-                    _ = state.spooled.notified() => {}
-                    _ = stop.changed() => {}
-                }
+        match delivery.spool.front() {
+            Some(batch) => delivery.send(&batch, &mut stop).await,
+            None => delivery.wait(&mut stop).await,
+        }
+    }
+    let usage = delivery.spool.usage();
+    if usage.batches > 0 {
+        info!(
+            batches = usage.batches,
+            records = usage.records,
+            "undelivered batches stay in {} for the next start",
+            delivery.spool.dir().display()
+        );
+    }
+}
+
+/// The delivery task's state: where batches come from and go, and how
+/// long to wait before the next try.
+struct Delivery {
+    transport: Arc<Transport>,
+    spool: Arc<Spool>,
+    state: Arc<ExportState>,
+    local: SharedLog,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    backoff: Duration,
+}
+
+impl Delivery {
+    fn falling_back(&self) -> bool {
+        self.state.falling_back.load(Ordering::SeqCst)
+    }
+
+    /// Nothing to send: wait for a batch, or, while falling back, probe so
+    /// that the operator hears when the Collector answers again.
+    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) {
+        if !self.falling_back() {
+            tokio::select! {
+                _ = self.state.spooled.notified() => {}
+                _ = stop.changed() => {}
             }
-            continue;
-        };
-        let Some(payload) = spool.read(&batch) else {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.backoff) => {}
+            _ = stop.changed() => return,
+            _ = self.state.spooled.notified() => return,
+        }
+        match self.transport.send(Signal::Logs, Vec::new()).await {
+            Ok(_) => self.recovered(),
+            Err(_) => self.backoff = (self.backoff * 2).min(BACKOFF_MAX),
+        }
+    }
+
+    /// Sends the oldest batch; removes it once the Collector has it (or has
+    /// refused it for good, and it is in the local event log).
+    async fn send(&mut self, batch: &Batch, stop: &mut watch::Receiver<bool>) {
+        let Some(payload) = self.spool.read(batch) else {
             // Evicted meanwhile: it is in the local files.
-            continue;
+            return;
         };
-        match transport.send(batch.signal, payload).await {
+        match self.transport.send(batch.signal, payload).await {
             Ok(accepted) => {
-                spool.remove(&batch);
-                backoff = BACKOFF_MIN;
-                if state.falling_back.load(Ordering::SeqCst) {
-                    recovered(&transport, &spool, &state, &registry);
+                self.spool.remove(batch);
+                self.backoff = BACKOFF_MIN;
+                if self.falling_back() {
+                    self.recovered();
                 }
                 if accepted.rejected > 0 {
-                    registry.emit(ExportPartial {
+                    self.registry.emit(ExportPartial {
                         signal: batch.signal,
                         rejected: accepted.rejected,
                         message: &accepted.message,
@@ -129,73 +156,89 @@ pub async fn deliver(
                 }
                 let now = logs::unix_nanos(SystemTime::now());
                 for t in batch.times.iter() {
-                    metrics.latency(now.saturating_sub(*t) as f64 / 1e9);
+                    self.metrics.latency(now.saturating_sub(*t) as f64 / 1e9);
                 }
             }
             Err(e @ ExportError::Rejected { .. }) => {
-                registry.emit(ExportRejected {
+                self.registry.emit(ExportRejected {
                     signal: batch.signal,
                     records: batch.records,
                     error: &e,
                 });
-                to_local(&spool, &local, &registry, &batch);
-                spool.remove(&batch);
+                to_local(&self.spool, &self.local, &self.registry, batch);
+                self.spool.remove(batch);
             }
             Err(e) => {
-                registry.emit(ExportFailed {
+                self.registry.emit(ExportFailed {
                     signal: batch.signal,
                     error: e.kind(),
                 });
-                // The Collector answered, but with an error: if the batch
-                // itself no longer decodes (damaged on disk), no retry will
-                // help, and every batch behind it would wait.
-                if e.kind().collector_answered()
-                    && let Some(payload) = spool.read(&batch)
-                    && let Err(error) = spool::check(batch.signal, &payload)
-                {
-                    match spool.set_aside(&batch) {
-                        Some(path) => registry.emit(SpoolBatchDamaged {
-                            signal: batch.signal,
-                            records: batch.records,
-                            error: &error,
-                            path: &path,
-                            in_local_log: batch.local,
-                        }),
-                        // Evicted meanwhile: nothing to move aside.
-                        None => registry.emit(ExportFailed {
-                            signal: batch.signal,
-                            error: ErrorType::Encoding,
-                        }),
-                    }
-                    continue;
+                if e.kind().collector_answered() && self.set_aside_if_damaged(batch) {
+                    return;
                 }
-                falling_back(&e);
+                self.fall_back(&e);
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(self.backoff) => {}
                     _ = stop.changed() => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
-    let usage = spool.usage();
-    if usage.batches > 0 {
-        info!(
-            batches = usage.batches,
-            records = usage.records,
-            "undelivered batches stay in {} for the next start",
-            spool.dir().display()
-        );
-    }
-}
 
-fn recovered(transport: &Transport, spool: &Spool, state: &ExportState, registry: &Registry) {
-    state.falling_back.store(false, Ordering::SeqCst);
-    spool.set_failing(false);
-    registry.emit(CollectorRecovered {
-        endpoint: transport.endpoint(),
-        spooled_batches: spool.usage().batches,
-    });
+    /// The Collector answered with an error: if the batch itself no longer
+    /// decodes (damaged on disk), no retry will help, and every batch
+    /// behind it would wait, so it is moved aside. True if it was damaged.
+    fn set_aside_if_damaged(&self, batch: &Batch) -> bool {
+        let Some(payload) = self.spool.read(batch) else {
+            return false;
+        };
+        let Err(error) = spool::check(batch.signal, &payload) else {
+            return false;
+        };
+        match self.spool.set_aside(batch) {
+            Some(path) => self.registry.emit(SpoolBatchDamaged {
+                signal: batch.signal,
+                records: batch.records,
+                error: &error,
+                path: &path,
+                in_local_log: batch.local,
+            }),
+            // Evicted meanwhile: nothing to move aside.
+            None => self.registry.emit(ExportFailed {
+                signal: batch.signal,
+                error: ErrorType::Encoding,
+            }),
+        }
+        true
+    }
+
+    /// The Collector does not answer: said once, and from now on log
+    /// batches also go to the local event log, those in the spool first.
+    fn fall_back(&self, e: &ExportError) {
+        if self.state.falling_back.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let event_log = local_log::lock(&self.local).location.clone();
+        self.registry.emit(CollectorUnavailable {
+            endpoint: self.transport.endpoint(),
+            error: e,
+            event_log: &event_log,
+            spool_dir: self.spool.dir(),
+        });
+        for batch in self.spool.set_failing(true) {
+            to_local(&self.spool, &self.local, &self.registry, &batch);
+        }
+    }
+
+    fn recovered(&self) {
+        self.state.falling_back.store(false, Ordering::SeqCst);
+        self.spool.set_failing(false);
+        self.registry.emit(CollectorRecovered {
+            endpoint: self.transport.endpoint(),
+            spooled_batches: self.spool.usage().batches,
+        });
+    }
 }
 
 /// Writes a spooled log batch to the local event log, once.
