@@ -312,15 +312,8 @@ impl Attacher<'_> {
         let mut attached = Vec::new();
         for &hook in hooks {
             let program = hook.program();
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing("a cgroup sock_addr program"))?
-                .try_into()
-                .map_err(|source| KernelError::Attach {
-                    what: program.into(),
-                    source,
-                })?;
+            let prog: &mut CgroupSockAddr =
+                program_of(self.ebpf, program, "a cgroup sock_addr program")?;
             // A BPF link (how aya attaches where the kernel has them) coexists
             // with other programs on the cgroup whatever the mode; the link
             // API takes no flags, so the default mode it is.
@@ -355,15 +348,7 @@ impl Attacher<'_> {
             let (category, name) = hook
                 .tracepoint()
                 .ok_or(KernelError::Missing("a tracepoint program"))?;
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing("a tracepoint program"))?
-                .try_into()
-                .map_err(|source| KernelError::Attach {
-                    what: program.into(),
-                    source,
-                })?;
+            let prog: &mut TracePoint = program_of(self.ebpf, program, "a tracepoint program")?;
             match prog.load().and_then(|()| prog.attach(category, name)) {
                 Ok(id) => {
                     // Only a perf link (kernels from 5.15) can be owned and
@@ -396,15 +381,8 @@ impl Attacher<'_> {
         for &hook in list {
             // Named after the raw tracepoint it attaches to.
             let program = hook.program();
-            let prog: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing("a raw tracepoint program"))?
-                .try_into()
-                .map_err(|source| KernelError::Attach {
-                    what: program.into(),
-                    source,
-                })?;
+            let prog: &mut RawTracePoint =
+                program_of(self.ebpf, program, "a raw tracepoint program")?;
             let link = prog
                 .load()
                 .and_then(|()| prog.attach(program))
@@ -418,6 +396,25 @@ impl Attacher<'_> {
         }
         Ok(hooks)
     }
+}
+
+/// The program named `program`, as its type `P`; `kind` names what was
+/// expected if the object lacks it.
+fn program_of<'e, P>(
+    ebpf: &'e mut Ebpf,
+    program: &str,
+    kind: &'static str,
+) -> Result<&'e mut P, KernelError>
+where
+    &'e mut P: TryFrom<&'e mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(program)
+        .ok_or(KernelError::Missing(kind))?
+        .try_into()
+        .map_err(|source| KernelError::Attach {
+            what: program.into(),
+            source,
+        })
 }
 
 /// Loads and attaches one BPF-LSM program (named after its hook); on
