@@ -42,16 +42,30 @@ pub struct Context {
     pub local_port: u16,
 }
 
+/// `::ffff:0:0/96`, IPv4-mapped IPv6.
+#[inline(always)]
+fn is_v4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
+}
+
 /// The network policy on `peer` for the current task.
 #[inline(always)]
 pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
     // A rule of zeros where nothing matches (the same answer as none): an
     // Option's empty payload can reach the verifier as a register never
     // written.
+    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack socket's
+    // way to reach a.b.c.d) is the IPv4 address: it is judged by the IPv4
+    // rules, or a v4 deny would not hold against an AF_INET6 socket.
     let cidr = match peer.family {
         AF_INET => {
             let mut a = [0u8; 4];
             a.copy_from_slice(&peer.addr[..4]);
+            net_v4_rules(config).get(Key::new(32, a)).copied()
+        }
+        AF_INET6 if is_v4_mapped(&peer.addr) => {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&peer.addr[12..]);
             net_v4_rules(config).get(Key::new(32, a)).copied()
         }
         AF_INET6 => net_v6_rules(config).get(Key::new(128, peer.addr)).copied(),

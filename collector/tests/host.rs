@@ -314,8 +314,9 @@ fn process_audit_tier_reports_denied_execs_and_the_life_cycle() {
 }
 
 /// The audit tier's network programs (cgroup sock_addr) refuse a connect
-/// to a denied network from inside the configured cgroup, and report it;
-/// a process outside that cgroup is untouched. Never the root cgroup.
+/// to a denied network from inside the configured cgroup, also spelled as
+/// IPv4-mapped IPv6, and report it; a process outside that cgroup is
+/// untouched. Never the root cgroup.
 #[test]
 fn cgroup_tier_refuses_denied_connects_inside_its_cgroup_only() {
     require_root!();
@@ -338,17 +339,41 @@ fn cgroup_tier_refuses_denied_connects_inside_its_cgroup_only() {
     let agent = start(&dir, &config);
     let (inside_pid, inside) = connect_from(Some(&cgroup.0), target);
     let (_, outside) = connect_from(None, target);
+    // The same address spelled as IPv4-mapped IPv6, from an AF_INET6 socket.
+    let mapped = std::net::SocketAddr::new(
+        match target.ip() {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().into(),
+            v6 => v6,
+        },
+        target.port(),
+    );
+    let (mapped_pid, mapped_inside) = connect_from(Some(&cgroup.0), mapped);
     let (events, log) = agent.stop().unwrap();
 
     assert_eq!(inside, libc::EPERM, "connect inside the cgroup: {log}");
     assert_eq!(outside, 0, "connect outside the cgroup must work");
+    assert_eq!(
+        mapped_inside,
+        libc::EPERM,
+        "connect to ::ffff:127.0.0.2 inside the cgroup: {log}"
+    );
     assert!(log.contains("network.connect: enforced"), "{log}");
     let reported: Vec<_> = events
         .iter()
         .filter(|e| e["event_name"] == "safeguard.network.connect")
         .collect();
-    assert_eq!(reported.len(), 1, "{events:?}");
-    let e = reported[0];
+    assert_eq!(reported.len(), 2, "{events:?}");
+    let m = reported
+        .iter()
+        .find(|e| e["process.pid"] == mapped_pid)
+        .expect("the mapped connect is reported");
+    assert_eq!(m["safeguard.hook"], "cgroup/connect6");
+    assert_eq!(m["network.peer.address"], "::ffff:127.0.0.2");
+    assert_eq!(m["security_rule.name"], "127.0.0.2/32");
+    let e = reported
+        .iter()
+        .find(|e| e["process.pid"] == inside_pid)
+        .expect("the IPv4 connect is reported");
     assert_eq!(e["process.pid"], inside_pid);
     assert_eq!(e["safeguard.decision"], "blocked");
     assert_eq!(e["safeguard.hook"], "cgroup/connect4");

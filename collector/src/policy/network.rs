@@ -41,6 +41,16 @@ fn mark(slot: &mut PathRule, id: u32, deny: bool) {
     }
 }
 
+/// The IPv4 network a network inside `::ffff:0:0/96` stands for.
+fn v4_mapped(addr: &[u8; 16], prefix: u8) -> Option<([u8; 4], u8)> {
+    let mapped = addr[..10] == [0; 10] && addr[10..12] == [0xff, 0xff];
+    (mapped && prefix >= 96).then(|| {
+        let mut v4 = [0u8; 4];
+        v4.copy_from_slice(&addr[12..]);
+        (v4, prefix - 96)
+    })
+}
+
 impl NetRules {
     /// `(rule id, network, deny?)`.
     pub fn add_cidrs(&mut self, cidrs: &[(u32, IpNetwork, bool)]) {
@@ -53,11 +63,18 @@ impl NetRules {
                     *id,
                     *deny,
                 ),
-                IpAddr::V6(a) => mark(
-                    own6.entry((a.octets(), net.prefix())).or_default(),
-                    *id,
-                    *deny,
-                ),
+                IpAddr::V6(a) => {
+                    mark(
+                        own6.entry((a.octets(), net.prefix())).or_default(),
+                        *id,
+                        *deny,
+                    );
+                    // The kernel judges an IPv4-mapped address by the IPv4
+                    // rules: a rule inside ::ffff:0:0/96 is one of them.
+                    if let Some(v4) = v4_mapped(&a.octets(), net.prefix()) {
+                        mark(own4.entry(v4).or_default(), *id, *deny);
+                    }
+                }
             }
         }
         self.v4 = inherit(&own4);
@@ -95,9 +112,13 @@ impl NetRules {
     /// The longest matching network entry for `addr`, as the kernel finds it.
     #[cfg(test)]
     pub fn lookup(&self, addr: IpAddr) -> Option<&PathRule> {
+        // As the programs do: an IPv4-mapped address is looked up as IPv4.
         match addr {
             IpAddr::V4(a) => longest(&self.v4, a.octets()),
-            IpAddr::V6(a) => longest(&self.v6, a.octets()),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => longest(&self.v4, v4.octets()),
+                None => longest(&self.v6, a.octets()),
+            },
         }
     }
 }

@@ -215,6 +215,40 @@ fn network_cidr_deny_and_allowed_command_override_as_in_safeguard() {
 }
 
 #[test]
+fn ipv4_mapped_ipv6_addresses_are_judged_by_the_ipv4_rules() {
+    let p = net_policy(
+        "network:\n  enable: true\n  cidr:\n    allow: [0.0.0.0/0, '::/0']\n    deny: [10.0.0.0/8, '::ffff:192.0.2.0/120']\n",
+    );
+    // A dual-stack socket reaches 10.1.2.3 as ::ffff:10.1.2.3.
+    assert_eq!(
+        net_denied_by(&p, "::ffff:10.1.2.3", "x", 0, 0),
+        Some("10.0.0.0/8".into())
+    );
+    // A rule written in the mapped range is an IPv4 rule too.
+    assert_eq!(
+        net_denied_by(&p, "192.0.2.7", "x", 0, 0),
+        Some("::ffff:192.0.2.0/120".into())
+    );
+    assert_eq!(
+        net_denied_by(&p, "::ffff:192.0.2.7", "x", 0, 0),
+        Some("::ffff:192.0.2.0/120".into())
+    );
+    assert_eq!(net_denied_by(&p, "::ffff:192.0.3.7", "x", 0, 0), None);
+    // Not mapped: the IPv6 rules.
+    assert_eq!(net_denied_by(&p, "::10.1.2.3", "x", 0, 0), None);
+    // Under a whitelist, ::/0 alone does not admit IPv4 through the
+    // mapped range.
+    let w = net_policy(
+        "policy: whitelist\nnetwork:\n  enable: true\n  cidr:\n    allow: ['::/0']\n    deny: []\n",
+    );
+    assert_eq!(
+        net_denied_by(&w, "::ffff:10.1.2.3", "x", 0, 0),
+        Some("default".into())
+    );
+    assert_eq!(net_denied_by(&w, "2001:db8::1", "x", 0, 0), None);
+}
+
+#[test]
 fn network_rules_about_who_connects_are_flagged_for_the_programs() {
     let who = |yaml: &str| {
         net_policy(yaml).network.config.flags & collector_common::FLAG_NET_WHO_RULES != 0

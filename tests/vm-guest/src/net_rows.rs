@@ -1,4 +1,5 @@
-//! Network rows: connect (IPv4 and IPv6), send with a destination, receive
+//! Network rows: connect (IPv4, IPv6, and IPv4 spelled as IPv4-mapped
+//! IPv6), send with a destination, receive
 //! and getpeername on a socket connected to a denied peer, bind to a denied
 //! address, and an inbound connection from a denied source. Real TCP and
 //! UDP sockets on loopback inside the VM.
@@ -81,6 +82,14 @@ fn setup() -> Result<(), String> {
     Ok(())
 }
 
+/// An IPv4 address as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+fn mapped(to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
 fn errno(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
 }
@@ -120,6 +129,28 @@ fn ops() -> Vec<Op> {
                 TcpStream::connect(addr(&f.denied_v6))
                     .map(drop)
                     .map_err(errno)
+            }),
+        ),
+        // The IPv4 address 127.0.0.2 spelled as IPv4-mapped IPv6, from a
+        // dual-stack AF_INET6 socket: the IPv4 rule holds.
+        peer(
+            "network.connect.tcp4-mapped",
+            event::NETWORK_CONNECT,
+            "::ffff:127.0.0.2",
+            call(|f| {
+                TcpStream::connect(mapped(addr(&f.denied_tcp)))
+                    .map(drop)
+                    .map_err(errno)
+            }),
+        ),
+        peer(
+            "network.send.udp4-mapped",
+            event::NETWORK_SEND,
+            "::ffff:127.0.0.2",
+            call(|f| {
+                let to = f.denied_udp.as_ref().unwrap().local_addr().unwrap();
+                let s = UdpSocket::bind("[::]:0").map_err(errno)?;
+                s.send_to(b"x", mapped(to)).map(drop).map_err(errno)
             }),
         ),
         peer(
