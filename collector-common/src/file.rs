@@ -21,6 +21,18 @@ pub enum FileOp {
     Mmap = 7,
     /// `arg` holds the ioctl command.
     Ioctl = 8,
+    /// A hard link: `path` is the existing file, `path2` the new name.
+    Link = 9,
+    /// `path` is the new symbolic link (its target is not judged: opening
+    /// through it reaches the target, which is judged then).
+    Symlink = 10,
+    /// `arg` holds the requested mode bits.
+    Mkdir = 11,
+    /// `arg` holds the requested mode (file type and bits, low 32 bits)
+    /// and the device number (high 32 bits).
+    Mknod = 12,
+    /// A descriptor received over a Unix socket (`SCM_RIGHTS`).
+    Receive = 13,
 }
 
 impl FileOp {
@@ -35,6 +47,11 @@ impl FileOp {
             6 => Some(Self::Chown),
             7 => Some(Self::Mmap),
             8 => Some(Self::Ioctl),
+            9 => Some(Self::Link),
+            10 => Some(Self::Symlink),
+            11 => Some(Self::Mkdir),
+            12 => Some(Self::Mknod),
+            13 => Some(Self::Receive),
             _ => None,
         }
     }
@@ -43,7 +60,7 @@ impl FileOp {
 /// Fixed part of a file record. On the wire it is followed by `path_len`
 /// bytes of path and then `path2_len` bytes of the second path (no NULs);
 /// the record is no longer than that. The second path is a rename's target,
-/// or, for a `PATH_RELATIVE` path, the absolute path of the directory it is
+/// a hard link's new name, or, for a `PATH_RELATIVE` path, the absolute path of the directory it is
 /// relative to (empty where the kernel could not tell).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -124,6 +124,11 @@ hooks! {
     CgroupGetpeername4 = 30 => "cgroup/getpeername4", false;
     CgroupGetpeername6 = 31 => "cgroup/getpeername6", false;
     LsmSockRcvSkb = 32 => "lsm/socket_sock_rcv_skb", true;
+    LsmPathLink = 33 => "lsm/path_link", true;
+    LsmPathSymlink = 34 => "lsm/path_symlink", true;
+    LsmPathMkdir = 35 => "lsm/path_mkdir", true;
+    LsmPathMknod = 36 => "lsm/path_mknod", true;
+    LsmFileReceive = 37 => "lsm/file_receive", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.
@@ -239,8 +244,15 @@ pub struct ProcessInfo {
 /// Path flag: the path is relative to a directory fd (audit tier only; the
 /// record's second path is that directory, and the agent joins the two).
 pub const PATH_RELATIVE: u8 = 1;
-/// Path flag: the path did not fit and was cut.
+/// Path flag: the path could not be established whole (longer than
+/// PATH_MAX, or a dentry cut off from its mount): what the record holds is
+/// its innermost part.
 pub const PATH_TRUNCATED: u8 = 2;
+
+/// Rule id of a refusal for want of a whole path: in block mode a file
+/// operation whose path cannot be established is refused (fail closed), in
+/// monitor mode it is reported as "would block".
+pub const RULE_PATH_UNRESOLVED: u32 = u32::MAX;
 
 const _: () = {
     use core::mem::{offset_of, size_of};

@@ -10,6 +10,7 @@ pub mod maps {
     /// (`active_value`). Rule maps come in pairs, one per set.
     pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
     pub const FILE_RULES: [&str; 2] = ["FILE_RULES_0", "FILE_RULES_1"];
+    pub const FILE_ANCESTORS: [&str; 2] = ["FILE_ANCESTORS_0", "FILE_ANCESTORS_1"];
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
     pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
     pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];

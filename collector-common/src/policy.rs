@@ -151,6 +151,20 @@ impl PathRule {
     }
 }
 
+/// Value of the ancestor trie: its key is a proper ancestor directory of a
+/// denied path (with trailing `/`), and an entry answers only for that
+/// directory itself, not for what lies below it (a longest-prefix trie has
+/// no exact lookup, so the entry says how long its key is). Renaming such a
+/// directory would carry the denied path to a name no rule speaks of.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AncestorRule {
+    /// The first deny rule below the directory.
+    pub deny_rule: u32,
+    /// Length of the entry's key in bits (the trie's prefix length).
+    pub key_bits: u32,
+}
+
 /// The network policy, as safeguard has it. `Some(rule id)` when denied
 /// (0: a whitelist or allow-list default). A denied command, UID or GID
 /// always denies; a denied CIDR is overridden by an allowed command, UID or
@@ -192,6 +206,7 @@ pub fn net_denial(
 const _: () = {
     assert!(core::mem::size_of::<ModuleConfig>() == 8);
     assert!(core::mem::size_of::<PathRule>() == 8);
+    assert!(core::mem::size_of::<AncestorRule>() == 8);
 };
 
 #[cfg(feature = "user")]
@@ -199,4 +214,5 @@ mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding-sensitive invariants.
     unsafe impl aya::Pod for super::ModuleConfig {}
     unsafe impl aya::Pod for super::PathRule {}
+    unsafe impl aya::Pod for super::AncestorRule {}
 }

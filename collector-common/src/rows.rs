@@ -150,6 +150,36 @@ pub const ROWS: &[RowSpec] = &[
         AuditTier::None,
     ),
     lsm(
+        "files.link",
+        Module::Files,
+        Hook::LsmPathLink,
+        AuditTier::None,
+    ),
+    lsm(
+        "files.symlink",
+        Module::Files,
+        Hook::LsmPathSymlink,
+        AuditTier::None,
+    ),
+    lsm(
+        "files.mkdir",
+        Module::Files,
+        Hook::LsmPathMkdir,
+        AuditTier::None,
+    ),
+    lsm(
+        "files.mknod",
+        Module::Files,
+        Hook::LsmPathMknod,
+        AuditTier::None,
+    ),
+    lsm(
+        "files.receive",
+        Module::Files,
+        Hook::LsmFileReceive,
+        AuditTier::None,
+    ),
+    lsm(
         "process.exec",
         Module::Process,
         Hook::LsmBprmCheck,

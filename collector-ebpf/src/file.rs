@@ -8,12 +8,13 @@
 use aya_ebpf::{helpers::generated::bpf_d_path, macros::lsm, programs::LsmContext};
 use collector_common::{
     AT_FDCWD, EventKind, FLAG_FILE_IOCTL, Hook, Module, ModuleConfig, PATH_MAX, PATH_TRUNCATED,
+    RULE_PATH_UNRESOLVED,
     file::{FILE_EVENT_SIZE, FileOp, FileRecord},
 };
 
 use crate::{
     kernel,
-    maps::{FILE_SCRATCH, file_rules},
+    maps::{FILE_SCRATCH, file_ancestors, file_rules},
     record::{self, Verdict},
 };
 
@@ -67,10 +68,20 @@ fn emit(
     );
 }
 
-/// `bpf_d_path(&file->f_path)` into the record; the path's length, if it
-/// is an absolute path (pipes and anonymous inodes are outside any policy).
+/// What `bpf_d_path` made of a file's path.
+enum FilePath {
+    /// An absolute path of this length.
+    Whole(usize),
+    /// No path at all: pipes, sockets and anonymous inodes are outside
+    /// any policy.
+    Nameless,
+    /// A path that could not be built (longer than PATH_MAX).
+    Unresolved,
+}
+
+/// `bpf_d_path(&file->f_path)` into the record.
 #[inline(always)]
-fn file_path(rec: &mut FileRecord, file: *const u8) -> Option<usize> {
+fn file_path(rec: &mut FileRecord, file: *const u8) -> FilePath {
     let path = kernel::file_f_path(file);
     let len = unsafe {
         bpf_d_path(
@@ -79,11 +90,14 @@ fn file_path(rec: &mut FileRecord, file: *const u8) -> Option<usize> {
             PATH_MAX as u32,
         )
     };
+    if len < 0 {
+        return FilePath::Unresolved;
+    }
     if len <= 1 || rec.paths[0] != b'/' {
-        return None;
+        return FilePath::Nameless;
     }
     // d_path's length counts the NUL.
-    Some((len as usize - 1) & (PATH_MAX - 1))
+    FilePath::Whole((len as usize - 1) & (PATH_MAX - 1))
 }
 
 /// A hook on a `struct file *`: open, mmap, ioctl.
@@ -96,14 +110,25 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
         return 0;
     }
     let Some(rec) = scratch() else { return 0 };
-    let Some(len) = file_path(rec, file) else {
-        return 0;
+    let (denial, len, cut) = match file_path(rec, file) {
+        FilePath::Whole(len) => (
+            record::file_path_denial(file_rules(config), config, rec, len),
+            len,
+            false,
+        ),
+        FilePath::Nameless => return 0,
+        FilePath::Unresolved => {
+            // Report the innermost part the walk can build.
+            let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
+            let len =
+                kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()).map_or(0, |(len, _)| len);
+            (Some(RULE_PATH_UNRESOLVED), len, true)
+        }
     };
-    let denial = record::file_path_denial(file_rules(config), config, rec, len);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
-    rec.event.path_flags = 0;
+    rec.event.path_flags = if cut { PATH_TRUNCATED } else { 0 };
     if op == FileOp::Open {
         rec.event.open_flags = kernel::file_f_flags(file);
         rec.event.fmode = kernel::file_f_mode(file);
@@ -132,14 +157,35 @@ fn judge_paths(
     let Some((len1, cut1)) = kernel::walk_path(first.0, first.1, base) else {
         return 0;
     };
-    let mut denial = record::file_path_denial(file_rules(config), config, rec, len1);
+    let mut denial = record::unless_cut(
+        record::file_path_denial(file_rules(config), config, rec, len1),
+        cut1,
+    );
+    // A rename also moves what lies below: renaming an ancestor of a
+    // denied path would give the denied file a name no rule speaks of.
+    let renamed_ancestor = |path: *const u8, len: usize| {
+        if op == FileOp::Rename {
+            record::ancestor_denial(file_ancestors(config), path, len)
+        } else {
+            None
+        }
+    };
+    if denial.is_none() {
+        denial = renamed_ancestor(base, len1);
+    }
     let (mut len2, mut cut2) = (0, false);
     if let Some((mnt, dentry)) = second {
         let at = unsafe { base.add(len1 & (PATH_MAX - 1)) };
         if let Some((len, cut)) = kernel::walk_path(mnt, dentry, at) {
             (len2, cut2) = (len, cut);
             if denial.is_none() {
-                denial = record::path_denial(file_rules(config), config, at, len2);
+                denial = record::unless_cut(
+                    record::path_denial(file_rules(config), config, at, len2),
+                    cut2,
+                );
+            }
+            if denial.is_none() {
+                denial = renamed_ancestor(at, len2);
             }
         }
     }
@@ -267,4 +313,66 @@ pub fn path_chown(ctx: LsmContext) -> i32 {
         FileOp::Chown,
         u64::from(uid) | (u64::from(gid) << 32),
     )
+}
+
+#[lsm(hook = "path_link")]
+pub fn path_link(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    // The existing file is on the new name's mount (no link crosses one).
+    let new_dir: *const u8 = ctx.arg(1);
+    judge_paths(
+        under(new_dir, ctx.arg(0)),
+        Some(under(new_dir, ctx.arg(2))),
+        Hook::LsmPathLink,
+        FileOp::Link,
+        0,
+    )
+}
+
+#[lsm(hook = "path_symlink")]
+pub fn path_symlink(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        None,
+        Hook::LsmPathSymlink,
+        FileOp::Symlink,
+        0,
+    )
+}
+
+#[lsm(hook = "path_mkdir")]
+pub fn path_mkdir(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    let mode: u16 = ctx.arg(2);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        None,
+        Hook::LsmPathMkdir,
+        FileOp::Mkdir,
+        u64::from(mode),
+    )
+}
+
+#[lsm(hook = "path_mknod")]
+pub fn path_mknod(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 4);
+    let mode: u16 = ctx.arg(2);
+    let dev: u32 = ctx.arg(3);
+    judge_paths(
+        under(ctx.arg(0), ctx.arg(1)),
+        None,
+        Hook::LsmPathMknod,
+        FileOp::Mknod,
+        u64::from(mode) | (u64::from(dev) << 32),
+    )
+}
+
+/// A descriptor passed over a Unix socket (`SCM_RIGHTS`) is judged as the
+/// receiver opening the file: a task out of scope, or one that opened the
+/// file before the rule, cannot hand it over.
+#[lsm(hook = "file_receive")]
+pub fn file_receive(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 1);
+    judge_file(ctx.arg(0), Hook::LsmFileReceive, FileOp::Receive, 0)
 }

@@ -305,9 +305,11 @@ pub fn in_scope(target: u8) -> bool {
     target != collector_common::TARGET_CONTAINER || in_container(current_task())
 }
 
-/// Deepest directory nesting a path walk follows; deeper paths are cut
-/// (and flagged) at the top.
-const MAX_DEPTH: u32 = 64;
+/// Most steps a path walk takes: one per component or mount crossed. A
+/// path of more components than this is longer than PATH_MAX (each takes
+/// at least two bytes, `/` and a name), so the walk is cut by length
+/// before it is cut by depth.
+const MAX_DEPTH: u32 = (PATH_MAX / 2) as u32 + 64;
 /// Longest name of one path component (NAME_MAX).
 const NAME_MAX: usize = 255;
 

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    DropReason, HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX, POLICY_SETS, PathKey,
-    PathRule, SampleKey, SampleWindow,
+    AncestorRule, DropReason, HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX,
+    POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
     file::FileRecord,
     maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
     mount::MountRecord,
@@ -64,6 +64,13 @@ rule_maps! {
     /// that cover it.
     file_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
     FILE_RULES_0, FILE_RULES_1
+}
+
+rule_maps! {
+    /// Proper ancestors of denied paths (`AncestorRule`): renaming one is
+    /// refused.
+    file_ancestors: LpmTrie<PathKey, AncestorRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+    FILE_ANCESTORS_0, FILE_ANCESTORS_1
 }
 
 rule_maps! {

@@ -108,7 +108,10 @@ fn judge(
     let by_name = name_rule(rec, config, kernel::bprm_filename(bprm));
     Some((
         len,
-        PathRule::denial([by_path.as_ref(), by_name.as_ref()], config.policy),
+        record::unless_cut(
+            PathRule::denial([by_path.as_ref(), by_name.as_ref()], config.policy),
+            cut,
+        ),
     ))
 }
 

@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::{LpmTrie, lpm_trie::Key},
 };
 use collector_common::{
-    Decision, DropReason, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT, ModuleConfig,
-    PATH_KEY_LEN, PathKey, PathRule, SampleKey, SampleWindow, file::FileRecord,
+    AncestorRule, Decision, DropReason, EventHeader, EventKind, Hook, MODE_BLOCK, MODULE_COUNT,
+    ModuleConfig, PATH_KEY_LEN, PathKey, PathRule, SampleKey, SampleWindow, file::FileRecord,
 };
 
 use crate::{
@@ -74,6 +74,21 @@ pub fn verdict(config: &ModuleConfig, denial: Option<u32>, enforcing: bool) -> O
     Some(Verdict { decision, rule_id })
 }
 
+/// Fail closed: the denial for a path that was cut keeps the rule it
+/// matched, if a deny rule, and is otherwise [`RULE_PATH_UNRESOLVED`](collector_common::RULE_PATH_UNRESOLVED). A
+/// cut path is its innermost part: it may look allowed while the whole
+/// path is denied, so no answer but a denial is safe.
+#[inline(always)]
+pub fn unless_cut(denial: Option<u32>, cut: bool) -> Option<u32> {
+    if !cut {
+        return denial;
+    }
+    match denial {
+        Some(rule) if rule != 0 => Some(rule),
+        _ => Some(collector_common::RULE_PATH_UNRESOLVED),
+    }
+}
+
 /// Longest-prefix lookup of the path at `path` (`len` bytes, followed by at
 /// least PATH_KEY_LEN readable bytes) followed by `/`.
 #[inline(always)]
@@ -118,6 +133,26 @@ pub fn file_path_denial(
     let entry = rules.get(key).copied().unwrap_or_default();
     rec.event.key_bits = 0;
     PathRule::denial([Some(&entry)], config.policy)
+}
+
+/// Whether the directory at `path` (`len` bytes) is itself a proper
+/// ancestor of a denied path: `Some(deny rule)`.
+#[inline(always)]
+pub fn ancestor_denial(
+    ancestors: &LpmTrie<PathKey, AncestorRule>,
+    path: *const u8,
+    len: usize,
+) -> Option<u32> {
+    let key = PATH_KEY_SCRATCH.get_ptr_mut(0)?;
+    let key = unsafe { &mut *key };
+    unsafe { bpf_probe_read_kernel_buf(path, &mut key.data) }.ok()?;
+    if len >= PATH_KEY_LEN {
+        return None;
+    }
+    key.data[crate::kernel::bounded(len, PATH_KEY_LEN - 1)] = b'/';
+    key.prefix_len = ((len + 1) * 8) as u32;
+    let entry = ancestors.get(&*key)?;
+    (entry.key_bits == key.prefix_len && entry.deny_rule != 0).then_some(entry.deny_rule)
 }
 
 /// Applies a path policy to one absolute path.

@@ -20,6 +20,16 @@ names! {
     FILE_MMAP = "safeguard.file.mmap";
     /// An ioctl(2) on a file (or its refusal).
     FILE_IOCTL = "safeguard.file.ioctl";
+    /// A hard link to a file was made (or that was refused).
+    FILE_LINK = "safeguard.file.link";
+    /// A symbolic link was made (or that was refused).
+    FILE_SYMLINK = "safeguard.file.symlink";
+    /// A directory was made (or that was refused).
+    FILE_MKDIR = "safeguard.file.mkdir";
+    /// A device, FIFO, socket or regular file was made with mknod(2) or open(2) with O_CREAT (or that was refused).
+    FILE_MKNOD = "safeguard.file.mknod";
+    /// A file descriptor was received over a Unix socket (or that was refused).
+    FILE_RECEIVE = "safeguard.file.receive";
     /// A program was executed (or an exec was refused).
     PROCESS_EXEC = "safeguard.process.exec";
     /// A new process was created (fork, vfork, clone).

@@ -83,6 +83,19 @@ pub mod decision {
     }
 }
 
+/// Values of [`attr::SECURITY_RULE_NAME`] for refusals no written rule
+/// made.
+pub mod rule {
+    names! {
+        /// Under `policy: whitelist`, an operation no allow rule admits.
+        WHITELIST_DEFAULT = "whitelist default";
+        /// A file operation whose path could not be established whole
+        /// (longer than PATH_MAX, or cut off from its mount): refused in
+        /// block mode, since no rule can be ruled out (fail closed).
+        PATH_UNRESOLVED = "unresolved path";
+    }
+}
+
 /// Values of [`attr::MODE`].
 pub mod mode {
     names! {
@@ -245,6 +258,7 @@ pub mod error_type {
 /// from this list).
 pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::DECISION, decision::ALL),
+    (attr::SECURITY_RULE_NAME, rule::ALL),
     (attr::MODE, mode::ALL),
     (attr::MODULE, module::ALL),
     (attr::NETWORK_TRANSPORT, net::TRANSPORT),

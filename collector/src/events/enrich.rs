@@ -9,7 +9,7 @@ use std::{
 };
 
 use collector_common::{
-    AT_FDCWD, Decision, MODE_BLOCK, PathRule,
+    AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_PATH_UNRESOLVED,
     file::FileOp,
     mount::MountOp,
     net::{IPPROTO_TCP, IPPROTO_UDP, NetOp},
@@ -103,6 +103,11 @@ impl Enricher {
             FileOp::Chown => event::FILE_CHOWN,
             FileOp::Mmap => event::FILE_MMAP,
             FileOp::Ioctl => event::FILE_IOCTL,
+            FileOp::Link => event::FILE_LINK,
+            FileOp::Symlink => event::FILE_SYMLINK,
+            FileOp::Mkdir => event::FILE_MKDIR,
+            FileOp::Mknod => event::FILE_MKNOD,
+            FileOp::Receive => event::FILE_RECEIVE,
         };
         let mut a = self.common(&e.header, e.process, semconv::module::FILES);
         a.push((attr::FILE_PATH, e.path.into()));
@@ -117,7 +122,7 @@ impl Enricher {
                 ));
                 a.push((attr::FILE_OPEN_FLAGS, e.open_flags.into()));
             }
-            FileOp::Rename => {
+            FileOp::Rename | FileOp::Link => {
                 if let Some(to) = e.path2 {
                     a.push((attr::FILE_NEW_PATH, to.into()));
                 }
@@ -135,7 +140,13 @@ impl Enricher {
             }
             FileOp::Mmap => a.push((attr::FILE_MMAP_PROT, mmap_prot(e.arg as u32).into())),
             FileOp::Ioctl => a.push((attr::FILE_IOCTL_CMD, e.arg.into())),
-            FileOp::Unlink | FileOp::Rmdir | FileOp::Truncate => {}
+            FileOp::Unlink
+            | FileOp::Rmdir
+            | FileOp::Truncate
+            | FileOp::Symlink
+            | FileOp::Mkdir
+            | FileOp::Mknod
+            | FileOp::Receive => {}
         }
         rule_attributes(&mut a, files, &e.header);
         Some(self.record(name, &e.header, a))
@@ -332,12 +343,22 @@ fn rule_attributes(a: &mut Attributes, module: &ModulePolicy, h: &Header) {
         return;
     }
     match module.rules.get(h.rule_id) {
+        _ if h.rule_id == RULE_PATH_UNRESOLVED => {
+            a.push((
+                attr::SECURITY_RULE_NAME,
+                semconv::rule::PATH_UNRESOLVED.into(),
+            ));
+            a.push((attr::SECURITY_RULE_RULESET_NAME, module.name.into()));
+        }
         Some(rule) => {
             a.push((attr::SECURITY_RULE_NAME, rule.name.clone().into()));
             a.push((attr::SECURITY_RULE_RULESET_NAME, rule.ruleset.into()));
         }
         None => {
-            a.push((attr::SECURITY_RULE_NAME, "whitelist default".into()));
+            a.push((
+                attr::SECURITY_RULE_NAME,
+                semconv::rule::WHITELIST_DEFAULT.into(),
+            ));
             a.push((
                 attr::SECURITY_RULE_RULESET_NAME,
                 module.allow_ruleset.into(),

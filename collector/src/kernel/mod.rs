@@ -18,7 +18,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    DropReason, HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
+    AncestorRule, DropReason, HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule,
+    globals, maps,
 };
 use tracing::{debug, info, warn};
 
@@ -453,6 +454,10 @@ fn clear_rules(ebpf: &mut Ebpf, set: u8) -> Result<(), KernelError> {
             }
         }};
     }
+    clear!(
+        maps::FILE_ANCESTORS[set],
+        LpmTrie::<_, PathKey, AncestorRule>
+    );
     clear!(maps::EXEC_NAME_RULES[set], HashMap::<_, NameKey, PathRule>);
     clear!(maps::NET_V4_RULES[set], LpmTrie::<_, [u8; 4], PathRule>);
     clear!(maps::NET_V6_RULES[set], LpmTrie::<_, [u8; 16], PathRule>);
@@ -480,6 +485,17 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
             let key = Key::new((entry.key_len * 8) as u32, entry.key);
             trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
         }
+    }
+    let name = maps::FILE_ANCESTORS[set];
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(KernelError::Missing("FILE_ANCESTORS map"))?;
+    let mut ancestors =
+        LpmTrie::<_, PathKey, AncestorRule>::try_from(map).map_err(map_err(name))?;
+    for (key, len, rule) in policy.files.ancestors.entries() {
+        ancestors
+            .insert(&Key::new((len * 8) as u32, key), rule, 0)
+            .map_err(map_err(name))?;
     }
     write_network_rules(ebpf, &policy.network, set)?;
     let name = maps::EXEC_NAME_RULES[set];

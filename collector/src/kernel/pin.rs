@@ -45,6 +45,7 @@ pub fn shared_maps() -> impl Iterator<Item = &'static str> {
     .chain(
         [
             maps::FILE_RULES,
+            maps::FILE_ANCESTORS,
             maps::EXEC_PATH_RULES,
             maps::EXEC_NAME_RULES,
             maps::MOUNT_RULES,

@@ -8,7 +8,7 @@ mod paths;
 
 pub use names::NameRules;
 pub use network::NetRules;
-pub use paths::PathRules;
+pub use paths::{Ancestors, PathRules};
 
 use collector_common::{
     FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID,
@@ -88,9 +88,13 @@ impl RuleTable {
 /// One module's compiled policy.
 #[derive(Debug, Clone)]
 pub struct ModulePolicy {
+    /// The module's name (`files`), as in the configuration.
+    pub name: &'static str,
     pub config: ModuleConfig,
     pub rules: RuleTable,
     pub paths: PathRules,
+    /// Directories whose rename is refused (files only).
+    pub ancestors: Ancestors,
     pub names: NameRules,
     pub net: NetRules,
     /// The list a whitelist's default deny is reported against.
@@ -161,11 +165,12 @@ fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
         "files.allow",
         f.allow.iter().map(|p| p.as_str()),
     );
-    let mut files = module(&f.settings, "files.allow", rules);
+    let mut files = module(&f.settings, semconv::module::FILES, "files.allow", rules);
     if f.ioctl {
         files.config.flags |= FLAG_FILE_IOCTL;
     }
     files.paths = PathRules::build(&deny, &allow);
+    files.ancestors = Ancestors::build(&deny);
     files
 }
 
@@ -173,7 +178,12 @@ fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
 fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
     let (deny_paths, deny_names) = split(&mut rules, "process.deny", &p.deny);
     let (allow_paths, allow_names) = split(&mut rules, "process.allow", &p.allow);
-    let mut process = module(&p.settings, "process.allow", rules);
+    let mut process = module(
+        &p.settings,
+        semconv::module::PROCESS,
+        "process.allow",
+        rules,
+    );
     process.paths = PathRules::build(&deny_paths, &allow_paths);
     process.names = NameRules::build(&deny_names, &allow_names);
     process
@@ -182,7 +192,7 @@ fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
 /// `mount`: denied sources.
 fn mount(m: &MountConfig, mut rules: RuleTable) -> ModulePolicy {
     let deny = ids(&mut rules, "mount.deny", m.deny.iter().map(|p| p.as_str()));
-    let mut mount = module(&m.settings, "mount.deny", rules);
+    let mut mount = module(&m.settings, semconv::module::MOUNT, "mount.deny", rules);
     mount.paths = PathRules::build(&deny, &[]);
     // Mounts have no allow list: whatever is not denied may be mounted.
     mount.config.policy = POLICY_BLACKLIST;
@@ -269,14 +279,25 @@ fn network(
         let target = if gid { &mut net.gids } else { &mut net.uids };
         NetRules::add_ids(target, &entries);
     }
-    let mut network = module(&n.settings, "network.cidr.allow", rules);
+    let mut network = module(
+        &n.settings,
+        semconv::module::NETWORK,
+        "network.cidr.allow",
+        rules,
+    );
     network.config.flags |= flags;
     network.net = net;
     network
 }
 
-fn module(s: &ModuleSettings, allow_ruleset: &'static str, rules: RuleTable) -> ModulePolicy {
+fn module(
+    s: &ModuleSettings,
+    name: &'static str,
+    allow_ruleset: &'static str,
+    rules: RuleTable,
+) -> ModulePolicy {
     ModulePolicy {
+        name,
         config: ModuleConfig {
             enabled: s.enable as u8,
             mode: match s.mode {
@@ -297,6 +318,7 @@ fn module(s: &ModuleSettings, allow_ruleset: &'static str, rules: RuleTable) -> 
         },
         rules,
         paths: PathRules::default(),
+        ancestors: Ancestors::default(),
         names: NameRules::default(),
         net: NetRules::default(),
         allow_ruleset,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use collector_common::{PATH_KEY_LEN, PathKey, PathRule};
+use collector_common::{AncestorRule, PATH_KEY_LEN, PathKey, PathRule};
 
 /// One trie entry: key data and the number of leading bytes that count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,4 +109,59 @@ fn boundaries(key: &[u8]) -> impl Iterator<Item = usize> + '_ {
         .rev()
         .filter(|(_, b)| **b == b'/')
         .map(|(i, _)| i + 1)
+}
+
+/// Proper ancestors of denied paths, each with the first deny rule below
+/// it: renaming one of these directories is refused
+/// (`collector_common::AncestorRule`). The root has no name to rename and
+/// is left out.
+#[derive(Debug, Clone, Default)]
+pub struct Ancestors {
+    by_dir: HashMap<Vec<u8>, u32>,
+}
+
+impl Ancestors {
+    /// `deny` is `(rule id, normalised absolute path)`.
+    pub fn build(deny: &[(u32, String)]) -> Self {
+        let mut by_dir = HashMap::new();
+        for (id, path) in deny {
+            let key = prefix_key(path);
+            // Skip the path itself (its own key) and the root ("/").
+            for len in boundaries(&key).skip(1).filter(|len| *len > 1) {
+                if len <= PATH_KEY_LEN {
+                    by_dir.entry(key[..len].to_vec()).or_insert(*id);
+                }
+            }
+        }
+        Self { by_dir }
+    }
+
+    /// The trie entries: `(key, key length in bytes, rule)`.
+    pub fn entries(&self) -> impl Iterator<Item = (PathKey, usize, AncestorRule)> + '_ {
+        self.by_dir.iter().map(|(dir, id)| {
+            let mut key = [0u8; PATH_KEY_LEN];
+            key[..dir.len()].copy_from_slice(dir);
+            let rule = AncestorRule {
+                deny_rule: *id,
+                key_bits: (dir.len() * 8) as u32,
+            };
+            (key, dir.len(), rule)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_dir.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_dir.is_empty()
+    }
+
+    /// The deny rule renaming the directory at `path` would carry away, as
+    /// the kernel finds it.
+    pub fn lookup(&self, path: &str) -> Option<u32> {
+        let mut key = path.as_bytes().to_vec();
+        key.push(b'/');
+        self.by_dir.get(&key).copied()
+    }
 }

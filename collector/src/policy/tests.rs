@@ -327,3 +327,51 @@ fn rule_ids_survive_a_recompile() {
     assert_eq!(file_denied_by(&b, "/etc/c/x").as_deref(), Some("/etc/c"));
     assert_eq!(file_denied_by(&b, "/etc/a/x"), None);
 }
+
+#[test]
+fn renaming_a_directory_above_a_denied_path_is_denied() {
+    let p = compile(
+        ListPolicy::Blacklist,
+        &["/srv/public"],
+        &["/srv/secret/key", "/etc/shadow"],
+    );
+    let renamed = |path: &str| {
+        p.files
+            .ancestors
+            .lookup(path)
+            .map(|id| p.files.rules.get(id).unwrap().name.clone())
+    };
+    assert_eq!(renamed("/srv"), Some("/srv/secret/key".into()));
+    assert_eq!(renamed("/srv/secret"), Some("/srv/secret/key".into()));
+    assert_eq!(renamed("/etc"), Some("/etc/shadow".into()));
+    // The denied path itself is judged by the path rules; the root has no
+    // name; neighbours and lookalikes are not ancestors; allow rules make
+    // none.
+    for path in [
+        "/srv/secret/key",
+        "/",
+        "/srv/secretary",
+        "/sr",
+        "/srv/public",
+        "/e",
+    ] {
+        assert_eq!(renamed(path), None, "{path}");
+    }
+    // What the kernel holds: each ancestor once, its key with a trailing
+    // `/` and the key's length in the value.
+    let mut keys: Vec<(String, u32)> = p
+        .files
+        .ancestors
+        .entries()
+        .map(|(key, len, rule)| {
+            assert_eq!(rule.key_bits as usize, len * 8);
+            (
+                String::from_utf8_lossy(&key[..len]).into_owned(),
+                rule.deny_rule,
+            )
+        })
+        .collect();
+    keys.sort();
+    let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["/etc/", "/srv/", "/srv/secret/"]);
+}

@@ -18,6 +18,171 @@ use crate::{
 const DENIED: &str = "/srv/sgf/secret";
 const OTHER: &str = "/srv/sgf/public";
 const LOOKALIKE: &str = "/srv/sgf/secrets.d";
+/// A denied file two levels below a directory whose rename is refused.
+const ANCESTOR: &str = "/srv/sga/inner";
+const BELOW_ANCESTOR: &str = "/srv/sga/inner/secret/key";
+/// A denied path that does not exist: a symbolic link planted there is
+/// refused (`/etc/ld.so.preload` in miniature).
+const PLANTED: &str = "/srv/sgf/ld.so.preload";
+/// Directory components under DENIED for the deep unlink: deeper than the
+/// 64 levels a path walk once followed.
+const DEEP: usize = 70;
+/// One long name, repeated until a path passes PATH_MAX (4096 bytes).
+const LONG_NAME_LEN: usize = 200;
+const LONG_LEVELS: usize = 25;
+
+fn deep_path() -> String {
+    format!("{DENIED}{}/f", "/d".repeat(DEEP))
+}
+
+/// The path of the file under OTHER that is longer than PATH_MAX: it can be
+/// reached only relative to a directory descriptor.
+fn long_levels() -> Vec<String> {
+    (0..LONG_LEVELS)
+        .map(|i| format!("{i:02}{}", "x".repeat(LONG_NAME_LEN - 2)))
+        .collect()
+}
+
+/// What the programs report for the long path: its innermost whole
+/// components that fit in PATH_MAX - 1 bytes.
+fn long_path_reported() -> String {
+    let mut parts: Vec<String> = vec!["f".into()];
+    parts.extend(long_levels().into_iter().rev());
+    let mut path = String::new();
+    for part in parts {
+        if path.len() + part.len() + 1 > 4095 {
+            break;
+        }
+        path = format!("/{part}{path}");
+    }
+    path
+}
+
+/// Makes the long path below OTHER, one directory at a time.
+fn make_long_path() -> Result<(), String> {
+    let mut dir = fs::File::open(OTHER).map_err(|e| format!("open {OTHER}: {e}"))?;
+    for name in long_levels() {
+        let c = CString::new(name).unwrap();
+        // SAFETY: valid descriptor and C string.
+        unsafe {
+            if libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) != 0 {
+                return Err(format!("mkdirat: errno {}", errno()));
+            }
+            let fd = libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            );
+            if fd < 0 {
+                return Err(format!("openat: errno {}", errno()));
+            }
+            dir = std::os::fd::FromRawFd::from_raw_fd(fd);
+        }
+    }
+    let f = CString::new("f").unwrap();
+    // SAFETY: as above.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            f.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("create the long path's file: errno {}", errno()));
+    }
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// Reads the file at the end of the long path (descriptors relative to
+/// descriptors: no single path names it).
+fn read_long_path() -> Result<(), i32> {
+    let mut dir = fs::File::open(OTHER).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    for name in long_levels() {
+        let c = CString::new(name).unwrap();
+        // SAFETY: valid descriptor and C string.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+        };
+        if fd < 0 {
+            return Err(errno());
+        }
+        dir = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+    }
+    let f = CString::new("f").unwrap();
+    // SAFETY: as above.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), f.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// Passes `fd` to ourselves over a Unix socket (`SCM_RIGHTS`). The kernel
+/// drops a descriptor whose receipt `file_receive` refuses and sets
+/// `MSG_CTRUNC`: that is reported as EPERM here.
+fn pass_fd(fd: i32) -> Result<(), i32> {
+    let mut pair = [0i32; 2];
+    // SAFETY: plain syscalls on buffers we own; every descriptor made here
+    // is closed before returning.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) != 0 {
+            return Err(errno());
+        }
+        let space = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        let sent = libc::sendmsg(pair[0], &msg, 0);
+        let result = if sent != 1 {
+            Err(errno())
+        } else {
+            control.iter_mut().for_each(|b| *b = 0);
+            msg.msg_controllen = space;
+            msg.msg_flags = 0;
+            if libc::recvmsg(pair[1], &mut msg, 0) != 1 {
+                Err(errno())
+            } else {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+                    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+                        Err(libc::EPERM)
+                    } else {
+                        Err(-1)
+                    }
+                } else {
+                    libc::close(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg).cast::<i32>(),
+                    ));
+                    Ok(())
+                }
+            }
+        };
+        libc::close(pair[0]);
+        libc::close(pair[1]);
+        result
+    }
+}
 
 fn path(dir: &str, name: &str) -> String {
     format!("{dir}/{name}")
@@ -25,11 +190,28 @@ fn path(dir: &str, name: &str) -> String {
 
 fn setup() -> Result<(), String> {
     let _ = fs::remove_dir_all("/srv/sgf");
-    for dir in [DENIED, OTHER, LOOKALIKE, &path(DENIED, "dir")] {
+    let _ = fs::remove_dir_all("/srv/sga");
+    let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
+    let deep = deep_path();
+    let deep_dir = std::path::Path::new(&deep).parent().unwrap();
+    for dir in [
+        DENIED,
+        OTHER,
+        LOOKALIKE,
+        &path(DENIED, "dir"),
+        below.to_str().unwrap(),
+        "/srv/sga/beside",
+        deep_dir.to_str().unwrap(),
+    ] {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
+    fs::write(BELOW_ANCESTOR, "data\n").map_err(|e| e.to_string())?;
+    fs::write(&deep, "data\n").map_err(|e| e.to_string())?;
+    fs::write(path(OTHER, "linkable"), "data\n").map_err(|e| e.to_string())?;
+    make_long_path()?;
     for name in [
-        "read", "unlink", "rename", "truncate", "chmod", "chown", "mmap", "ioctl",
+        "read", "created", "unlink", "rename", "truncate", "chmod", "chown", "mmap", "ioctl",
+        "link", "receive",
     ] {
         let p = path(DENIED, name);
         fs::write(&p, "data\n").map_err(|e| format!("write {p}: {e}"))?;
@@ -43,7 +225,7 @@ fn setup() -> Result<(), String> {
     // on files that are already open.
     let mut held = held_files().lock().unwrap();
     held.clear();
-    for name in ["mmap", "ioctl"] {
+    for name in ["mmap", "ioctl", "receive"] {
         held.push(fs::File::open(path(DENIED, name)).map_err(|e| e.to_string())?);
     }
     Ok(())
@@ -88,12 +270,27 @@ fn ops() -> Vec<Op> {
             vec![(attr::FILE_OPEN_MODE, json!(["read"]))],
             run("/bin/cat", &[&path(DENIED, "read")]),
         ),
+        // O_CREAT on a file that exists: judged at the open. Creating a
+        // new one is judged before the file is made (`files.mknod.create`).
         file_op(
             "files.open.create",
             event::FILE_OPEN,
             path(DENIED, "created"),
             vec![(attr::FILE_OPEN_MODE, json!(["write", "create", "truncate"]))],
             sh(&format!("echo x > {}", path(DENIED, "created"))),
+        ),
+        file_op(
+            "files.open.long-path",
+            event::FILE_OPEN,
+            long_path_reported(),
+            vec![
+                (attr::FILE_PATH_TRUNCATED, json!(true)),
+                (
+                    attr::SECURITY_RULE_NAME,
+                    json!(semconv::rule::PATH_UNRESOLVED),
+                ),
+            ],
+            Action::Call(Box::new(read_long_path)),
         ),
         file_op(
             "files.open.exec",
@@ -108,6 +305,13 @@ fn ops() -> Vec<Op> {
             path(DENIED, "unlink"),
             vec![],
             run("/bin/rm", &[&path(DENIED, "unlink")]),
+        ),
+        file_op(
+            "files.unlink.deep",
+            event::FILE_UNLINK,
+            deep_path(),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/rm", &[&deep_path()]),
         ),
         file_op(
             "files.rmdir",
@@ -135,6 +339,16 @@ fn ops() -> Vec<Op> {
                 "/bin/mv",
                 &[&path(OTHER, "incoming"), &path(DENIED, "moved-in")],
             ),
+        ),
+        file_op(
+            "files.rename.ancestor",
+            event::FILE_RENAME,
+            ANCESTOR.to_string(),
+            vec![
+                (attr::FILE_NEW_PATH, json!("/srv/sga/moved")),
+                (attr::SECURITY_RULE_NAME, json!(BELOW_ANCESTOR)),
+            ],
+            run("/bin/mv", &[ANCESTOR, "/srv/sga/moved"]),
         ),
         file_op(
             "files.truncate",
@@ -206,21 +420,94 @@ fn ops() -> Vec<Op> {
                 }
             })),
         ),
+        file_op(
+            "files.link.existing",
+            event::FILE_LINK,
+            path(DENIED, "link"),
+            vec![(attr::FILE_NEW_PATH, json!(path(OTHER, "linked")))],
+            run("/bin/ln", &[&path(DENIED, "link"), &path(OTHER, "linked")]),
+        ),
+        file_op(
+            "files.link.into",
+            event::FILE_LINK,
+            path(OTHER, "linkable"),
+            vec![(attr::FILE_NEW_PATH, json!(path(DENIED, "linked-in")))],
+            run(
+                "/bin/ln",
+                &[&path(OTHER, "linkable"), &path(DENIED, "linked-in")],
+            ),
+        ),
+        file_op(
+            "files.symlink",
+            event::FILE_SYMLINK,
+            path(DENIED, "symlink"),
+            vec![],
+            run("/bin/ln", &["-s", "/etc/passwd", &path(DENIED, "symlink")]),
+        ),
+        file_op(
+            "files.symlink.planted",
+            event::FILE_SYMLINK,
+            PLANTED.to_string(),
+            vec![(attr::SECURITY_RULE_NAME, json!(PLANTED))],
+            run("/bin/ln", &["-s", &path(OTHER, "linkable"), PLANTED]),
+        ),
+        file_op(
+            "files.mkdir",
+            event::FILE_MKDIR,
+            path(DENIED, "newdir"),
+            vec![],
+            run("/bin/mkdir", &[&path(DENIED, "newdir")]),
+        ),
+        file_op(
+            "files.mknod",
+            event::FILE_MKNOD,
+            path(DENIED, "fifo"),
+            vec![],
+            run("/bin/mknod", &[&path(DENIED, "fifo"), "p"]),
+        ),
+        file_op(
+            "files.mknod.create",
+            event::FILE_MKNOD,
+            path(DENIED, "new-file"),
+            vec![],
+            sh(&format!("echo x > {}", path(DENIED, "new-file"))),
+        ),
+        file_op(
+            "files.receive",
+            event::FILE_RECEIVE,
+            path(DENIED, "receive"),
+            vec![],
+            Action::Call(Box::new(|| pass_fd(held_fd(2)))),
+        ),
     ]
 }
 
 fn untouched() -> Vec<Untouched> {
-    vec![Untouched {
-        what: "lookalike-prefix",
-        key: attr::FILE_PATH,
-        value: path(LOOKALIKE, "x"),
-        action: run("/bin/rm", &[&path(LOOKALIKE, "x")]),
-    }]
+    vec![
+        Untouched {
+            what: "lookalike-prefix",
+            key: attr::FILE_PATH,
+            value: path(LOOKALIKE, "x"),
+            action: run("/bin/rm", &[&path(LOOKALIKE, "x")]),
+        },
+        Untouched {
+            what: "rename-beside-an-ancestor",
+            key: attr::FILE_PATH,
+            value: "/srv/sga/beside".into(),
+            action: run("/bin/mv", &["/srv/sga/beside", "/srv/sga/beside2"]),
+        },
+        Untouched {
+            what: "mkdir-elsewhere",
+            key: attr::FILE_PATH,
+            value: path(LOOKALIKE, "newdir"),
+            action: run("/bin/mkdir", &[&path(LOOKALIKE, "newdir")]),
+        },
+    ]
 }
 
 fn config(mode: &str, tier: &str) -> String {
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}]\n  allow: [{OTHER}]\n\
+        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}]\n  allow: [{OTHER}]\n\
          kernel:\n  tier: {tier}\n"
     )
 }
