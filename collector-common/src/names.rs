@@ -99,6 +99,7 @@ pub mod offsets {
                 BPRM_FILENAME_OFFSET: linux_binprm.filename,
                 TASK_FS_OFFSET: task_struct.fs,
                 FS_PWD_OFFSET: fs_struct.pwd,
+                FS_ROOT_OFFSET: fs_struct.root,
                 TASK_FILES_OFFSET: task_struct.files,
                 FILES_FDT_OFFSET: files_struct.fdt,
                 FDTABLE_MAX_FDS_OFFSET: fdtable.max_fds,

@@ -1,9 +1,11 @@
 //! The file module: one BPF-LSM program per hook, all judged against the
 //! same path-prefix rules (`FILE_RULES`).
 //!
-//! `file_open`, `mmap_file` and `file_ioctl` get the path from `bpf_d_path`;
-//! the `path_*` hooks, where the kernel does not allow it, walk the dentries
-//! (`kernel::walk_path`).
+//! `file_open`, `mmap_file`, `file_ioctl` and `file_receive` get the path
+//! from `bpf_d_path` (or, for a task in a chroot, from the walk); the
+//! `path_*` hooks, where the kernel does not allow it, walk the dentries
+//! (`kernel::walk_path`). Every path is named from the root of the task's
+//! mount namespace, never from a root the task chose.
 
 use aya_ebpf::{helpers::generated::bpf_d_path, macros::lsm, programs::LsmContext};
 use collector_common::{
@@ -110,7 +112,18 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
         return 0;
     }
     let Some(rec) = scratch() else { return 0 };
-    let (denial, len, cut) = match file_path(rec, file) {
+    let named = match file_path(rec, file) {
+        // Named relative to a chroot: walk to the real root instead.
+        FilePath::Whole(_) if kernel::chrooted() => {
+            let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
+            match kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()) {
+                Some((len, false)) => FilePath::Whole(len),
+                _ => FilePath::Unresolved,
+            }
+        }
+        named => named,
+    };
+    let (denial, len, cut) = match named {
         FilePath::Whole(len) => (
             record::file_path_denial(file_rules(config), config, rec, len),
             len,

@@ -147,6 +147,26 @@ pub fn skb_headers(skb: *const u8) -> (*const u8, *const u8) {
 
 /// The directory a path relative to `dfd` starts from, as a `struct path *`
 /// of the current task: its working directory for `AT_FDCWD`, else the
+/// Whether the current task has a root of its own (`chroot`): its root is
+/// not the root of its mount namespace. `bpf_d_path` names files relative
+/// to the task's root, so for such a task a path is walked to the real
+/// root instead: a chroot can neither hide a denied path nor make one look
+/// allowed. A read that faults answers "chrooted", the careful side.
+#[inline(always)]
+pub fn chrooted() -> bool {
+    let fs = read_ptr(current_task(), &TASK_FS_OFFSET);
+    if fs.is_null() {
+        return false; // a kernel thread
+    }
+    let (vfsmnt, dentry) = path_parts(unsafe { fs.add(global(&FS_ROOT_OFFSET)) });
+    if vfsmnt.is_null() || dentry != read_ptr(vfsmnt, &VFSMOUNT_MNT_ROOT_OFFSET) {
+        return true;
+    }
+    // The root of the namespace's mount tree is its own parent.
+    let mnt = unsafe { vfsmnt.sub(global(&MOUNT_MNT_OFFSET)) };
+    read_ptr(mnt, &MOUNT_MNT_PARENT_OFFSET) != mnt
+}
+
 /// file open on `dfd`. Null where there is none (a bad fd).
 #[inline(always)]
 pub fn relative_base(dfd: i32) -> *const u8 {

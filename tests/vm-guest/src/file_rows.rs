@@ -125,6 +125,51 @@ fn read_long_path() -> Result<(), i32> {
     Ok(())
 }
 
+/// A jail with a tree of its own that looks like the denied one: inside
+/// it, `/srv/sgf/secret/x` is `JAIL/srv/sgf/secret/x`, which no rule
+/// denies.
+const JAIL: &str = "/srv/sgj";
+
+/// Runs `f` with this process's root changed to `root`, then goes back to
+/// the real root (through a descriptor of it kept open: what any root
+/// process in a chroot can do too).
+fn in_chroot(root: &str, f: impl Fn() -> Result<(), i32>) -> Result<(), i32> {
+    let root = CString::new(root).unwrap();
+    let dot = CString::new(".").unwrap();
+    let slash = CString::new("/").unwrap();
+    // SAFETY: plain syscalls on C strings and descriptors we own.
+    unsafe {
+        let real_root = libc::open(slash.as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
+        let cwd = libc::open(dot.as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
+        if real_root < 0 || cwd < 0 {
+            return Err(errno());
+        }
+        if libc::chroot(root.as_ptr()) != 0 || libc::chdir(slash.as_ptr()) != 0 {
+            return Err(errno());
+        }
+        let result = f();
+        let back = libc::fchdir(real_root) == 0
+            && libc::chroot(dot.as_ptr()) == 0
+            && libc::fchdir(cwd) == 0;
+        libc::close(real_root);
+        libc::close(cwd);
+        assert!(back, "could not leave the chroot: errno {}", errno());
+        result
+    }
+}
+
+/// Opens `path` for reading and closes it.
+fn open_read(path: &str) -> Result<(), i32> {
+    let p = CString::new(path).unwrap();
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
 /// Passes `fd` to ourselves over a Unix socket (`SCM_RIGHTS`). The kernel
 /// drops a descriptor whose receipt `file_receive` refuses and sets
 /// `MSG_CTRUNC`: that is reported as EPERM here.
@@ -206,6 +251,10 @@ fn setup() -> Result<(), String> {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
     fs::write(BELOW_ANCESTOR, "data\n").map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(JAIL);
+    let jailed = format!("{JAIL}{DENIED}");
+    fs::create_dir_all(&jailed).map_err(|e| format!("mkdir {jailed}: {e}"))?;
+    fs::write(format!("{jailed}/x"), "data\n").map_err(|e| e.to_string())?;
     fs::write(&deep, "data\n").map_err(|e| e.to_string())?;
     fs::write(path(OTHER, "linkable"), "data\n").map_err(|e| e.to_string())?;
     make_long_path()?;
@@ -278,6 +327,16 @@ fn ops() -> Vec<Op> {
             path(DENIED, "created"),
             vec![(attr::FILE_OPEN_MODE, json!(["write", "create", "truncate"]))],
             sh(&format!("echo x > {}", path(DENIED, "created"))),
+        ),
+        // Inside a chroot of /srv/sgf, the denied file is /secret/read.
+        file_op(
+            "files.open.chroot",
+            event::FILE_OPEN,
+            path(DENIED, "read"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            Action::Call(Box::new(|| {
+                in_chroot("/srv/sgf", || open_read("/secret/read"))
+            })),
         ),
         file_op(
             "files.open.long-path",
@@ -495,6 +554,14 @@ fn untouched() -> Vec<Untouched> {
             key: attr::FILE_PATH,
             value: "/srv/sga/beside".into(),
             action: run("/bin/mv", &["/srv/sga/beside", "/srv/sga/beside2"]),
+        },
+        Untouched {
+            what: "a-jails-own-tree",
+            key: attr::FILE_PATH,
+            value: path(DENIED, "x"),
+            action: Action::Call(Box::new(|| {
+                in_chroot(JAIL, || open_read(&path(DENIED, "x")))
+            })),
         },
         Untouched {
             what: "mkdir-elsewhere",
