@@ -171,19 +171,24 @@ fn judge_paths(
         return 0;
     };
     let mut denial = record::unless_cut(
-        record::file_path_denial(file_rules(config), config, rec, len1),
+        record::as_denial(record::file_path_denial(
+            file_rules(config),
+            config,
+            rec,
+            len1,
+        )),
         cut1,
     );
     // A rename also moves what lies below: renaming an ancestor of a
     // denied path would give the denied file a name no rule speaks of.
     let renamed_ancestor = |path: *const u8, len: usize| {
         if op == FileOp::Rename {
-            record::ancestor_denial(file_ancestors(config), path, len)
+            record::as_denial(record::ancestor_denial(file_ancestors(config), path, len))
         } else {
-            None
+            record::NO_DENIAL
         }
     };
-    if denial.is_none() {
+    if denial == record::NO_DENIAL {
         denial = renamed_ancestor(base, len1);
     }
     let (mut len2, mut cut2) = (0, false);
@@ -191,17 +196,18 @@ fn judge_paths(
         let at = unsafe { base.add(len1 & (PATH_MAX - 1)) };
         if let Some((len, cut)) = kernel::walk_path(mnt, dentry, at) {
             (len2, cut2) = (len, cut);
-            if denial.is_none() {
+            if denial == record::NO_DENIAL {
                 denial = record::unless_cut(
-                    record::path_denial(file_rules(config), config, at, len2),
+                    record::as_denial(record::path_denial(file_rules(config), config, at, len2)),
                     cut2,
                 );
             }
-            if denial.is_none() {
+            if denial == record::NO_DENIAL {
                 denial = renamed_ancestor(at, len2);
             }
         }
     }
+    let denial = record::denial_of(denial);
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };

@@ -108,10 +108,13 @@ fn judge(
     let by_name = name_rule(rec, config, kernel::bprm_filename(bprm));
     Some((
         len,
-        record::unless_cut(
-            PathRule::denial([by_path.as_ref(), by_name.as_ref()], config.policy),
+        record::denial_of(record::unless_cut(
+            record::as_denial(PathRule::denial(
+                [by_path.as_ref(), by_name.as_ref()],
+                config.policy,
+            )),
             cut,
-        ),
+        )),
     ))
 }
 

@@ -74,18 +74,33 @@ pub fn verdict(config: &ModuleConfig, denial: Option<u32>, enforcing: bool) -> O
     Some(Verdict { decision, rule_id })
 }
 
-/// Fail closed: the denial for a path that was cut keeps the rule it
-/// matched, if a deny rule, and is otherwise [`RULE_PATH_UNRESOLVED`](collector_common::RULE_PATH_UNRESOLVED). A
-/// cut path is its innermost part: it may look allowed while the whole
-/// path is denied, so no answer but a denial is safe.
+/// No denial, in the `u32` form the file and exec programs carry a
+/// denial in while they combine several lookups: an `Option<u32>` kept
+/// across branches reaches the verifier with its payload register never
+/// written when it is `None` ("R5 !read_ok"). Rule ids never reach it.
+pub const NO_DENIAL: u32 = u32::MAX - 1;
+
 #[inline(always)]
-pub fn unless_cut(denial: Option<u32>, cut: bool) -> Option<u32> {
-    if !cut {
-        return denial;
-    }
-    match denial {
-        Some(rule) if rule != 0 => Some(rule),
-        _ => Some(collector_common::RULE_PATH_UNRESOLVED),
+pub fn as_denial(denial: Option<u32>) -> u32 {
+    denial.unwrap_or(NO_DENIAL)
+}
+
+#[inline(always)]
+pub fn denial_of(denial: u32) -> Option<u32> {
+    (denial != NO_DENIAL).then_some(denial)
+}
+
+/// Fail closed: the denial for a path that was cut keeps the deny rule it
+/// matched, and is otherwise [`RULE_PATH_UNRESOLVED`](collector_common::RULE_PATH_UNRESOLVED)
+/// (also in place of a whitelist's default). A cut path is its innermost
+/// part: it may look allowed while the whole path is denied, so no answer
+/// but a denial is safe.
+#[inline(always)]
+pub fn unless_cut(denial: u32, cut: bool) -> u32 {
+    if cut && (denial == NO_DENIAL || denial == 0) {
+        collector_common::RULE_PATH_UNRESOLVED
+    } else {
+        denial
     }
 }
 
