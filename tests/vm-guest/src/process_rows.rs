@@ -13,6 +13,12 @@ use crate::{
 
 const TOOLS: &str = "/srv/sgp/bin";
 
+/// The denied tool again, 70 directories below TOOLS: deeper than the 64
+/// levels a path walk once followed (and then judged cut as if whole).
+fn deep_tool() -> String {
+    format!("{TOOLS}{}/tool", "/d".repeat(70))
+}
+
 fn setup() -> Result<(), String> {
     let _ = fs::remove_dir_all("/srv/sgp");
     fs::create_dir_all(TOOLS).map_err(|e| e.to_string())?;
@@ -20,7 +26,11 @@ fn setup() -> Result<(), String> {
     // no test, it exits 0 at once).
     let tool = format!("{TOOLS}/tool");
     fs::copy("/bin/safeguard-vm-tests", &tool).map_err(|e| e.to_string())?;
-    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let deep = deep_tool();
+    fs::create_dir_all(std::path::Path::new(&deep).parent().unwrap()).map_err(|e| e.to_string())?;
+    fs::copy(&tool, &deep).map_err(|e| e.to_string())?;
+    fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
 }
 
 /// `sh -c 'exec PROGRAM'`: the shell (a known pid) is what execs.
@@ -45,6 +55,14 @@ fn ops() -> Vec<Op> {
         tool_exec("process.exec.by_path", "no-such-test", |args| {
             exec(&format!("{TOOLS}/tool {args}"))
         }),
+        Op {
+            row: "process.exec.deep",
+            event: event::PROCESS_EXEC,
+            key: attr::PROCESS_EXECUTABLE_PATH,
+            value: deep_tool(),
+            attributes: vec![(attr::SECURITY_RULE_NAME, json!(TOOLS))],
+            action: exec(&format!("{} deep-test", deep_tool())),
+        },
         tool_exec("process.exec.execveat", "execveat-test", |args| {
             Action::Run(
                 "/bin/safeguard-vm-tests",
