@@ -303,20 +303,18 @@ fn module(s: &ModuleSettings, allow_ruleset: &'static str, rules: RuleTable) -> 
     }
 }
 
-/// Registers each value as a rule; `(id, value)` pairs. A value listed twice
-/// keeps its first id.
+/// Registers each value as a rule; `(id, value)` pairs, in the order
+/// written. A value listed twice keeps its first id and appears once.
 fn ids<'a>(
     table: &mut RuleTable,
     ruleset: &'static str,
     values: impl Iterator<Item = &'a str>,
 ) -> Vec<(u32, String)> {
-    let mut out: Vec<(u32, String)> = Vec::new();
-    for v in values {
-        if !out.iter().any(|(_, seen)| seen == v) {
-            out.push((table.add(ruleset, v), v.to_string()));
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::new();
+    values
+        .filter(|v| seen.insert(*v))
+        .map(|v| (table.add(ruleset, v), v.to_string()))
+        .collect()
 }
 
 type Ids = Vec<(u32, String)>;
