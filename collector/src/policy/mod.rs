@@ -2,6 +2,7 @@
 //! programs look up, plus the tables that turn a rule id in an event back
 //! into the rule as the operator wrote it.
 
+mod inherit;
 mod names;
 mod network;
 mod paths;

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use collector_common::{PATH_KEY_LEN, PathKey, PathRule};
 
+use super::inherit;
+
 /// One trie entry: key data and the number of leading bytes that count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathEntry {
@@ -40,22 +42,12 @@ impl PathRules {
                 slot.allow_rule = *id;
             }
         }
-        // Inherit the nearest deny and allow from ancestors.
-        let by_prefix = own
-            .keys()
-            .map(|key| {
-                let mut rule = PathRule::default();
-                for ancestor in boundaries(key).filter_map(|len| own.get(&key[..len])) {
-                    if rule.deny_rule == 0 {
-                        rule.deny_rule = ancestor.deny_rule;
-                    }
-                    if rule.allow_rule == 0 {
-                        rule.allow_rule = ancestor.allow_rule;
-                    }
-                }
-                (key.clone(), rule)
-            })
-            .collect();
+        // Inherit the nearest deny and allow from ancestors. A key ends in
+        // `/`, so it contains exactly the keys it is a prefix of.
+        let mut sorted: Vec<(Vec<u8>, PathRule)> = own.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        inherit::nearest(&mut sorted, |ancestor, key| key.starts_with(ancestor));
+        let by_prefix = sorted.into_iter().collect();
         Self { by_prefix }
     }
 
