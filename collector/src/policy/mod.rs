@@ -2,11 +2,13 @@
 //! programs look up, plus the tables that turn a rule id in an event back
 //! into the rule as the operator wrote it.
 
+mod capacity;
 mod inherit;
 mod names;
 mod network;
 mod paths;
 
+pub use capacity::{MapUse, TooLarge};
 pub use names::NameRules;
 pub use network::NetRules;
 pub use paths::PathRules;

@@ -29,6 +29,15 @@ impl NameRules {
         Self { by_name }
     }
 
+    /// Map entries: one per distinct name.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     pub fn entries(&self) -> Vec<(NameKey, PathRule)> {
         self.by_name
             .iter()

@@ -92,6 +92,16 @@ impl NetRules {
         }
     }
 
+    /// IPv4 trie entries: one per distinct network.
+    pub fn v4_len(&self) -> usize {
+        self.v4.len()
+    }
+
+    /// IPv6 trie entries: one per distinct network.
+    pub fn v6_len(&self) -> usize {
+        self.v6.len()
+    }
+
     pub fn v4_entries(&self) -> Vec<CidrEntry<4>> {
         entries(&self.v4)
     }

@@ -70,9 +70,13 @@ impl PathRules {
         entries
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    /// Trie entries: one per distinct prefix.
+    pub fn len(&self) -> usize {
         self.by_prefix.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty()
     }
 
     /// The longest matching entry for an absolute path, as the kernel's
