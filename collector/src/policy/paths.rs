@@ -27,7 +27,7 @@ pub struct PathRules {
 
 impl PathRules {
     /// `deny` and `allow` are `(rule id, normalised absolute path)`.
-    pub fn build(deny: &[(u32, String)], allow: &[(u32, String)]) -> Self {
+    pub fn build(deny: &[(u32, &str)], allow: &[(u32, &str)]) -> Self {
         // Prefix (with trailing '/') → its own deny and allow rules.
         let mut own: HashMap<Vec<u8>, PathRule> = HashMap::new();
         for (id, path) in deny {

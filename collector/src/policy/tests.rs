@@ -333,21 +333,21 @@ fn rule_ids_survive_a_recompile() {
 /// the rule of the longest of its prefixes that has one, first listed first.
 #[test]
 fn each_path_entry_carries_its_nearest_deny_and_allow() {
-    let deny: Vec<(u32, String)> = ["/a", "/a/b/c", "/a/b-", "/z/y", "/a/b/c/d/e", "/a/b/c"]
-        .iter()
+    let deny: Vec<(u32, &str)> = ["/a", "/a/b/c", "/a/b-", "/z/y", "/a/b/c/d/e", "/a/b/c"]
+        .into_iter()
         .zip(1..)
-        .map(|(p, id)| (id, p.to_string()))
+        .map(|(p, id)| (id, p))
         .collect();
-    let allow: Vec<(u32, String)> = ["/", "/a/b", "/a/bc", "/a/b/c/d", "/z"]
-        .iter()
+    let allow: Vec<(u32, &str)> = ["/", "/a/b", "/a/bc", "/a/b/c/d", "/z"]
+        .into_iter()
         .zip(100..)
-        .map(|(p, id)| (id, p.to_string()))
+        .map(|(p, id)| (id, p))
         .collect();
-    let nearest = |rules: &[(u32, String)], key: &[u8]| {
+    let nearest = |rules: &[(u32, &str)], key: &[u8]| {
         rules
             .iter()
             .filter(|(_, p)| {
-                let prefix = if p == "/" {
+                let prefix = if *p == "/" {
                     "/".into()
                 } else {
                     format!("{p}/")
