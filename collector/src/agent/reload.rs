@@ -91,6 +91,7 @@ impl Live {
         observed: &Observed,
     ) -> Result<(), ReloadError> {
         let next = Policy::compile_with(&config, Some(&self.policy), &resolved);
+        next.fits()?;
         kernel.reload(&next)?;
         let next = Arc::new(next);
         enricher.set_policy(next.clone());
@@ -419,6 +420,24 @@ mod tests {
         assert!(Arc::ptr_eq(&before, &r.live.policy));
         assert_eq!(r.denied(), ["/srv/secret"]);
         assert_eq!(r.registry.get(Counter::ReloadFailures), 1);
+    }
+
+    #[test]
+    fn a_policy_too_large_for_the_kernel_maps_keeps_the_running_one() {
+        let mut r = Reloading::new(SECRET);
+        let before = r.live.policy.clone();
+        let limit = collector_common::maps::PATH_RULES_MAX;
+        let deny: Vec<String> = (0..=limit).map(|i| format!("/srv/{i}")).collect();
+        let files = "files:\n  allow: []\n  deny: ";
+        r.reload(&format!("{files}[{}]\n", deny.join(", ")));
+        assert!(Arc::ptr_eq(&before, &r.live.policy));
+        assert_eq!(r.denied(), ["/srv/secret"]);
+        assert_eq!(r.kernel.reloads, 0, "nothing reached the kernel");
+        assert_eq!(r.registry.get(Counter::ReloadFailures), 1);
+        // At the limit it goes in.
+        r.reload(&format!("{files}[{}]\n", deny[1..].join(", ")));
+        assert_eq!(r.kernel.reloads, 1);
+        assert_eq!(r.live.policy.files.paths.len(), limit as usize);
     }
 
     #[test]

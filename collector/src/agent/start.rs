@@ -39,7 +39,11 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
     // Domain rules are resolved before the policy goes in: they are in
     // force when the agent says it is ready.
     let (resolved, dns_next) = resolve_domains(&config).await;
-    let policy = Arc::new(Policy::compile_with(&config, None, &resolved));
+    let policy = Policy::compile_with(&config, None, &resolved);
+    // A policy the rule maps cannot hold would fail part way through
+    // being written: refused before anything is started.
+    policy.fits()?;
+    let policy = Arc::new(policy);
     for (name, addrs) in &resolved {
         info!("network.domain: {name} → {addrs:?}");
     }

@@ -1,8 +1,9 @@
-//! `safeguard check`: validates a configuration without loading anything.
+//! `safeguard check`: validates a configuration, and that its policy fits
+//! the kernel's rule maps, without loading anything.
 
 use std::process::ExitCode;
 
-use super::load_config;
+use super::{EXIT_CONFIG, load_config};
 use crate::{
     cli::ConfigArgs,
     config::{self, Config},
@@ -10,20 +11,29 @@ use crate::{
 };
 
 pub fn check(args: &ConfigArgs) -> ExitCode {
-    match load_config(args) {
-        Ok(config) => {
-            print!("{}", summary(&config));
+    let config = match load_config(args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // Addresses of domain rules are not looked up here: they count against
+    // NET_V4_RULES and NET_V6_RULES only when the agent resolves them.
+    let policy = Policy::compile(&config);
+    match policy.fits() {
+        Ok(()) => {
+            print!("{}", summary(&config, &policy));
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(too_large) => {
+            eprintln!("safeguard: configuration error: {too_large}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
 /// What `check` says of a valid configuration: each module's mode, policy
 /// and rule count.
-fn summary(config: &Config) -> String {
+fn summary(config: &Config, policy: &Policy) -> String {
     let mut out = String::from("configuration is valid\n");
-    let policy = Policy::compile(config);
     for (name, settings, module) in [
         ("files", &config.files.settings, &policy.files),
         ("process", &config.process.settings, &policy.process),
@@ -72,12 +82,36 @@ mod tests {
             environment: false,
         })
         .unwrap();
-        let text = summary(&config);
+        let text = summary(&config, &Policy::compile(&config));
         assert!(text.starts_with("configuration is valid\n"), "{text}");
         assert!(
             text.contains("  files: block mode, blacklist policy, 2 rules\n"),
             "{text}"
         );
         assert!(text.contains("  mount: disabled\n"), "{text}");
+    }
+
+    #[test]
+    fn refuses_a_policy_the_kernel_maps_cannot_hold_as_the_readme_says() {
+        let limit = collector_common::maps::PATH_RULES_MAX;
+        let deny: Vec<String> = (0..=limit).map(|i| format!("/srv/{i}")).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("safeguard.yaml");
+        let yaml = format!("files:\n  allow: []\n  deny: [{}]\n", deny.join(", "));
+        std::fs::write(&file, yaml).unwrap();
+        let args = ConfigArgs {
+            config: Some(file),
+            overrides: Vec::new(),
+            mode: None,
+        };
+        assert_eq!(check(&args), ExitCode::from(EXIT_CONFIG));
+        // What it prints, as the README quotes it.
+        let config = load_config(&args).unwrap();
+        let refused = Policy::compile(&config).fits().unwrap_err();
+        let line = format!("safeguard: configuration error: {refused}");
+        assert!(
+            include_str!("../../../README.md").contains(&line),
+            "README.md does not quote:\n{line}"
+        );
     }
 }

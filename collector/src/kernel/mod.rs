@@ -29,7 +29,7 @@ pub use probe::LsmUnavailable;
 
 use crate::{
     config::TierChoice,
-    policy::{ModulePolicy, Policy},
+    policy::{ModulePolicy, Policy, TooLarge},
 };
 
 /// The compiled programs, built by build.rs.
@@ -110,6 +110,10 @@ pub struct Kernel {
 pub enum ReloadError {
     #[error("{0}.enable changed: loading or unloading a module needs a restart")]
     ModuleSwitched(&'static str),
+    /// More entries than a rule map holds: refused before anything is
+    /// written.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     #[error(transparent)]
     Kernel(#[from] KernelError),
 }

@@ -2,13 +2,18 @@
 //! programs look up, plus the tables that turn a rule id in an event back
 //! into the rule as the operator wrote it.
 
+mod capacity;
+mod inherit;
 mod names;
 mod network;
 mod paths;
 
+pub use capacity::{MapUse, TooLarge};
 pub use names::NameRules;
 pub use network::NetRules;
 pub use paths::{Ancestors, PathRules};
+
+use std::collections::HashMap;
 
 use collector_common::{
     FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID,
@@ -37,15 +42,19 @@ pub struct RuleRef {
 #[derive(Debug, Clone, Default)]
 pub struct RuleTable {
     all: Vec<RuleRef>,
-    index: std::collections::HashMap<(&'static str, String), u32>,
-    /// Ids of the rules of this policy.
-    in_force: std::collections::BTreeSet<u32>,
+    /// Ids by list, then by value (looked up without copying the value).
+    index: HashMap<&'static str, HashMap<String, u32>>,
+    /// Whether rule id `n` (at `n - 1`) is a rule of this policy.
+    in_force: Vec<bool>,
+    in_force_count: usize,
 }
 
 impl RuleTable {
-    fn add(&mut self, ruleset: &'static str, name: &str) -> u32 {
-        let key = (ruleset, name.to_string());
-        let id = match self.index.get(&key) {
+    /// The id of `name` in `ruleset`, and whether this is the first time
+    /// this policy lists it.
+    fn add(&mut self, ruleset: &'static str, name: &str) -> (u32, bool) {
+        let by_value = self.index.entry(ruleset).or_default();
+        let id = match by_value.get(name) {
             Some(id) => *id,
             None => {
                 self.all.push(RuleRef {
@@ -53,12 +62,14 @@ impl RuleTable {
                     name: name.to_string(),
                 });
                 let id = self.all.len() as u32;
-                self.index.insert(key, id);
+                by_value.insert(name.to_string(), id);
                 id
             }
         };
-        self.in_force.insert(id);
-        id
+        self.in_force.resize(self.all.len(), false);
+        let first = !std::mem::replace(&mut self.in_force[id as usize - 1], true);
+        self.in_force_count += usize::from(first);
+        (id, first)
     }
 
     /// The rule with this id, from this policy or an earlier one.
@@ -68,11 +79,11 @@ impl RuleTable {
 
     /// Rules of this policy.
     pub fn len(&self) -> usize {
-        self.in_force.len()
+        self.in_force_count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.in_force.is_empty()
+        self.in_force_count == 0
     }
 
     /// The same ids, none in force yet: where a recompiled policy starts.
@@ -80,7 +91,8 @@ impl RuleTable {
         Self {
             all: self.all.clone(),
             index: self.index.clone(),
-            in_force: Default::default(),
+            in_force: Vec::new(),
+            in_force_count: 0,
         }
     }
 }
@@ -222,7 +234,7 @@ fn network(
         ("network.domain.allow", &n.domain_allow, false),
     ] {
         for (id, name) in ids(&mut rules, ruleset, names.iter().map(String::as_str)) {
-            for ip in resolved.get(&name).into_iter().flatten() {
+            for ip in resolved.get(name).into_iter().flatten() {
                 cidrs.push((id, ipnetwork::IpNetwork::from(*ip), deny));
             }
         }
@@ -242,7 +254,7 @@ fn network(
         let entries: Vec<(u32, String, bool)> =
             ids(&mut rules, ruleset, list.iter().map(String::as_str))
                 .into_iter()
-                .map(|(id, v)| (id, v, deny))
+                .map(|(id, v)| (id, v.to_string(), deny))
                 .collect();
         if !entries.is_empty() {
             flags |= flag | FLAG_NET_WHO_RULES;
@@ -325,26 +337,29 @@ fn module(
     }
 }
 
-/// Registers each value as a rule; `(id, value)` pairs. A value listed twice
-/// keeps its first id.
+/// Registers each value as a rule; `(id, value)` pairs, in the order
+/// written. A value listed twice keeps its first id and appears once.
 fn ids<'a>(
     table: &mut RuleTable,
     ruleset: &'static str,
     values: impl Iterator<Item = &'a str>,
-) -> Vec<(u32, String)> {
-    let mut out: Vec<(u32, String)> = Vec::new();
-    for v in values {
-        if !out.iter().any(|(_, seen)| seen == v) {
-            out.push((table.add(ruleset, v), v.to_string()));
-        }
-    }
-    out
+) -> Ids<'a> {
+    values
+        .filter_map(|v| {
+            let (id, first) = table.add(ruleset, v);
+            first.then_some((id, v))
+        })
+        .collect()
 }
 
-type Ids = Vec<(u32, String)>;
+type Ids<'a> = Vec<(u32, &'a str)>;
 
 /// Exec rules split into path rules and name rules.
-fn split(table: &mut RuleTable, ruleset: &'static str, rules: &[ExecRule]) -> (Ids, Ids) {
+fn split<'a>(
+    table: &mut RuleTable,
+    ruleset: &'static str,
+    rules: &'a [ExecRule],
+) -> (Ids<'a>, Ids<'a>) {
     let all = ids(table, ruleset, rules.iter().map(ExecRule::as_str));
     all.into_iter().partition(|(_, v)| v.starts_with('/'))
 }

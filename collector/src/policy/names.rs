@@ -12,21 +12,30 @@ pub struct NameRules {
 
 impl NameRules {
     /// `deny` and `allow` are `(rule id, name)`; names are validated to fit.
-    pub fn build(deny: &[(u32, String)], allow: &[(u32, String)]) -> Self {
+    pub fn build(deny: &[(u32, &str)], allow: &[(u32, &str)]) -> Self {
         let mut by_name: HashMap<String, PathRule> = HashMap::new();
         for (id, name) in deny {
-            let slot = by_name.entry(name.clone()).or_default();
+            let slot = by_name.entry(name.to_string()).or_default();
             if slot.deny_rule == 0 {
                 slot.deny_rule = *id;
             }
         }
         for (id, name) in allow {
-            let slot = by_name.entry(name.clone()).or_default();
+            let slot = by_name.entry(name.to_string()).or_default();
             if slot.allow_rule == 0 {
                 slot.allow_rule = *id;
             }
         }
         Self { by_name }
+    }
+
+    /// Map entries: one per distinct name.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 
     pub fn entries(&self) -> Vec<(NameKey, PathRule)> {

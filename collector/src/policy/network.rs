@@ -11,6 +11,8 @@ use std::{collections::HashMap, net::IpAddr};
 use collector_common::{COMM_LEN, PathRule};
 use ipnetwork::IpNetwork;
 
+use super::inherit;
+
 /// One trie entry: the network's address bytes (network order) and its
 /// prefix length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,16 @@ impl NetRules {
         }
     }
 
+    /// IPv4 trie entries: one per distinct network.
+    pub fn v4_len(&self) -> usize {
+        self.v4.len()
+    }
+
+    /// IPv6 trie entries: one per distinct network.
+    pub fn v6_len(&self) -> usize {
+        self.v6.len()
+    }
+
     pub fn v4_entries(&self) -> Vec<CidrEntry<4>> {
         entries(&self.v4)
     }
@@ -147,25 +159,20 @@ fn longest<const N: usize>(
         .find_map(|p| map.get(&(masked(addr, p), p)))
 }
 
+/// Each network with the nearest deny and allow rule among itself and the
+/// networks that contain it.
 fn inherit<const N: usize>(
     own: &HashMap<([u8; N], u8), PathRule>,
 ) -> HashMap<([u8; N], u8), PathRule> {
-    own.keys()
-        .map(|&(addr, prefix)| {
-            let mut rule = PathRule::default();
-            for p in (0..=prefix).rev() {
-                if let Some(r) = own.get(&(masked(addr, p), p)) {
-                    if rule.deny_rule == 0 {
-                        rule.deny_rule = r.deny_rule;
-                    }
-                    if rule.allow_rule == 0 {
-                        rule.allow_rule = r.allow_rule;
-                    }
-                }
-            }
-            ((addr, prefix), rule)
-        })
-        .collect()
+    // By address, then prefix length: a network comes after those that
+    // contain it (same address, shorter prefix, or it would not be inside
+    // them), and the networks inside it follow it up to its last address.
+    let mut sorted: Vec<(([u8; N], u8), PathRule)> = own.iter().map(|(k, r)| (*k, *r)).collect();
+    sorted.sort_unstable_by_key(|(k, _)| *k);
+    inherit::nearest(&mut sorted, |&(outer, len), &(inner, inner_len)| {
+        len <= inner_len && masked(inner, len) == outer
+    });
+    sorted.into_iter().collect()
 }
 
 fn entries<const N: usize>(map: &HashMap<([u8; N], u8), PathRule>) -> Vec<CidrEntry<N>> {

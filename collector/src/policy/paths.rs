@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use collector_common::{AncestorRule, PATH_KEY_LEN, PathKey, PathRule};
 
+use super::inherit;
+
 /// One trie entry: key data and the number of leading bytes that count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathEntry {
@@ -25,7 +27,7 @@ pub struct PathRules {
 
 impl PathRules {
     /// `deny` and `allow` are `(rule id, normalised absolute path)`.
-    pub fn build(deny: &[(u32, String)], allow: &[(u32, String)]) -> Self {
+    pub fn build(deny: &[(u32, &str)], allow: &[(u32, &str)]) -> Self {
         // Prefix (with trailing '/') → its own deny and allow rules.
         let mut own: HashMap<Vec<u8>, PathRule> = HashMap::new();
         for (id, path) in deny {
@@ -40,22 +42,12 @@ impl PathRules {
                 slot.allow_rule = *id;
             }
         }
-        // Inherit the nearest deny and allow from ancestors.
-        let by_prefix = own
-            .keys()
-            .map(|key| {
-                let mut rule = PathRule::default();
-                for ancestor in boundaries(key).filter_map(|len| own.get(&key[..len])) {
-                    if rule.deny_rule == 0 {
-                        rule.deny_rule = ancestor.deny_rule;
-                    }
-                    if rule.allow_rule == 0 {
-                        rule.allow_rule = ancestor.allow_rule;
-                    }
-                }
-                (key.clone(), rule)
-            })
-            .collect();
+        // Inherit the nearest deny and allow from ancestors. A key ends in
+        // `/`, so it contains exactly the keys it is a prefix of.
+        let mut sorted: Vec<(Vec<u8>, PathRule)> = own.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        inherit::nearest(&mut sorted, |ancestor, key| key.starts_with(ancestor));
+        let by_prefix = sorted.into_iter().collect();
         Self { by_prefix }
     }
 
@@ -78,9 +70,13 @@ impl PathRules {
         entries
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    /// Trie entries: one per distinct prefix.
+    pub fn len(&self) -> usize {
         self.by_prefix.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty()
     }
 
     /// The longest matching entry for an absolute path, as the kernel's
@@ -122,7 +118,7 @@ pub struct Ancestors {
 
 impl Ancestors {
     /// `deny` is `(rule id, normalised absolute path)`.
-    pub fn build(deny: &[(u32, String)]) -> Self {
+    pub fn build(deny: &[(u32, &str)]) -> Self {
         let mut by_dir = HashMap::new();
         for (id, path) in deny {
             let key = prefix_key(path);

@@ -375,3 +375,100 @@ fn renaming_a_directory_above_a_denied_path_is_denied() {
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["/etc/", "/srv/", "/srv/secret/"]);
 }
+
+/// Nested and neighbouring prefixes (`/a/b-` and `/a/bc` sort around
+/// `/a/b/` but are not inside it), deny and allow mixed: each entry carries
+/// the rule of the longest of its prefixes that has one, first listed first.
+#[test]
+fn each_path_entry_carries_its_nearest_deny_and_allow() {
+    let deny: Vec<(u32, &str)> = ["/a", "/a/b/c", "/a/b-", "/z/y", "/a/b/c/d/e", "/a/b/c"]
+        .into_iter()
+        .zip(1..)
+        .map(|(p, id)| (id, p))
+        .collect();
+    let allow: Vec<(u32, &str)> = ["/", "/a/b", "/a/bc", "/a/b/c/d", "/z"]
+        .into_iter()
+        .zip(100..)
+        .map(|(p, id)| (id, p))
+        .collect();
+    let nearest = |rules: &[(u32, &str)], key: &[u8]| {
+        rules
+            .iter()
+            .filter(|(_, p)| {
+                let prefix = if *p == "/" {
+                    "/".into()
+                } else {
+                    format!("{p}/")
+                };
+                key.starts_with(prefix.as_bytes())
+            })
+            .max_by_key(|(id, p)| (p.len(), std::cmp::Reverse(*id)))
+            .map_or(0, |(id, _)| *id)
+    };
+    let entries = PathRules::build(&deny, &allow).entries();
+    assert_eq!(entries.len(), 10, "one entry per distinct prefix");
+    for e in &entries {
+        let key = &e.key[..e.key_len];
+        let name = String::from_utf8_lossy(key);
+        assert_eq!(e.rule.deny_rule, nearest(&deny, key), "deny of {name}");
+        assert_eq!(e.rule.allow_rule, nearest(&allow, key), "allow of {name}");
+    }
+}
+
+/// The same for networks: a network is inside another when its prefix is
+/// at least as long and its address lies in the other's range.
+#[test]
+fn each_network_entry_carries_its_nearest_deny_and_allow() {
+    let nets = [
+        ("10.0.0.0/8", true),
+        ("0.0.0.0/0", false),
+        ("10.1.0.0/16", false),
+        ("10.1.2.0/24", true),
+        ("10.1.2.3/32", false),
+        ("10.1.128.0/17", true),
+        ("10.2.0.0/16", false),
+        ("11.0.0.0/8", true),
+        ("10.1.2.0/23", false),
+        ("2001:db8::/32", true),
+        ("2001:db8:1::/48", false),
+        ("2001:db8:1:2::/64", true),
+    ];
+    let cidrs: Vec<(u32, ipnetwork::IpNetwork, bool)> = nets
+        .iter()
+        .zip(1..)
+        .map(|((net, deny), id)| (id, net.parse().unwrap(), *deny))
+        .collect();
+    let nearest = |inner: ipnetwork::IpNetwork, deny: bool| {
+        cidrs
+            .iter()
+            .filter(|(_, outer, d)| {
+                *d == deny && outer.prefix() <= inner.prefix() && outer.contains(inner.network())
+            })
+            .max_by_key(|(_, outer, _)| outer.prefix())
+            .map_or(0, |(id, _, _)| *id)
+    };
+    let mut rules = NetRules::default();
+    rules.add_cidrs(&cidrs);
+    let v4 = rules.v4_entries();
+    let v6 = rules.v6_entries();
+    assert_eq!((v4.len(), v6.len()), (9, 3));
+    let all = v4
+        .iter()
+        .map(|e| {
+            (
+                ipnetwork::IpNetwork::new(std::net::Ipv4Addr::from(e.addr).into(), e.prefix),
+                e.rule,
+            )
+        })
+        .chain(v6.iter().map(|e| {
+            (
+                ipnetwork::IpNetwork::new(std::net::Ipv6Addr::from(e.addr).into(), e.prefix),
+                e.rule,
+            )
+        }));
+    for (net, rule) in all {
+        let net = net.unwrap();
+        assert_eq!(rule.deny_rule, nearest(net, true), "deny of {net}");
+        assert_eq!(rule.allow_rule, nearest(net, false), "allow of {net}");
+    }
+}
