@@ -11,6 +11,7 @@ pub mod maps {
     pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
     pub const FILE_RULES: [&str; 2] = ["FILE_RULES_0", "FILE_RULES_1"];
     pub const FILE_ANCESTORS: [&str; 2] = ["FILE_ANCESTORS_0", "FILE_ANCESTORS_1"];
+    pub const FILE_INODES: [&str; 2] = ["FILE_INODES_0", "FILE_INODES_1"];
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
     pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
     pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];
@@ -78,6 +79,10 @@ pub mod offsets {
                 MM_ARG_END_OFFSET: mm_struct.arg_end,
                 DENTRY_D_PARENT_OFFSET: dentry.d_parent,
                 DENTRY_D_NAME_OFFSET: dentry.d_name,
+                DENTRY_D_INODE_OFFSET: dentry.d_inode,
+                INODE_I_INO_OFFSET: inode.i_ino,
+                DENTRY_D_SB_OFFSET: dentry.d_sb,
+                SB_S_DEV_OFFSET: super_block.s_dev,
                 MOUNT_MNT_OFFSET: mount.mnt,
                 MOUNT_MNT_PARENT_OFFSET: mount.mnt_parent,
                 MOUNT_MNT_MOUNTPOINT_OFFSET: mount.mnt_mountpoint,

@@ -88,6 +88,10 @@ pub const FLAG_FILE_IOCTL: u8 = 2;
 pub const FLAG_NET_ALLOW_COMMAND: u8 = 4;
 pub const FLAG_NET_ALLOW_UID: u8 = 8;
 pub const FLAG_NET_ALLOW_GID: u8 = 16;
+/// `ModuleConfig::flags` of the file module: rules have identities
+/// (`FILE_INODES`), so a file is also judged by the identities of its
+/// dentry and the dentries above it.
+pub const FLAG_FILE_IDENTITIES: u8 = 64;
 /// `ModuleConfig::flags` of the network module: there are rules by
 /// command, UID or GID (deny or allow), so who connects must be looked up.
 pub const FLAG_NET_WHO_RULES: u8 = 32;
@@ -151,6 +155,17 @@ impl PathRule {
     }
 }
 
+/// Key of the identity map (`FILE_INODES`): a file or directory as the
+/// kernel knows it, whatever name or mount reaches it. `dev` is the
+/// kernel's `super_block.s_dev` (`MKDEV(major, minor)`: major << 20 | minor).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
 /// Value of the ancestor trie: its key is a proper ancestor directory of a
 /// denied path (with trailing `/`), and an entry answers only for that
 /// directory itself, not for what lies below it (a longest-prefix trie has
@@ -207,6 +222,7 @@ const _: () = {
     assert!(core::mem::size_of::<ModuleConfig>() == 8);
     assert!(core::mem::size_of::<PathRule>() == 8);
     assert!(core::mem::size_of::<AncestorRule>() == 8);
+    assert!(core::mem::size_of::<InodeKey>() == 16);
 };
 
 #[cfg(feature = "user")]
@@ -215,4 +231,5 @@ mod pod {
     unsafe impl aya::Pod for super::ModuleConfig {}
     unsafe impl aya::Pod for super::PathRule {}
     unsafe impl aya::Pod for super::AncestorRule {}
+    unsafe impl aya::Pod for super::InodeKey {}
 }

@@ -9,8 +9,8 @@
 
 use aya_ebpf::{helpers::generated::bpf_d_path, macros::lsm, programs::LsmContext};
 use collector_common::{
-    AT_FDCWD, EventKind, FLAG_FILE_IOCTL, Hook, Module, ModuleConfig, PATH_MAX, PATH_TRUNCATED,
-    RULE_PATH_UNRESOLVED,
+    AT_FDCWD, EventKind, FLAG_FILE_IDENTITIES, FLAG_FILE_IOCTL, Hook, Module, ModuleConfig,
+    PATH_MAX, PATH_TRUNCATED, PathRule, RULE_PATH_UNRESOLVED,
     file::{FILE_EVENT_SIZE, FileOp, FileRecord},
 };
 
@@ -102,6 +102,16 @@ fn file_path(rec: &mut FileRecord, file: *const u8) -> FilePath {
     FilePath::Whole((len as usize - 1) & (PATH_MAX - 1))
 }
 
+/// What `dentry` answers to by identity, where the policy has identities.
+#[inline(always)]
+fn by_identity(config: &ModuleConfig, dentry: *const u8) -> PathRule {
+    if config.flags & FLAG_FILE_IDENTITIES != 0 && !dentry.is_null() {
+        kernel::identity_rule(dentry, config.generation)
+    } else {
+        PathRule::default()
+    }
+}
+
 /// A hook on a `struct file *`: open, mmap, ioctl.
 #[inline(always)]
 fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
@@ -125,7 +135,12 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
     };
     let (denial, len, cut) = match named {
         FilePath::Whole(len) => (
-            record::file_path_denial(file_rules(config), config, rec, len),
+            record::as_denial(record::file_path_denial(
+                file_rules(config),
+                config,
+                rec,
+                len,
+            )),
             len,
             false,
         ),
@@ -135,10 +150,12 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
             let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
             let len =
                 kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()).map_or(0, |(len, _)| len);
-            (Some(RULE_PATH_UNRESOLVED), len, true)
+            (RULE_PATH_UNRESOLVED, len, true)
         }
     };
-    let Some(verdict) = record::verdict(config, denial, true) else {
+    let (_, dentry) = kernel::path_parts(kernel::file_f_path(file));
+    let denial = record::with_identity(denial, &by_identity(config, dentry));
+    let Some(verdict) = record::verdict(config, record::denial_of(denial), true) else {
         return 0;
     };
     rec.event.path_flags = if cut { PATH_TRUNCATED } else { 0 };
@@ -171,12 +188,15 @@ fn judge_paths(
         return 0;
     };
     let mut denial = record::unless_cut(
-        record::as_denial(record::file_path_denial(
-            file_rules(config),
-            config,
-            rec,
-            len1,
-        )),
+        record::with_identity(
+            record::as_denial(record::file_path_denial(
+                file_rules(config),
+                config,
+                rec,
+                len1,
+            )),
+            &by_identity(config, first.1),
+        ),
         cut1,
     );
     // A rename also moves what lies below: renaming an ancestor of a
@@ -198,7 +218,15 @@ fn judge_paths(
             (len2, cut2) = (len, cut);
             if denial == record::NO_DENIAL {
                 denial = record::unless_cut(
-                    record::as_denial(record::path_denial(file_rules(config), config, at, len2)),
+                    record::with_identity(
+                        record::as_denial(record::path_denial(
+                            file_rules(config),
+                            config,
+                            at,
+                            len2,
+                        )),
+                        &by_identity(config, dentry),
+                    ),
                     cut2,
                 );
             }

@@ -459,6 +459,101 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// State of an identity walk (see [`identity_rule`]), in map memory like
+/// [`Walk`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IdentityWalk {
+    /// The current dentry (a kernel address).
+    dentry: u64,
+    /// `s_dev` of the dentries' filesystem.
+    dev: u64,
+    /// The policy set whose `FILE_INODES` map is looked up.
+    set: u64,
+    /// The first deny rule and the first allow rule found, 0 for none.
+    deny: u64,
+    allow: u64,
+}
+
+/// The rules `dentry` answers to by identity: its own, and those of the
+/// dentries above it up to its filesystem's root (`d_parent`, within one
+/// filesystem). Every name, bind mount, chroot and mount namespace view of
+/// a file reaches the same dentries, so they all answer alike. A negative
+/// dentry (a name about to be made) answers for its directory. The walk
+/// stops at the first deny rule (a deny wins); the first allow rule met on
+/// the way up is kept.
+#[inline(always)]
+pub fn identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
+    let none = collector_common::PathRule::default();
+    let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
+        return none;
+    };
+    let scratch = unsafe { &mut *scratch };
+    let sb = read_ptr(dentry, &DENTRY_D_SB_OFFSET);
+    scratch.identity = IdentityWalk {
+        dentry: dentry as u64,
+        dev: u64::from(read::<u32>(sb, &SB_S_DEV_OFFSET)),
+        set: u64::from(set),
+        deny: 0,
+        allow: 0,
+    };
+    unsafe {
+        generated::bpf_loop(
+            MAX_DEPTH,
+            identity_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let w = scratch.identity;
+    collector_common::PathRule {
+        deny_rule: w.deny as u32,
+        allow_rule: w.allow as u32,
+    }
+}
+
+/// One step of an identity walk: look the dentry up, then go to its
+/// parent. Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let w = unsafe { &mut (*scratch).identity };
+    let dentry = w.dentry as *const u8;
+    if dentry.is_null() {
+        return 1;
+    }
+    let inode = read_ptr(dentry, &DENTRY_D_INODE_OFFSET);
+    if !inode.is_null() {
+        let key = collector_common::InodeKey {
+            ino: read::<u64>(inode, &INODE_I_INO_OFFSET),
+            dev: w.dev as u32,
+            _pad: 0,
+        };
+        let map = if w.set == 0 {
+            &crate::maps::FILE_INODES_0
+        } else {
+            &crate::maps::FILE_INODES_1
+        };
+        if let Some(rule) = unsafe { map.get(&key) } {
+            if w.allow == 0 {
+                w.allow = u64::from(rule.allow_rule);
+            }
+            if rule.deny_rule != 0 {
+                w.deny = u64::from(rule.deny_rule);
+                return 1;
+            }
+        }
+    }
+    let parent = read_ptr(dentry, &DENTRY_D_PARENT_OFFSET);
+    if parent.is_null() || parent == dentry {
+        return 1;
+    }
+    w.dentry = parent as u64;
+    0
+}
+
 /// `(vfsmount, dentry)` of a `struct path *` (`{ mnt; dentry; }`, a layout
 /// stable since Linux 2.6).
 #[inline(always)]

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX,
+    AncestorRule, DropReason, HOOK_COUNT, InodeKey, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX,
     POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
     file::FileRecord,
     maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
@@ -72,6 +72,17 @@ rule_maps! {
     file_ancestors: LpmTrie<PathKey, AncestorRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
     FILE_ANCESTORS_0, FILE_ANCESTORS_1
 }
+
+/// File rules by identity, one map per policy set: the rule paths that
+/// existed when the policy was compiled, and the extra hard links of files
+/// below denied directories. Looked up inside a `bpf_loop` callback, which
+/// picks the set by number (`kernel::identity_rule`).
+#[map]
+pub static FILE_INODES_0: HashMap<InodeKey, PathRule> =
+    HashMap::with_max_entries(PATH_RULES_MAX, 0);
+#[map]
+pub static FILE_INODES_1: HashMap<InodeKey, PathRule> =
+    HashMap::with_max_entries(PATH_RULES_MAX, 0);
 
 rule_maps! {
     /// Exec rules by executable path prefix.
@@ -144,6 +155,7 @@ pub static NAME_KEY_SCRATCH: PerCpuArray<NameKey> = PerCpuArray::with_max_entrie
 pub struct WalkScratch {
     pub buf: [u8; 2 * PATH_MAX],
     pub walk: crate::kernel::Walk,
+    pub identity: crate::kernel::IdentityWalk,
 }
 
 #[map]

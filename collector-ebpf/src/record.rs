@@ -96,6 +96,21 @@ pub fn denial_of(denial: u32) -> Option<u32> {
     (denial != NO_DENIAL).then_some(denial)
 }
 
+/// Folds what a file answers to by identity into its path's denial: a
+/// deny rule by identity denies what its path alone would let through; an
+/// allow rule by identity lifts a whitelist's default deny (0), never a
+/// deny rule.
+#[inline(always)]
+pub fn with_identity(denial: u32, identity: &PathRule) -> u32 {
+    if identity.deny_rule != 0 && (denial == NO_DENIAL || denial == 0) {
+        identity.deny_rule
+    } else if denial == 0 && identity.allow_rule != 0 {
+        NO_DENIAL
+    } else {
+        denial
+    }
+}
+
 /// Fail closed: the denial for a path that was cut keeps the deny rule it
 /// matched, and is otherwise [`RULE_PATH_UNRESOLVED`](collector_common::RULE_PATH_UNRESOLVED)
 /// (also in place of a whitelist's default). A cut path is its innermost

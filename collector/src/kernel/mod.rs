@@ -18,8 +18,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, Hook, Module, ModuleConfig, NameKey, PathKey, PathRule,
-    globals, maps,
+    AncestorRule, DropReason, HOOK_COUNT, Hook, InodeKey, Module, ModuleConfig, NameKey, PathKey,
+    PathRule, globals, maps,
 };
 use tracing::{debug, info, warn};
 
@@ -500,6 +500,14 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
         ancestors
             .insert(&Key::new((len * 8) as u32, key), rule, 0)
             .map_err(map_err(name))?;
+    }
+    let name = maps::FILE_INODES[set];
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(KernelError::Missing("FILE_INODES map"))?;
+    let mut inodes = HashMap::<_, InodeKey, PathRule>::try_from(map).map_err(map_err(name))?;
+    for (key, rule) in policy.files.identities.entries() {
+        inodes.insert(key, rule, 0).map_err(map_err(name))?;
     }
     write_network_rules(ebpf, &policy.network, set)?;
     let name = maps::EXEC_NAME_RULES[set];

@@ -46,6 +46,7 @@ pub fn shared_maps() -> impl Iterator<Item = &'static str> {
         [
             maps::FILE_RULES,
             maps::FILE_ANCESTORS,
+            maps::FILE_INODES,
             maps::EXEC_PATH_RULES,
             maps::EXEC_NAME_RULES,
             maps::MOUNT_RULES,

@@ -3,12 +3,14 @@
 //! into the rule as the operator wrote it.
 
 mod capacity;
+mod identity;
 mod inherit;
 mod names;
 mod network;
 mod paths;
 
 pub use capacity::{MapUse, TooLarge};
+pub use identity::Identities;
 pub use names::NameRules;
 pub use network::NetRules;
 pub use paths::{Ancestors, PathRules};
@@ -16,9 +18,9 @@ pub use paths::{Ancestors, PathRules};
 use std::collections::HashMap;
 
 use collector_common::{
-    FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID,
-    FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST,
-    TARGET_CONTAINER, TARGET_HOST,
+    FLAG_FILE_IDENTITIES, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID,
+    FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR, ModuleConfig,
+    POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{
@@ -107,6 +109,8 @@ pub struct ModulePolicy {
     pub paths: PathRules,
     /// Directories whose rename is refused (files only).
     pub ancestors: Ancestors,
+    /// Rule paths by identity (files only).
+    pub identities: Identities,
     pub names: NameRules,
     pub net: NetRules,
     /// The list a whitelist's default deny is reported against.
@@ -183,6 +187,10 @@ fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
     }
     files.paths = PathRules::build(&deny, &allow);
     files.ancestors = Ancestors::build(&deny);
+    files.identities = Identities::resolve(&deny, &allow);
+    if !files.identities.is_empty() {
+        files.config.flags |= FLAG_FILE_IDENTITIES;
+    }
     files
 }
 
@@ -331,6 +339,7 @@ fn module(
         rules,
         paths: PathRules::default(),
         ancestors: Ancestors::default(),
+        identities: Identities::default(),
         names: NameRules::default(),
         net: NetRules::default(),
         allow_ruleset,

@@ -125,6 +125,10 @@ fn read_long_path() -> Result<(), i32> {
     Ok(())
 }
 
+/// Where the denied directory is bind-mounted: another path, the same
+/// files.
+const BOUND: &str = "/mnt/sgb";
+
 /// A jail with a tree of its own that looks like the denied one: inside
 /// it, `/srv/sgf/secret/x` is `JAIL/srv/sgf/secret/x`, which no rule
 /// denies.
@@ -234,6 +238,10 @@ fn path(dir: &str, name: &str) -> String {
 }
 
 fn setup() -> Result<(), String> {
+    if let Ok(bound) = CString::new(BOUND) {
+        // SAFETY: valid C string; a failure (not mounted) is fine.
+        unsafe { libc::umount2(bound.as_ptr(), libc::MNT_DETACH) };
+    }
     let _ = fs::remove_dir_all("/srv/sgf");
     let _ = fs::remove_dir_all("/srv/sga");
     let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
@@ -258,6 +266,25 @@ fn setup() -> Result<(), String> {
     fs::write(&deep, "data\n").map_err(|e| e.to_string())?;
     fs::write(path(OTHER, "linkable"), "data\n").map_err(|e| e.to_string())?;
     make_long_path()?;
+    fs::write(path(DENIED, "prelinked"), "data\n").map_err(|e| e.to_string())?;
+    fs::hard_link(path(DENIED, "prelinked"), path(OTHER, "prelinked-alias"))
+        .map_err(|e| format!("link: {e}"))?;
+    fs::write(path(DENIED, "bound-unlink"), "data\n").map_err(|e| e.to_string())?;
+    fs::create_dir_all(BOUND).map_err(|e| e.to_string())?;
+    let (src, dst) = (CString::new(DENIED).unwrap(), CString::new(BOUND).unwrap());
+    // SAFETY: valid C strings.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(format!("bind mount {DENIED} on {BOUND}: errno {}", errno()));
+    }
     for name in [
         "read", "created", "unlink", "rename", "truncate", "chmod", "chown", "mmap", "ioctl",
         "link", "receive",
@@ -337,6 +364,29 @@ fn ops() -> Vec<Op> {
             Action::Call(Box::new(|| {
                 in_chroot("/srv/sgf", || open_read("/secret/read"))
             })),
+        ),
+        // A hard link made before the agent started, in an allowed
+        // directory: the file answers to its identity.
+        file_op(
+            "files.open.hard-link-before",
+            event::FILE_OPEN,
+            path(OTHER, "prelinked-alias"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/cat", &[&path(OTHER, "prelinked-alias")]),
+        ),
+        file_op(
+            "files.open.bind-mount",
+            event::FILE_OPEN,
+            path(BOUND, "read"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/cat", &[&path(BOUND, "read")]),
+        ),
+        file_op(
+            "files.unlink.bind-mount",
+            event::FILE_UNLINK,
+            path(BOUND, "bound-unlink"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/rm", &[&path(BOUND, "bound-unlink")]),
         ),
         file_op(
             "files.open.long-path",
