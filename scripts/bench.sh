@@ -8,6 +8,8 @@
 #            against no agent (tests/vm-guest/src/hook_bench.rs)
 #   pipeline decode → enrich → OTLP encoding on one core, per stage, on
 #            recorded kernel records (criterion; collector/benches/pipeline.rs)
+#   policy   what check and a reload do with 10,000 and 200,000 rules:
+#            load, validate, compile, fit (criterion; collector/benches/policy.rs)
 #   ring     the kernel event rate at which the ring buffer starts to drop,
 #            for a 64 KiB ring and the default 4 MiB, every open accounted
 #            for (received, or counted as a kernel or queue drop)
@@ -29,7 +31,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 TARGET=$CARGO_TARGET_DIR
 BIN=$TARGET/release
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(pipeline hooks ring e2e)
+[[ ${#SECTIONS[@]} -gt 0 ]] || SECTIONS=(pipeline policy hooks ring e2e)
 cd "$HERE"
 
 cargo build --release --bin safeguard --bin safeguard-hook-bench --bin safeguard-e2e-bench >&2
@@ -66,6 +68,25 @@ for stage in ["decode", "enrich", "encode", "all"]:
         target = "≥ 1,000,000/s: met" if rate >= 1e6 else f"≥ 1,000,000/s: missed by {(1e6 - rate) / 1e4:.0f} %"
     name = "decode → enrich → encode" if stage == "all" else stage
     print(f"| pipeline (one core, recorded records) | {name} | {per:.0f} ns/record | {rate:,.0f} records/s | {target} |")
+PY
+		)
+		;;
+	policy)
+		cargo bench -p safeguard --bench policy >"$CACHE/bench-policy.log" 2>&1 ||
+			{ tail -20 "$CACHE/bench-policy.log" >&2; exit 1; }
+		while IFS= read -r row; do rows+=("$row"); done < <(python3 - "$TARGET/criterion/policy" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+def ms(case):
+    return json.loads((root / case / "new/estimates.json").read_text())["mean"]["point_estimate"] / 1e6
+base = ms("files-10000")
+for case, what, n in [("files-10000", "files.deny", 10_000), ("files-200000", "files.deny", 200_000), ("every-kind-200000", "every kind of rule", 200_000)]:
+    t = ms(case)
+    against = f"{n / t * 1000:,.0f} rules/s"
+    if n != 10_000:
+        against += f"; {t / base:.0f}× the time of 10,000 files.deny for {n // 10_000}× the rules"
+    target = "" if n == 10_000 else ("< 2 s: met" if t < 2000 else f"< 2 s: missed by {(t - 2000) / 20:.0f} %")
+    print(f"| policy (check: load, validate, compile, fit) | {what}, {n:,} rules | {t:,.0f} ms | {against} | {target} |")
 PY
 		)
 		;;
@@ -115,7 +136,7 @@ PY
 			}' "$log")
 		;;
 	*)
-		echo "bench.sh: unknown section $section (pipeline, hooks, ring, e2e)" >&2
+		echo "bench.sh: unknown section $section (pipeline, policy, hooks, ring, e2e)" >&2
 		exit 2
 		;;
 	esac
