@@ -162,6 +162,32 @@ fn in_chroot(root: &str, f: impl Fn() -> Result<(), i32>) -> Result<(), i32> {
     }
 }
 
+/// `open_tree(OPEN_TREE_CLONE)` of the denied directory, then a read of
+/// `read` inside the clone.
+fn open_tree_clone_read() -> Result<(), i32> {
+    let dir = CString::new(DENIED).unwrap();
+    let name = CString::new("read").unwrap();
+    // SAFETY: plain syscalls on C strings and descriptors we own.
+    unsafe {
+        let tree = libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            1 | libc::O_CLOEXEC, // OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+        ) as i32;
+        if tree < 0 {
+            return Err(errno());
+        }
+        let fd = libc::openat(tree, name.as_ptr(), libc::O_RDONLY);
+        let result = if fd < 0 { Err(errno()) } else { Ok(()) };
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        libc::close(tree);
+        result
+    }
+}
+
 /// Opens `path` for reading and closes it.
 fn open_read(path: &str) -> Result<(), i32> {
     let p = CString::new(path).unwrap();
@@ -387,6 +413,26 @@ fn ops() -> Vec<Op> {
             path(BOUND, "bound-unlink"),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             run("/bin/rm", &[&path(BOUND, "bound-unlink")]),
+        ),
+        // The same, unprivileged: a user namespace gives the right to chroot.
+        file_op(
+            "files.open.chroot-userns",
+            event::FILE_OPEN,
+            path(DENIED, "read"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run(
+                "/bin/safeguard-vm-tests",
+                &["--userns-chroot", "/srv/sgf", "/secret/read"],
+            ),
+        ),
+        // A detached clone of the denied tree: a mount with no place in
+        // any namespace, named `/` (d_path), reached by identity.
+        file_op(
+            "files.open.open-tree-clone",
+            event::FILE_OPEN,
+            "/read".into(),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            Action::Call(Box::new(open_tree_clone_read)),
         ),
         file_op(
             "files.open.long-path",

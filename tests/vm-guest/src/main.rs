@@ -73,6 +73,20 @@ fn main() -> ExitCode {
                 eprintln!("execveat: {}", std::io::Error::last_os_error());
                 return ExitCode::FAILURE;
             }
+            // A workload for the file rows: as uid 1000, in a user
+            // namespace of its own (no other privilege), chroot to ROOT and
+            // read PATH; on refusal, the error on stderr and exit 1.
+            "--userns-chroot" => {
+                let root = args.next().expect("--userns-chroot needs ROOT PATH");
+                let path = args.next().expect("--userns-chroot needs ROOT PATH");
+                return match userns_chroot_read(&root, &path) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             _ => filters.push(arg),
         }
     }
@@ -104,4 +118,27 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// See `--userns-chroot`.
+fn userns_chroot_read(root: &str, path: &str) -> Result<(), String> {
+    let last = || std::io::Error::last_os_error();
+    // SAFETY: plain syscalls; the process is single-threaded here.
+    unsafe {
+        if libc::setgid(1000) != 0 || libc::setuid(1000) != 0 {
+            return Err(format!("drop to uid 1000: {}", last()));
+        }
+        // A change of uid makes the process undumpable, and its /proc files
+        // root's: uid_map could not be written.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+            return Err(format!("unshare(CLONE_NEWUSER): {}", last()));
+        }
+    }
+    std::fs::write("/proc/self/uid_map", "0 1000 1").map_err(|e| format!("uid_map: {e}"))?;
+    std::os::unix::fs::chroot(root).map_err(|e| format!("chroot {root}: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    std::fs::read(path)
+        .map(drop)
+        .map_err(|e| format!("read {path}: {e}"))
 }
