@@ -30,6 +30,9 @@ use safeguard_test_support::{Agent, Launch, TestCgroup};
 const DIR: &str = "/tmp/sgbench";
 const EXISTING: &str = "/tmp/sgbench-files/present";
 const MISSING: &str = "/tmp/sgbench-files/absent";
+/// The one file rule whose path exists, as most real policies have: the
+/// programs then also look files up by identity, and that cost is measured.
+const DENIED_DIR: &str = "/srv/sgbench-denied";
 
 #[derive(Clone, Copy)]
 enum Workload {
@@ -133,7 +136,11 @@ fn config(setup: Agented, tier: &str, cgroup: Option<&Path>) -> String {
          process:\n  enable: true\n  mode: {mode}\n  target: {target}\n  deny:\n{execs}\
          network:\n  enable: true\n  mode: {mode}\n  target: {target}\n{cgroup}  cidr:\n    deny:\n{nets}\
          kernel:\n  tier: {tier}\n  ring_buffer_bytes: 16777216\nlog:\n  format: json\n",
-        files = list(&|i| format!("/srv/nomatch/{i}")),
+        files = list(&|i| if i == 0 {
+            DENIED_DIR.to_string()
+        } else {
+            format!("/srv/nomatch/{i}")
+        }),
         execs = list(&|i| format!("/opt/nomatch/{i}")),
         nets = list(&|i| format!("10.{}.{}.{}/32", i >> 16 & 255, i >> 8 & 255, i & 255)),
     )
@@ -236,6 +243,7 @@ fn start_agent(args: &Args, setup: Agented, cgroup: Option<&Path>) -> Agent {
 fn main() {
     let args = args();
     std::fs::create_dir_all(Path::new(EXISTING).parent().unwrap()).unwrap();
+    std::fs::create_dir_all(DENIED_DIR).unwrap();
     std::fs::write(EXISTING, "x").unwrap();
     let _ = std::fs::remove_file(MISSING);
     let peer_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
