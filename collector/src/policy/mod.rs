@@ -187,7 +187,11 @@ fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
     }
     files.paths = PathRules::build(&deny, &allow);
     files.ancestors = Ancestors::build(&deny);
-    files.identities = Identities::resolve(&deny, &allow);
+    // Identities are the host's: a `target: container` rule speaks of
+    // paths inside each container, which the host's tree cannot resolve.
+    if f.settings.target == Target::Host {
+        files.identities = Identities::resolve(&deny, &allow);
+    }
     if !files.identities.is_empty() {
         files.config.flags |= FLAG_FILE_IDENTITIES;
     }

@@ -472,3 +472,33 @@ fn each_network_entry_carries_its_nearest_deny_and_allow() {
         assert_eq!(rule.allow_rule, nearest(net, false), "allow of {net}");
     }
 }
+
+#[test]
+fn identities_are_resolved_for_host_rules_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let denied = dir.path().to_str().unwrap().to_string();
+    let host = compile(ListPolicy::Blacklist, &[], &[&denied]);
+    assert!(host.files.identities.lookup(dir.path()).is_some());
+    assert_ne!(
+        host.files.config.flags & collector_common::FLAG_FILE_IDENTITIES,
+        0
+    );
+    let mut config = crate::config::load(&Default::default()).unwrap();
+    config.files = FilesConfig {
+        settings: ModuleSettings {
+            target: Target::Container,
+            ..settings(ListPolicy::Blacklist)
+        },
+        allow: vec![],
+        deny: vec![validate_rule_path(&denied).unwrap()],
+        ioctl: false,
+    };
+    let container = Policy::compile(&config);
+    // A container rule names a path inside each container: the host's
+    // file at that path is another file.
+    assert!(container.files.identities.is_empty());
+    assert_eq!(
+        container.files.config.flags & collector_common::FLAG_FILE_IDENTITIES,
+        0
+    );
+}
