@@ -34,6 +34,10 @@ impl NetOp {
     }
 }
 
+/// `sin_family` of "no address family": on an IPv4 socket, `sendto` takes
+/// it for `AF_INET` and sends to `sin_addr`; `bind` takes it for
+/// `0.0.0.0`; `connect` drops the association.
+pub const AF_UNSPEC: u16 = 0;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u8 = 6;

@@ -105,6 +105,12 @@ pub fn socket_sk(socket: *const u8) -> *const u8 {
     read_ptr(socket, &SOCKET_SK_OFFSET)
 }
 
+/// The address family of a socket (`sk->__sk_common.skc_family`).
+#[inline(always)]
+pub fn socket_family(socket: *const u8) -> u16 {
+    read(socket_sk(socket), &SKC_FAMILY_OFFSET)
+}
+
 /// `msg->msg_name`.
 #[inline(always)]
 pub fn msghdr_name(msg: *const u8) -> *const u8 {

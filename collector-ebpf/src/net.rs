@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use collector_common::{
     EventKind, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, PathRule,
-    net::{AF_INET, AF_INET6, IPPROTO_UDP, NetEvent, NetOp},
+    net::{AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_UDP, NetEvent, NetOp},
     net_denial,
 };
 
@@ -113,10 +113,8 @@ pub fn judge(
     enforcing: bool,
 ) -> Option<Verdict> {
     let config = record::active_module(Module::Network)?;
-    // Port 0 is not a destination (safeguard skips it too).
-    if peer.port == 0 && !matches!(op, NetOp::Bind) {
-        return None;
-    }
+    // Port 0 is judged like any other: ICMP through ping sockets is sent
+    // to port 0, and reaches the address all the same.
     let verdict = record::verdict(config, denial(config, peer), enforcing)?;
     let ctx = context();
     let mut ev = NetEvent {
@@ -153,8 +151,12 @@ struct SockaddrPrefix {
 /// bytes past a shorter one are there to read, and are not used. A sender
 /// in the kernel may pass a bare `sockaddr_in`; should the long read fault
 /// there, the IPv4 part is read alone.
+///
+/// `AF_UNSPEC` is read as `AF_INET` where `unspec_is_v4` says the socket
+/// takes it so (`sendto` and `bind` on an IPv4 socket): the kernel sends
+/// to, or binds, the `sin_addr` that follows.
 #[inline(always)]
-fn sockaddr(addr: *const u8) -> Option<Peer> {
+fn sockaddr(addr: *const u8, unspec_is_v4: impl FnOnce() -> bool) -> Option<Peer> {
     if addr.is_null() {
         return None;
     }
@@ -165,20 +167,34 @@ fn sockaddr(addr: *const u8) -> Option<Peer> {
             SockaddrPrefix {
                 // A whole sockaddr_in6 never faults at 24 bytes: this one is
                 // not what it says.
-                family: if family == AF_INET { family } else { 0 },
+                family: if family == AF_INET || family == AF_UNSPEC {
+                    family
+                } else {
+                    u16::MAX
+                },
                 port: u16::from_ne_bytes([v4[2], v4[3]]),
                 v4_addr: [v4[4], v4[5], v4[6], v4[7]],
                 v6_addr: [0; 16],
             }
         });
     let mut a = [0u8; 16];
-    match raw.family {
-        AF_INET => a[..4].copy_from_slice(&raw.v4_addr),
-        AF_INET6 => a = raw.v6_addr,
+    let family = match raw.family {
+        AF_INET => {
+            a[..4].copy_from_slice(&raw.v4_addr);
+            AF_INET
+        }
+        AF_INET6 => {
+            a = raw.v6_addr;
+            AF_INET6
+        }
+        AF_UNSPEC if unspec_is_v4() => {
+            a[..4].copy_from_slice(&raw.v4_addr);
+            AF_INET
+        }
         _ => return None,
-    }
+    };
     Some(Peer {
-        family: raw.family,
+        family,
         addr: a,
         port: u16::from_be(raw.port),
     })
@@ -236,7 +252,8 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     // (struct socket *sock, struct sockaddr *address, int addrlen)
     earlier_denial!(ctx, 3);
     let socket: *const u8 = ctx.arg(0);
-    let Some(peer) = sockaddr(ctx.arg(1)) else {
+    // connect(AF_UNSPEC) drops an association: no destination.
+    let Some(peer) = sockaddr(ctx.arg(1), || false) else {
         return 0;
     };
     lsm_return(judge(
@@ -257,7 +274,9 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     if name.is_null() {
         return 0; // a connected socket: judged at connect
     }
-    let Some(peer) = sockaddr(name) else { return 0 };
+    let Some(peer) = sockaddr(name, || kernel::socket_family(socket) == AF_INET) else {
+        return 0;
+    };
     lsm_return(judge(
         Hook::LsmSocketSendmsg,
         NetOp::Send,
@@ -304,7 +323,7 @@ pub fn socket_bind(ctx: LsmContext) -> i32 {
     // (struct socket *sock, struct sockaddr *address, int addrlen)
     earlier_denial!(ctx, 3);
     let socket: *const u8 = ctx.arg(0);
-    let Some(local) = sockaddr(ctx.arg(1)) else {
+    let Some(local) = sockaddr(ctx.arg(1), || kernel::socket_family(socket) == AF_INET) else {
         return 0;
     };
     lsm_return(judge(

@@ -20,8 +20,51 @@ use crate::{
     rows::{Action, Expect, Op, Untouched, suite},
 };
 
-/// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1.
-const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128']";
+/// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1, and
+/// 127.0.0.4 and 127.0.0.5 (peers of one row each: a row's event is told
+/// apart by its address).
+const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32]";
+
+/// `sendto` on a UDP socket with `sin_family = AF_UNSPEC`: the kernel sends
+/// to `sin_addr` all the same.
+fn send_unspec(to: [u8; 4], port: u16) -> Result<(), i32> {
+    // SAFETY: plain syscalls on a sockaddr_in we own; the socket is closed
+    // before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+        }
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_UNSPEC as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(to);
+        let sent = libc::sendto(
+            fd,
+            b"x".as_ptr().cast(),
+            1,
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let result = if sent == 1 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+        };
+        libc::close(fd);
+        result
+    }
+}
+
+/// An ICMP echo request through a ping socket: destination port 0.
+fn ping(to: &str) -> Result<(), i32> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)).map_err(errno)?;
+    let to: SocketAddr = format!("{to}:0").parse().unwrap();
+    // type 8 (echo request), code 0; the kernel fills the checksum and id.
+    let echo = [8u8, 0, 0, 0, 0, 0, 0, 1];
+    s.send_to(&echo, &to.into()).map(drop).map_err(errno)
+}
 
 /// Sockets set up before the agent starts.
 #[derive(Default)]
@@ -79,6 +122,8 @@ fn setup() -> Result<(), String> {
         .map_err(e)?;
     f.datagram_server = Some(server);
     f.datagram_sender = Some(UdpSocket::bind("127.0.0.3:0").map_err(e)?);
+    // Ping sockets for every group (the default allows none).
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").map_err(e)?;
     Ok(())
 }
 
@@ -152,6 +197,18 @@ fn ops() -> Vec<Op> {
                 let s = UdpSocket::bind("[::]:0").map_err(errno)?;
                 s.send_to(b"x", mapped(to)).map(drop).map_err(errno)
             }),
+        ),
+        peer(
+            "network.send.udp4-unspec",
+            event::NETWORK_SEND,
+            "127.0.0.4",
+            call(|_| send_unspec([127, 0, 0, 4], 9)),
+        ),
+        peer(
+            "network.send.icmp-ping",
+            event::NETWORK_SEND,
+            "127.0.0.5",
+            call(|_| ping("127.0.0.5")),
         ),
         peer(
             "network.send.udp",
