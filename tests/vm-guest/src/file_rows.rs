@@ -32,7 +32,11 @@ const LONG_NAME_LEN: usize = 200;
 const LONG_LEVELS: usize = 25;
 
 fn deep_path() -> String {
-    format!("{DENIED}{}/f", "/d".repeat(DEEP))
+    deep_path_of(DEEP)
+}
+
+fn deep_path_of(levels: usize) -> String {
+    format!("{DENIED}{}/f", "/d".repeat(levels))
 }
 
 /// The path of the file under OTHER that is longer than PATH_MAX: it can be
@@ -43,10 +47,10 @@ fn long_levels() -> Vec<String> {
         .collect()
 }
 
-/// What the programs report for the long path: its innermost whole
-/// components that fit in PATH_MAX - 1 bytes.
-fn long_path_reported() -> String {
-    let mut parts: Vec<String> = vec!["f".into()];
+/// What the programs report for `name` at the end of the long path: its
+/// innermost whole components that fit in PATH_MAX - 1 bytes.
+fn long_path_reported(name: &str) -> String {
+    let mut parts: Vec<String> = vec![name.into()];
     parts.extend(long_levels().into_iter().rev());
     let mut path = String::new();
     for part in parts {
@@ -79,26 +83,28 @@ fn make_long_path() -> Result<(), String> {
             dir = std::os::fd::FromRawFd::from_raw_fd(fd);
         }
     }
-    let f = CString::new("f").unwrap();
-    // SAFETY: as above.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            f.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("create the long path's file: errno {}", errno()));
+    for name in ["f", "g"] {
+        let c = CString::new(name).unwrap();
+        // SAFETY: as above.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            return Err(format!("create the long path's {name}: errno {}", errno()));
+        }
+        unsafe { libc::close(fd) };
     }
-    unsafe { libc::close(fd) };
     Ok(())
 }
 
-/// Reads the file at the end of the long path (descriptors relative to
-/// descriptors: no single path names it).
-fn read_long_path() -> Result<(), i32> {
+/// The deepest directory of the long path, opened step by step
+/// (descriptors relative to descriptors: no single path names it).
+fn long_dir() -> Result<fs::File, i32> {
     let mut dir = fs::File::open(OTHER).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
     for name in long_levels() {
         let c = CString::new(name).unwrap();
@@ -115,14 +121,31 @@ fn read_long_path() -> Result<(), i32> {
         }
         dir = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
     }
+    Ok(dir)
+}
+
+/// Reads `f` at the end of the long path.
+fn read_long_path() -> Result<(), i32> {
+    let dir = long_dir()?;
     let f = CString::new("f").unwrap();
-    // SAFETY: as above.
+    // SAFETY: valid descriptor and C string.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), f.as_ptr(), libc::O_RDONLY) };
     if fd < 0 {
         return Err(errno());
     }
     unsafe { libc::close(fd) };
     Ok(())
+}
+
+/// Unlinks `g` at the end of the long path.
+fn unlink_long_path() -> Result<(), i32> {
+    let dir = long_dir()?;
+    let g = CString::new("g").unwrap();
+    // SAFETY: valid descriptor and C string.
+    match unsafe { libc::unlinkat(dir.as_raw_fd(), g.as_ptr(), 0) } {
+        0 => Ok(()),
+        _ => Err(errno()),
+    }
 }
 
 /// Where the denied directory is bind-mounted: another path, the same
@@ -290,6 +313,10 @@ fn setup() -> Result<(), String> {
     fs::create_dir_all(&jailed).map_err(|e| format!("mkdir {jailed}: {e}"))?;
     fs::write(format!("{jailed}/x"), "data\n").map_err(|e| e.to_string())?;
     fs::write(&deep, "data\n").map_err(|e| e.to_string())?;
+    let deeper = deep_path_of(300);
+    fs::create_dir_all(std::path::Path::new(&deeper).parent().unwrap())
+        .map_err(|e| e.to_string())?;
+    fs::write(&deeper, "data\n").map_err(|e| e.to_string())?;
     fs::write(path(OTHER, "linkable"), "data\n").map_err(|e| e.to_string())?;
     make_long_path()?;
     fs::write(path(DENIED, "prelinked"), "data\n").map_err(|e| e.to_string())?;
@@ -437,7 +464,7 @@ fn ops() -> Vec<Op> {
         file_op(
             "files.open.long-path",
             event::FILE_OPEN,
-            long_path_reported(),
+            long_path_reported("f"),
             vec![
                 (attr::FILE_PATH_TRUNCATED, json!(true)),
                 (
@@ -467,6 +494,27 @@ fn ops() -> Vec<Op> {
             deep_path(),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             run("/bin/rm", &[&deep_path()]),
+        ),
+        // The walk of the path_* hooks, cut by length: refused whole.
+        file_op(
+            "files.unlink.long-path",
+            event::FILE_UNLINK,
+            long_path_reported("g"),
+            vec![
+                (attr::FILE_PATH_TRUNCATED, json!(true)),
+                (
+                    attr::SECURITY_RULE_NAME,
+                    json!(semconv::rule::PATH_UNRESOLVED),
+                ),
+            ],
+            Action::Call(Box::new(unlink_long_path)),
+        ),
+        file_op(
+            "files.open.deep-300",
+            event::FILE_OPEN,
+            deep_path_of(300),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/cat", &[&deep_path_of(300)]),
         ),
         file_op(
             "files.rmdir",
