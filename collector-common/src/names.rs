@@ -12,6 +12,9 @@ pub mod maps {
     pub const FILE_RULES: [&str; 2] = ["FILE_RULES_0", "FILE_RULES_1"];
     pub const FILE_ANCESTORS: [&str; 2] = ["FILE_ANCESTORS_0", "FILE_ANCESTORS_1"];
     pub const FILE_INODES: [&str; 2] = ["FILE_INODES_0", "FILE_INODES_1"];
+    /// One `InodeFilter` per policy set (index = set): which keys
+    /// `FILE_INODES` may hold.
+    pub const FILE_INODE_FILTER: &str = "FILE_INODE_FILTER";
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
     pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
     pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];
@@ -64,6 +67,10 @@ pub mod offsets {
                 FILE_F_PATH_OFFSET: file.f_path,
                 FILE_F_FLAGS_OFFSET: file.f_flags,
                 FILE_F_MODE_OFFSET: file.f_mode,
+                FILE_F_INODE_OFFSET: file.f_inode,
+                INODE_I_SB_OFFSET: inode.i_sb,
+                INODE_I_DENTRY_OFFSET: inode.i_dentry,
+                DENTRY_D_U_OFFSET: dentry.d_u,
                 TASK_REAL_PARENT_OFFSET: task_struct.real_parent,
                 TASK_TGID_OFFSET: task_struct.tgid,
                 TASK_PID_OFFSET: task_struct.pid,
@@ -74,6 +81,7 @@ pub mod offsets {
                 SIGNAL_LIVE_OFFSET: signal_struct.live,
                 NSPROXY_MNT_NS_OFFSET: nsproxy.mnt_ns,
                 MNT_NS_NS_OFFSET: mnt_namespace.ns,
+                MNT_NS_ROOT_OFFSET: mnt_namespace.root,
                 NS_COMMON_INUM_OFFSET: ns_common.inum,
                 MM_ARG_START_OFFSET: mm_struct.arg_start,
                 MM_ARG_END_OFFSET: mm_struct.arg_end,

@@ -153,8 +153,13 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
             (RULE_PATH_UNRESOLVED, len, true)
         }
     };
-    let (_, dentry) = kernel::path_parts(kernel::file_f_path(file));
-    let denial = record::with_identity(denial, &by_identity(config, dentry));
+    let (_, dentry) = kernel::load_path_parts(kernel::file_f_path(file));
+    let mut denial = record::with_identity(denial, &by_identity(config, dentry));
+    if config.flags & FLAG_FILE_IDENTITIES != 0
+        && let Some(real) = kernel::real_inode_rule(file, dentry, config.generation)
+    {
+        denial = record::with_identity(denial, &real);
+    }
     let Some(verdict) = record::verdict(config, record::denial_of(denial), true) else {
         return 0;
     };
@@ -327,7 +332,7 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
 pub fn path_truncate(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 1);
     judge_paths(
-        kernel::path_parts(ctx.arg(0)),
+        kernel::load_path_parts(ctx.arg(0)),
         None,
         Hook::LsmPathTruncate,
         FileOp::Truncate,
@@ -340,7 +345,7 @@ pub fn path_chmod(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 2);
     let mode: u16 = ctx.arg(1);
     judge_paths(
-        kernel::path_parts(ctx.arg(0)),
+        kernel::load_path_parts(ctx.arg(0)),
         None,
         Hook::LsmPathChmod,
         FileOp::Chmod,
@@ -354,7 +359,7 @@ pub fn path_chown(ctx: LsmContext) -> i32 {
     let uid: u32 = ctx.arg(1);
     let gid: u32 = ctx.arg(2);
     judge_paths(
-        kernel::path_parts(ctx.arg(0)),
+        kernel::load_path_parts(ctx.arg(0)),
         None,
         Hook::LsmPathChown,
         FileOp::Chown,

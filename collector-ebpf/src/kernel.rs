@@ -151,28 +151,32 @@ pub fn skb_headers(skb: *const u8) -> (*const u8, *const u8) {
     unsafe { (head.add(network as usize), head.add(transport as usize)) }
 }
 
-/// The directory a path relative to `dfd` starts from, as a `struct path *`
-/// of the current task: its working directory for `AT_FDCWD`, else the
 /// Whether the current task has a root of its own (`chroot`): its root is
 /// not the root of its mount namespace. `bpf_d_path` names files relative
 /// to the task's root, so for such a task a path is walked to the real
 /// root instead: a chroot can neither hide a denied path nor make one look
-/// allowed. A read that faults answers "chrooted", the careful side.
+/// allowed. A task whose namespace cannot be read counts as chrooted, the
+/// careful side.
 #[inline(always)]
 pub fn chrooted() -> bool {
-    let fs = read_ptr(current_task(), &TASK_FS_OFFSET);
+    let task = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
+    let fs: *const u8 = load(task, &TASK_FS_OFFSET);
     if fs.is_null() {
         return false; // a kernel thread
     }
-    let (vfsmnt, dentry) = path_parts(unsafe { fs.add(global(&FS_ROOT_OFFSET)) });
-    if vfsmnt.is_null() || dentry != read_ptr(vfsmnt, &VFSMOUNT_MNT_ROOT_OFFSET) {
+    let (vfsmnt, dentry) = load_path_parts(unsafe { fs.add(global(&FS_ROOT_OFFSET)) });
+    let nsproxy: *const u8 = load(task, &TASK_NSPROXY_OFFSET);
+    let ns: *const u8 = load(nsproxy, &NSPROXY_MNT_NS_OFFSET);
+    let ns_root: *const u8 = load(ns, &MNT_NS_ROOT_OFFSET);
+    if ns_root.is_null() {
         return true;
     }
-    // The root of the namespace's mount tree is its own parent.
-    let mnt = unsafe { vfsmnt.sub(global(&MOUNT_MNT_OFFSET)) };
-    read_ptr(mnt, &MOUNT_MNT_PARENT_OFFSET) != mnt
+    let ns_vfsmnt = unsafe { ns_root.add(global(&MOUNT_MNT_OFFSET)) };
+    vfsmnt != ns_vfsmnt || dentry != load::<*const u8>(ns_vfsmnt, &VFSMOUNT_MNT_ROOT_OFFSET)
 }
 
+/// The directory a path relative to `dfd` starts from, as a `struct path *`
+/// of the current task: its working directory for `AT_FDCWD`, else the
 /// file open on `dfd`. Null where there is none (a bad fd).
 #[inline(always)]
 pub fn relative_base(dfd: i32) -> *const u8 {
@@ -481,6 +485,39 @@ pub struct IdentityWalk {
     allow: u64,
 }
 
+/// Steps of an identity walk taken in the program itself, with plain loads
+/// through the kernel's typed pointers; a deeper walk goes on under
+/// `bpf_loop`. Most files are fewer than this many directories down from
+/// their filesystem's root.
+const INLINE_IDENTITY_STEPS: usize = 8;
+
+/// Reads a `T` at `base + offset` with a plain load. Only for `base` a
+/// pointer the verifier knows the type of (a program argument, or what was
+/// loaded through one): it checks the access against the kernel's BTF and
+/// turns a fault into a zero, with no helper call, which makes this several
+/// times cheaper than [`read`].
+#[inline(always)]
+pub fn load<T: Copy + Default>(base: *const u8, offset: &'static u64) -> T {
+    if base.is_null() {
+        return T::default();
+    }
+    unsafe { core::ptr::read_volatile(base.add(global(offset)).cast::<T>()) }
+}
+
+/// `(vfsmount, dentry)` of a typed `struct path *` (see [`load`]).
+#[inline(always)]
+pub fn load_path_parts(path: *const u8) -> (*const u8, *const u8) {
+    if path.is_null() {
+        return (core::ptr::null(), core::ptr::null());
+    }
+    unsafe {
+        (
+            core::ptr::read_volatile(path.cast::<*const u8>()),
+            core::ptr::read_volatile(path.add(8).cast::<*const u8>()),
+        )
+    }
+}
+
 /// The rules `dentry` answers to by identity: its own, and those of the
 /// dentries above it up to its filesystem's root (`d_parent`, within one
 /// filesystem). Every name, bind mount, chroot and mount namespace view of
@@ -488,20 +525,109 @@ pub struct IdentityWalk {
 /// dentry (a name about to be made) answers for its directory. The walk
 /// stops at the first deny rule (a deny wins); the first allow rule met on
 /// the way up is kept.
+///
+/// `dentry` must be a typed pointer (see [`load`]): the first
+/// [`INLINE_IDENTITY_STEPS`] steps are plain loads; only a deeper file
+/// pays for the `bpf_loop` walk.
 #[inline(always)]
 pub fn identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
-    let none = collector_common::PathRule::default();
+    let mut rule = collector_common::PathRule::default();
+    if dentry.is_null() {
+        return rule;
+    }
+    let sb: *const u8 = load(dentry, &DENTRY_D_SB_OFFSET);
+    let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
+    let map = if set == 0 {
+        &crate::maps::FILE_INODES_0
+    } else {
+        &crate::maps::FILE_INODES_1
+    };
+    let Some(filter) = crate::maps::FILE_INODE_FILTER.get(u32::from(set & 1)) else {
+        return rule;
+    };
+    let mut d = dentry;
+    for _ in 0..INLINE_IDENTITY_STEPS {
+        let inode: *const u8 = load(d, &DENTRY_D_INODE_OFFSET);
+        if !inode.is_null() {
+            let key = collector_common::InodeKey {
+                ino: load::<u64>(inode, &INODE_I_INO_OFFSET),
+                dev,
+                _pad: 0,
+            };
+            if !key.may_be_in(filter) {
+                // Not in the map: on to the parent.
+            } else if let Some(found) = unsafe { map.get(&key) } {
+                if rule.allow_rule == 0 {
+                    rule.allow_rule = found.allow_rule;
+                }
+                if found.deny_rule != 0 {
+                    rule.deny_rule = found.deny_rule;
+                    return rule;
+                }
+            }
+        }
+        let parent: *const u8 = load(d, &DENTRY_D_PARENT_OFFSET);
+        if parent.is_null() || parent == d {
+            return rule;
+        }
+        d = parent;
+    }
+    deeper_identity_rule(d, dev, set, rule)
+}
+
+/// The rules a file answers to by the identity of the inode it really
+/// reads, where that is not its path's: overlayfs opens the file of the
+/// layer below with the overlay's path (`open_with_fake_path`, before
+/// Linux 6.6), so the path names the overlay while the inode is, say, a
+/// file of a denied directory used as a lower layer. The walk starts at a
+/// dentry of that inode (`i_dentry`, its aliases) on the layer's own
+/// filesystem. `None` when the inode is the path's own (every other file).
+#[inline(always)]
+pub fn real_inode_rule(
+    file: *const u8,
+    path_dentry: *const u8,
+    set: u8,
+) -> Option<collector_common::PathRule> {
+    let inode: *const u8 = load(file, &FILE_F_INODE_OFFSET);
+    if inode.is_null() || inode == load::<*const u8>(path_dentry, &DENTRY_D_INODE_OFFSET) {
+        return None;
+    }
+    let dev: u32 = load(
+        load::<*const u8>(inode, &INODE_I_SB_OFFSET),
+        &SB_S_DEV_OFFSET,
+    );
+    // `i_dentry.first` is the `d_u.d_alias` node inside a dentry.
+    let alias: *const u8 = load(inode, &INODE_I_DENTRY_OFFSET);
+    if alias.is_null() {
+        return None;
+    }
+    let dentry = (alias as u64).wrapping_sub(global(&DENTRY_D_U_OFFSET) as u64) as *const u8;
+    Some(deeper_identity_rule(
+        dentry,
+        dev,
+        set,
+        collector_common::PathRule::default(),
+    ))
+}
+
+/// The rest of an identity walk from `dentry` on, under `bpf_loop`.
+#[inline(always)]
+fn deeper_identity_rule(
+    dentry: *const u8,
+    dev: u32,
+    set: u8,
+    found: collector_common::PathRule,
+) -> collector_common::PathRule {
     let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
-        return none;
+        return found;
     };
     let scratch = unsafe { &mut *scratch };
-    let sb = read_ptr(dentry, &DENTRY_D_SB_OFFSET);
     scratch.identity = IdentityWalk {
         dentry: dentry as u64,
-        dev: u64::from(read::<u32>(sb, &SB_S_DEV_OFFSET)),
+        dev: u64::from(dev),
         set: u64::from(set),
         deny: 0,
-        allow: 0,
+        allow: u64::from(found.allow_rule),
     };
     unsafe {
         generated::bpf_loop(

@@ -84,6 +84,11 @@ pub static FILE_INODES_0: HashMap<InodeKey, PathRule> =
 pub static FILE_INODES_1: HashMap<InodeKey, PathRule> =
     HashMap::with_max_entries(PATH_RULES_MAX, 0);
 
+/// Which identities `FILE_INODES_<set>` may hold, at index `set`
+/// (`InodeKey::may_be_in`): most dentries are passed by with one load.
+#[map]
+pub static FILE_INODE_FILTER: Array<collector_common::InodeFilter> = Array::with_max_entries(2, 0);
+
 rule_maps! {
     /// Exec rules by executable path prefix.
     exec_path_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);

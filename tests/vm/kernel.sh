@@ -61,7 +61,7 @@ newest_cached() {
 	local series="$1" d names=""
 	[[ -d "$KDIR" ]] || return 1
 	for d in "$KDIR"/linux-image-*; do
-		[[ -f "$d/vmlinuz" ]] || continue
+		is_cached "$(basename "$d")" || continue
 		names+="$(basename "$d")"$'\n'
 	done
 	names=$(grep -E "$(name_regex "$series" "")|$(name_regex "$series" "-unsigned")" <<<"$names" |
@@ -70,7 +70,9 @@ newest_cached() {
 	tail -n1 <<<"$names"
 }
 
-is_cached() { [[ -f "$KDIR/$1/vmlinuz" ]]; }
+# A cached kernel has its vmlinuz and overlay.ko (the overlayfs module, for
+# the VM tests that mount an overlay; the initramfs has no /lib/modules).
+is_cached() { [[ -f "$KDIR/$1/vmlinuz" && -f "$KDIR/$1/overlay.ko" ]]; }
 
 apt_update() {
 	log "running apt-get update"
@@ -108,11 +110,22 @@ unpack() {
 	deb=$(find "$WORK" -maxdepth 1 -name '*.deb' | head -n1)
 	[[ -n "$deb" ]] || die "apt-get download produced no .deb for $pkg"
 
-	# Only /boot is needed: this is `dpkg -x` restricted to ./boot, which
-	# skips writing /lib/modules (~400 MB for 6.1).
+	# Only /boot and the overlayfs module are needed: this is `dpkg -x`
+	# restricted to them, which skips writing /lib/modules (~400 MB for 6.1).
 	log "extracting $(basename "$deb")"
 	mkdir "$WORK/x" "$WORK/out"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$WORK/x" --wildcards './boot/*'
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$WORK/x" --wildcards \
+		'./boot/*' '*/kernel/fs/overlayfs/overlay.ko*'
+	local module
+	module=$(find "$WORK/x" -name 'overlay.ko*' | head -n1)
+	[[ -n "$module" ]] || die "no overlay.ko in $pkg"
+	case "$module" in
+	# busybox's insmod hands the kernel the bytes as they are: store the
+	# module uncompressed (its signature is inside, unchanged).
+	*.xz) xz -dc "$module" >"$WORK/out/overlay.ko" ;;
+	*.zst) zstd -dcq "$module" >"$WORK/out/overlay.ko" ;;
+	*) cp "$module" "$WORK/out/overlay.ko" ;;
+	esac
 	vmlinuz=$(find "$WORK/x/boot" -name 'vmlinuz-*' | head -n1)
 	config=$(find "$WORK/x/boot" -name 'config-*' | head -n1)
 	[[ -n "$vmlinuz" ]] || die "no vmlinuz in $pkg"
@@ -123,6 +136,10 @@ unpack() {
 	fi
 	dpkg-deb -f "$deb" Package Version >"$WORK/out/package"
 
+	# A directory cached before overlay.ko was kept is replaced.
+	if [[ -d "$KDIR/$pkg" ]] && ! is_cached "$pkg"; then
+		rm -rf "$KDIR/$pkg"
+	fi
 	# mv -T fails instead of moving into an existing directory, which happens
 	# only if a concurrent run finished the same package first: keep theirs.
 	if ! mv -T "$WORK/out" "$KDIR/$pkg" 2>/dev/null; then

@@ -170,6 +170,9 @@ write_init() {
 		mnt tmpfs /run
 		mkdir -p /dev/pts /dev/shm
 		mount -t devpts devpts /dev/pts 2>/dev/null
+		if [ -f /lib/modules/overlay.ko ]; then
+			insmod /lib/modules/overlay.ko || echo "SGVM-WARN could not load overlay.ko"
+		fi
 		ip link set lo up || echo "SGVM-WARN could not bring lo up"
 		hostname sgvm
 		ulimit -l unlimited 2>/dev/null # memlock, for BPF maps on old kernels
@@ -228,6 +231,13 @@ build_initramfs() {
 		if [[ -L "$ROOT$dst" || -f "$ROOT$dst" ]]; then rm -f "$ROOT$dst"; fi
 		cp -aT "$src" "$ROOT$dst"
 	done
+
+	# The overlayfs module kept beside a cached kernel (kernel.sh), loaded
+	# by init.
+	if [[ -f "$(dirname "$VMLINUZ")/overlay.ko" ]]; then
+		mkdir -p "$ROOT/lib/modules"
+		cp "$(dirname "$VMLINUZ")/overlay.ko" "$ROOT/lib/modules/overlay.ko"
+	fi
 
 	write_init
 

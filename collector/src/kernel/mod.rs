@@ -18,8 +18,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, Hook, InodeKey, Module, ModuleConfig, NameKey, PathKey,
-    PathRule, globals, maps,
+    AncestorRule, DropReason, HOOK_COUNT, Hook, InodeFilter, InodeKey, Module, ModuleConfig,
+    NameKey, PathKey, PathRule, globals, maps,
 };
 use tracing::{debug, info, warn};
 
@@ -506,9 +506,20 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
         .map_mut(name)
         .ok_or(KernelError::Missing("FILE_INODES map"))?;
     let mut inodes = HashMap::<_, InodeKey, PathRule>::try_from(map).map_err(map_err(name))?;
+    let mut filter: Box<InodeFilter> = Box::new([0; collector_common::INODE_FILTER_WORDS]);
     for (key, rule) in policy.files.identities.entries() {
         inodes.insert(key, rule, 0).map_err(map_err(name))?;
+        key.enter(&mut filter);
     }
+    // Written whole, so the set's filter never lacks a key of its map.
+    let name = maps::FILE_INODE_FILTER;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(KernelError::Missing("FILE_INODE_FILTER map"))?;
+    Array::<_, InodeFilter>::try_from(map)
+        .map_err(map_err(name))?
+        .set(set as u32, filter, 0)
+        .map_err(map_err(name))?;
     write_network_rules(ebpf, &policy.network, set)?;
     let name = maps::EXEC_NAME_RULES[set];
     let map = ebpf

@@ -40,6 +40,7 @@ pub fn shared_maps() -> impl Iterator<Item = &'static str> {
         maps::DROPS,
         maps::POLICY_ACTIVE,
         maps::MODULE_CONFIG,
+        maps::FILE_INODE_FILTER,
     ]
     .into_iter()
     .chain(

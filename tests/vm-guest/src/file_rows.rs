@@ -152,6 +152,63 @@ fn unlink_long_path() -> Result<(), i32> {
 /// files.
 const BOUND: &str = "/mnt/sgb";
 
+/// An overlay whose lower layer is the denied directory: its files, read
+/// through the overlay, are the denied files.
+const OVERLAY: &str = "/srv/sgo";
+
+fn overlay_merged() -> String {
+    path(OVERLAY, "merged")
+}
+
+/// The path a refused read through the overlay is reported with. Before
+/// Linux 6.6 overlayfs opens the lower file with the overlay's path (the
+/// agent finds the denied file by its inode); from 6.6 on with the lower
+/// file's path on overlayfs' private clone of the layer's mount, a mount
+/// with no place in any namespace (named from `/`, like an `open_tree`
+/// clone); the agent finds it by identity.
+fn overlay_reported(name: &str) -> String {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version < (6, 6) {
+        path(&overlay_merged(), name)
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// Mounts the overlay (after the denied files are made).
+fn mount_overlay() -> Result<(), String> {
+    for dir in ["upper", "work", "merged"] {
+        fs::create_dir_all(path(OVERLAY, dir)).map_err(|e| e.to_string())?;
+    }
+    let merged = CString::new(overlay_merged()).unwrap();
+    let data = CString::new(format!(
+        "lowerdir={DENIED},upperdir={OVERLAY}/upper,workdir={OVERLAY}/work"
+    ))
+    .unwrap();
+    // SAFETY: valid C strings.
+    if unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            merged.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    } != 0
+    {
+        return Err(format!(
+            "mount overlay on {OVERLAY}/merged: errno {}",
+            errno()
+        ));
+    }
+    Ok(())
+}
+
 /// A jail with a tree of its own that looks like the denied one: inside
 /// it, `/srv/sgf/secret/x` is `JAIL/srv/sgf/secret/x`, which no rule
 /// denies.
@@ -287,10 +344,13 @@ fn path(dir: &str, name: &str) -> String {
 }
 
 fn setup() -> Result<(), String> {
-    if let Ok(bound) = CString::new(BOUND) {
-        // SAFETY: valid C string; a failure (not mounted) is fine.
-        unsafe { libc::umount2(bound.as_ptr(), libc::MNT_DETACH) };
+    for mounted in [BOUND.to_string(), overlay_merged()] {
+        if let Ok(mounted) = CString::new(mounted) {
+            // SAFETY: valid C string; a failure (not mounted) is fine.
+            unsafe { libc::umount2(mounted.as_ptr(), libc::MNT_DETACH) };
+        }
     }
+    let _ = fs::remove_dir_all(OVERLAY);
     let _ = fs::remove_dir_all("/srv/sgf");
     let _ = fs::remove_dir_all("/srv/sga");
     let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
@@ -346,6 +406,7 @@ fn setup() -> Result<(), String> {
         fs::write(&p, "data\n").map_err(|e| format!("write {p}: {e}"))?;
     }
     fs::write(path(OTHER, "incoming"), "data\n").map_err(|e| e.to_string())?;
+    mount_overlay()?;
     fs::write(path(LOOKALIKE, "x"), "data\n").map_err(|e| e.to_string())?;
     fs::write(path(DENIED, "prog"), "#!/bin/sh\nexit 0\n").map_err(|e| e.to_string())?;
     fs::set_permissions(path(DENIED, "prog"), fs::Permissions::from_mode(0o755))
@@ -451,6 +512,13 @@ fn ops() -> Vec<Op> {
                 "/bin/safeguard-vm-tests",
                 &["--userns-chroot", "/srv/sgf", "/secret/read"],
             ),
+        ),
+        file_op(
+            "files.open.overlay",
+            event::FILE_OPEN,
+            overlay_reported("read"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            run("/bin/cat", &[&path(&overlay_merged(), "read")]),
         ),
         // A detached clone of the denied tree: a mount with no place in
         // any namespace, named `/` (d_path), reached by identity.

@@ -17,6 +17,9 @@
 //!
 //! Usage: safeguard-hook-bench [--agent PATH] [--tier lsm|tracepoint]
 //!                             [--seconds S] [--rounds N]
+//!
+//! `--rounds 0` runs only the statistics pass: the programs' own times,
+//! quickly, while working on one of them.
 
 use std::{
     ffi::CString,
@@ -278,7 +281,7 @@ fn main() {
         }
         eprintln!("hook-bench: round {} of {} done", round + 1, args.rounds);
     }
-    for (w, workload) in Workload::ALL.iter().enumerate() {
+    for (w, workload) in Workload::ALL.iter().enumerate().filter(|_| args.rounds > 0) {
         for (s, setup) in SETUPS.iter().enumerate() {
             // Each round's ratio is taken against no agent in that same
             // round; their spread is the noise a reader has to allow for.
