@@ -92,6 +92,12 @@ pub const FLAG_NET_ALLOW_GID: u8 = 16;
 /// (`FILE_INODES`), so a file is also judged by the identities of its
 /// dentry and the dentries above it.
 pub const FLAG_FILE_IDENTITIES: u8 = 64;
+/// `ModuleConfig::flags` of the file module: the identities settle most
+/// files alone (every rule path, and every directory a path rule may
+/// match below, lives on a filesystem whose inode numbers hold), so a
+/// file whose walk ends at a known root without passing an
+/// [`IDENTITY_CHECK_PATH`] mark needs no path: see [`IdentityRule`].
+pub const FLAG_FILE_IDENTITY_FIRST: u8 = 128;
 /// `ModuleConfig::flags` of the network module: there are rules by
 /// command, UID or GID (deny or allow), so who connects must be looked up.
 pub const FLAG_NET_WHO_RULES: u8 = 32;
@@ -164,6 +170,38 @@ pub struct InodeKey {
     pub ino: u64,
     pub dev: u32,
     pub _pad: u32,
+}
+
+/// Value of the identity map (`FILE_INODES`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityRule {
+    /// The deny and allow rules whose path is this file or directory (or,
+    /// at a known root, the nearest above its mount point); 0 for none.
+    pub deny_rule: u32,
+    pub allow_rule: u32,
+    /// [`IDENTITY_CHECK_PATH`], [`IDENTITY_KNOWN_ROOT`].
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// A path rule may match below this directory though no identity says so
+/// (a rule path that does not exist yet, or the directory of a rule path,
+/// whose file may be replaced by another): a file below it is judged by
+/// its path too.
+pub const IDENTITY_CHECK_PATH: u32 = 1;
+/// The root of a filesystem mounted in the host's tree when the policy was
+/// compiled, with the rules of the path it is mounted on: a walk that
+/// reaches it has seen every identity that can speak for the file.
+pub const IDENTITY_KNOWN_ROOT: u32 = 2;
+
+impl IdentityRule {
+    pub fn rule(&self) -> PathRule {
+        PathRule {
+            deny_rule: self.deny_rule,
+            allow_rule: self.allow_rule,
+        }
+    }
 }
 
 /// Words of the identity filter (`FILE_INODE_FILTER`): 2^19 bits, one set
@@ -265,6 +303,7 @@ mod pod {
     unsafe impl aya::Pod for super::PathRule {}
     unsafe impl aya::Pod for super::AncestorRule {}
     unsafe impl aya::Pod for super::InodeKey {}
+    unsafe impl aya::Pod for super::IdentityRule {}
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 
 use aya_ebpf::{helpers::generated::bpf_d_path, macros::lsm, programs::LsmContext};
 use collector_common::{
-    AT_FDCWD, EventKind, FLAG_FILE_IDENTITIES, FLAG_FILE_IOCTL, Hook, Module, ModuleConfig,
-    PATH_MAX, PATH_TRUNCATED, PathRule, RULE_PATH_UNRESOLVED,
+    AT_FDCWD, EventKind, FLAG_FILE_IDENTITIES, FLAG_FILE_IDENTITY_FIRST, FLAG_FILE_IOCTL, Hook,
+    Module, ModuleConfig, PATH_MAX, PATH_TRUNCATED, POLICY_WHITELIST, PathRule,
+    RULE_PATH_UNRESOLVED,
     file::{FILE_EVENT_SIZE, FileOp, FileRecord},
 };
 
@@ -102,13 +103,14 @@ fn file_path(rec: &mut FileRecord, file: *const u8) -> FilePath {
     FilePath::Whole((len as usize - 1) & (PATH_MAX - 1))
 }
 
-/// What `dentry` answers to by identity, where the policy has identities.
+/// What `dentry` answers to by identity, where the policy has identities,
+/// and whether that settles it (`kernel::identity_rule`).
 #[inline(always)]
-fn by_identity(config: &ModuleConfig, dentry: *const u8) -> PathRule {
+fn by_identity(config: &ModuleConfig, dentry: *const u8) -> (PathRule, bool) {
     if config.flags & FLAG_FILE_IDENTITIES != 0 && !dentry.is_null() {
         kernel::identity_rule(dentry, config.generation)
     } else {
-        PathRule::default()
+        (PathRule::default(), false)
     }
 }
 
@@ -119,6 +121,23 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
         return 0;
     };
     if op == FileOp::Ioctl && config.flags & FLAG_FILE_IOCTL == 0 {
+        return 0;
+    }
+    // Identities first: for most files they settle the answer, and the
+    // path need not be built at all.
+    let (_, dentry) = kernel::load_path_parts(kernel::file_f_path(file));
+    let (identity, mut settled) = by_identity(config, dentry);
+    let mut real = PathRule::default();
+    if config.flags & FLAG_FILE_IDENTITIES != 0
+        && let Some(rule) = kernel::real_inode_rule(file, dentry, config.generation)
+    {
+        (real, settled) = (rule, false);
+    }
+    if settled
+        && config.flags & FLAG_FILE_IDENTITY_FIRST != 0
+        && identity.deny_rule == 0
+        && (config.policy != POLICY_WHITELIST || identity.allow_rule != 0)
+    {
         return 0;
     }
     let Some(rec) = scratch() else { return 0 };
@@ -153,13 +172,7 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
             (RULE_PATH_UNRESOLVED, len, true)
         }
     };
-    let (_, dentry) = kernel::load_path_parts(kernel::file_f_path(file));
-    let mut denial = record::with_identity(denial, &by_identity(config, dentry));
-    if config.flags & FLAG_FILE_IDENTITIES != 0
-        && let Some(real) = kernel::real_inode_rule(file, dentry, config.generation)
-    {
-        denial = record::with_identity(denial, &real);
-    }
+    let denial = record::with_identity(record::with_identity(denial, &identity), &real);
     let Some(verdict) = record::verdict(config, record::denial_of(denial), true) else {
         return 0;
     };
@@ -200,7 +213,7 @@ fn judge_paths(
                 rec,
                 len1,
             )),
-            &by_identity(config, first.1),
+            &by_identity(config, first.1).0,
         ),
         cut1,
     );
@@ -230,7 +243,7 @@ fn judge_paths(
                             at,
                             len2,
                         )),
-                        &by_identity(config, dentry),
+                        &by_identity(config, dentry).0,
                     ),
                     cut2,
                 );

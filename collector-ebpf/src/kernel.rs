@@ -483,6 +483,10 @@ pub struct IdentityWalk {
     /// The first deny rule and the first allow rule found, 0 for none.
     deny: u64,
     allow: u64,
+    /// The flags of every entry met (`IDENTITY_CHECK_PATH`).
+    seen: u64,
+    /// 1 when the walk ended at a known root without meeting a mark.
+    settled: u64,
 }
 
 /// Steps of an identity walk taken in the program itself, with plain loads
@@ -526,14 +530,20 @@ pub fn load_path_parts(path: *const u8) -> (*const u8, *const u8) {
 /// stops at the first deny rule (a deny wins); the first allow rule met on
 /// the way up is kept.
 ///
+/// Also whether the identities settle the file: the walk ended at a known
+/// root (`IDENTITY_KNOWN_ROOT`, which carries the rules above its mount
+/// point) and met no `IDENTITY_CHECK_PATH` mark, so no path rule can
+/// match the file unless an identity met said so.
+///
 /// `dentry` must be a typed pointer (see [`load`]): the first
 /// [`INLINE_IDENTITY_STEPS`] steps are plain loads; only a deeper file
 /// pays for the `bpf_loop` walk.
 #[inline(always)]
-pub fn identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
+pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule, bool) {
+    use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT};
     let mut rule = collector_common::PathRule::default();
     if dentry.is_null() {
-        return rule;
+        return (rule, false);
     }
     let sb: *const u8 = load(dentry, &DENTRY_D_SB_OFFSET);
     let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
@@ -543,11 +553,13 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
         &crate::maps::FILE_INODES_1
     };
     let Some(filter) = crate::maps::FILE_INODE_FILTER.get(u32::from(set & 1)) else {
-        return rule;
+        return (rule, false);
     };
+    let mut seen = 0u32;
     let mut d = dentry;
     for _ in 0..INLINE_IDENTITY_STEPS {
         let inode: *const u8 = load(d, &DENTRY_D_INODE_OFFSET);
+        let mut here = 0u32;
         if !inode.is_null() {
             let key = collector_common::InodeKey {
                 ino: load::<u64>(inode, &INODE_I_INO_OFFSET),
@@ -562,17 +574,20 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
                 }
                 if found.deny_rule != 0 {
                     rule.deny_rule = found.deny_rule;
-                    return rule;
+                    return (rule, false);
                 }
+                here = found.flags;
+                seen |= here;
             }
         }
         let parent: *const u8 = load(d, &DENTRY_D_PARENT_OFFSET);
         if parent.is_null() || parent == d {
-            return rule;
+            let settled = here & IDENTITY_KNOWN_ROOT != 0 && seen & IDENTITY_CHECK_PATH == 0;
+            return (rule, settled);
         }
         d = parent;
     }
-    deeper_identity_rule(d, dev, set, rule)
+    deeper_identity_rule(d, dev, set, rule, seen)
 }
 
 /// The rules a file answers to by the identity of the inode it really
@@ -602,12 +617,7 @@ pub fn real_inode_rule(
         return None;
     }
     let dentry = (alias as u64).wrapping_sub(global(&DENTRY_D_U_OFFSET) as u64) as *const u8;
-    Some(deeper_identity_rule(
-        dentry,
-        dev,
-        set,
-        collector_common::PathRule::default(),
-    ))
+    Some(deeper_identity_rule(dentry, dev, set, collector_common::PathRule::default(), 0).0)
 }
 
 /// The rest of an identity walk from `dentry` on, under `bpf_loop`.
@@ -617,9 +627,10 @@ fn deeper_identity_rule(
     dev: u32,
     set: u8,
     found: collector_common::PathRule,
-) -> collector_common::PathRule {
+    seen: u32,
+) -> (collector_common::PathRule, bool) {
     let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
-        return found;
+        return (found, false);
     };
     let scratch = unsafe { &mut *scratch };
     scratch.identity = IdentityWalk {
@@ -628,6 +639,8 @@ fn deeper_identity_rule(
         set: u64::from(set),
         deny: 0,
         allow: u64::from(found.allow_rule),
+        seen: u64::from(seen),
+        settled: 0,
     };
     unsafe {
         generated::bpf_loop(
@@ -638,16 +651,20 @@ fn deeper_identity_rule(
         )
     };
     let w = scratch.identity;
-    collector_common::PathRule {
-        deny_rule: w.deny as u32,
-        allow_rule: w.allow as u32,
-    }
+    (
+        collector_common::PathRule {
+            deny_rule: w.deny as u32,
+            allow_rule: w.allow as u32,
+        },
+        w.settled != 0,
+    )
 }
 
 /// One step of an identity walk: look the dentry up, then go to its
 /// parent. Returns 1 to stop the loop.
 #[inline(never)]
 extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT};
     let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
         return 1;
     };
@@ -657,6 +674,7 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         return 1;
     }
     let inode = read_ptr(dentry, &DENTRY_D_INODE_OFFSET);
+    let mut here = 0u64;
     if !inode.is_null() {
         let key = collector_common::InodeKey {
             ino: read::<u64>(inode, &INODE_I_INO_OFFSET),
@@ -676,10 +694,16 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
                 w.deny = u64::from(rule.deny_rule);
                 return 1;
             }
+            here = u64::from(rule.flags);
+            w.seen |= here;
         }
     }
     let parent = read_ptr(dentry, &DENTRY_D_PARENT_OFFSET);
     if parent.is_null() || parent == dentry {
+        w.settled = u64::from(
+            here & u64::from(IDENTITY_KNOWN_ROOT) != 0
+                && w.seen & u64::from(IDENTITY_CHECK_PATH) == 0,
+        );
         return 1;
     }
     w.dentry = parent as u64;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, InodeKey, MODULE_COUNT, ModuleConfig, NameKey, PATH_MAX,
-    POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
+    AncestorRule, DropReason, HOOK_COUNT, IdentityRule, InodeKey, MODULE_COUNT, ModuleConfig,
+    NameKey, PATH_MAX, POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
     file::FileRecord,
     maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
     mount::MountRecord,
@@ -78,10 +78,10 @@ rule_maps! {
 /// below denied directories. Looked up inside a `bpf_loop` callback, which
 /// picks the set by number (`kernel::identity_rule`).
 #[map]
-pub static FILE_INODES_0: HashMap<InodeKey, PathRule> =
+pub static FILE_INODES_0: HashMap<InodeKey, IdentityRule> =
     HashMap::with_max_entries(PATH_RULES_MAX, 0);
 #[map]
-pub static FILE_INODES_1: HashMap<InodeKey, PathRule> =
+pub static FILE_INODES_1: HashMap<InodeKey, IdentityRule> =
     HashMap::with_max_entries(PATH_RULES_MAX, 0);
 
 /// Which identities `FILE_INODES_<set>` may hold, at index `set`

@@ -18,8 +18,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, Hook, InodeFilter, InodeKey, Module, ModuleConfig,
-    NameKey, PathKey, PathRule, globals, maps,
+    AncestorRule, DropReason, HOOK_COUNT, Hook, IdentityRule, InodeFilter, InodeKey, Module,
+    ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
 };
 use tracing::{debug, info, warn};
 
@@ -505,7 +505,7 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
     let map = ebpf
         .map_mut(name)
         .ok_or(KernelError::Missing("FILE_INODES map"))?;
-    let mut inodes = HashMap::<_, InodeKey, PathRule>::try_from(map).map_err(map_err(name))?;
+    let mut inodes = HashMap::<_, InodeKey, IdentityRule>::try_from(map).map_err(map_err(name))?;
     let mut filter: Box<InodeFilter> = Box::new([0; collector_common::INODE_FILTER_WORDS]);
     for (key, rule) in policy.files.identities.entries() {
         inodes.insert(key, rule, 0).map_err(map_err(name))?;

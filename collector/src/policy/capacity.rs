@@ -80,7 +80,7 @@ impl Policy {
             ),
             at(
                 maps::FILE_INODES,
-                "one per existing path of files.allow and files.deny, and per extra hard link below a denied directory",
+                "one per existing path of files.allow and files.deny, per directory holding one (or nearest above a missing one), per extra hard link below a denied directory, and per mounted filesystem",
                 self.files.identities.len(),
                 maps::PATH_RULES_MAX,
             ),

@@ -7,6 +7,22 @@
 //! Files below a denied directory with more than one link are entered too:
 //! a link made before the agent started is another name in another
 //! directory, and only the file's own identity can tell.
+//!
+//! Two more kinds of entries let the programs settle most files by
+//! identity alone, without building their path (`IdentityRule`):
+//! - a mark ([`IDENTITY_CHECK_PATH`]) on every directory below which a
+//!   path rule may match a file no identity speaks for: the directory of
+//!   each rule path (its file may be replaced by another), and the nearest
+//!   existing ancestor of a rule path that does not exist yet;
+//! - the root of every filesystem mounted in the agent's tree
+//!   ([`IDENTITY_KNOWN_ROOT`]), with the rules of the path it is mounted
+//!   on: a walk up a file's dentries that ends there has met every
+//!   identity that can speak for it.
+//!
+//! That holds only where inode numbers do: on the filesystems
+//! [`stable_inodes`] lists. A policy with a rule or a mark elsewhere (say
+//! in `/proc`, whose inode numbers change as entries come and go) has
+//! every file judged by its path as well.
 
 use std::{
     collections::HashMap,
@@ -15,8 +31,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use collector_common::{InodeKey, PathRule};
+use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey};
 use tracing::warn;
+
+use super::paths::PathRules;
 
 /// Most entries looked at below denied directories for hard links, per
 /// policy: a rule on a large tree must not make every reload walk it all.
@@ -24,32 +42,49 @@ pub const LINK_SCAN_LIMIT: usize = 100_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct Identities {
-    by_inode: HashMap<InodeKey, PathRule>,
+    by_inode: HashMap<InodeKey, IdentityRule>,
     /// Hard links below denied directories entered.
     pub links: usize,
     /// Whether the scan for hard links stopped at [`LINK_SCAN_LIMIT`].
     pub scan_cut: bool,
+    /// Whether identities settle a file that meets no mark (every rule
+    /// path and every mark is on a filesystem with stable inode numbers).
+    pub settle: bool,
 }
 
 impl Identities {
     /// `deny` and `allow` are `(rule id, normalised absolute path)`; paths
-    /// that do not exist (yet) are left to the path rules.
-    pub fn resolve(deny: &[(u32, &str)], allow: &[(u32, &str)]) -> Self {
-        let mut ids = Self::default();
-        for (id, path) in deny {
-            if let Ok(meta) = fs::metadata(path) {
-                let slot = ids.by_inode.entry(key_of(&meta)).or_default();
-                if slot.deny_rule == 0 {
-                    slot.deny_rule = *id;
+    /// that do not exist (yet) are left to the path rules. `paths` are the
+    /// same rules as path prefixes: what a mount point inherits.
+    pub fn resolve(deny: &[(u32, &str)], allow: &[(u32, &str)], paths: &PathRules) -> Self {
+        Self::resolve_in(deny, allow, paths, &mount_points())
+    }
+
+    fn resolve_in(
+        deny: &[(u32, &str)],
+        allow: &[(u32, &str)],
+        paths: &PathRules,
+        mounts: &[MountPoint],
+    ) -> Self {
+        let mut ids = Self {
+            settle: true,
+            ..Self::default()
+        };
+        for (denies, rules) in [(true, deny), (false, allow)] {
+            for (id, path) in rules {
+                if let Ok(meta) = fs::metadata(path) {
+                    ids.settle &= stable_inodes(Path::new(path));
+                    let slot = ids.by_inode.entry(key_of(&meta)).or_default();
+                    let rule = if denies {
+                        &mut slot.deny_rule
+                    } else {
+                        &mut slot.allow_rule
+                    };
+                    if *rule == 0 {
+                        *rule = *id;
+                    }
                 }
-            }
-        }
-        for (id, path) in allow {
-            if let Ok(meta) = fs::metadata(path) {
-                let slot = ids.by_inode.entry(key_of(&meta)).or_default();
-                if slot.allow_rule == 0 {
-                    slot.allow_rule = *id;
-                }
+                ids.mark_above(Path::new(path));
             }
         }
         let mut budget = LINK_SCAN_LIMIT;
@@ -59,6 +94,7 @@ impl Identities {
             }
             ids.enter_links_below(Path::new(path), *id, &mut budget);
         }
+        ids.enter_roots(mounts, paths);
         if budget == 0 {
             ids.scan_cut = true;
             warn!(
@@ -68,6 +104,64 @@ impl Identities {
             );
         }
         ids
+    }
+
+    /// Marks the nearest existing directory above `path`: a file may yet
+    /// take that path, or replace the one there.
+    fn mark_above(&mut self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if let Ok(meta) = fs::metadata(d) {
+                self.settle &= stable_inodes(d);
+                self.by_inode.entry(key_of(&meta)).or_default().flags |= IDENTITY_CHECK_PATH;
+                return;
+            }
+            dir = d.parent();
+        }
+    }
+
+    /// Enters the root of each filesystem mounted whole with the rules of
+    /// its mount point. A root mounted at places whose rules differ is
+    /// not known (which rules would hold?). A mount of a directory of a
+    /// filesystem (a bind mount) at a place where rules apply is marked:
+    /// what lies below it is judged by its path there too.
+    fn enter_roots(&mut self, mounts: &[MountPoint], paths: &PathRules) {
+        let mut roots: HashMap<InodeKey, Option<(u32, u32)>> = HashMap::new();
+        for mount in mounts {
+            let Ok(meta) = fs::metadata(&mount.point) else {
+                continue;
+            };
+            let key = key_of(&meta);
+            let point = mount.point.to_string_lossy();
+            let inherited = paths
+                .lookup(&point)
+                .map_or((0, 0), |r| (r.deny_rule, r.allow_rule));
+            if mount.whole {
+                roots
+                    .entry(key)
+                    .and_modify(|seen| {
+                        if *seen != Some(inherited) {
+                            *seen = None;
+                        }
+                    })
+                    .or_insert(Some(inherited));
+            } else if inherited != (0, 0) {
+                self.by_inode.entry(key).or_default().flags |= IDENTITY_CHECK_PATH;
+            }
+        }
+        for (key, inherited) in roots {
+            let Some((deny, allow)) = inherited else {
+                continue;
+            };
+            let slot = self.by_inode.entry(key).or_default();
+            slot.flags |= IDENTITY_KNOWN_ROOT;
+            if slot.deny_rule == 0 {
+                slot.deny_rule = deny;
+            }
+            if slot.allow_rule == 0 {
+                slot.allow_rule = allow;
+            }
+        }
     }
 
     /// Enters every file below `dir` with more than one link, as denied by
@@ -98,7 +192,7 @@ impl Identities {
     }
 
     /// The map's entries.
-    pub fn entries(&self) -> impl Iterator<Item = (InodeKey, PathRule)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (InodeKey, IdentityRule)> + '_ {
         self.by_inode.iter().map(|(k, v)| (*k, *v))
     }
 
@@ -112,11 +206,89 @@ impl Identities {
 
     /// The rule `path` answers to by its own identity (not its ancestors'),
     /// as the kernel's lookup finds it.
-    pub fn lookup(&self, path: &Path) -> Option<&PathRule> {
+    pub fn lookup(&self, path: &Path) -> Option<&IdentityRule> {
         fs::symlink_metadata(path)
             .ok()
             .and_then(|meta| self.by_inode.get(&key_of(&meta)))
     }
+}
+
+/// A place where a filesystem is mounted, from `/proc/self/mountinfo`.
+#[derive(Debug, Clone)]
+struct MountPoint {
+    point: PathBuf,
+    /// The mount shows the filesystem from its root (not a bind mount of
+    /// one of its directories).
+    whole: bool,
+}
+
+/// The agent's mounts. Read by hand: a few fields of a stable format, as
+/// elsewhere in the agent (`events::container`).
+fn mount_points() -> Vec<MountPoint> {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    parse_mountinfo(&text)
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let root = fields.nth(3)?;
+            let point = fields.next()?;
+            Some(MountPoint {
+                point: PathBuf::from(unescape(point)),
+                whole: root == "/",
+            })
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|o| {
+            std::str::from_utf8(o)
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the filesystem holding `path` keeps a file's inode number for
+/// as long as the file exists: ext2/3/4, XFS, tmpfs and ramfs. Others may
+/// not: procfs and sysfs number entries as they are made, FAT by place,
+/// network filesystems as the server says, and btrfs's `stat` gives a
+/// subvolume a device number of its own.
+fn stable_inodes(path: &Path) -> bool {
+    const EXT: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const TMPFS: i64 = 0x0102_1994;
+    const RAMFS: i64 = 0x8584_58f6;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statfs to fill.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.f_type as i64, EXT | XFS | TMPFS | RAMFS)
 }
 
 /// A file's identity as the kernel writes it: `super_block.s_dev` is
@@ -148,7 +320,9 @@ mod tests {
         fs::hard_link(denied.join("sub/key"), allowed.join("k")).unwrap();
         let (d, a) = (denied.to_str().unwrap(), allowed.to_str().unwrap());
         let missing = dir.path().join("not-yet");
-        let ids = Identities::resolve(&[(1, d), (3, missing.to_str().unwrap())], &[(2, a)]);
+        let deny = [(1, d), (3, missing.to_str().unwrap())];
+        let paths = PathRules::build(&deny, &[(2, a)]);
+        let ids = Identities::resolve_in(&deny, &[(2, a)], &paths, &[]);
         assert_eq!(ids.lookup(&denied).map(|r| r.deny_rule), Some(1));
         assert_eq!(ids.lookup(&allowed).map(|r| r.allow_rule), Some(2));
         // The extra link answers to the denied directory's rule.
@@ -156,8 +330,87 @@ mod tests {
         assert_eq!(ids.links, 1);
         // A file with one name is found by its directory, not entered.
         assert!(ids.lookup(&denied.join("lonely")).is_none());
-        assert_eq!(ids.len(), 3);
+        // The directory holding the rule paths (and the nearest existing
+        // one above the missing path, the same) is marked, and only it.
+        let marked = ids.lookup(dir.path()).unwrap();
+        assert_eq!(marked.flags, IDENTITY_CHECK_PATH);
+        assert_eq!((marked.deny_rule, marked.allow_rule), (0, 0));
+        assert_eq!(ids.lookup(&denied).unwrap().flags, 0);
+        assert_eq!(ids.len(), 4);
         assert!(!ids.scan_cut);
+    }
+
+    #[test]
+    fn a_missing_rule_path_marks_its_nearest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a")).unwrap();
+        let missing = dir.path().join("a/b/c/key");
+        let deny = [(1, missing.to_str().unwrap())];
+        let paths = PathRules::build(&deny, &[]);
+        let ids = Identities::resolve_in(&deny, &[], &paths, &[]);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            ids.lookup(&dir.path().join("a")).unwrap().flags,
+            IDENTITY_CHECK_PATH
+        );
+    }
+
+    #[test]
+    fn a_mounted_root_carries_the_rules_of_its_mount_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let (usr, local, plain) = (
+            dir.path().join("usr"),
+            dir.path().join("usr/local"),
+            dir.path().join("plain"),
+        );
+        fs::create_dir_all(&local).unwrap();
+        fs::create_dir_all(&plain).unwrap();
+        // The same directory under a second name, inside the denied one.
+        std::os::unix::fs::symlink(&plain, usr.join("alias")).unwrap();
+        let deny = [(1, usr.to_str().unwrap())];
+        let paths = PathRules::build(&deny, &[]);
+        let mount = |point: PathBuf, whole| MountPoint { point, whole };
+        // `local` stands for a filesystem mounted below the denied
+        // directory, `plain` for one mounted where no rule applies.
+        let ids = Identities::resolve_in(
+            &deny,
+            &[],
+            &paths,
+            &[mount(local.clone(), true), mount(plain.clone(), true)],
+        );
+        let root = ids.lookup(&local).unwrap();
+        assert_eq!((root.flags, root.deny_rule), (IDENTITY_KNOWN_ROOT, 1));
+        let root = ids.lookup(&plain).unwrap();
+        assert_eq!((root.flags, root.deny_rule), (IDENTITY_KNOWN_ROOT, 0));
+        // One root mounted at a denied place and at a plain one: which
+        // rules hold is not known, so it is no known root.
+        let ids = Identities::resolve_in(
+            &deny,
+            &[],
+            &paths,
+            &[mount(plain.clone(), true), mount(usr.join("alias"), true)],
+        );
+        assert!(ids.lookup(&plain).is_none());
+        // A bind mount of a directory, where a rule applies, is marked.
+        let ids = Identities::resolve_in(&deny, &[], &paths, &[mount(usr.join("alias"), false)]);
+        assert_eq!(ids.lookup(&plain).unwrap().flags, IDENTITY_CHECK_PATH);
+        // ... and nowhere else.
+        let ids = Identities::resolve_in(&deny, &[], &paths, &[mount(plain.clone(), false)]);
+        assert!(ids.lookup(&plain).is_none());
+    }
+
+    #[test]
+    fn mountinfo_lines_give_mount_points_and_whether_mounted_whole() {
+        let text = concat!(
+            "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n",
+            "40 22 8:1 /srv/data /mnt/my\\040disk rw - ext4 /dev/sda1 rw\n",
+        );
+        let mounts = parse_mountinfo(text);
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].point, PathBuf::from("/"));
+        assert!(mounts[0].whole);
+        assert_eq!(mounts[1].point, PathBuf::from("/mnt/my disk"));
+        assert!(!mounts[1].whole);
     }
 
     #[test]

@@ -18,9 +18,9 @@ pub use paths::{Ancestors, PathRules};
 use std::collections::HashMap;
 
 use collector_common::{
-    FLAG_FILE_IDENTITIES, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND, FLAG_NET_ALLOW_GID,
-    FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR, ModuleConfig,
-    POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
+    FLAG_FILE_IDENTITIES, FLAG_FILE_IDENTITY_FIRST, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND,
+    FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR,
+    ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{
@@ -190,10 +190,13 @@ fn files(f: &FilesConfig, mut rules: RuleTable) -> ModulePolicy {
     // Identities are the host's: a `target: container` rule speaks of
     // paths inside each container, which the host's tree cannot resolve.
     if f.settings.target == Target::Host {
-        files.identities = Identities::resolve(&deny, &allow);
+        files.identities = Identities::resolve(&deny, &allow, &files.paths);
     }
     if !files.identities.is_empty() {
         files.config.flags |= FLAG_FILE_IDENTITIES;
+        if files.identities.settle {
+            files.config.flags |= FLAG_FILE_IDENTITY_FIRST;
+        }
     }
     files
 }

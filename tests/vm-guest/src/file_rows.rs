@@ -268,6 +268,40 @@ fn open_tree_clone_read() -> Result<(), i32> {
     }
 }
 
+/// Where a filesystem made while the agent runs is filled, before it is
+/// moved below the denied directory.
+const STAGING: &str = "/tmp/sg-staging";
+
+fn new_mount_point() -> String {
+    path(DENIED, "mnt")
+}
+
+/// A tmpfs mounted below the denied directory after the policy was
+/// compiled (its root is no known root), holding a file made before the
+/// move: a read of it is judged by its path.
+fn read_on_new_mount() -> Result<(), i32> {
+    let mount = |src: &str, dst: &str, fstype: Option<&str>, flags| {
+        let (src, dst) = (CString::new(src).unwrap(), CString::new(dst).unwrap());
+        let fstype = fstype.map(|t| CString::new(t).unwrap());
+        // SAFETY: valid C strings (or null for the type).
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                fstype.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if rc == 0 { Ok(()) } else { Err(errno()) }
+    };
+    fs::create_dir_all(STAGING).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    mount("tmpfs", STAGING, Some("tmpfs"), 0)?;
+    fs::write(path(STAGING, "x"), "data\n").map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    mount(STAGING, &new_mount_point(), None, libc::MS_MOVE)?;
+    open_read(&path(&new_mount_point(), "x"))
+}
+
 /// Opens `path` for reading and closes it.
 fn open_read(path: &str) -> Result<(), i32> {
     let p = CString::new(path).unwrap();
@@ -344,7 +378,12 @@ fn path(dir: &str, name: &str) -> String {
 }
 
 fn setup() -> Result<(), String> {
-    for mounted in [BOUND.to_string(), overlay_merged()] {
+    for mounted in [
+        BOUND.to_string(),
+        overlay_merged(),
+        new_mount_point(),
+        STAGING.into(),
+    ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
             unsafe { libc::umount2(mounted.as_ptr(), libc::MNT_DETACH) };
@@ -361,6 +400,7 @@ fn setup() -> Result<(), String> {
         OTHER,
         LOOKALIKE,
         &path(DENIED, "dir"),
+        &new_mount_point(),
         below.to_str().unwrap(),
         "/srv/sga/beside",
         deep_dir.to_str().unwrap(),
@@ -512,6 +552,13 @@ fn ops() -> Vec<Op> {
                 "/bin/safeguard-vm-tests",
                 &["--userns-chroot", "/srv/sgf", "/secret/read"],
             ),
+        ),
+        file_op(
+            "files.open.new-mount",
+            event::FILE_OPEN,
+            path(&new_mount_point(), "x"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            Action::Call(Box::new(read_on_new_mount)),
         ),
         file_op(
             "files.open.overlay",
