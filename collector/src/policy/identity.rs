@@ -231,13 +231,22 @@ fn mount_points() -> Vec<MountPoint> {
     parse_mountinfo(&text)
 }
 
+/// Mounts of network and FUSE filesystems are left out: `stat` of one
+/// whose server is gone may never return, and a reload must. Files there
+/// are judged by their path as well (their root is not known).
 fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
     text.lines()
         .filter_map(|line| {
             let mut fields = line.split(' ');
             let root = fields.nth(3)?;
             let point = fields.next()?;
-            Some(MountPoint {
+            let fstype = fields.skip_while(|f| *f != "-").nth(1)?;
+            let remote = matches!(
+                fstype,
+                "nfs" | "nfs4" | "cifs" | "smb3" | "ceph" | "9p" | "afs" | "glusterfs" | "lustre"
+            ) || fstype == "fuse"
+                || fstype.starts_with("fuse.");
+            (!remote).then(|| MountPoint {
                 point: PathBuf::from(unescape(point)),
                 whole: root == "/",
             })
@@ -404,6 +413,8 @@ mod tests {
         let text = concat!(
             "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n",
             "40 22 8:1 /srv/data /mnt/my\\040disk rw - ext4 /dev/sda1 rw\n",
+            "41 22 0:50 / /mnt/nfs rw shared:9 - nfs4 server:/export rw\n",
+            "42 22 0:51 / /mnt/ssh rw - fuse.sshfs me@host:/ rw\n",
         );
         let mounts = parse_mountinfo(text);
         assert_eq!(mounts.len(), 2);
