@@ -73,6 +73,44 @@ fn main() -> ExitCode {
                 eprintln!("execveat: {}", std::io::Error::last_os_error());
                 return ExitCode::FAILURE;
             }
+            // A workload for the exec rows: execveat(2) of PROGRAM in DIR,
+            // DIR opened one component at a time (so it may be longer
+            // than PATH_MAX), with ARGS; on refusal, the error on stderr
+            // and exit 1.
+            "--execveat-at" => {
+                let dir = args.next().expect("--execveat-at needs DIR PROGRAM");
+                let argv: Vec<std::ffi::CString> = args
+                    .map(|a| std::ffi::CString::new(a).expect("no NUL in arguments"))
+                    .collect();
+                let program = argv.first().expect("--execveat-at needs PROGRAM");
+                let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                let env: [*const libc::c_char; 1] = [std::ptr::null()];
+                let mut fd = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+                for part in dir.split('/').filter(|p| !p.is_empty()) {
+                    let c = std::ffi::CString::new(part).expect("no NUL in DIR");
+                    let next =
+                        unsafe { libc::openat(fd, c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+                    if next < 0 {
+                        eprintln!("open {part}: {}", std::io::Error::last_os_error());
+                        return ExitCode::FAILURE;
+                    }
+                    unsafe { libc::close(fd) };
+                    fd = next;
+                }
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        program.as_ptr(),
+                        ptrs.as_ptr(),
+                        env.as_ptr(),
+                        0,
+                    )
+                };
+                eprintln!("execveat: {}", std::io::Error::last_os_error());
+                return ExitCode::FAILURE;
+            }
             // A workload for the file rows: as uid 1000, in a user
             // namespace of its own (no other privilege), chroot to ROOT and
             // read PATH; on refusal, the error on stderr and exit 1.

@@ -19,6 +19,73 @@ fn deep_tool() -> String {
     format!("{TOOLS}{}/tool", "/d".repeat(70))
 }
 
+/// A directory longer than PATH_MAX (4,096 bytes) outside every rule: 25
+/// names of 200 bytes below `/srv/sgp/long`.
+fn long_dir() -> String {
+    let mut dir = String::from("/srv/sgp/long");
+    for i in 0..25 {
+        dir.push_str(&format!("/{i:02}{}", "x".repeat(198)));
+    }
+    dir
+}
+
+/// What the programs report for `name` in [`long_dir`]: its innermost
+/// whole components that fit in PATH_MAX - 1 bytes.
+fn long_reported(name: &str) -> String {
+    let full = format!("{}/{name}", long_dir());
+    let mut path = String::new();
+    for part in full.rsplit('/').filter(|p| !p.is_empty()) {
+        if path.len() + part.len() + 1 > 4095 {
+            break;
+        }
+        path = format!("/{part}{path}");
+    }
+    path
+}
+
+/// Makes [`long_dir`] one level at a time (no single call could name it)
+/// and copies `tool` into it.
+fn make_long_dir(tool: &str) -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    fs::create_dir_all("/srv/sgp/long").map_err(|e| e.to_string())?;
+    let mut dir = fs::File::open("/srv/sgp/long").map_err(|e| e.to_string())?;
+    for part in long_dir().trim_start_matches("/srv/sgp/long/").split('/') {
+        let c = std::ffi::CString::new(part).unwrap();
+        // SAFETY: valid descriptor and C string.
+        let fd = unsafe {
+            libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755);
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )
+        };
+        if fd < 0 {
+            return Err(format!("open {part}: {}", std::io::Error::last_os_error()));
+        }
+        dir = unsafe { fs::File::from_raw_fd(fd) };
+    }
+    let data = fs::read(tool).map_err(|e| e.to_string())?;
+    let name = c"tool";
+    // SAFETY: valid descriptor and C string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o755,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "create the long tool: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut file, &data).map_err(|e| e.to_string())
+}
+
 fn setup() -> Result<(), String> {
     let _ = fs::remove_dir_all("/srv/sgp");
     fs::create_dir_all(TOOLS).map_err(|e| e.to_string())?;
@@ -30,7 +97,8 @@ fn setup() -> Result<(), String> {
     let deep = deep_tool();
     fs::create_dir_all(std::path::Path::new(&deep).parent().unwrap()).map_err(|e| e.to_string())?;
     fs::copy(&tool, &deep).map_err(|e| e.to_string())?;
-    fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+    fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    make_long_dir(&tool)
 }
 
 /// `sh -c 'exec PROGRAM'`: the shell (a known pid) is what execs.
@@ -62,6 +130,28 @@ fn ops() -> Vec<Op> {
             value: deep_tool(),
             attributes: vec![(attr::SECURITY_RULE_NAME, json!(TOOLS))],
             action: exec(&format!("{} deep-test", deep_tool())),
+        },
+        // A program at the end of a path longer than PATH_MAX, outside
+        // every rule: the path cannot be built whole, so block mode
+        // refuses it (fail closed).
+        Op {
+            row: "process.exec.long-path",
+            event: event::PROCESS_EXEC,
+            key: attr::PROCESS_EXECUTABLE_PATH,
+            value: long_reported("tool"),
+            attributes: vec![(
+                attr::SECURITY_RULE_NAME,
+                json!(semconv::rule::PATH_UNRESOLVED),
+            )],
+            action: Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec![
+                    "--execveat-at".into(),
+                    long_dir(),
+                    "tool".into(),
+                    "long-test".into(),
+                ],
+            ),
         },
         tool_exec("process.exec.execveat", "execveat-test", |args| {
             Action::Run(
