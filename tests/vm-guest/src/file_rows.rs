@@ -302,6 +302,39 @@ fn read_on_new_mount() -> Result<(), i32> {
     open_read(&path(&new_mount_point(), "x"))
 }
 
+/// A read of the denied file through `/proc/PID/root` of a process in a
+/// mount namespace of its own: the same file in another namespace's tree.
+fn proc_root_read() -> Result<(), i32> {
+    // SAFETY: the child calls only async-signal-safe functions.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(errno());
+    }
+    if child == 0 {
+        unsafe {
+            libc::unshare(libc::CLONE_NEWNS);
+            libc::sleep(60);
+            libc::_exit(0);
+        }
+    }
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let start = std::time::Instant::now();
+    while ns(&child.to_string()) == ns("self") && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let result = if ns(&child.to_string()) == ns("self") {
+        Err(-1)
+    } else {
+        open_read(&format!("/proc/{child}/root{DENIED}/proc-root"))
+    };
+    // SAFETY: our own child.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    result
+}
+
 /// Opens `path` for reading and closes it.
 fn open_read(path: &str) -> Result<(), i32> {
     let p = CString::new(path).unwrap();
@@ -439,8 +472,18 @@ fn setup() -> Result<(), String> {
         return Err(format!("bind mount {DENIED} on {BOUND}: errno {}", errno()));
     }
     for name in [
-        "read", "created", "unlink", "rename", "truncate", "chmod", "chown", "mmap", "ioctl",
-        "link", "receive",
+        "read",
+        "created",
+        "unlink",
+        "rename",
+        "truncate",
+        "chmod",
+        "chown",
+        "mmap",
+        "ioctl",
+        "link",
+        "receive",
+        "proc-root",
     ] {
         let p = path(DENIED, name);
         fs::write(&p, "data\n").map_err(|e| format!("write {p}: {e}"))?;
@@ -552,6 +595,13 @@ fn ops() -> Vec<Op> {
                 "/bin/safeguard-vm-tests",
                 &["--userns-chroot", "/srv/sgf", "/secret/read"],
             ),
+        ),
+        file_op(
+            "files.open.proc-root",
+            event::FILE_OPEN,
+            path(DENIED, "proc-root"),
+            vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            Action::Call(Box::new(proc_root_read)),
         ),
         file_op(
             "files.open.new-mount",
