@@ -106,6 +106,7 @@ pub struct Agent<K> {
     /// The configuration and policy in force, and the domain watch.
     live: reload::Live,
     domains: reload::DomainWatch,
+    rule_paths: reload::RulePathWatch,
     observed: Arc<Observed>,
     registry: Arc<Registry>,
     signals: Signals,
@@ -145,6 +146,9 @@ impl<K: Programs> Agent<K> {
         notify_ready();
 
         loop {
+            if !self.rule_paths.is_for(&self.live.policy) {
+                self.rule_paths = reload::RulePathWatch::start(&self.live.policy);
+            }
             tokio::select! {
                 event = self.queue.recv() => match event {
                     Some(event) => {
@@ -177,6 +181,9 @@ impl<K: Programs> Agent<K> {
                 }
                 Some(resolved) = self.domains.updates.recv() => {
                     self.live.apply_resolved(resolved, &mut self.kernel, &self.enricher, &self.observed);
+                }
+                appeared = self.rule_paths.appeared() => {
+                    self.live.refresh_identities(&appeared, &mut self.kernel, &self.enricher, &self.observed);
                 }
                 _ = self.signals.interrupt.recv() => break,
                 _ = self.signals.terminate.recv() => break,
@@ -373,6 +380,7 @@ pub(crate) mod tests {
             exporter: None,
             status: tokio::spawn(std::future::pending()),
             domains: reload::DomainWatch::start(&live, tokio::time::Instant::now()),
+            rule_paths: reload::RulePathWatch::start(&live.policy),
             live,
             observed: Arc::default(),
             registry,

@@ -101,6 +101,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         resolved,
     };
     let domains = reload::DomainWatch::start(&live, dns_next);
+    let rule_paths = reload::RulePathWatch::start(&live.policy);
     Ok(Agent {
         kernel,
         reader,
@@ -112,6 +113,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         status,
         live,
         domains,
+        rule_paths,
         observed,
         registry,
         signals,

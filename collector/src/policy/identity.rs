@@ -25,7 +25,8 @@
 //! every file judged by its path as well.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    ffi::OsString,
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -50,6 +51,12 @@ pub struct Identities {
     /// Whether identities settle a file that meets no mark (every rule
     /// path and every mark is on a filesystem with stable inode numbers).
     pub settle: bool,
+    /// For rule paths that do not exist: the nearest existing directory
+    /// above each, and the names in it on the way to one. When one of
+    /// those names appears the policy is compiled again (see
+    /// `agent::reload::RulePathWatch`), so a rule path is entered by
+    /// identity as soon as it exists.
+    pub awaited: BTreeMap<PathBuf, BTreeSet<OsString>>,
 }
 
 impl Identities {
@@ -72,9 +79,10 @@ impl Identities {
         };
         for (denies, rules) in [(true, deny), (false, allow)] {
             for (id, path) in rules {
-                if let Ok(meta) = fs::metadata(path) {
+                let existing = fs::metadata(path).ok();
+                if let Some(meta) = &existing {
                     ids.settle &= stable_inodes(Path::new(path));
-                    let slot = ids.by_inode.entry(key_of(&meta)).or_default();
+                    let slot = ids.by_inode.entry(key_of(meta)).or_default();
                     let rule = if denies {
                         &mut slot.deny_rule
                     } else {
@@ -84,7 +92,15 @@ impl Identities {
                         *rule = *id;
                     }
                 }
-                ids.mark_above(Path::new(path));
+                let above = ids.mark_above(Path::new(path));
+                if let (None, Some(dir)) = (existing, above) {
+                    let next = Path::new(path).strip_prefix(&dir).ok().and_then(|rest| {
+                        rest.components().next().map(|c| c.as_os_str().to_owned())
+                    });
+                    if let Some(next) = next {
+                        ids.awaited.entry(dir).or_default().insert(next);
+                    }
+                }
             }
         }
         let mut budget = LINK_SCAN_LIMIT;
@@ -106,18 +122,19 @@ impl Identities {
         ids
     }
 
-    /// Marks the nearest existing directory above `path`: a file may yet
-    /// take that path, or replace the one there.
-    fn mark_above(&mut self, path: &Path) {
+    /// Marks the nearest existing directory above `path`, and returns it:
+    /// a file may yet take that path, or replace the one there.
+    fn mark_above(&mut self, path: &Path) -> Option<PathBuf> {
         let mut dir = path.parent();
         while let Some(d) = dir {
             if let Ok(meta) = fs::metadata(d) {
                 self.settle &= stable_inodes(d);
                 self.by_inode.entry(key_of(&meta)).or_default().flags |= IDENTITY_CHECK_PATH;
-                return;
+                return Some(d.to_path_buf());
             }
             dir = d.parent();
         }
+        None
     }
 
     /// Enters the root of each filesystem mounted whole with the rules of
@@ -362,6 +379,10 @@ mod tests {
             ids.lookup(&dir.path().join("a")).unwrap().flags,
             IDENTITY_CHECK_PATH
         );
+        // The name awaited there: the next step towards the rule path.
+        let awaited = &ids.awaited[&dir.path().join("a")];
+        assert_eq!(awaited.iter().collect::<Vec<_>>(), [&OsString::from("b")]);
+        assert_eq!(ids.awaited.len(), 1);
     }
 
     #[test]

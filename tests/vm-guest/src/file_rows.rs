@@ -268,6 +268,46 @@ fn open_tree_clone_read() -> Result<(), i32> {
     }
 }
 
+/// A denied path that does not exist when the agent starts; its directory
+/// is made later through a bind mount of its parent (another name, which
+/// no path rule speaks of), then the file.
+const LATER: &str = "/srv/sgn/dir/secret";
+const LATER_BOUND: &str = "/mnt/sgn";
+
+/// Makes [`LATER`] through [`LATER_BOUND`] and reads it there: refused
+/// once the agent has entered the new file's identity.
+fn read_made_later() -> Result<(), i32> {
+    let step = |what: &str, e: std::io::Error| {
+        eprintln!("made-later: {what}: {e}");
+        e.raw_os_error().unwrap_or(-1)
+    };
+    fs::create_dir_all(LATER_BOUND).map_err(|e| step("mkdir the mount point", e))?;
+    let (src, dst) = (
+        CString::new("/srv/sgn").unwrap(),
+        CString::new(LATER_BOUND).unwrap(),
+    );
+    // SAFETY: valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(step("bind mount", std::io::Error::last_os_error()));
+    }
+    // Each step gives the agent a moment to see it.
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(1500));
+    fs::create_dir(path(LATER_BOUND, "dir")).map_err(|e| step("mkdir", e))?;
+    settle();
+    fs::write(path(LATER_BOUND, "dir/secret"), "data\n").map_err(|e| step("create", e))?;
+    settle();
+    open_read(&path(LATER_BOUND, "dir/secret"))
+}
+
 /// Where a filesystem made while the agent runs is filled, before it is
 /// moved below the denied directory.
 const STAGING: &str = "/tmp/sg-staging";
@@ -416,6 +456,7 @@ fn setup() -> Result<(), String> {
         overlay_merged(),
         new_mount_point(),
         STAGING.into(),
+        LATER_BOUND.into(),
     ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
@@ -423,6 +464,8 @@ fn setup() -> Result<(), String> {
         }
     }
     let _ = fs::remove_dir_all(OVERLAY);
+    let _ = fs::remove_dir_all("/srv/sgn");
+    fs::create_dir_all("/srv/sgn").map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all("/srv/sgf");
     let _ = fs::remove_dir_all("/srv/sga");
     let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
@@ -602,6 +645,13 @@ fn ops() -> Vec<Op> {
             path(DENIED, "proc-root"),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             Action::Call(Box::new(proc_root_read)),
+        ),
+        file_op(
+            "files.open.made-later",
+            event::FILE_OPEN,
+            path(LATER_BOUND, "dir/secret"),
+            vec![(attr::SECURITY_RULE_NAME, json!(LATER))],
+            Action::Call(Box::new(read_made_later)),
         ),
         file_op(
             "files.open.new-mount",
@@ -883,7 +933,7 @@ fn untouched() -> Vec<Untouched> {
 
 fn config(mode: &str, tier: &str) -> String {
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}]\n  allow: [{OTHER}]\n\
+        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}]\n  allow: [{OTHER}]\n\
          kernel:\n  tier: {tier}\n"
     )
 }
