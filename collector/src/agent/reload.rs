@@ -324,6 +324,121 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
+/// Watches (inotify) the nearest existing directory above each file rule
+/// path that does not exist, for the next name on the way to it
+/// (`Identities::awaited`). When one appears, or a watched directory goes
+/// away, the policy is compiled again: a rule path is entered by identity
+/// as soon as it exists, not at the next reload, and a name made through
+/// another mount of its directory no longer hides it. Names that lead to
+/// no rule path are let by without a recompile.
+pub struct RulePathWatch {
+    inotify: Option<tokio::io::unix::AsyncFd<inotify::Inotify>>,
+    awaited: std::collections::HashMap<
+        inotify::WatchDescriptor,
+        (PathBuf, std::collections::BTreeSet<std::ffi::OsString>),
+    >,
+    /// The policy the watches were set for.
+    policy: Arc<Policy>,
+}
+
+impl RulePathWatch {
+    pub fn start(policy: &Arc<Policy>) -> Self {
+        use inotify::WatchMask;
+        let mut watch = Self {
+            inotify: None,
+            awaited: Default::default(),
+            policy: policy.clone(),
+        };
+        let awaited = &policy.files.identities.awaited;
+        if awaited.is_empty() {
+            return watch;
+        }
+        let inotify = match inotify::Inotify::init() {
+            Ok(inotify) => inotify,
+            Err(e) => {
+                warn!(
+                    "files: cannot watch for rule paths to appear ({e}); they are entered by \
+                     identity at the next reload"
+                );
+                return watch;
+            }
+        };
+        let mask = WatchMask::CREATE
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
+            | WatchMask::ONLYDIR;
+        for (dir, names) in awaited {
+            match inotify.watches().add(dir, mask) {
+                Ok(wd) => {
+                    watch.awaited.insert(wd, (dir.clone(), names.clone()));
+                }
+                Err(e) => warn!(
+                    "files: cannot watch {} for rule paths to appear ({e}); they are entered by \
+                     identity at the next reload",
+                    dir.display()
+                ),
+            }
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return watch; // no reactor to wait on (a synchronous caller)
+        }
+        // SAFETY: `Inotify` owns its descriptor, keeps it open until it is
+        // dropped and always returns that same one.
+        match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(inotify, tokio::io::Interest::READABLE)
+        } {
+            Ok(fd) => watch.inotify = Some(fd),
+            Err(e) => warn!("files: cannot watch for rule paths to appear ({e})"),
+        }
+        watch
+    }
+
+    /// Whether the watches are those of `policy`.
+    pub fn is_for(&self, policy: &Arc<Policy>) -> bool {
+        Arc::ptr_eq(&self.policy, policy)
+    }
+
+    /// Waits until a name on the way to a rule path appears, or a watched
+    /// directory goes away, and returns its path; never, with nothing
+    /// watched. Cancel-safe: an event is acted on once it is read.
+    pub async fn appeared(&mut self) -> PathBuf {
+        let Self {
+            inotify, awaited, ..
+        } = self;
+        let Some(fd) = inotify.as_mut() else {
+            return std::future::pending().await;
+        };
+        let mut buffer = [0u8; 4096];
+        loop {
+            let Ok(mut ready) = fd.readable_mut().await else {
+                return std::future::pending().await;
+            };
+            let events = match ready.try_io(|i| i.get_mut().read_events(&mut buffer)) {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    warn!("files: the watch for rule paths stopped: {e}");
+                    return std::future::pending().await;
+                }
+                Err(_would_block) => continue,
+            };
+            for event in events {
+                let Some((dir, names)) = awaited.get(&event.wd) else {
+                    continue;
+                };
+                let gone = event
+                    .mask
+                    .intersects(inotify::EventMask::DELETE_SELF | inotify::EventMask::MOVE_SELF);
+                match event.name {
+                    Some(name) if names.contains(name) => return dir.join(name),
+                    _ if gone => return dir.clone(),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,120 +618,5 @@ mod tests {
         std::fs::write(&path, "files:\n  deny: [/srv/a/longer/one]\n").unwrap();
         file.mark_seen();
         assert!(!file.poll(), "a reload already read it");
-    }
-}
-
-/// Watches (inotify) the nearest existing directory above each file rule
-/// path that does not exist, for the next name on the way to it
-/// (`Identities::awaited`). When one appears, or a watched directory goes
-/// away, the policy is compiled again: a rule path is entered by identity
-/// as soon as it exists, not at the next reload, and a name made through
-/// another mount of its directory no longer hides it. Names that lead to
-/// no rule path are let by without a recompile.
-pub struct RulePathWatch {
-    inotify: Option<tokio::io::unix::AsyncFd<inotify::Inotify>>,
-    awaited: std::collections::HashMap<
-        inotify::WatchDescriptor,
-        (PathBuf, std::collections::BTreeSet<std::ffi::OsString>),
-    >,
-    /// The policy the watches were set for.
-    policy: Arc<Policy>,
-}
-
-impl RulePathWatch {
-    pub fn start(policy: &Arc<Policy>) -> Self {
-        use inotify::WatchMask;
-        let mut watch = Self {
-            inotify: None,
-            awaited: Default::default(),
-            policy: policy.clone(),
-        };
-        let awaited = &policy.files.identities.awaited;
-        if awaited.is_empty() {
-            return watch;
-        }
-        let inotify = match inotify::Inotify::init() {
-            Ok(inotify) => inotify,
-            Err(e) => {
-                warn!(
-                    "files: cannot watch for rule paths to appear ({e}); they are entered by \
-                     identity at the next reload"
-                );
-                return watch;
-            }
-        };
-        let mask = WatchMask::CREATE
-            | WatchMask::MOVED_TO
-            | WatchMask::DELETE_SELF
-            | WatchMask::MOVE_SELF
-            | WatchMask::ONLYDIR;
-        for (dir, names) in awaited {
-            match inotify.watches().add(dir, mask) {
-                Ok(wd) => {
-                    watch.awaited.insert(wd, (dir.clone(), names.clone()));
-                }
-                Err(e) => warn!(
-                    "files: cannot watch {} for rule paths to appear ({e}); they are entered by \
-                     identity at the next reload",
-                    dir.display()
-                ),
-            }
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return watch; // no reactor to wait on (a synchronous caller)
-        }
-        // SAFETY: `Inotify` owns its descriptor, keeps it open until it is
-        // dropped and always returns that same one.
-        match unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(inotify, tokio::io::Interest::READABLE)
-        } {
-            Ok(fd) => watch.inotify = Some(fd),
-            Err(e) => warn!("files: cannot watch for rule paths to appear ({e})"),
-        }
-        watch
-    }
-
-    /// Whether the watches are those of `policy`.
-    pub fn is_for(&self, policy: &Arc<Policy>) -> bool {
-        Arc::ptr_eq(&self.policy, policy)
-    }
-
-    /// Waits until a name on the way to a rule path appears, or a watched
-    /// directory goes away, and returns its path; never, with nothing
-    /// watched. Cancel-safe: an event is acted on once it is read.
-    pub async fn appeared(&mut self) -> PathBuf {
-        let Self {
-            inotify, awaited, ..
-        } = self;
-        let Some(fd) = inotify.as_mut() else {
-            return std::future::pending().await;
-        };
-        let mut buffer = [0u8; 4096];
-        loop {
-            let Ok(mut ready) = fd.readable_mut().await else {
-                return std::future::pending().await;
-            };
-            let events = match ready.try_io(|i| i.get_mut().read_events(&mut buffer)) {
-                Ok(Ok(events)) => events,
-                Ok(Err(e)) => {
-                    warn!("files: the watch for rule paths stopped: {e}");
-                    return std::future::pending().await;
-                }
-                Err(_would_block) => continue,
-            };
-            for event in events {
-                let Some((dir, names)) = awaited.get(&event.wd) else {
-                    continue;
-                };
-                let gone = event
-                    .mask
-                    .intersects(inotify::EventMask::DELETE_SELF | inotify::EventMask::MOVE_SELF);
-                match event.name {
-                    Some(name) if names.contains(name) => return dir.join(name),
-                    _ if gone => return dir.clone(),
-                    _ => {}
-                }
-            }
-        }
     }
 }
