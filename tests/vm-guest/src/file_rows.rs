@@ -308,6 +308,64 @@ fn read_made_later() -> Result<(), i32> {
     open_read(&path(LATER_BOUND, "dir/secret"))
 }
 
+/// A denied directory with a filesystem mounted below it before the agent
+/// starts, and where that filesystem is mounted a second time later.
+const RULED_MOUNTS: &str = "/srv/sgm";
+const SECOND_MOUNT: &str = "/mnt/sgm2";
+
+fn ruled_mount() -> String {
+    path(RULED_MOUNTS, "fs")
+}
+
+/// Mounts a tmpfs below [`RULED_MOUNTS`] with a file in it (set-up).
+fn mount_below_ruled() -> Result<(), String> {
+    fs::create_dir_all(ruled_mount()).map_err(|e| e.to_string())?;
+    let (src, dst) = (c"tmpfs", CString::new(ruled_mount()).unwrap());
+    // SAFETY: valid C strings.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(format!(
+            "mount tmpfs on {}: errno {}",
+            ruled_mount(),
+            errno()
+        ));
+    }
+    fs::write(path(&ruled_mount(), "x"), "data\n").map_err(|e| e.to_string())
+}
+
+/// The filesystem below [`RULED_MOUNTS`] mounted again at
+/// [`SECOND_MOUNT`], where no rule speaks of it: its root carries the
+/// rule of the place it was mounted at when the policy was compiled.
+fn read_through_second_mount() -> Result<(), i32> {
+    fs::create_dir_all(SECOND_MOUNT).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    let (src, dst) = (
+        CString::new(ruled_mount()).unwrap(),
+        CString::new(SECOND_MOUNT).unwrap(),
+    );
+    // SAFETY: valid C strings.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(errno());
+    }
+    open_read(&path(SECOND_MOUNT, "x"))
+}
+
 /// Where a filesystem made while the agent runs is filled, before it is
 /// moved below the denied directory.
 const STAGING: &str = "/tmp/sg-staging";
@@ -457,6 +515,8 @@ fn setup() -> Result<(), String> {
         new_mount_point(),
         STAGING.into(),
         LATER_BOUND.into(),
+        SECOND_MOUNT.into(),
+        ruled_mount(),
     ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
@@ -466,6 +526,8 @@ fn setup() -> Result<(), String> {
     let _ = fs::remove_dir_all(OVERLAY);
     let _ = fs::remove_dir_all("/srv/sgn");
     fs::create_dir_all("/srv/sgn").map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(RULED_MOUNTS);
+    mount_below_ruled()?;
     let _ = fs::remove_dir_all("/srv/sgf");
     let _ = fs::remove_dir_all("/srv/sga");
     let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
@@ -645,6 +707,13 @@ fn ops() -> Vec<Op> {
             path(DENIED, "proc-root"),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             Action::Call(Box::new(proc_root_read)),
+        ),
+        file_op(
+            "files.open.second-mount",
+            event::FILE_OPEN,
+            path(SECOND_MOUNT, "x"),
+            vec![(attr::SECURITY_RULE_NAME, json!(RULED_MOUNTS))],
+            Action::Call(Box::new(read_through_second_mount)),
         ),
         file_op(
             "files.open.made-later",
@@ -933,7 +1002,7 @@ fn untouched() -> Vec<Untouched> {
 
 fn config(mode: &str, tier: &str) -> String {
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}]\n  allow: [{OTHER}]\n\
+        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}, {RULED_MOUNTS}]\n  allow: [{OTHER}]\n\
          kernel:\n  tier: {tier}\n"
     )
 }
