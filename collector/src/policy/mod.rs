@@ -211,9 +211,38 @@ fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
         "process.allow",
         rules,
     );
-    process.paths = PathRules::build(&deny_paths, &allow_paths);
+    // The programs judge the executable by its resolved path: a rule on a
+    // symbolic link (`/usr/bin/nc`) or below a linked directory (`/bin/x`
+    // with /bin → usr/bin) also speaks of the path it resolves to. Host
+    // paths only: a container's are not this tree's.
+    let host = p.settings.target == Target::Host;
+    let (deny_all, allow_all) = (
+        with_resolved(&deny_paths, host),
+        with_resolved(&allow_paths, host),
+    );
+    process.paths = PathRules::build(&as_ids(&deny_all), &as_ids(&allow_all));
     process.names = NameRules::build(&deny_names, &allow_names);
     process
+}
+
+/// `paths`, and (with `resolve`) the path each resolves to through
+/// symbolic links where that is another path that exists, with the same
+/// rule id.
+fn with_resolved(paths: &Ids, resolve: bool) -> Vec<(u32, String)> {
+    let real = paths.iter().filter(|_| resolve).filter_map(|(id, path)| {
+        let real = std::fs::canonicalize(path).ok()?;
+        let real = real.to_str()?;
+        (real != *path).then(|| (*id, real.to_string()))
+    });
+    paths
+        .iter()
+        .map(|(id, path)| (*id, (*path).to_string()))
+        .chain(real.collect::<Vec<_>>())
+        .collect()
+}
+
+fn as_ids(paths: &[(u32, String)]) -> Ids<'_> {
+    paths.iter().map(|(id, p)| (*id, p.as_str())).collect()
 }
 
 /// `mount`: denied sources.

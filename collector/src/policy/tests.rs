@@ -502,3 +502,37 @@ fn identities_are_resolved_for_host_rules_only() {
         0
     );
 }
+
+#[test]
+fn exec_rules_on_symbolic_links_also_match_where_they_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("usr/bin");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("nc.openbsd"), "").unwrap();
+    std::os::unix::fs::symlink("nc.openbsd", real.join("nc")).unwrap();
+    // A linked directory, as /bin → usr/bin with merged /usr.
+    std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (link, in_linked_dir) = (
+        format!("{}/usr/bin/nc", root.display()),
+        format!("{}/bin/nc.openbsd", root.display()),
+    );
+    let p = compile(ListPolicy::Blacklist, &[], &[&link, &in_linked_dir]);
+    let target = format!("{}/usr/bin/nc.openbsd", root.display());
+    // The executable the programs see is the resolved file: denied by
+    // both rules, each named as written (the first one found wins).
+    assert_eq!(
+        exec_denied_by(&p, &target, "nc.openbsd"),
+        Some(link.clone())
+    );
+    let q = compile(ListPolicy::Blacklist, &[], &[&in_linked_dir]);
+    assert_eq!(
+        exec_denied_by(&q, &target, "nc.openbsd"),
+        Some(in_linked_dir.clone())
+    );
+    // Nothing else under the real directory is.
+    assert_eq!(
+        exec_denied_by(&p, &format!("{}/usr/bin/id", root.display()), "id"),
+        None
+    );
+}

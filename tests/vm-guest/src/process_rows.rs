@@ -12,6 +12,10 @@ use crate::{
 };
 
 const TOOLS: &str = "/srv/sgp/bin";
+/// A rule written through a linked directory (as `/bin/x` with merged
+/// /usr): `/srv/sgp/linked` → `real`, the tool in `real`.
+const LINKED_RULE: &str = "/srv/sgp/linked/tool";
+const LINKED_REAL: &str = "/srv/sgp/real/tool";
 
 /// The denied tool again, 70 directories below TOOLS: deeper than the 64
 /// levels a path walk once followed (and then judged cut as if whole).
@@ -98,6 +102,11 @@ fn setup() -> Result<(), String> {
     fs::create_dir_all(std::path::Path::new(&deep).parent().unwrap()).map_err(|e| e.to_string())?;
     fs::copy(&tool, &deep).map_err(|e| e.to_string())?;
     fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    fs::create_dir_all("/srv/sgp/real").map_err(|e| e.to_string())?;
+    fs::copy(&tool, LINKED_REAL).map_err(|e| e.to_string())?;
+    fs::set_permissions(LINKED_REAL, fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("real", "/srv/sgp/linked").map_err(|e| e.to_string())?;
     make_long_dir(&tool)
 }
 
@@ -130,6 +139,16 @@ fn ops() -> Vec<Op> {
             value: deep_tool(),
             attributes: vec![(attr::SECURITY_RULE_NAME, json!(TOOLS))],
             action: exec(&format!("{} deep-test", deep_tool())),
+        },
+        // A rule written through a linked directory holds for the file it
+        // leads to, run by its real path.
+        Op {
+            row: "process.exec.linked-rule",
+            event: event::PROCESS_EXEC,
+            key: attr::PROCESS_EXECUTABLE_PATH,
+            value: LINKED_REAL.into(),
+            attributes: vec![(attr::SECURITY_RULE_NAME, json!(LINKED_RULE))],
+            action: exec(&format!("{LINKED_REAL} linked-test")),
         },
         // A program at the end of a path longer than PATH_MAX, outside
         // every rule: the path cannot be built whole, so block mode
@@ -190,7 +209,7 @@ fn untouched() -> Vec<Untouched> {
 fn config(mode: &str, tier: &str, policy: &str, allow: &str) -> String {
     format!(
         "process:\n  enable: true\n  mode: {mode}\n  policy: {policy}\n  allow: [{allow}]\n  \
-         deny: [uname, {TOOLS}]\nfiles:\n  enable: false\nkernel:\n  tier: {tier}\n"
+         deny: [uname, {TOOLS}, {LINKED_RULE}]\nfiles:\n  enable: false\nkernel:\n  tier: {tier}\n"
     )
 }
 
