@@ -236,6 +236,17 @@ fn unknown_mode_in_config_is_a_one_line_error() {
 }
 
 #[test]
+fn a_policy_too_large_for_the_maps_stops_run_with_the_configuration_status() {
+    let mut yaml = String::from("files:\n  enable: true\n  deny:\n");
+    for i in 0..70_000 {
+        yaml.push_str(&format!("    - /srv/too-large/{i}\n"));
+    }
+    let (code, err) = run_with(&["run", "--output", "-"], Some(&yaml));
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("FILE_RULES: 70001 entries needed"), "{err}");
+}
+
+#[test]
 fn unknown_mode_flag_is_rejected() {
     let (code, err) = run_with(&["run", "--mode", "enforce"], None);
     assert_ne!(code, 0);

@@ -48,7 +48,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{}", crate::error_chain(&e));
-            ExitCode::FAILURE
+            // A policy the kernel's maps cannot hold is a configuration
+            // error, as `check` says (and systemd does not retry it).
+            if e.downcast_ref::<crate::policy::TooLarge>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
