@@ -253,6 +253,10 @@ pub const PATH_TRUNCATED: u8 = 2;
 /// operation whose path cannot be established is refused (fail closed), in
 /// monitor mode it is reported as "would block".
 pub const RULE_PATH_UNRESOLVED: u32 = u32::MAX;
+/// Rule id of a refused exec of a file no directory names
+/// (`process.memfd_exec: deny`), reported as
+/// `semconv::rule::MEMFD_EXEC`.
+pub const RULE_MEMFD_EXEC: u32 = u32::MAX - 2;
 
 const _: () = {
     use core::mem::{offset_of, size_of};

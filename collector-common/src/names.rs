@@ -69,6 +69,7 @@ pub mod offsets {
                 FILE_F_MODE_OFFSET: file.f_mode,
                 FILE_F_INODE_OFFSET: file.f_inode,
                 INODE_I_SB_OFFSET: inode.i_sb,
+                INODE_I_NLINK_OFFSET: inode.i_nlink,
                 INODE_I_DENTRY_OFFSET: inode.i_dentry,
                 DENTRY_D_U_OFFSET: dentry.d_u,
                 TASK_REAL_PARENT_OFFSET: task_struct.real_parent,

@@ -83,6 +83,9 @@ pub const fn active_set(active: u32) -> u32 {
 pub const FLAG_LSM: u8 = 1;
 /// `ModuleConfig::flags` of the file module: judge ioctls too.
 pub const FLAG_FILE_IOCTL: u8 = 2;
+/// `ModuleConfig::flags` of the process module: refuse the exec of a file
+/// no directory names (`i_nlink == 0`: a memfd, or a deleted file).
+pub const FLAG_PROCESS_DENY_MEMFD_EXEC: u8 = 2;
 /// `ModuleConfig::flags` of the network module: the configuration has an
 /// allow list of commands, UIDs or GIDs (only those may connect).
 pub const FLAG_NET_ALLOW_COMMAND: u8 = 4;

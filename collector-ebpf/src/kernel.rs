@@ -89,6 +89,18 @@ pub fn file_f_mode(file: *const u8) -> u32 {
     read(file, &FILE_F_MODE_OFFSET)
 }
 
+/// How many directory entries name `file`'s inode (`i_nlink`): 0 for a
+/// memfd or a deleted file. A read that faults answers 1.
+#[inline(always)]
+pub fn file_nlink(file: *const u8) -> u32 {
+    let inode = read_ptr(file, &FILE_F_INODE_OFFSET);
+    if inode.is_null() {
+        return 1;
+    }
+    unsafe { bpf_probe_read_kernel(inode.add(global(&INODE_I_NLINK_OFFSET)).cast::<u32>()) }
+        .unwrap_or(1)
+}
+
 #[inline(always)]
 pub fn bprm_file(bprm: *const u8) -> *const u8 {
     read_ptr(bprm, &BPRM_FILE_OFFSET)
@@ -433,10 +445,14 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     );
     let mnt_root = read_ptr(vfsmnt, &VFSMOUNT_MNT_ROOT_OFFSET);
     let parent = read_ptr(dentry, &DENTRY_D_PARENT_OFFSET);
-    if dentry == mnt_root || dentry == parent {
+    // A dentry that is its own parent without being its mount's root is
+    // the last of a path: a pseudo file's (a memfd is `memfd:NAME`), or
+    // one cut off from its tree. Its name ends the walk.
+    let last = dentry == parent && dentry != mnt_root;
+    if dentry == mnt_root {
         let mnt_parent = read_ptr(mnt, &MOUNT_MNT_PARENT_OFFSET);
-        if dentry != mnt_root || mnt == mnt_parent || mnt_parent.is_null() {
-            // The root of the mount tree (or a detached dentry).
+        if mnt == mnt_parent || mnt_parent.is_null() {
+            // The root of the mount tree.
             w.complete = 1;
             return 1;
         }
@@ -460,12 +476,16 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         *buf.add(off & (PATH_MAX - 1)) = b'/';
         generated::bpf_probe_read_kernel(
             buf.add((off + 1) & (PATH_MAX - 1)).cast(),
-            len as u32,
+            bounded(len, NAME_MAX) as u32,
             name.cast(),
         );
     }
     w.off = off as u64;
     w.dentry = parent as u64;
+    if last {
+        w.complete = 1;
+        return 1;
+    }
     0
 }
 

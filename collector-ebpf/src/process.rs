@@ -14,8 +14,8 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext},
 };
 use collector_common::{
-    EventKind, FLAG_LSM, Hook, Module, ModuleConfig, NAME_KEY_LEN, PATH_MAX, PATH_TRUNCATED,
-    PathRule,
+    EventKind, FLAG_LSM, FLAG_PROCESS_DENY_MEMFD_EXEC, Hook, Module, ModuleConfig, NAME_KEY_LEN,
+    PATH_MAX, PATH_TRUNCATED, PathRule, RULE_MEMFD_EXEC,
     process::{ARGS_MAX, ARGS_TRUNCATED, EXEC_EVENT_SIZE, ExecRecord, ExitEvent, ForkEvent},
 };
 
@@ -106,16 +106,22 @@ fn judge(
     rec.event.flags = if cut { PATH_TRUNCATED } else { 0 };
     let by_path = record::lookup_path(exec_path_rules(config), rec.data.as_ptr(), len);
     let by_name = name_rule(rec, config, kernel::bprm_filename(bprm));
-    Some((
-        len,
-        record::denial_of(record::unless_cut(
-            record::as_denial(PathRule::denial(
-                [by_path.as_ref(), by_name.as_ref()],
-                config.policy,
-            )),
-            cut,
+    let mut denial = record::unless_cut(
+        record::as_denial(PathRule::denial(
+            [by_path.as_ref(), by_name.as_ref()],
+            config.policy,
         )),
-    ))
+        cut,
+    );
+    // A file no directory names (a memfd, a deleted file): no path rule
+    // can speak of it, so it has a switch of its own.
+    if config.flags & FLAG_PROCESS_DENY_MEMFD_EXEC != 0
+        && (denial == record::NO_DENIAL || denial == 0)
+        && kernel::file_nlink(file) == 0
+    {
+        denial = RULE_MEMFD_EXEC;
+    }
+    Some((len, record::denial_of(denial)))
 }
 
 /// Looks up the basename of `filename` (the path given to execve) in the

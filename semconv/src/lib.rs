@@ -93,6 +93,9 @@ pub mod rule {
         /// (longer than PATH_MAX, or cut off from its mount): refused in
         /// block mode, since no rule can be ruled out (fail closed).
         PATH_UNRESOLVED = "unresolved path";
+        /// An exec of a file no directory names (a memfd, a deleted
+        /// file), under `process.memfd_exec: deny`.
+        MEMFD_EXEC = "process.memfd_exec";
     }
 }
 

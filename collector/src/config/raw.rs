@@ -158,6 +158,9 @@ pub struct RawMount {
 #[serde(default, deny_unknown_fields)]
 pub struct RawProcess {
     pub enable: bool,
+    /// safeguard addition: `allow` or `deny` the exec of a file with no
+    /// name (a memfd, or a deleted file).
+    pub memfd_exec: Option<String>,
     pub mode: Option<String>,
     pub target: Option<String>,
     pub policy: Option<String>,

@@ -51,6 +51,18 @@ fn unknown_mode_names_the_key_and_the_choices() {
 }
 
 #[test]
+fn memfd_exec_is_allow_or_deny() {
+    let e = one_error(load_with(Some("process:\n  memfd_exec: sometimes\n"), &[]));
+    assert_eq!(
+        e,
+        r#"process.memfd_exec: "sometimes" is not valid: allow or deny"#
+    );
+    let c = load_with(Some("process:\n  memfd_exec: deny\n"), &[]).unwrap();
+    assert!(c.process.deny_memfd_exec);
+    assert!(!load_with(None, &[]).unwrap().process.deny_memfd_exec);
+}
+
+#[test]
 fn relative_rule_path_names_the_list_index() {
     let e = one_error(load_with(
         Some("files:\n  deny: [/etc/ok, etc/secret]\n"),

@@ -124,6 +124,9 @@ pub struct ProcessConfig {
     pub settings: ModuleSettings,
     pub allow: Vec<ExecRule>,
     pub deny: Vec<ExecRule>,
+    /// `process.memfd_exec: deny`: refuse the exec of a file no directory
+    /// names (a memfd, a deleted file).
+    pub deny_memfd_exec: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +454,14 @@ fn process(errors: &mut Errors, raw: &RawProcess, global_policy: ListPolicy) -> 
         ),
         allow: list(errors, "process.allow", &raw.allow, exec_rule),
         deny: list(errors, "process.deny", &raw.deny, exec_rule),
+        deny_memfd_exec: match raw.memfd_exec.as_deref().map(str::trim) {
+            None | Some("allow") => false,
+            Some("deny") => true,
+            Some(other) => {
+                errors.push("process.memfd_exec", other, "allow or deny");
+                false
+            }
+        },
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use collector_common::{
-    AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_PATH_UNRESOLVED,
+    AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_MEMFD_EXEC, RULE_PATH_UNRESOLVED,
     file::FileOp,
     mount::MountOp,
     net::{IPPROTO_TCP, IPPROTO_UDP, NetOp},
@@ -343,11 +343,13 @@ fn rule_attributes(a: &mut Attributes, module: &ModulePolicy, h: &Header) {
         return;
     }
     match module.rules.get(h.rule_id) {
-        _ if h.rule_id == RULE_PATH_UNRESOLVED => {
-            a.push((
-                attr::SECURITY_RULE_NAME,
-                semconv::rule::PATH_UNRESOLVED.into(),
-            ));
+        _ if h.rule_id == RULE_PATH_UNRESOLVED || h.rule_id == RULE_MEMFD_EXEC => {
+            let name = if h.rule_id == RULE_MEMFD_EXEC {
+                semconv::rule::MEMFD_EXEC
+            } else {
+                semconv::rule::PATH_UNRESOLVED
+            };
+            a.push((attr::SECURITY_RULE_NAME, name.into()));
             a.push((attr::SECURITY_RULE_RULESET_NAME, module.name.into()));
         }
         Some(rule) => {

@@ -19,8 +19,9 @@ use std::collections::HashMap;
 
 use collector_common::{
     FLAG_FILE_IDENTITIES, FLAG_FILE_IDENTITY_FIRST, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND,
-    FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, MODE_BLOCK, MODE_MONITOR,
-    ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
+    FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, FLAG_PROCESS_DENY_MEMFD_EXEC,
+    MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER,
+    TARGET_HOST,
 };
 
 use crate::config::{
@@ -221,6 +222,9 @@ fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
         with_resolved(&allow_paths, host),
     );
     process.paths = PathRules::build(&as_ids(&deny_all), &as_ids(&allow_all));
+    if p.deny_memfd_exec {
+        process.config.flags |= FLAG_PROCESS_DENY_MEMFD_EXEC;
+    }
     process.names = NameRules::build(&deny_names, &allow_names);
     process
 }

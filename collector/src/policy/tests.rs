@@ -34,6 +34,7 @@ fn compile(policy: ListPolicy, allow: &[&str], deny: &[&str]) -> Policy {
         settings: settings(policy),
         allow: execs(allow),
         deny: execs(deny),
+        deny_memfd_exec: false,
     };
     config.mount = MountConfig {
         settings: settings(policy),

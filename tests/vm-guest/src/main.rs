@@ -73,6 +73,37 @@ fn main() -> ExitCode {
                 eprintln!("execveat: {}", std::io::Error::last_os_error());
                 return ExitCode::FAILURE;
             }
+            // A workload for the exec rows: PROGRAM copied into a memfd
+            // named `tool` and run from there (execveat with
+            // AT_EMPTY_PATH) with ARGS; on refusal, the error on stderr
+            // and exit 1.
+            "--memfd-exec" => {
+                let argv: Vec<std::ffi::CString> = args
+                    .map(|a| std::ffi::CString::new(a).expect("no NUL in arguments"))
+                    .collect();
+                let program = argv.first().expect("--memfd-exec needs PROGRAM");
+                let bytes = std::fs::read(program.to_str().unwrap()).expect("read PROGRAM");
+                let fd = unsafe { libc::memfd_create(c"tool".as_ptr(), 0) };
+                assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+                let mut memfd =
+                    unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                std::io::Write::write_all(&mut memfd, &bytes).expect("fill the memfd");
+                let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                let env: [*const libc::c_char; 1] = [std::ptr::null()];
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        c"".as_ptr(),
+                        ptrs.as_ptr(),
+                        env.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                };
+                eprintln!("execveat: {}", std::io::Error::last_os_error());
+                return ExitCode::FAILURE;
+            }
             // A workload for the exec rows: execveat(2) of PROGRAM in DIR,
             // DIR opened one component at a time (so it may be longer
             // than PATH_MAX), with ARGS; on refusal, the error on stderr

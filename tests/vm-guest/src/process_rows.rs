@@ -140,6 +140,22 @@ fn ops() -> Vec<Op> {
             attributes: vec![(attr::SECURITY_RULE_NAME, json!(TOOLS))],
             action: exec(&format!("{} deep-test", deep_tool())),
         },
+        // A program run from a memfd, under `process.memfd_exec: deny`.
+        Op {
+            row: "process.exec.memfd",
+            event: event::PROCESS_EXEC,
+            key: attr::PROCESS_EXECUTABLE_PATH,
+            value: "/memfd:tool".into(),
+            attributes: vec![(attr::SECURITY_RULE_NAME, json!(semconv::rule::MEMFD_EXEC))],
+            action: Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec![
+                    "--memfd-exec".into(),
+                    LINKED_REAL.into(),
+                    "memfd-test".into(),
+                ],
+            ),
+        },
         // A rule written through a linked directory holds for the file it
         // leads to, run by its real path.
         Op {
@@ -208,7 +224,7 @@ fn untouched() -> Vec<Untouched> {
 
 fn config(mode: &str, tier: &str, policy: &str, allow: &str) -> String {
     format!(
-        "process:\n  enable: true\n  mode: {mode}\n  policy: {policy}\n  allow: [{allow}]\n  \
+        "process:\n  enable: true\n  mode: {mode}\n  policy: {policy}\n  memfd_exec: deny\n  allow: [{allow}]\n  \
          deny: [uname, {TOOLS}, {LINKED_RULE}]\nfiles:\n  enable: false\nkernel:\n  tier: {tier}\n"
     )
 }
