@@ -3,7 +3,8 @@
 //! safeguard judges connect and bind.
 //!
 //! Which hook sees what: `socket_connect` and `socket_sendmsg` (with a
-//! destination) the peer a task wants; `socket_recvmsg` and
+//! destination) the peer a task wants, `socket_sendmsg` without one the
+//! peer of a connected socket (connected before the rule, perhaps); `socket_recvmsg` and
 //! `socket_getpeername` the peer of a connected socket; `socket_bind` the
 //! local address; `inet_conn_request` the source of an inbound TCP SYN,
 //! which is dropped when denied (the client sees no answer);
@@ -272,7 +273,22 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     let socket: *const u8 = ctx.arg(0);
     let name = kernel::msghdr_name(ctx.arg(1));
     if name.is_null() {
-        return 0; // a connected socket: judged at connect
+        // No destination: a connected socket's peer. It was judged at
+        // connect, but perhaps before the rule (or the agent) was there.
+        let family = kernel::socket_family(socket);
+        if family != AF_INET && family != AF_INET6 {
+            return 0; // Unix sockets and the like: outside the policy
+        }
+        let Some((peer, context)) = connected_peer(socket) else {
+            return 0;
+        };
+        return lsm_return(judge(
+            Hook::LsmSocketSendmsg,
+            NetOp::Send,
+            &peer,
+            move || context,
+            true,
+        ));
     }
     let Some(peer) = sockaddr(name, || kernel::socket_family(socket) == AF_INET) else {
         return 0;

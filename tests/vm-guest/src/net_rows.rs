@@ -1,5 +1,6 @@
 //! Network rows: connect (IPv4, IPv6, and IPv4 spelled as IPv4-mapped
-//! IPv6), send with a destination, receive
+//! IPv6), send with a destination and on a socket connected before the
+//! rule, receive
 //! and getpeername on a socket connected to a denied peer, bind to a denied
 //! address, and an inbound connection from a denied source. Real TCP and
 //! UDP sockets on loopback inside the VM.
@@ -21,9 +22,10 @@ use crate::{
 };
 
 /// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1, and
-/// 127.0.0.4 and 127.0.0.5 (peers of one row each: a row's event is told
+/// 127.0.0.4 to 127.0.0.6 (peers of one row each: a row's event is told
 /// apart by its address).
-const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32]";
+const CONFIG_CIDRS: &str =
+    "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32, 127.0.0.6/32]";
 
 /// `sendto` on a UDP socket with `sin_family = AF_UNSPEC`: the kernel sends
 /// to `sin_addr` all the same.
@@ -87,6 +89,10 @@ struct Fixture {
     /// 127.0.0.3 (denied) before the agent starts.
     datagram_server: Option<UdpSocket>,
     datagram_sender: Option<UdpSocket>,
+    /// A UDP socket connected to 127.0.0.6 (denied) before the agent
+    /// starts, and its peer.
+    connected_udp: Option<UdpSocket>,
+    connected_udp_peer: Option<UdpSocket>,
 }
 
 fn fixture() -> &'static Mutex<Fixture> {
@@ -122,6 +128,11 @@ fn setup() -> Result<(), String> {
         .map_err(e)?;
     f.datagram_server = Some(server);
     f.datagram_sender = Some(UdpSocket::bind("127.0.0.3:0").map_err(e)?);
+    let peer = UdpSocket::bind("127.0.0.6:0").map_err(e)?;
+    let sender = UdpSocket::bind("127.0.0.1:0").map_err(e)?;
+    sender.connect(peer.local_addr().map_err(e)?).map_err(e)?;
+    f.connected_udp = Some(sender);
+    f.connected_udp_peer = Some(peer);
     // Ping sockets for every group (the default allows none).
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").map_err(e)?;
     Ok(())
@@ -218,6 +229,21 @@ fn ops() -> Vec<Op> {
                 let to = f.denied_udp.as_ref().unwrap().local_addr().unwrap();
                 let s = UdpSocket::bind("127.0.0.1:0").map_err(errno)?;
                 s.send_to(b"x", to).map(drop).map_err(errno)
+            }),
+        ),
+        // A socket connected before the rule (here: before the agent
+        // started) sends without naming a destination: judged on its peer.
+        peer(
+            "network.send.connected",
+            event::NETWORK_SEND,
+            "127.0.0.6",
+            call(|f| {
+                f.connected_udp
+                    .as_ref()
+                    .unwrap()
+                    .send(b"x")
+                    .map(drop)
+                    .map_err(errno)
             }),
         ),
         peer(
