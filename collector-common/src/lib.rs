@@ -129,6 +129,7 @@ hooks! {
     LsmPathMkdir = 35 => "lsm/path_mkdir", true;
     LsmPathMknod = 36 => "lsm/path_mknod", true;
     LsmFileReceive = 37 => "lsm/file_receive", true;
+    LsmSocketCreate = 38 => "lsm/socket_create", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.
@@ -257,6 +258,9 @@ pub const RULE_PATH_UNRESOLVED: u32 = u32::MAX;
 /// (`process.memfd_exec: deny`), reported as
 /// `semconv::rule::MEMFD_EXEC`.
 pub const RULE_MEMFD_EXEC: u32 = u32::MAX - 2;
+/// Rule id of a refused raw or packet socket (`network.raw: deny`),
+/// reported as `semconv::rule::RAW_SOCKET`.
+pub const RULE_RAW_SOCKET: u32 = u32::MAX - 3;
 
 const _: () = {
     use core::mem::{offset_of, size_of};

@@ -18,6 +18,10 @@ pub enum NetOp {
     Bind = 4,
     /// An inbound TCP connection request (SYN): the peer is the source.
     Accept = 5,
+    /// A raw or packet socket made: no addresses; `family` is the
+    /// socket's (also `AF_PACKET`), `protocol` the low byte of its
+    /// protocol, `local_port` its type, `peer_port` its whole protocol.
+    Socket = 6,
 }
 
 impl NetOp {
@@ -29,6 +33,7 @@ impl NetOp {
             3 => Some(Self::Getpeername),
             4 => Some(Self::Bind),
             5 => Some(Self::Accept),
+            6 => Some(Self::Socket),
             _ => None,
         }
     }
@@ -40,6 +45,9 @@ impl NetOp {
 pub const AF_UNSPEC: u16 = 0;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
+pub const AF_PACKET: u16 = 17;
+pub const SOCK_DGRAM: u16 = 2;
+pub const SOCK_RAW: u16 = 3;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 

@@ -86,6 +86,9 @@ pub const FLAG_FILE_IOCTL: u8 = 2;
 /// `ModuleConfig::flags` of the process module: refuse the exec of a file
 /// no directory names (`i_nlink == 0`: a memfd, or a deleted file).
 pub const FLAG_PROCESS_DENY_MEMFD_EXEC: u8 = 2;
+/// `ModuleConfig::flags` of the network module: refuse raw and packet
+/// sockets (`network.raw: deny`).
+pub const FLAG_NET_DENY_RAW: u8 = 2;
 /// `ModuleConfig::flags` of the network module: the configuration has an
 /// allow list of commands, UIDs or GIDs (only those may connect).
 pub const FLAG_NET_ALLOW_COMMAND: u8 = 4;

@@ -249,6 +249,12 @@ pub const ROWS: &[RowSpec] = &[
         Hook::LsmSockRcvSkb,
         AuditTier::None,
     ),
+    lsm(
+        "network.raw",
+        Module::Network,
+        Hook::LsmSocketCreate,
+        AuditTier::None,
+    ),
 ];
 
 const _: () = {

@@ -18,8 +18,9 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use collector_common::{
-    EventKind, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, PathRule,
-    net::{AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_UDP, NetEvent, NetOp},
+    EventKind, FLAG_NET_DENY_RAW, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, PathRule,
+    RULE_RAW_SOCKET,
+    net::{AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, IPPROTO_UDP, NetEvent, NetOp, SOCK_RAW},
     net_denial,
 };
 
@@ -424,4 +425,45 @@ pub fn socket_sock_rcv_skb(ctx: LsmContext) -> i32 {
         move || context,
         true,
     ))
+}
+
+/// A raw or packet socket sends and receives below every address rule
+/// (its own headers, or whole frames), so making one is reported, and
+/// refused under `network.raw: deny`. Sockets the kernel makes for
+/// itself are left alone.
+#[lsm(hook = "socket_create")]
+pub fn socket_create(ctx: LsmContext) -> i32 {
+    // (int family, int type, int protocol, int kern)
+    earlier_denial!(ctx, 4);
+    let family = ctx.arg::<u32>(0) as u16;
+    // The type's low bits; SOCK_NONBLOCK and SOCK_CLOEXEC are flags above.
+    let kind = (ctx.arg::<u32>(1) & 0xf) as u16;
+    let protocol: u32 = ctx.arg(2);
+    let kern: u32 = ctx.arg(3);
+    let raw =
+        (kind == SOCK_RAW && (family == AF_INET || family == AF_INET6)) || family == AF_PACKET;
+    if kern != 0 || !raw {
+        return 0;
+    }
+    let Some(config) = record::active_module(Module::Network) else {
+        return 0;
+    };
+    let denial = (config.flags & FLAG_NET_DENY_RAW != 0).then_some(RULE_RAW_SOCKET);
+    let verdict = record::verdict(config, denial, true).unwrap_or(Verdict::AUDIT);
+    let mut ev = NetEvent {
+        header: record::header(EventKind::Net, Hook::LsmSocketCreate, config.mode, &verdict),
+        op: NetOp::Socket as u8,
+        protocol: protocol as u8,
+        family,
+        local_port: kind,
+        peer_port: protocol as u16,
+        ..Default::default()
+    };
+    kernel::current_process(&mut ev.process);
+    record::submit(
+        Hook::LsmSocketCreate,
+        (&ev as *const NetEvent).cast(),
+        size_of::<NetEvent>(),
+    );
+    verdict.lsm_return()
 }

@@ -124,6 +124,15 @@ names! {
         PROCESS_BLOCKED_OPERATIONS = "safeguard.process.blocked_operations";
         /// A mount's source (device or path, as given).
         MOUNT_SOURCE = "safeguard.mount.source";
+        /// The address family of a socket made: `inet`, `inet6` or
+        /// `packet`.
+        NETWORK_SOCKET_FAMILY = "safeguard.network.socket.family";
+        /// The type of a socket made: `raw` or `dgram` (a packet socket's
+        /// cooked mode).
+        NETWORK_SOCKET_TYPE = "safeguard.network.socket.type";
+        /// The protocol number a socket was made with (for a packet
+        /// socket, the EtherType in network order).
+        NETWORK_SOCKET_PROTOCOL = "safeguard.network.socket.protocol";
         /// Where a mount is (or is moved) to.
         MOUNT_TARGET = "safeguard.mount.target";
         /// The filesystem type of a mount.

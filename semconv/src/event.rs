@@ -52,4 +52,7 @@ names! {
     NETWORK_BIND = "safeguard.network.bind";
     /// An inbound connection from a denied source.
     NETWORK_ACCEPT = "safeguard.network.accept";
+    /// A raw or packet socket made (`network.raw`), refused or not: such a
+    /// socket sends and receives below every address rule.
+    NETWORK_SOCKET = "safeguard.network.socket";
 }

@@ -96,6 +96,8 @@ pub mod rule {
         /// An exec of a file no directory names (a memfd, a deleted
         /// file), under `process.memfd_exec: deny`.
         MEMFD_EXEC = "process.memfd_exec";
+        /// A raw or packet socket, under `network.raw: deny`.
+        RAW_SOCKET = "network.raw";
     }
 }
 

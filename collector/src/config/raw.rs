@@ -142,6 +142,8 @@ pub struct RawNetwork {
     /// (`IP` or `IP:port`); empty: the system's (/etc/resolv.conf).
     #[serde(deserialize_with = "nullable")]
     pub nameservers: Vec<String>,
+    /// safeguard addition: `allow` or `deny` raw and packet sockets.
+    pub raw: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

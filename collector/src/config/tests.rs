@@ -475,3 +475,12 @@ fn docs_configuration_is_the_embedded_reference() {
         path.display()
     );
 }
+
+#[test]
+fn network_raw_is_allow_or_deny() {
+    let e = one_error(load_with(Some("network:\n  raw: maybe\n"), &[]));
+    assert_eq!(e, r#"network.raw: "maybe" is not valid: allow or deny"#);
+    let c = load_with(Some("network:\n  raw: deny\n"), &[]).unwrap();
+    assert!(c.network.deny_raw);
+    assert!(!load_with(None, &[]).unwrap().network.deny_raw);
+}

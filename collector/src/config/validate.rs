@@ -149,6 +149,8 @@ pub struct NetworkConfig {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// cgroup v2 directory for the audit tier; `None`: the v2 root.
     pub cgroup: Option<PathBuf>,
+    /// `network.raw: deny`: refuse raw and packet sockets.
+    pub deny_raw: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,14 +456,7 @@ fn process(errors: &mut Errors, raw: &RawProcess, global_policy: ListPolicy) -> 
         ),
         allow: list(errors, "process.allow", &raw.allow, exec_rule),
         deny: list(errors, "process.deny", &raw.deny, exec_rule),
-        deny_memfd_exec: match raw.memfd_exec.as_deref().map(str::trim) {
-            None | Some("allow") => false,
-            Some("deny") => true,
-            Some(other) => {
-                errors.push("process.memfd_exec", other, "allow or deny");
-                false
-            }
-        },
+        deny_memfd_exec: denies(errors, "process.memfd_exec", raw.memfd_exec.as_deref()),
     }
 }
 
@@ -524,6 +519,19 @@ fn network(errors: &mut Errors, raw: &RawNetwork, global_policy: ListPolicy) -> 
         domain_deny: list(errors, "network.domain.deny", &raw.domain.deny, domain),
         nameservers: list(errors, "network.nameservers", &raw.nameservers, nameserver),
         cgroup,
+        deny_raw: denies(errors, "network.raw", raw.raw.as_deref()),
+    }
+}
+
+/// A switch of `allow` (the default) or `deny`: whether it denies.
+fn denies(errors: &mut Errors, key: &str, value: Option<&str>) -> bool {
+    match value.map(str::trim) {
+        None | Some("allow") => false,
+        Some("deny") => true,
+        Some(other) => {
+            errors.push(key, other, "allow or deny");
+            false
+        }
     }
 }
 

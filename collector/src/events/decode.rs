@@ -126,6 +126,9 @@ pub struct Net {
     pub protocol: u8,
     pub local: std::net::SocketAddr,
     pub peer: std::net::SocketAddr,
+    /// A socket made ([`NetOp::Socket`], whose addresses are unspecified):
+    /// its `(family, type, protocol)`.
+    pub socket: Option<(u16, u16, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +349,18 @@ fn net(bytes: &[u8]) -> Result<Net, DecodeError> {
             }),
         }
     };
+    if op == NetOp::Socket {
+        let none = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        return Ok(Net {
+            header: header(&raw.header)?,
+            process: process(&raw.process),
+            op,
+            protocol: raw.protocol,
+            local: none,
+            peer: none,
+            socket: Some((raw.family, raw.local_port, raw.peer_port)),
+        });
+    }
     Ok(Net {
         header: header(&raw.header)?,
         process: process(&raw.process),
@@ -353,6 +368,7 @@ fn net(bytes: &[u8]) -> Result<Net, DecodeError> {
         protocol: raw.protocol,
         local: SocketAddr::new(ip(raw.local_addr)?, raw.local_port),
         peer: SocketAddr::new(ip(raw.peer_addr)?, raw.peer_port),
+        socket: None,
     })
 }
 
@@ -394,6 +410,32 @@ mod tests {
             cgroup_id: 77,
             comm,
         }
+    }
+
+    #[test]
+    fn a_socket_made_has_its_family_type_and_protocol_and_no_addresses() {
+        let ev = NetEvent {
+            header: head(EventKind::Net, Hook::LsmSocketCreate),
+            process: proc_info(),
+            op: NetOp::Socket as u8,
+            protocol: 0x03,
+            family: collector_common::net::AF_PACKET,
+            local_port: collector_common::net::SOCK_RAW,
+            peer_port: 0x0300,
+            ..Default::default()
+        };
+        let Ok(Event::Net(net)) = decode(&as_bytes(&ev)) else {
+            panic!("not a network event");
+        };
+        assert_eq!(net.op, NetOp::Socket);
+        assert_eq!(net.socket, Some((17, 3, 0x0300)));
+        assert!(net.peer.ip().is_unspecified() && net.local.ip().is_unspecified());
+        // Another operation with a family that has no addresses is malformed.
+        let bad = NetEvent {
+            op: NetOp::Connect as u8,
+            ..ev
+        };
+        assert!(decode(&as_bytes(&bad)).is_err());
     }
 
     fn file_record(op: FileOp, path: &[u8], path2: &[u8], path_len: u16) -> Vec<u8> {

@@ -10,9 +10,10 @@ use std::{
 
 use collector_common::{
     AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_MEMFD_EXEC, RULE_PATH_UNRESOLVED,
+    RULE_RAW_SOCKET,
     file::FileOp,
     mount::MountOp,
-    net::{IPPROTO_TCP, IPPROTO_UDP, NetOp},
+    net::{AF_INET, AF_INET6, AF_PACKET, IPPROTO_TCP, IPPROTO_UDP, NetOp, SOCK_RAW},
 };
 use semconv::{attr, event};
 
@@ -237,6 +238,20 @@ impl Enricher {
 
     fn net(&self, e: Net) -> Enriched {
         let mut a = self.common(&e.header, e.process, semconv::module::NETWORK);
+        if let Some((family, kind, protocol)) = e.socket {
+            let family = match family {
+                AF_INET => "inet",
+                AF_INET6 => "inet6",
+                AF_PACKET => "packet",
+                _ => "other",
+            };
+            let kind = if kind == SOCK_RAW { "raw" } else { "dgram" };
+            a.push((attr::NETWORK_SOCKET_FAMILY, family.into()));
+            a.push((attr::NETWORK_SOCKET_TYPE, kind.into()));
+            a.push((attr::NETWORK_SOCKET_PROTOCOL, u32::from(protocol).into()));
+            rule_attributes(&mut a, &self.policy().network, &e.header);
+            return self.record(event::NETWORK_SOCKET, &e.header, a);
+        }
         match e.protocol {
             IPPROTO_TCP => a.push((attr::NETWORK_TRANSPORT, semconv::net::TCP.into())),
             IPPROTO_UDP => a.push((attr::NETWORK_TRANSPORT, semconv::net::UDP.into())),
@@ -268,6 +283,7 @@ impl Enricher {
             NetOp::Receive => (event::NETWORK_RECEIVE, semconv::net::RECEIVE),
             NetOp::Getpeername => (event::NETWORK_GETPEERNAME, semconv::net::RECEIVE),
             NetOp::Accept => (event::NETWORK_ACCEPT, semconv::net::RECEIVE),
+            NetOp::Socket => unreachable!("a socket made has no peer: handled above"),
         };
         a.push((attr::NETWORK_IO_DIRECTION, direction.into()));
         rule_attributes(&mut a, &self.policy().network, &e.header);
@@ -343,11 +359,11 @@ fn rule_attributes(a: &mut Attributes, module: &ModulePolicy, h: &Header) {
         return;
     }
     match module.rules.get(h.rule_id) {
-        _ if h.rule_id == RULE_PATH_UNRESOLVED || h.rule_id == RULE_MEMFD_EXEC => {
-            let name = if h.rule_id == RULE_MEMFD_EXEC {
-                semconv::rule::MEMFD_EXEC
-            } else {
-                semconv::rule::PATH_UNRESOLVED
+        _ if [RULE_PATH_UNRESOLVED, RULE_MEMFD_EXEC, RULE_RAW_SOCKET].contains(&h.rule_id) => {
+            let name = match h.rule_id {
+                RULE_MEMFD_EXEC => semconv::rule::MEMFD_EXEC,
+                RULE_RAW_SOCKET => semconv::rule::RAW_SOCKET,
+                _ => semconv::rule::PATH_UNRESOLVED,
             };
             a.push((attr::SECURITY_RULE_NAME, name.into()));
             a.push((attr::SECURITY_RULE_RULESET_NAME, module.name.into()));

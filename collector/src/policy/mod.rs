@@ -19,9 +19,9 @@ use std::collections::HashMap;
 
 use collector_common::{
     FLAG_FILE_IDENTITIES, FLAG_FILE_IDENTITY_FIRST, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND,
-    FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_WHO_RULES, FLAG_PROCESS_DENY_MEMFD_EXEC,
-    MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER,
-    TARGET_HOST,
+    FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_DENY_RAW, FLAG_NET_WHO_RULES,
+    FLAG_PROCESS_DENY_MEMFD_EXEC, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST,
+    POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{
@@ -289,7 +289,7 @@ fn network(
     }
     let mut net = NetRules::default();
     net.add_cidrs(&cidrs);
-    let mut flags = 0;
+    let mut flags = if n.deny_raw { FLAG_NET_DENY_RAW } else { 0 };
     for (ruleset, list, deny, flag) in [
         ("network.command.deny", &n.command_deny, true, 0),
         (

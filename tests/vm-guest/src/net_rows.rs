@@ -68,6 +68,31 @@ fn ping(to: &str) -> Result<(), i32> {
     s.send_to(&echo, &to.into()).map(drop).map_err(errno)
 }
 
+/// Makes a socket of `family` and `kind` and closes it.
+fn make_socket(family: i32, kind: i32, protocol: i32) -> Result<(), i32> {
+    // SAFETY: a plain syscall; the descriptor is closed at once.
+    let fd = unsafe { libc::socket(family, kind, protocol) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+    }
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn raw_socket(row: &'static str, family: &str, action: Action) -> Op {
+    Op {
+        row,
+        event: event::NETWORK_SOCKET,
+        key: attr::NETWORK_SOCKET_FAMILY,
+        value: family.into(),
+        attributes: vec![
+            (attr::SECURITY_RULE_NAME, json!(semconv::rule::RAW_SOCKET)),
+            (attr::NETWORK_SOCKET_TYPE, json!("raw")),
+        ],
+        action,
+    }
+}
+
 /// Sockets set up before the agent starts.
 #[derive(Default)]
 struct Fixture {
@@ -246,6 +271,25 @@ fn ops() -> Vec<Op> {
                     .map_err(errno)
             }),
         ),
+        // Raw and packet sockets send below every address rule.
+        raw_socket(
+            "network.raw.inet",
+            "inet",
+            Action::Call(Box::new(|| {
+                make_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
+            })),
+        ),
+        raw_socket(
+            "network.raw.packet",
+            "packet",
+            Action::Call(Box::new(|| {
+                make_socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from((libc::ETH_P_ALL as u16).to_be()),
+                )
+            })),
+        ),
         peer(
             "network.receive",
             event::NETWORK_RECEIVE,
@@ -335,7 +379,7 @@ fn untouched() -> Vec<Untouched> {
 
 fn config(mode: &str) -> String {
     format!(
-        "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: {mode}\n  cidr:\n    \
+        "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: {mode}\n  raw: deny\n  cidr:\n    \
          allow: [0.0.0.0/0, '::/0']\n    deny: {CONFIG_CIDRS}\nkernel:\n  tier: lsm\n"
     )
 }
