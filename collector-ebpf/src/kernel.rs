@@ -311,6 +311,28 @@ fn syscall_argv(_regs: *const u8) -> u64 {
     0
 }
 
+/// The current task's supplementary groups: `(struct group_info *, how
+/// many)`. The ids are read one by one ([`supplementary_gid`]).
+#[inline(always)]
+pub fn supplementary_groups() -> (*const u8, u32) {
+    let cred = read_ptr(current_task(), &TASK_CRED_OFFSET);
+    let info = read_ptr(cred, &CRED_GROUP_INFO_OFFSET);
+    (
+        info,
+        read::<i32>(info, &GROUP_INFO_NGROUPS_OFFSET).max(0) as u32,
+    )
+}
+
+/// The `i`th id of a `struct group_info *`; `None` when the read faults.
+#[inline(always)]
+pub fn supplementary_gid(info: *const u8, i: u32) -> Option<u32> {
+    if info.is_null() {
+        return None;
+    }
+    let at = unsafe { info.add(global(&GROUP_INFO_GID_OFFSET) + 4 * (i as usize & 0xffff)) };
+    unsafe { bpf_probe_read_kernel(at.cast::<u32>()) }.ok()
+}
+
 /// Whether `task` runs in a mount namespace other than the host's.
 #[inline(always)]
 fn in_container(task: *const u8) -> bool {

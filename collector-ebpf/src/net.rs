@@ -52,7 +52,7 @@ fn is_v4_mapped(addr: &[u8; 16]) -> bool {
 
 /// The network policy on `peer` for the current task.
 #[inline(always)]
-pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
+pub fn denial(config: &ModuleConfig, peer: &Peer, inbound: bool) -> Option<u32> {
     // A rule of zeros where nothing matches (the same answer as none): an
     // Option's empty payload can reach the verifier as a register never
     // written.
@@ -74,11 +74,14 @@ pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
         _ => return None,
     }
     .unwrap_or_default();
-    // Who is connecting matters only to a policy with rules about it.
+    // Who is connecting matters only to a policy with rules about it, and
+    // only where the current task is the one asking: an inbound packet is
+    // handled in whatever task the kernel was running (on loopback, the
+    // sender), which says nothing about the receiver.
     let mut command = PathRule::default();
     let mut uid = PathRule::default();
     let mut gid = PathRule::default();
-    if config.flags & FLAG_NET_WHO_RULES != 0 {
+    if config.flags & FLAG_NET_WHO_RULES != 0 && !inbound {
         let comm = bpf_get_current_comm().unwrap_or_default();
         let uid_gid = bpf_get_current_uid_gid();
         let ids = (uid_gid as u32, (uid_gid >> 32) as u32);
@@ -91,6 +94,9 @@ pub fn denial(config: &ModuleConfig, peer: &Peer) -> Option<u32> {
         gid = unsafe { net_gid_rules(config).get(&ids.1) }
             .copied()
             .unwrap_or_default();
+        if gid.deny_rule == 0 {
+            gid = supplementary_gid_rule(config.generation, gid);
+        }
     }
     net_denial(
         Some(&cidr),
@@ -117,7 +123,8 @@ pub fn judge(
     let config = record::active_module(Module::Network)?;
     // Port 0 is judged like any other: ICMP through ping sockets is sent
     // to port 0, and reaches the address all the same.
-    let verdict = record::verdict(config, denial(config, peer), enforcing)?;
+    let inbound = matches!(hook, Hook::LsmInetConnRequest | Hook::LsmSockRcvSkb);
+    let verdict = record::verdict(config, denial(config, peer, inbound), enforcing)?;
     let ctx = context();
     let mut ev = NetEvent {
         header: record::header(EventKind::Net, hook, config.mode, &verdict),
@@ -466,4 +473,70 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
         size_of::<NetEvent>(),
     );
     verdict.lsm_return()
+}
+
+/// State of a walk over the current task's supplementary groups, shared
+/// with its `bpf_loop` callback.
+#[repr(C)]
+struct Groups {
+    info: u64,
+    set: u64,
+    deny: u64,
+    allow: u64,
+}
+
+/// `primary` (the rule of the task's own GID) with the rules of its
+/// supplementary groups: a group's deny rule denies, a group's allow rule
+/// allows. Every group is looked at (`bpf_loop`, up to NGROUPS_MAX).
+#[inline(always)]
+fn supplementary_gid_rule(set: u8, primary: PathRule) -> PathRule {
+    let (info, count) = kernel::supplementary_groups();
+    if count == 0 {
+        return primary;
+    }
+    let mut groups = Groups {
+        info: info as u64,
+        set: u64::from(set),
+        deny: 0,
+        allow: u64::from(primary.allow_rule),
+    };
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            count.min(NGROUPS_MAX),
+            group_step as *mut core::ffi::c_void,
+            (&mut groups as *mut Groups).cast(),
+            0,
+        )
+    };
+    PathRule {
+        deny_rule: groups.deny as u32,
+        allow_rule: groups.allow as u32,
+    }
+}
+
+/// Most supplementary groups a task can have (`NGROUPS_MAX`).
+const NGROUPS_MAX: u32 = 65_536;
+
+/// One group: look its id up. Returns 1 to stop (a deny rule found).
+#[inline(never)]
+extern "C" fn group_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let groups = unsafe { &mut *(ctx as *mut Groups) };
+    let Some(gid) = kernel::supplementary_gid(groups.info as *const u8, index as u32) else {
+        return 1;
+    };
+    let map = if groups.set == 0 {
+        &crate::maps::NET_GID_RULES_0
+    } else {
+        &crate::maps::NET_GID_RULES_1
+    };
+    if let Some(rule) = unsafe { map.get(&gid) } {
+        if groups.allow == 0 {
+            groups.allow = u64::from(rule.allow_rule);
+        }
+        if rule.deny_rule != 0 {
+            groups.deny = u64::from(rule.deny_rule);
+            return 1;
+        }
+    }
+    0
 }

@@ -73,6 +73,27 @@ fn main() -> ExitCode {
                 eprintln!("execveat: {}", std::io::Error::last_os_error());
                 return ExitCode::FAILURE;
             }
+            // A workload for the network rows: with GID as its only
+            // supplementary group (its own GID unchanged), connect to ADDR
+            // over TCP; on refusal, the error on stderr and exit 1.
+            "--groups-connect" => {
+                let gid: libc::gid_t = args
+                    .next()
+                    .and_then(|g| g.parse().ok())
+                    .expect("--groups-connect needs GID ADDR");
+                let addr = args.next().expect("--groups-connect needs GID ADDR");
+                if unsafe { libc::setgroups(1, &gid) } != 0 {
+                    eprintln!("setgroups: {}", std::io::Error::last_os_error());
+                    return ExitCode::FAILURE;
+                }
+                return match std::net::TcpStream::connect(addr.as_str()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("connect {addr}: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             // A workload for the exec rows: PROGRAM copied into a memfd
             // named `tool` and run from there (execveat with
             // AT_EMPTY_PATH) with ARGS; on refusal, the error on stderr

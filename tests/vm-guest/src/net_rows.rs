@@ -68,6 +68,11 @@ fn ping(to: &str) -> Result<(), i32> {
     s.send_to(&echo, &to.into()).map(drop).map_err(errno)
 }
 
+/// A supplementary group the GID rules deny, and an allowed address such a
+/// task connects to.
+const DENIED_GROUP: &str = "4242";
+const GROUP_PEER: &str = "127.0.0.7:7777";
+
 /// Makes a socket of `family` and `kind` and closes it.
 fn make_socket(family: i32, kind: i32, protocol: i32) -> Result<(), i32> {
     // SAFETY: a plain syscall; the descriptor is closed at once.
@@ -118,6 +123,9 @@ struct Fixture {
     /// starts, and its peer.
     connected_udp: Option<UdpSocket>,
     connected_udp_peer: Option<UdpSocket>,
+    /// Listens on an allowed address, for a task whose supplementary group
+    /// is denied.
+    group_listener: Option<TcpListener>,
 }
 
 fn fixture() -> &'static Mutex<Fixture> {
@@ -158,6 +166,7 @@ fn setup() -> Result<(), String> {
     sender.connect(peer.local_addr().map_err(e)?).map_err(e)?;
     f.connected_udp = Some(sender);
     f.connected_udp_peer = Some(peer);
+    f.group_listener = Some(TcpListener::bind(GROUP_PEER).map_err(e)?);
     // Ping sockets for every group (the default allows none).
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").map_err(e)?;
     Ok(())
@@ -290,6 +299,25 @@ fn ops() -> Vec<Op> {
                 )
             })),
         ),
+        // GID rules hold for supplementary groups too.
+        Op {
+            row: "network.connect.supplementary-group",
+            event: event::NETWORK_CONNECT,
+            key: attr::NETWORK_PEER_ADDRESS,
+            value: "127.0.0.7".into(),
+            attributes: vec![
+                (attr::SECURITY_RULE_NAME, json!(DENIED_GROUP)),
+                (attr::SECURITY_RULE_RULESET_NAME, json!("network.gid.deny")),
+            ],
+            action: Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec![
+                    "--groups-connect".into(),
+                    DENIED_GROUP.into(),
+                    GROUP_PEER.into(),
+                ],
+            ),
+        },
         peer(
             "network.receive",
             event::NETWORK_RECEIVE,
@@ -380,7 +408,7 @@ fn untouched() -> Vec<Untouched> {
 fn config(mode: &str) -> String {
     format!(
         "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: {mode}\n  raw: deny\n  cidr:\n    \
-         allow: [0.0.0.0/0, '::/0']\n    deny: {CONFIG_CIDRS}\nkernel:\n  tier: lsm\n"
+         allow: [0.0.0.0/0, '::/0']\n    deny: {CONFIG_CIDRS}\n  gid:\n    deny: [{DENIED_GROUP}]\nkernel:\n  tier: lsm\n"
     )
 }
 
