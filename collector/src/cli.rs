@@ -1,6 +1,6 @@
 //! Command line.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -17,12 +17,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the policy into the kernel and report events until stopped
-    /// (SIGINT or SIGTERM).
+    /// (SIGINT, SIGTERM or `safeguard stop`).
     Run(RunArgs),
     /// Validate a configuration without loading anything; exit 0 if valid.
     Check(ConfigArgs),
     /// Ask the running agent how it is: tiers, rules, counters, exporter.
     Status(StatusArgs),
+    /// Stop the running agent over its status socket and wait until it has
+    /// exited.
+    ///
+    /// The agent stops as on SIGTERM: it detaches its programs, drains the
+    /// ring buffer, writes every event and delivers its spool (pinned
+    /// programs stay, kernel.pin). Needs root: the socket (status.socket)
+    /// is root's alone, and the agent follows only root's request. Exits 0
+    /// once the agent has exited; 1 when no agent answers, it refuses, or
+    /// it is still running after --timeout.
+    ///
+    /// Under systemd (Restart=always) the unit starts the agent again: to
+    /// keep it stopped, use `systemctl stop safeguard`.
+    Stop(StopArgs),
     /// Remove the programs and maps a stopped agent left pinned
     /// (kernel.pin): their enforcement ends, and events still waiting in
     /// the pinned ring buffer are discarded.
@@ -51,6 +64,18 @@ pub struct StatusArgs {
     /// Print the answer as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The configuration the agent runs with (for `status.socket`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Give up (exit 1) if the agent has not exited after this long (e.g.
+    /// 30s, 2m); it goes on stopping.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args),
         Command::Check(args) => commands::check(&args),
         Command::Status(args) => commands::status(&args),
+        Command::Stop(args) => commands::stop(&args),
         Command::Unpin(args) => commands::unpin(&args),
     }
 }

@@ -6,7 +6,12 @@
 
 use std::{
     fs,
-    os::fd::AsRawFd,
+    io::Read as _,
+    net::Shutdown,
+    os::{
+        fd::AsRawFd,
+        unix::{fs::PermissionsExt as _, net::UnixStream, process::CommandExt as _},
+    },
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -459,6 +464,143 @@ fn status_reports_the_running_agent() {
     let (ok, _, err) = status(&[]);
     assert!(!ok);
     assert!(err.contains("cannot reach the agent"), "{err}");
+}
+
+/// `safeguard stop` asks the agent over its status socket to stop: the
+/// agent says who asked and stops as on SIGTERM (every event written, the
+/// stop line, exit 0), and `stop` returns once it has exited. Before, a
+/// client that writes nothing (as `status` before requests) still gets the
+/// status; after, `stop` says there is no agent and fails.
+#[test]
+fn stop_over_the_status_socket_ends_the_agent_as_sigterm_does() {
+    require_root!();
+    let (_root, secret, _) = workload_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start(&dir, &config(secret.parent().unwrap(), "tracepoint"));
+    let config = agent.config_path();
+    let socket = dir.path().join("agent/status.sock");
+
+    let mut client = UnixStream::connect(&socket).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut body = String::new();
+    client.read_to_string(&mut body).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["pid"], agent.pid(), "{body}");
+    let status = Command::new(AGENT)
+        .args(["status", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let (pid, _) = cat(&secret);
+    let agent_pid = agent.pid();
+    let (events, log) = agent.stop_by_request(AGENT).unwrap();
+    let asked = log
+        .lines()
+        .find(|l| l.contains("stop requested over the status socket by pid "))
+        .unwrap_or_else(|| panic!("who asked is not said:\n{log}"));
+    assert!(asked.trim_end().ends_with(" uid 0"), "{asked}");
+    let mine: Vec<_> = events_for(&events, on(&secret))
+        .into_iter()
+        .filter(|e| e["process.pid"] == pid)
+        .collect();
+    assert_eq!(mine.len(), 1, "cat's open, written before exit:\n{log}");
+    assert!(
+        safeguard_test_support::stopped_counter(&log, "received").is_some(),
+        "no stop line:\n{log}"
+    );
+    assert!(!Path::new(&format!("/proc/{agent_pid}")).exists());
+    assert!(!socket.exists(), "the socket goes with the agent");
+
+    let again = Command::new(AGENT)
+        .args([
+            "stop",
+            "--config",
+            config.to_str().unwrap(),
+            "--timeout",
+            "5s",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach the agent"), "{err}");
+}
+
+/// Only root may stop the agent over its socket. Another user cannot open
+/// the socket at all (mode 0600 in a root-only directory); one that reaches
+/// it anyway (here it is opened to everyone) is told why not, the agent
+/// says so and goes on.
+#[test]
+fn stop_is_refused_to_a_process_that_is_not_root() {
+    require_root!();
+    let (_root, secret, _) = workload_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start(&dir, &config(secret.parent().unwrap(), "tracepoint"));
+    let socket = dir.path().join("agent/status.sock");
+    // python3 as nobody: connects, asks to stop, prints the answer.
+    let ask_as_nobody = || {
+        let child = Command::new("python3")
+            .args([
+                "-c",
+                "import socket, sys\n\
+                 s = socket.socket(socket.AF_UNIX)\n\
+                 s.connect(sys.argv[1])\n\
+                 s.sendall(b'stop\\n')\n\
+                 s.shutdown(socket.SHUT_WR)\n\
+                 sys.stdout.buffer.write(b''.join(iter(lambda: s.recv(4096), b'')))\n",
+                socket.to_str().unwrap(),
+            ])
+            .uid(65534)
+            .gid(65534)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        (pid, out)
+    };
+
+    let (_, out) = ask_as_nobody();
+    assert!(!out.status.success(), "nobody opened the socket");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PermissionError"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for (path, mode) in [
+        (dir.path(), 0o711),
+        (&dir.path().join("agent"), 0o711),
+        (&socket, 0o666),
+    ] {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let (pid, out) = ask_as_nobody();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["stopping"], false, "{reply}");
+    assert_eq!(reply["pid"], agent.pid(), "{reply}");
+    let why =
+        format!("stop refused: only root (uid 0) may stop the agent; pid {pid} uid 65534 asked");
+    assert_eq!(reply["error"], why.as_str(), "{reply}");
+    let log = agent.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains(&why)),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        Path::new(&format!("/proc/{}", agent.pid())).exists(),
+        "the agent goes on"
+    );
+    agent.stop().unwrap();
 }
 
 /// A process in a cgroup shaped like a Kubernetes container's (containerd,

@@ -3,7 +3,8 @@
 //! [`run`] is `safeguard run` once the command line is read. It starts the
 //! stages back to front ([`start`]): the outputs first, so that nothing the
 //! kernel reports has nowhere to go, the kernel programs last. It then
-//! serves ([`Agent::serve`]) until SIGINT or SIGTERM, reloading on SIGHUP,
+//! serves ([`Agent::serve`]) until SIGINT, SIGTERM or a stop request on the
+//! status socket (`safeguard stop`), reloading on SIGHUP,
 //! on a changed configuration file and on changed domain answers
 //! ([`reload`]), and stops the stages front to back ([`shutdown`]).
 
@@ -31,9 +32,10 @@ use crate::{
     config::{Config, Output},
     events::{self, enrich::Enricher},
     internal_events::Registry,
-    internal_events::{KernelDropsRead, KernelDropsUnreadable},
+    internal_events::{KernelDropsRead, KernelDropsUnreadable, StopRequested},
     kernel::{Kernel, KernelError, ReloadError},
     policy::Policy,
+    status,
     telemetry::{Pipeline, exporter::Exporter, metrics::Observed},
 };
 
@@ -55,7 +57,7 @@ pub struct Options {
     pub record: Option<PathBuf>,
 }
 
-/// Starts the agent, serves until a stop signal, and stops it.
+/// Starts the agent, serves until a stop signal or request, and stops it.
 pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let mut agent = start::start(config, &options).await?;
     agent.serve(&options.sources).await;
@@ -101,8 +103,10 @@ pub struct Agent<K> {
     pipeline: Pipeline,
     /// OTLP delivery and metrics; `None` with `otel.enable: false`.
     exporter: Option<Exporter>,
-    /// Answers `safeguard status`.
+    /// Answers `safeguard status` and `safeguard stop`.
     status: JoinHandle<()>,
+    /// Who asked over the status socket to stop, once someone has.
+    stop_requests: watch::Receiver<Option<status::Peer>>,
     /// The configuration and policy in force, and the domain watch.
     live: reload::Live,
     domains: reload::DomainWatch,
@@ -130,8 +134,9 @@ impl Signals {
 }
 
 impl<K: Programs> Agent<K> {
-    /// Runs until SIGINT or SIGTERM (or until the reader ends): events
-    /// through the pipeline, the pipeline's timer, reloads.
+    /// Runs until SIGINT, SIGTERM or a stop request on the status socket
+    /// (or until the reader ends): events through the pipeline, the
+    /// pipeline's timer, reloads.
     pub async fn serve(&mut self, sources: &ConfigArgs) {
         let mut watched = reload::ConfigFile::new(sources);
         // The pipeline's timer: often while a batch is open or the local
@@ -187,6 +192,13 @@ impl<K: Programs> Agent<K> {
                 }
                 _ = self.signals.interrupt.recv() => break,
                 _ = self.signals.terminate.recv() => break,
+                Ok(()) = self.stop_requests.changed() => {
+                    let by = *self.stop_requests.borrow_and_update();
+                    if let Some(by) = by {
+                        self.registry.emit(StopRequested { by: &by });
+                        break;
+                    }
+                }
             }
         }
     }
@@ -379,12 +391,49 @@ pub(crate) mod tests {
             ),
             exporter: None,
             status: tokio::spawn(std::future::pending()),
+            stop_requests: watch::channel(None).1,
             domains: reload::DomainWatch::start(&live, tokio::time::Instant::now()),
             rule_paths: reload::RulePathWatch::start(&live.policy),
             live,
             observed: Arc::default(),
             registry,
             signals: Signals::install().unwrap(),
+        }
+    }
+
+    /// `safeguard stop` ends the run loop as SIGTERM does; the shutdown
+    /// that follows is the same.
+    #[tokio::test]
+    async fn a_stop_request_on_the_status_socket_ends_the_run_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.log");
+        let mut agent = agent(
+            FakeKernel::default(),
+            &log,
+            mount_event("/mnt/queued-before-stop"),
+            mount_event("/mnt/drained-at-stop"),
+        );
+        let (stop, stop_requests) = watch::channel(None);
+        agent.stop_requests = stop_requests;
+        stop.send_replace(Some(status::Peer {
+            pid: Some(4242),
+            uid: 0,
+        }));
+        let sources = ConfigArgs {
+            config: Some(dir.path().join("none.yaml")),
+            overrides: Vec::new(),
+            mode: None,
+        };
+        tokio::time::timeout(Duration::from_secs(10), agent.serve(&sources))
+            .await
+            .expect("the run loop ends on a stop request");
+        shutdown::shutdown(agent).await;
+        let written = std::fs::read_to_string(&log).unwrap();
+        for target in ["/mnt/queued-before-stop", "/mnt/drained-at-stop"] {
+            assert!(
+                written.contains(target),
+                "{target} missing from:\n{written}"
+            );
         }
     }
 

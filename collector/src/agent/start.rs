@@ -65,13 +65,18 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         .unwrap_or_else(|e| e.into_inner())
         .location
         .clone();
-    let status = tokio::spawn(status_server.serve(Arc::new(status_source(
-        &config,
-        &observed,
-        &registry,
-        event_log.clone(),
-        exporter.as_ref(),
-    ))));
+    // A stop request waits here until the run loop takes it.
+    let (stop_tx, stop_requests) = watch::channel(None);
+    let status = tokio::spawn(status_server.serve(
+        Arc::new(status_source(
+            &config,
+            &observed,
+            &registry,
+            event_log.clone(),
+            exporter.as_ref(),
+        )),
+        stop_tx,
+    ));
 
     let pipeline = pipeline(&config, options, exporter.as_ref(), local, &registry);
 
@@ -111,6 +116,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         pipeline,
         exporter,
         status,
+        stop_requests,
         live,
         domains,
         rule_paths,

@@ -4,6 +4,7 @@
 mod check;
 mod run;
 mod status;
+mod stop;
 mod unpin;
 
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 pub use check::check;
 pub use run::run;
 pub use status::status;
+pub use stop::stop;
 pub use unpin::unpin;
 
 use crate::{

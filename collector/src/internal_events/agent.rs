@@ -1,5 +1,5 @@
 //! The agent as a whole: configuration reloads, the kernel's drop
-//! counters, and the summary said when it stops.
+//! counters, stop requests, and the summary said when it stops.
 
 use std::fmt::Display;
 
@@ -72,6 +72,35 @@ impl InternalEvent for KernelDropsUnreadable<'_> {
         let n = registry.add(Counter::KernelDropReadErrors, 1);
         if Throttle::DOUBLING.allows(n) {
             warn!("cannot read kernel drop counters: {}", self.error);
+        }
+    }
+}
+
+/// Root asked the agent to stop over the status socket (`safeguard
+/// stop`): it stops as on SIGTERM.
+pub struct StopRequested<'a> {
+    /// Who asked, as `pid N uid 0`.
+    pub by: &'a dyn Display,
+}
+
+impl InternalEvent for StopRequested<'_> {
+    fn emit(self, _: &Registry) {
+        info!("stop requested over the status socket by {}", self.by);
+    }
+}
+
+/// A stop request over the status socket was refused (not from root); the
+/// agent goes on.
+pub struct StopRefused<'a> {
+    /// Why, as the client is told.
+    pub why: &'a dyn Display,
+}
+
+impl InternalEvent for StopRefused<'_> {
+    fn emit(self, registry: &Registry) {
+        let n = registry.add(Counter::StopsRefused, 1);
+        if Throttle::DOUBLING.allows(n) {
+            warn!(refused = n, "{}", self.why);
         }
     }
 }

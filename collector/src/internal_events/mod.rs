@@ -17,7 +17,10 @@ mod registry;
 mod throttle;
 
 pub use self::{
-    agent::{AgentStopped, KernelDropsRead, KernelDropsUnreadable, ReloadApplied, ReloadRejected},
+    agent::{
+        AgentStopped, KernelDropsRead, KernelDropsUnreadable, ReloadApplied, ReloadRejected,
+        StopRefused, StopRequested,
+    },
     event_log::{EventLogWriteFailed, FallbackRecordsWritten, LogBatchUndecodable},
     export::{
         CollectorRecovered, CollectorUnavailable, ExportFailed, ExportPartial, ExportRejected,

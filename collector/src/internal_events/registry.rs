@@ -41,11 +41,13 @@ pub enum Counter {
     ReloadFailures,
     /// Reads of the kernel's drop counters that failed.
     KernelDropReadErrors,
+    /// Stop requests over the status socket refused (not from root).
+    StopsRefused,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::Received,
         Counter::Reported,
         Counter::QueueDrops,
@@ -57,6 +59,7 @@ impl Counter {
         Counter::Reloads,
         Counter::ReloadFailures,
         Counter::KernelDropReadErrors,
+        Counter::StopsRefused,
     ];
 }
 

@@ -246,3 +246,40 @@ fn readme_quotes_the_fall_back_messages_as_the_agent_prints_them() {
         assert!(quoted.is_some(), "README.md does not quote:\n{line}");
     }
 }
+
+/// The README quotes what the agent says when `safeguard stop` asks it to
+/// stop, and when someone other than root asks.
+#[test]
+fn readme_quotes_the_stop_request_messages() {
+    use crate::status::{Peer, refusal};
+
+    let r = Registry::default();
+    let root = Peer {
+        pid: Some(4242),
+        uid: 0,
+    };
+    let nobody = Peer {
+        pid: Some(4243),
+        uid: 65534,
+    };
+    let lines = said(|| {
+        r.emit(StopRequested { by: &root });
+        for _ in 0..3 {
+            r.emit(StopRefused {
+                why: &refusal(Some(nobody)),
+            });
+        }
+    });
+    assert_eq!(r.get(Counter::StopsRefused), 3);
+    assert_eq!(lines.len(), 3, "the 3rd refusal is not said: {lines:#?}");
+    assert_eq!(
+        lines[0],
+        "INFO stop requested over the status socket by pid 4242 uid 0"
+    );
+    for line in &lines {
+        let quoted = README
+            .lines()
+            .find(|l| (l.starts_with("WARN ") || l.starts_with("INFO ")) && line.starts_with(*l));
+        assert!(quoted.is_some(), "README.md does not quote:\n{line}");
+    }
+}

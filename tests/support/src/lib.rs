@@ -1,8 +1,8 @@
 //! Drives the real `safeguard` binary the way an operator or systemd does:
 //! start it with a configuration file, wait for its readiness notification
-//! (`NOTIFY_SOCKET`, as with `Type=notify`), stop it with SIGTERM, and read
-//! the events it wrote. Used by the host integration tests and inside the
-//! test VMs.
+//! (`NOTIFY_SOCKET`, as with `Type=notify`), stop it with SIGTERM or
+//! `safeguard stop`, and read the events it wrote. Used by the host
+//! integration tests and inside the test VMs.
 
 use std::{
     fs,
@@ -244,9 +244,42 @@ impl Agent {
 
     /// [`Agent::stop`], allowing `within` for the agent to drain and exit
     /// (a slow emulated machine with a backlog of events).
-    pub fn stop_within(mut self, within: Duration) -> Result<(Vec<Value>, String), String> {
+    pub fn stop_within(self, within: Duration) -> Result<(Vec<Value>, String), String> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.exit_within(within)
+    }
+
+    /// Stops the agent without a signal, as an operator must when it
+    /// refuses them (kernel.protect): `binary stop --config <its
+    /// configuration>`, which must succeed, after which the agent must
+    /// have exited 0. Returns the events it wrote and its log.
+    pub fn stop_by_request(self, binary: &str) -> Result<(Vec<Value>, String), String> {
+        let within = Duration::from_secs(30);
+        let out = Command::new(binary)
+            .arg("stop")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--timeout")
+            .arg(format!("{}s", within.as_secs()))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("spawn {binary} stop: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{binary} stop failed ({}): {}\nagent log: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            ));
+        }
+        // `stop` has seen the agent exit: collecting its status is quick.
+        self.exit_within(Duration::from_secs(5))
+    }
+
+    /// Waits up to `within` for the agent to exit, which must be with 0;
+    /// returns the events it wrote and its log.
+    fn exit_within(mut self, within: Duration) -> Result<(Vec<Value>, String), String> {
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {

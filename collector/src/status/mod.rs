@@ -1,20 +1,26 @@
-//! `safeguard status`: the running agent answers on a Unix socket that
-//! only root can open (mode 0600) with a JSON snapshot of itself; the
-//! `status` command prints it for people or, with `--json`, for scripts.
+//! The status socket: the running agent answers on a Unix socket that
+//! only root can open (mode 0600). `safeguard status` asks it for a JSON
+//! snapshot of the agent and prints it for people or, with `--json`, for
+//! scripts; `safeguard stop` asks the agent to stop.
+//!
+//! [`server`] is the agent's side (one request per connection, see
+//! [`Request`]), [`client`] the commands' side.
+
+mod client;
+mod server;
 
 use std::{
     collections::BTreeMap,
-    io::Read as _,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
     sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt as _;
 
+pub use self::{
+    client::{query, stop},
+    server::{Peer, Reply, Request, RequestError, Server, refusal},
+};
 use crate::{
     internal_events::{Counter, Registry},
     telemetry::{ExportState, metrics::Observed, spool::Spool},
@@ -154,78 +160,6 @@ impl Source {
     }
 }
 
-/// The listening socket; removed when dropped.
-pub struct Server {
-    listener: tokio::net::UnixListener,
-    path: PathBuf,
-}
-
-impl Server {
-    /// Binds `path` (mode 0600). A socket left by an agent that died is
-    /// replaced; one that answers means another agent runs: an error.
-    pub fn bind(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("status socket: cannot create {}", dir.display()))?;
-        }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                anyhow::bail!(
-                    "another safeguard agent is running: its status socket {} answers",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path).with_context(|| {
-                format!("status socket: cannot remove the stale {}", path.display())
-            })?;
-        }
-        let listener = tokio::net::UnixListener::bind(path)
-            .with_context(|| format!("status socket: cannot listen on {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("status socket: cannot restrict {}", path.display()))?;
-        Ok(Self {
-            listener,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Answers every connection with one snapshot, until dropped.
-    pub async fn serve(self, source: Arc<Source>) {
-        loop {
-            let Ok((mut stream, _)) = self.listener.accept().await else {
-                continue;
-            };
-            let body = serde_json::to_vec(&source.snapshot()).unwrap_or_default();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&body)).await;
-            });
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Asks the agent listening on `path`.
-pub fn query(path: &Path) -> anyhow::Result<Snapshot> {
-    let mut stream = std::os::unix::net::UnixStream::connect(path).with_context(|| {
-        format!(
-            "cannot reach the agent at {} (is it running? status needs root)",
-            path.display()
-        )
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut body = Vec::new();
-    stream
-        .read_to_end(&mut body)
-        .with_context(|| format!("reading from {}", path.display()))?;
-    serde_json::from_slice(&body)
-        .with_context(|| format!("the answer from {} is not a status", path.display()))
-}
-
 /// The snapshot for people.
 pub fn render(s: &Snapshot) -> String {
     use std::fmt::Write as _;
@@ -288,10 +222,16 @@ pub fn render(s: &Snapshot) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::{os::unix::fs::PermissionsExt as _, path::Path};
+
+    use tokio::sync::watch;
+
     use super::*;
 
-    fn source(dir: &Path) -> Source {
+    /// A source with counters, drops and an exporter falling back, its
+    /// spool under `dir`.
+    pub(crate) fn source(dir: &Path) -> Source {
         use collector_common::{DropReason, Hook};
 
         use crate::internal_events::{
@@ -343,7 +283,8 @@ mod tests {
         let server = Server::bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let task = tokio::spawn(server.serve(Arc::new(source(dir.path()))));
+        let (stop, _) = watch::channel(None);
+        let task = tokio::spawn(server.serve(Arc::new(source(dir.path())), stop));
         let p = path.clone();
         let s = tokio::task::spawn_blocking(move || query(&p))
             .await
