@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod file;
+pub mod guard;
 pub mod mount;
 pub mod names;
 pub mod net;
@@ -42,6 +43,8 @@ pub enum EventKind {
     Mount = 5,
     /// [`net::NetEvent`].
     Net = 6,
+    /// [`guard::TamperEvent`].
+    Tamper = 7,
 }
 
 impl EventKind {
@@ -53,6 +56,7 @@ impl EventKind {
             4 => Some(Self::Exit),
             5 => Some(Self::Mount),
             6 => Some(Self::Net),
+            7 => Some(Self::Tamper),
             _ => None,
         }
     }
@@ -130,6 +134,15 @@ hooks! {
     LsmPathMknod = 36 => "lsm/path_mknod", true;
     LsmFileReceive = 37 => "lsm/file_receive", true;
     LsmSocketCreate = 38 => "lsm/socket_create", true;
+    LsmTaskKill = 39 => "lsm/task_kill", true;
+    LsmFileSendSigiotask = 40 => "lsm/file_send_sigiotask", true;
+    LsmTaskSetrlimit = 41 => "lsm/task_setrlimit", true;
+    LsmPtraceAccessCheck = 42 => "lsm/ptrace_access_check", true;
+    LsmBpfMap = 43 => "lsm/bpf_map", true;
+    LsmBpfProg = 44 => "lsm/bpf_prog", true;
+    LsmInodeUnlink = 45 => "lsm/inode_unlink", true;
+    LsmInodeRmdir = 46 => "lsm/inode_rmdir", true;
+    LsmInodeRename = 47 => "lsm/inode_rename", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

@@ -38,6 +38,12 @@ pub mod maps {
     /// Processes, hooks and rules `SAMPLING` follows at once (least
     /// recently used go first).
     pub const SAMPLING_MAX: u32 = 65_536;
+    /// `kernel.protect`: whom the guard protects (`guard::AgentGuard`).
+    pub const AGENT_GUARD: &str = "AGENT_GUARD";
+    /// `kernel.protect`: the agent's maps and programs (`guard::ObjectKey`).
+    pub const AGENT_OBJECTS: &str = "AGENT_OBJECTS";
+    /// `kernel.protect`: the directories of the agent's pins (`InodeKey`).
+    pub const AGENT_DIRS: &str = "AGENT_DIRS";
 }
 
 /// Other read-only globals the agent sets before load.
@@ -122,6 +128,9 @@ pub mod offsets {
                 FILES_FDT_OFFSET: files_struct.fdt,
                 FDTABLE_MAX_FDS_OFFSET: fdtable.max_fds,
                 FDTABLE_FD_OFFSET: fdtable.fd,
+                BPF_MAP_ID_OFFSET: bpf_map.id,
+                BPF_PROG_AUX_OFFSET: bpf_prog.aux,
+                BPF_PROG_AUX_ID_OFFSET: bpf_prog_aux.id,
             }
         };
     }

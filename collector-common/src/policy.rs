@@ -310,6 +310,8 @@ mod pod {
     unsafe impl aya::Pod for super::AncestorRule {}
     unsafe impl aya::Pod for super::InodeKey {}
     unsafe impl aya::Pod for super::IdentityRule {}
+    unsafe impl aya::Pod for crate::guard::AgentGuard {}
+    unsafe impl aya::Pod for crate::guard::ObjectKey {}
 }
 
 #[cfg(test)]

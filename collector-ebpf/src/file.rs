@@ -21,21 +21,6 @@ use crate::{
     record::{self, Verdict},
 };
 
-/// Keeps the decision of an earlier BPF-LSM program on the same hook (the
-/// last argument of every LSM program).
-macro_rules! earlier_denial {
-    ($ctx:expr, $n:expr) => {{
-        let earlier: i32 = $ctx.arg($n);
-        if earlier != 0 {
-            return if (-4095..0).contains(&earlier) {
-                earlier
-            } else {
-                -1
-            };
-        }
-    }};
-}
-
 #[inline(always)]
 fn scratch() -> Option<&'static mut FileRecord> {
     FILE_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })

@@ -762,3 +762,37 @@ pub fn path_parts(path: *const u8) -> (*const u8, *const u8) {
         .unwrap_or(core::ptr::null());
     (mnt, dentry)
 }
+
+/// `map->id` of a typed `struct bpf_map *` (see [`load`]).
+#[inline(always)]
+pub fn bpf_map_id(map: *const u8) -> u32 {
+    load(map, &BPF_MAP_ID_OFFSET)
+}
+
+/// `prog->aux->id` of a typed `struct bpf_prog *` (see [`load`]).
+#[inline(always)]
+pub fn bpf_prog_id(prog: *const u8) -> u32 {
+    let aux: *const u8 = load(prog, &BPF_PROG_AUX_OFFSET);
+    load(aux, &BPF_PROG_AUX_ID_OFFSET)
+}
+
+/// `dentry->d_inode` of a typed `struct dentry *` (see [`load`]); null for
+/// a negative dentry.
+#[inline(always)]
+pub fn dentry_inode(dentry: *const u8) -> *const u8 {
+    load(dentry, &DENTRY_D_INODE_OFFSET)
+}
+
+/// The identity of a typed `struct inode *` (see [`load`]).
+#[inline(always)]
+pub fn inode_key(inode: *const u8) -> Option<collector_common::InodeKey> {
+    if inode.is_null() {
+        return None;
+    }
+    let sb: *const u8 = load(inode, &INODE_I_SB_OFFSET);
+    Some(collector_common::InodeKey {
+        ino: load::<u64>(inode, &INODE_I_INO_OFFSET),
+        dev: load(sb, &SB_S_DEV_OFFSET),
+        _pad: 0,
+    })
+}

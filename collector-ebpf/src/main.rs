@@ -4,6 +4,7 @@
 //! - `file`: BPF-LSM programs that enforce and audit the file policy.
 //! - `file_audit`: the audit tier for opens, on kernels that refuse BPF-LSM.
 //! - `process`: exec policy (BPF-LSM) and the process life cycle.
+//! - `guard`: `kernel.protect`, the agent kept from being switched off.
 //! - `mount`: mount policy (BPF-LSM).
 //! - `net`: network policy (BPF-LSM socket hooks).
 //! - `net_cgroup`: the audit tier for the network, on kernels that refuse
@@ -18,8 +19,24 @@
 // its key onto the 512-byte stack first.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+/// Keeps the decision of an earlier BPF-LSM program on the same hook (the
+/// last argument of every LSM program).
+macro_rules! earlier_denial {
+    ($ctx:expr, $n:expr) => {{
+        let earlier: i32 = $ctx.arg($n);
+        if earlier != 0 {
+            return if (-4095..0).contains(&earlier) {
+                earlier
+            } else {
+                -1
+            };
+        }
+    }};
+}
+
 mod file;
 mod file_audit;
+mod guard;
 mod kernel;
 mod maps;
 mod mount;

@@ -9,6 +9,7 @@ use collector_common::{
     AncestorRule, DropReason, HOOK_COUNT, IdentityRule, InodeKey, MODULE_COUNT, ModuleConfig,
     NameKey, PATH_MAX, POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
     file::FileRecord,
+    guard::{AGENT_DIRS_MAX, AGENT_OBJECTS_MAX, AgentGuard, ObjectKey},
     maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
     mount::MountRecord,
     net::{V4Key, V6Key},
@@ -165,3 +166,16 @@ pub struct WalkScratch {
 
 #[map]
 pub static WALK_SCRATCH: PerCpuArray<WalkScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `kernel.protect`: whom the guard protects; a process id of 0 turns it
+/// off (`crate::guard`).
+#[map]
+pub static AGENT_GUARD: Array<AgentGuard> = Array::with_max_entries(1, 0);
+
+/// `kernel.protect`: the agent's maps and programs, by kernel id.
+#[map]
+pub static AGENT_OBJECTS: HashMap<ObjectKey, u32> = HashMap::with_max_entries(AGENT_OBJECTS_MAX, 0);
+
+/// `kernel.protect`: the directories of the agent's pins.
+#[map]
+pub static AGENT_DIRS: HashMap<InodeKey, u32> = HashMap::with_max_entries(AGENT_DIRS_MAX, 0);

@@ -238,19 +238,6 @@ fn connected_peer(socket: *const u8) -> Option<(Peer, Context)> {
     ))
 }
 
-macro_rules! earlier_denial {
-    ($ctx:expr, $n:expr) => {{
-        let earlier: i32 = $ctx.arg($n);
-        if earlier != 0 {
-            return if (-4095..0).contains(&earlier) {
-                earlier
-            } else {
-                -1
-            };
-        }
-    }};
-}
-
 #[inline(always)]
 fn lsm_return(v: Option<Verdict>) -> i32 {
     v.map_or(0, |v| v.lsm_return())

@@ -133,6 +133,19 @@ names! {
         /// The protocol number a socket was made with (for a packet
         /// socket, the EtherType in network order).
         NETWORK_SOCKET_PROTOCOL = "safeguard.network.socket.protocol";
+        /// What an attempt on the agent was (`safeguard.agent.tamper`):
+        /// `signal`, `signal_by_io`, `rlimit`, `ptrace`, `bpf_map`,
+        /// `bpf_prog` or `pin`.
+        TAMPER_ACTION = "safeguard.tamper.action";
+        /// The signal of a refused `signal` or `signal_by_io` attempt.
+        TAMPER_SIGNAL = "safeguard.tamper.signal";
+        /// The kernel id of the map or program a refused `bpf_map` or
+        /// `bpf_prog` attempt asked for.
+        TAMPER_OBJECT_ID = "safeguard.tamper.object.id";
+        /// The resource (`RLIMIT_*` number) of a refused `rlimit` attempt.
+        TAMPER_RESOURCE = "safeguard.tamper.resource";
+        /// The process id of the agent an attempt was on.
+        TAMPER_AGENT_PID = "safeguard.tamper.agent.pid";
         /// Where a mount is (or is moved) to.
         MOUNT_TARGET = "safeguard.mount.target";
         /// The filesystem type of a mount.

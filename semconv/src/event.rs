@@ -55,4 +55,8 @@ names! {
     /// A raw or packet socket made (`network.raw`), refused or not: such a
     /// socket sends and receives below every address rule.
     NETWORK_SOCKET = "safeguard.network.socket";
+    /// An attempt on the agent itself refused by `kernel.protect`: a
+    /// signal that would end or stop it, ptrace, a resource limit, a
+    /// descriptor of one of its BPF maps or programs, the removal of a pin.
+    AGENT_TAMPER = "safeguard.agent.tamper";
 }

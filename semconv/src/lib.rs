@@ -98,6 +98,8 @@ pub mod rule {
         MEMFD_EXEC = "process.memfd_exec";
         /// A raw or packet socket, under `network.raw: deny`.
         RAW_SOCKET = "network.raw";
+        /// An attempt on the agent itself, under `kernel.protect`.
+        AGENT_PROTECT = "kernel.protect";
     }
 }
 
@@ -122,6 +124,31 @@ pub mod module {
         MOUNT = "mount";
         /// Network connections and datagrams (`network`).
         NETWORK = "network";
+        /// The agent itself (`kernel.protect`).
+        AGENT = "agent";
+    }
+}
+
+/// Values of [`attr::TAMPER_ACTION`].
+pub mod tamper {
+    names! {
+        /// A signal that would end or stop the agent (`kill`, `tgkill`,
+        /// `pidfd_send_signal`) from a process other than PID 1.
+        SIGNAL = "signal";
+        /// The same, as a file's I/O signal (`F_SETOWN` with `F_SETSIG`).
+        SIGNAL_BY_IO = "signal_by_io";
+        /// A change to one of the agent's resource limits (`prlimit`).
+        RLIMIT = "rlimit";
+        /// ptrace attach, `/proc/PID/mem`, `process_vm_writev` or
+        /// `pidfd_getfd` on the agent.
+        PTRACE = "ptrace";
+        /// A descriptor of one of the agent's BPF maps (by id or pin).
+        BPF_MAP = "bpf_map";
+        /// A descriptor of one of the agent's BPF programs.
+        BPF_PROG = "bpf_prog";
+        /// Removing or renaming one of the agent's pins or their
+        /// directories.
+        PIN = "pin";
     }
 }
 
@@ -266,6 +293,7 @@ pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::SECURITY_RULE_NAME, rule::ALL),
     (attr::MODE, mode::ALL),
     (attr::MODULE, module::ALL),
+    (attr::TAMPER_ACTION, tamper::ALL),
     (attr::NETWORK_TRANSPORT, net::TRANSPORT),
     (attr::NETWORK_TYPE, net::TYPE),
     (attr::NETWORK_IO_DIRECTION, net::IO_DIRECTION),

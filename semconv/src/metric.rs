@@ -200,6 +200,16 @@ metrics! {
         attributes: [ROW, ENFORCEMENT_TIER],
         description: "Policy rows and how this kernel covers them",
     };
+    /// What the agent's last self-check (every 10 s) found no longer as it
+    /// left it: its policy set not in force, a link running another
+    /// program, a pin removed, its guard (`kernel.protect`) off. 0 when
+    /// all is well.
+    INTEGRITY_PROBLEMS = Gauge {
+        name: "safeguard.agent.integrity.problems",
+        unit: "{problem}",
+        attributes: [],
+        description: "Problems the agent's self-check found with its programs, policy set, pins and guard",
+    };
     /// Seconds from the kernel's event to the Collector's acknowledgement.
     PIPELINE_LATENCY = Histogram {
         name: "safeguard.pipeline.latency",

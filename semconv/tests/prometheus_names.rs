@@ -35,6 +35,10 @@ fn every_metric_has_the_prometheus_name_the_otlp_translation_gives() {
         (metric::RULES, "safeguard_rules"),
         (metric::ROWS, "safeguard_rows"),
         (
+            metric::INTEGRITY_PROBLEMS,
+            "safeguard_agent_integrity_problems",
+        ),
+        (
             metric::PIPELINE_LATENCY,
             "safeguard_pipeline_latency_seconds",
         ),

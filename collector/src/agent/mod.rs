@@ -32,7 +32,7 @@ use crate::{
     config::{Config, Output},
     events::{self, enrich::Enricher},
     internal_events::Registry,
-    internal_events::{KernelDropsRead, KernelDropsUnreadable, StopRequested},
+    internal_events::{IntegrityChecked, KernelDropsRead, KernelDropsUnreadable, StopRequested},
     kernel::{Kernel, KernelError, ReloadError},
     policy::Policy,
     status,
@@ -77,6 +77,9 @@ pub trait Programs {
     fn detach(&mut self);
     /// Records lost in the kernel, per hook and reason.
     fn kernel_drops(&self) -> Result<Vec<(Hook, DropReason, u64)>, KernelError>;
+    /// The self-check: what is no longer as the agent left it (see
+    /// [`Kernel::integrity`]).
+    fn integrity(&mut self) -> Vec<String>;
 }
 
 impl Programs for Kernel {
@@ -88,6 +91,9 @@ impl Programs for Kernel {
     }
     fn kernel_drops(&self) -> Result<Vec<(Hook, DropReason, u64)>, KernelError> {
         Kernel::kernel_drops(self)
+    }
+    fn integrity(&mut self) -> Vec<String> {
+        Kernel::integrity(self)
     }
 }
 
@@ -117,6 +123,10 @@ pub struct Agent<K> {
 }
 
 /// SIGINT and SIGTERM stop the agent, SIGHUP reloads it.
+/// How often the agent checks that its programs, policy set, pins and
+/// guard are as it left them.
+const SELF_CHECK_EVERY: Duration = Duration::from_secs(10);
+
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
@@ -148,6 +158,8 @@ impl<K: Programs> Agent<K> {
         let tick = tokio::time::sleep(busy_tick);
         tokio::pin!(tick);
         let mut last_drops_read = Instant::now();
+        let mut last_self_check = Instant::now();
+        self.self_check();
         notify_ready();
 
         loop {
@@ -172,6 +184,10 @@ impl<K: Programs> Agent<K> {
                     if last_drops_read.elapsed() >= Duration::from_secs(5) {
                         last_drops_read = Instant::now();
                         self.read_kernel_drops();
+                    }
+                    if last_self_check.elapsed() >= SELF_CHECK_EVERY {
+                        last_self_check = Instant::now();
+                        self.self_check();
                     }
                     if watched.changed() {
                         info!("{} changed: reloading", watched.path().display());
@@ -226,6 +242,23 @@ impl<K: Programs> Agent<K> {
     fn process(&mut self, event: events::Event) {
         if let Some(record) = self.enricher.enrich(event) {
             self.pipeline.push(record);
+        }
+    }
+
+    /// Runs the self-check; says when its answer changes (a problem found,
+    /// or gone), and keeps it for `status` and the metric.
+    fn self_check(&mut self) {
+        let problems = self.kernel.integrity();
+        let mut kept = self
+            .observed
+            .integrity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *kept != problems {
+            self.registry.emit(IntegrityChecked {
+                problems: &problems,
+            });
+            *kept = problems;
         }
     }
 
@@ -307,6 +340,9 @@ pub(crate) mod tests {
         }
         fn kernel_drops(&self) -> Result<Vec<(Hook, DropReason, u64)>, KernelError> {
             Ok(Vec::new())
+        }
+        fn integrity(&mut self) -> Vec<String> {
+            Vec::new()
         }
     }
 

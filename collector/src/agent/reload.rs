@@ -44,6 +44,7 @@ pub const RESTART_KEYS: &[(&str, Unchanged)] = &[
     ("kernel.tier", |a, b| a.tier == b.tier),
     ("kernel.pin", |a, b| a.pin == b.pin),
     ("kernel.pin_dir", |a, b| a.pin_dir == b.pin_dir),
+    ("kernel.protect", |a, b| a.protect == b.protect),
     ("network.cgroup", |a, b| {
         a.network.cgroup == b.network.cgroup
     }),

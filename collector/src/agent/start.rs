@@ -139,6 +139,7 @@ fn start_kernel(config: &Config, policy: &Policy, observed: &Observed) -> anyhow
             dir: &config.pin_dir,
             keep: config.pin,
         },
+        config.protect,
     )
     .context("cannot start the kernel programs")?;
     coverage::report(&kernel.rows);
@@ -148,6 +149,10 @@ fn start_kernel(config: &Config, policy: &Policy, observed: &Observed) -> anyhow
         .map(|r| (r.name.to_string(), r.coverage.tier()))
         .collect();
     *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(policy);
+    *observed
+        .protection
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = kernel.protection.to_string();
     Ok(kernel)
 }
 

@@ -206,4 +206,7 @@ pub struct RawKernel {
     pub tier: Option<String>,
     pub pin: bool,
     pub pin_dir: Option<String>,
+    /// safeguard addition: `auto` (on when a module blocks), `true`,
+    /// `false`.
+    pub protect: Option<String>,
 }

@@ -354,6 +354,23 @@ fn status_socket_defaults_and_must_be_absolute() {
 }
 
 #[test]
+fn protect_follows_block_mode_unless_set() {
+    // The embedded defaults: every module in monitor mode.
+    assert!(!load_with(None, &[]).unwrap().protect);
+    let block = "files:\n  enable: true\n  mode: block\n";
+    assert!(load_with(Some(block), &[]).unwrap().protect);
+    let off = format!("{block}kernel:\n  protect: false\n");
+    assert!(!load_with(Some(&off), &[]).unwrap().protect);
+    let on = "kernel:\n  protect: true\n";
+    assert!(load_with(Some(on), &[]).unwrap().protect);
+    // A module in block mode that is disabled blocks nothing.
+    let disabled = "files:\n  enable: false\n  mode: block\n";
+    assert!(!load_with(Some(disabled), &[]).unwrap().protect);
+    let e = one_error(load_with(Some("kernel:\n  protect: maybe\n"), &[]));
+    assert!(e.contains("kernel.protect") && e.contains("maybe"), "{e}");
+}
+
+#[test]
 fn pinning_is_off_by_default_and_its_directory_must_be_absolute() {
     let c = load_with(None, &[]).unwrap();
     assert!(!c.pin);

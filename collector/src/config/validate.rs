@@ -245,6 +245,11 @@ pub struct Config {
     /// way.
     pub pin_dir: PathBuf,
     pub pin: bool,
+    /// `kernel.protect`: while the agent runs, no other task may end, stop
+    /// or trace it, open its maps or programs, or remove its pins (PID 1
+    /// may still signal it). `auto` (the default): on when an enabled
+    /// module is in block mode.
+    pub protect: bool,
     pub otel: OtelConfig,
     /// The Unix socket `safeguard status` asks (`status.socket`).
     pub status_socket: PathBuf,
@@ -369,9 +374,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         );
     }
 
+    let blocks = [
+        &files.settings,
+        &process.settings,
+        &mount.settings,
+        &network.settings,
+    ]
+    .iter()
+    .any(|s| s.enable && s.mode == Mode::Block);
+    let protect = match raw.kernel.protect.as_deref().map(str::trim) {
+        None | Some("auto") => blocks,
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            errors.push("kernel.protect", other, "auto, true or false");
+            false
+        }
+    };
+
     if errors.0.is_empty() {
         Ok(Config {
             status_socket,
+            protect,
             files,
             process,
             mount,

@@ -5,6 +5,7 @@
 use collector_common::{
     Decision, EventHeader, EventKind, Hook, PATH_RELATIVE, PATH_TRUNCATED, ProcessInfo,
     file::{FileEvent, FileOp},
+    guard::{TamperAction, TamperEvent},
     mount::{MountEvent, MountOp},
     net::{NetEvent, NetOp},
     process::{ARGS_TRUNCATED, ExecEvent, ExitEvent, ForkEvent},
@@ -131,8 +132,21 @@ pub struct Net {
     pub socket: Option<(u16, u16, u16)>,
 }
 
+/// A refused attempt on the agent itself (`kernel.protect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tamper {
+    pub header: Header,
+    /// Who tried.
+    pub process: Process,
+    pub action: TamperAction,
+    /// The signal, resource, ptrace access mode, or map or program id.
+    pub detail: u32,
+    pub agent_pid: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    Tamper(Tamper),
     Net(Net),
     File(File),
     Exec(Exec),
@@ -153,6 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Some(EventKind::Exit) => exit(bytes).map(Event::Exit),
         Some(EventKind::Mount) => mount(bytes).map(Event::Mount),
         Some(EventKind::Net) => net(bytes).map(Event::Net),
+        Some(EventKind::Tamper) => tamper(bytes).map(Event::Tamper),
         None => Err(DecodeError::UnknownKind(bytes[0])),
     }
 }
@@ -178,6 +193,9 @@ impl KernelRecord for MountEvent {
 }
 impl KernelRecord for NetEvent {
     const KIND: &'static str = "network";
+}
+impl KernelRecord for TamperEvent {
+    const KIND: &'static str = "tamper";
 }
 
 /// The fixed part of a record and the bytes after it.
@@ -315,6 +333,20 @@ fn exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
     })
 }
 
+fn tamper(bytes: &[u8]) -> Result<Tamper, DecodeError> {
+    let (raw, _) = fixed::<TamperEvent>(bytes)?;
+    Ok(Tamper {
+        header: header(&raw.header)?,
+        process: process(&raw.process),
+        action: TamperAction::from_u8(raw.action).ok_or(DecodeError::UnknownValue {
+            what: "tamper action",
+            value: raw.action,
+        })?,
+        detail: raw.detail,
+        agent_pid: raw.agent_pid,
+    })
+}
+
 fn mount(bytes: &[u8]) -> Result<Mount, DecodeError> {
     let (raw, mut tail) = fixed::<MountEvent>(bytes)?;
     let op = MountOp::from_u8(raw.op).ok_or(DecodeError::UnknownValue {
@@ -436,6 +468,30 @@ mod tests {
             ..ev
         };
         assert!(decode(&as_bytes(&bad)).is_err());
+    }
+
+    #[test]
+    fn a_refused_signal_to_the_agent_names_who_sent_it_and_the_signal() {
+        let ev = TamperEvent {
+            header: head(EventKind::Tamper, Hook::LsmTaskKill),
+            process: proc_info(),
+            action: TamperAction::Signal as u8,
+            detail: 9,
+            agent_pid: 500,
+            ..Default::default()
+        };
+        let Ok(Event::Tamper(t)) = decode(&as_bytes(&ev)) else {
+            panic!("not a tamper event");
+        };
+        assert_eq!(t.action, TamperAction::Signal);
+        assert_eq!((t.detail, t.agent_pid), (9, 500));
+        assert_eq!(t.process.pid, 10);
+        assert_eq!(t.header.hook, Hook::LsmTaskKill);
+        // An action this build does not know is malformed, and a short
+        // record too.
+        let unknown = TamperEvent { action: 200, ..ev };
+        assert!(decode(&as_bytes(&unknown)).is_err());
+        assert!(decode(&as_bytes(&ev)[..size_of::<TamperEvent>() - 1]).is_err());
     }
 
     fn file_record(op: FileOp, path: &[u8], path2: &[u8], path_len: u16) -> Vec<u8> {

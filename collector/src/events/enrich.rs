@@ -12,6 +12,7 @@ use collector_common::{
     AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_MEMFD_EXEC, RULE_PATH_UNRESOLVED,
     RULE_RAW_SOCKET,
     file::FileOp,
+    guard::TamperAction,
     mount::MountOp,
     net::{AF_INET, AF_INET6, AF_PACKET, IPPROTO_TCP, IPPROTO_UDP, NetOp, SOCK_RAW},
 };
@@ -19,7 +20,7 @@ use semconv::{attr, event};
 
 use super::{
     container::Containers,
-    decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process},
+    decode::{Event, Exec, Exit, File, Fork, Header, Mount, Net, Process, Tamper},
     enriched::{Enriched, Severity, Value},
     exe::Executables,
 };
@@ -76,7 +77,33 @@ impl Enricher {
             Event::Exit(e) => Some(self.exit(e)),
             Event::Mount(e) => Some(self.mount(e)),
             Event::Net(e) => Some(self.net(e)),
+            Event::Tamper(e) => Some(self.tamper(e)),
         }
+    }
+
+    fn tamper(&self, e: Tamper) -> Enriched {
+        use semconv::tamper;
+        let mut a = self.common(&e.header, e.process, semconv::module::AGENT);
+        let (action, detail_key) = match e.action {
+            TamperAction::Signal => (tamper::SIGNAL, attr::TAMPER_SIGNAL),
+            TamperAction::SignalByIo => (tamper::SIGNAL_BY_IO, attr::TAMPER_SIGNAL),
+            TamperAction::Rlimit => (tamper::RLIMIT, attr::TAMPER_RESOURCE),
+            TamperAction::Ptrace => (tamper::PTRACE, ""),
+            TamperAction::Map => (tamper::BPF_MAP, attr::TAMPER_OBJECT_ID),
+            TamperAction::Program => (tamper::BPF_PROG, attr::TAMPER_OBJECT_ID),
+            TamperAction::Pin => (tamper::PIN, ""),
+        };
+        a.push((attr::TAMPER_ACTION, action.into()));
+        if !detail_key.is_empty() {
+            a.push((detail_key, e.detail.into()));
+        }
+        a.push((attr::TAMPER_AGENT_PID, e.agent_pid.into()));
+        a.push((
+            attr::SECURITY_RULE_NAME,
+            semconv::rule::AGENT_PROTECT.into(),
+        ));
+        a.push((attr::SECURITY_RULE_RULESET_NAME, "kernel".into()));
+        self.record(event::AGENT_TAMPER, &e.header, a)
     }
 
     fn file(&self, mut e: File) -> Option<Enriched> {

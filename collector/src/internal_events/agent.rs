@@ -89,6 +89,23 @@ impl InternalEvent for StopRequested<'_> {
     }
 }
 
+/// The self-check's answer changed: problems found (each said once,
+/// until the answer changes again), or none left.
+pub struct IntegrityChecked<'a> {
+    pub problems: &'a [String],
+}
+
+impl InternalEvent for IntegrityChecked<'_> {
+    fn emit(self, _: &Registry) {
+        if self.problems.is_empty() {
+            info!("self-check: programs, policy set, pins and guard are as the agent left them");
+        }
+        for problem in self.problems {
+            warn!("self-check: {problem}");
+        }
+    }
+}
+
 /// A stop request over the status socket was refused (not from root); the
 /// agent goes on.
 pub struct StopRefused<'a> {

@@ -18,8 +18,8 @@ mod throttle;
 
 pub use self::{
     agent::{
-        AgentStopped, KernelDropsRead, KernelDropsUnreadable, ReloadApplied, ReloadRejected,
-        StopRefused, StopRequested,
+        AgentStopped, IntegrityChecked, KernelDropsRead, KernelDropsUnreadable, ReloadApplied,
+        ReloadRejected, StopRefused, StopRequested,
     },
     event_log::{EventLogWriteFailed, FallbackRecordsWritten, LogBatchUndecodable},
     export::{

@@ -419,7 +419,11 @@ where
 
 /// Loads and attaches one BPF-LSM program (named after its hook); on
 /// failure, says why.
-fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, program: &'static str) -> Result<FdLink, LsmUnavailable> {
+pub(super) fn try_lsm(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    program: &'static str,
+) -> Result<FdLink, LsmUnavailable> {
     let prog: &mut Lsm = ebpf
         .program_mut(program)
         .ok_or(LsmUnavailable::NoProgram { program })?
@@ -493,6 +497,21 @@ mod tests {
                 named.insert(program);
             }
         }
+        // The guard's programs (`kernel.protect`) belong to no row.
+        for &hook in collector_common::guard::GUARD_HOOKS {
+            let program = hook.program();
+            let Some(found) = object.programs.get(program) else {
+                panic!("the eBPF object has no guard program {program}");
+            };
+            assert!(of_hook_type(hook, &found.section), "{program}");
+            named.insert(program);
+        }
+        let exit = collector_common::guard::GUARD_EXIT_PROGRAM;
+        assert!(matches!(
+            object.programs.get(exit).map(|p| &p.section),
+            Some(ProgramSection::RawTracePoint)
+        ));
+        named.insert(exit);
         let unnamed: Vec<&String> = object
             .programs
             .keys()

@@ -6,6 +6,7 @@
 //! agent says which, and why.
 
 mod attach;
+pub mod guard;
 mod mounts;
 pub mod offsets;
 pub mod pin;
@@ -24,6 +25,7 @@ use collector_common::{
 use tracing::{debug, info, warn};
 
 pub use attach::{Coverage, Reason, Row};
+pub use guard::Protection;
 pub use pin::PinDir;
 pub use probe::LsmUnavailable;
 
@@ -100,6 +102,11 @@ pub struct Kernel {
     links: attach::Links,
     /// Where the links are pinned: they outlive the agent.
     pinned: Option<PinDir>,
+    /// The pinned links, held while the agent runs: removing a pin then
+    /// detaches nothing.
+    pinned_links: Vec<(std::path::PathBuf, aya::programs::links::PinnedLink)>,
+    /// `kernel.protect`.
+    pub protection: Protection,
     /// Per module: enabled at start (its programs are attached), and its
     /// BPF-LSM programs attached.
     modules: [(Module, bool, bool); 4],
@@ -130,6 +137,7 @@ impl Kernel {
         tier: TierChoice,
         net_cgroup: Option<&Path>,
         pinning: Pinning,
+        protect: bool,
     ) -> Result<Self, KernelError> {
         raise_memlock_limit();
         if let Ok(true) = mounts::ensure("tracefs", mounts::TRACEFS, "events") {
@@ -154,9 +162,24 @@ impl Kernel {
         // rules. Fresh maps start zeroed: epoch 0, set 0, in force.
         let set = takeover.map_or(0, |t| 1 - t.set as u8);
         fill(&mut ebpf, policy, set, takeover.is_some())?;
-        let attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
+        let mut attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
         let modules = Module::ALL.map(|m| (m, module_policy(policy, m).enabled(), attached.lsm(m)));
         write_all_switches(&mut ebpf, policy, &modules, set)?;
+        let protection = if !protect {
+            Protection::Off
+        } else {
+            match guard::attach(&mut ebpf, &btf, tier) {
+                Ok(links) => {
+                    attached.links.extend(links);
+                    // Armed below, once the pins exist.
+                    Protection::Off
+                }
+                Err(reason) => {
+                    warn!("kernel.protect: the agent cannot guard itself on this kernel: {reason}");
+                    Protection::Unavailable(reason.to_string())
+                }
+            }
+        };
         let mut kernel = Self {
             ebpf,
             rows: attached.rows,
@@ -164,9 +187,20 @@ impl Kernel {
             epoch,
             links: attached.links,
             pinned: None,
+            pinned_links: Vec::new(),
+            protection,
             modules,
         };
         kernel.hand_over(&pins, takeover, &pinning)?;
+        if protect && kernel.protection == Protection::Off {
+            let dirs = if pinning.keep {
+                pins.dirs_of_epoch(epoch)
+            } else {
+                Vec::new()
+            };
+            kernel.protection = guard::arm(&mut kernel.ebpf, &dirs)?;
+            info!("kernel.protect: {}", kernel.protection);
+        }
         Ok(kernel)
     }
 
@@ -185,8 +219,8 @@ impl Kernel {
         if pinning.keep {
             let links = std::mem::take(&mut self.links);
             let count = links.len();
-            // The kernel keeps a pinned link; the handle is not needed.
-            drop(pins.pin_links(epoch, links)?);
+            // Held: a pin removed while the agent runs detaches nothing.
+            self.pinned_links = pins.pin_links(epoch, links)?;
             info!(
                 "{count} program links pinned under {}: enforcement continues while the agent is away",
                 pins.path().display()
@@ -236,6 +270,61 @@ impl Kernel {
         Ok(())
     }
 
+    /// The agent's self-check: what is no longer as this agent left it.
+    /// Empty when its policy set is in force, each link it holds still
+    /// runs the program it attached, its pins are in place and its guard
+    /// (`kernel.protect`) names it.
+    pub fn integrity(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let ours = collector_common::active_value(self.epoch, u32::from(self.set));
+        match self
+            .ebpf
+            .map(maps::POLICY_ACTIVE)
+            .map(|m| Array::<_, u32>::try_from(m).and_then(|a| a.get(&0, 0)))
+        {
+            Some(Ok(value)) if value == ours => {}
+            Some(Ok(value)) => problems.push(format!(
+                "POLICY_ACTIVE names epoch {} set {}, not this agent's epoch {} set {}: its programs stand aside",
+                collector_common::active_epoch(value),
+                collector_common::active_set(value),
+                self.epoch,
+                self.set
+            )),
+            Some(Err(e)) => problems.push(format!("cannot read POLICY_ACTIVE: {e}")),
+            None => problems.push("no POLICY_ACTIVE map".into()),
+        }
+        for (name, link) in &self.links {
+            let attached = link.info().map(|info| info.program_id());
+            let program = self
+                .ebpf
+                .program(name)
+                .and_then(|p| p.info().ok())
+                .map(|info| info.id());
+            match (attached, program) {
+                (Ok(a), Some(p)) if a == p => {}
+                (Ok(a), p) => problems.push(format!(
+                    "the link of {name} runs program {a}, not this agent's {}",
+                    p.map_or("(unknown)".to_string(), |p| p.to_string())
+                )),
+                (Err(e), _) => problems.push(format!("the link of {name}: {e}")),
+            }
+        }
+        for (path, _) in &self.pinned_links {
+            if !path.exists() {
+                problems.push(format!(
+                    "the pin {} was removed (the agent still holds the link)",
+                    path.display()
+                ));
+            }
+        }
+        if let Protection::Armed { .. } = self.protection
+            && let Some(problem) = guard::check(&self.ebpf)
+        {
+            problems.push(problem);
+        }
+        problems
+    }
+
     /// Whether the programs stay when the agent goes.
     pub fn pinned(&self) -> bool {
         self.pinned.is_some()
@@ -275,6 +364,8 @@ impl Kernel {
     /// agent).
     pub fn detach(&mut self) {
         if let Some(pins) = &self.pinned {
+            // The guard stays on while the agent drains; the kernel turns
+            // it off when this process ends, for the next agent.
             info!(
                 "the programs stay attached, pinned under {} (`safeguard unpin` removes them)",
                 pins.path().display()

@@ -174,6 +174,17 @@ impl PinDir {
         self.dir.join("links")
     }
 
+    /// The directories the pins of `epoch` are in, the pin directory
+    /// first.
+    pub fn dirs_of_epoch(&self, epoch: u32) -> Vec<PathBuf> {
+        vec![
+            self.dir.clone(),
+            self.dir.join("maps"),
+            self.links_dir(),
+            self.links_dir().join(epoch.to_string()),
+        ]
+    }
+
     /// Anything pinned here at all (maps or links)?
     pub fn exists(&self) -> bool {
         self.dir.join("maps").exists() || self.links_dir().exists()
@@ -271,7 +282,7 @@ impl PinDir {
         &self,
         epoch: u32,
         links: Vec<(String, FdLink)>,
-    ) -> Result<Vec<PinnedLink>, PinError> {
+    ) -> Result<Vec<(PathBuf, PinnedLink)>, PinError> {
         let dir = self.links_dir().join(epoch.to_string());
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         links
@@ -280,8 +291,10 @@ impl PinDir {
                 let path = dir.join(&name);
                 // A leftover of a crashed start with this epoch.
                 let _ = std::fs::remove_file(&path);
-                link.pin(&path)
-                    .map_err(|source| PinError::Pin { path, source })
+                match link.pin(&path) {
+                    Ok(pinned) => Ok((path, pinned)),
+                    Err(source) => Err(PinError::Pin { path, source }),
+                }
             })
             .collect()
     }

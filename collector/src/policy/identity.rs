@@ -320,7 +320,7 @@ fn stable_inodes(path: &Path) -> bool {
 /// A file's identity as the kernel writes it: `super_block.s_dev` is
 /// `MKDEV(major, minor)` (major << 20 | minor), not the encoding `stat`
 /// returns.
-fn key_of(meta: &fs::Metadata) -> InodeKey {
+pub(crate) fn key_of(meta: &fs::Metadata) -> InodeKey {
     let dev = meta.dev();
     InodeKey {
         ino: meta.ino(),

@@ -3,7 +3,7 @@
 //! into the rule as the operator wrote it.
 
 mod capacity;
-mod identity;
+pub(crate) mod identity;
 mod inherit;
 mod names;
 mod network;

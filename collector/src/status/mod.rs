@@ -35,6 +35,12 @@ pub struct Snapshot {
     pub rows: Vec<RowStatus>,
     /// Rules loaded, per module.
     pub rules: BTreeMap<String, u64>,
+    /// `kernel.protect`: on (and what it guards), off, or unavailable.
+    #[serde(default)]
+    pub protection: String,
+    /// What the last self-check found no longer as the agent left it.
+    #[serde(default)]
+    pub integrity: Vec<String>,
     pub counters: Counters,
     /// Records lost in the kernel, as `hook: reason` (only those with drops).
     pub kernel_drops: BTreeMap<String, u64>,
@@ -130,6 +136,8 @@ impl Source {
                 .iter()
                 .map(|(module, n)| ((*module).to_string(), *n))
                 .collect(),
+            protection: locked(&self.observed.protection).clone(),
+            integrity: locked(&self.observed.integrity).clone(),
             counters: Counters::read(&self.registry),
             kernel_drops: self
                 .registry
@@ -179,6 +187,17 @@ pub fn render(s: &Snapshot) -> String {
     }
     let rules: Vec<String> = s.rules.iter().map(|(m, n)| format!("{m} {n}")).collect();
     let _ = writeln!(out, "\nRules loaded: {}", rules.join(", "));
+    if !s.protection.is_empty() {
+        let _ = writeln!(out, "Self-protection (kernel.protect): {}", s.protection);
+    }
+    if s.integrity.is_empty() {
+        let _ = writeln!(out, "Self-check: as the agent left it");
+    } else {
+        let _ = writeln!(out, "Self-check: {} problems", s.integrity.len());
+        for problem in &s.integrity {
+            let _ = writeln!(out, "  {problem}");
+        }
+    }
     let c = &s.counters;
     let _ = writeln!(
         out,
@@ -262,6 +281,8 @@ pub(crate) mod tests {
         let observed = Observed::default();
         *observed.rows.lock().unwrap() = vec![("files.open".into(), "audit-only")];
         *observed.rules.lock().unwrap() = vec![("files", 3)];
+        *observed.integrity.lock().unwrap() =
+            vec!["the pin /sys/fs/bpf/safeguard/links/0/file_open was removed".into()];
         Source {
             started: Instant::now(),
             observed: Arc::new(observed),
@@ -344,6 +365,10 @@ pub(crate) mod tests {
         let text = render(&source(dir.path()).snapshot());
         assert!(text.contains("files.open  audit-only"), "{text}");
         assert!(text.contains("Rules loaded: files 3"), "{text}");
+        assert!(
+            text.contains("Self-check: 1 problems\n  the pin /sys/fs/bpf/safeguard/links/0/file_open was removed"),
+            "{text}"
+        );
         assert!(
             text.contains("7 received, 5 reported; dropped: 4 in the kernel"),
             "{text}"

@@ -46,6 +46,10 @@ pub struct Observed {
     pub rules: Mutex<Vec<(&'static str, u64)>>,
     /// Each policy row and its tier on this kernel.
     pub rows: Mutex<Vec<(String, &'static str)>>,
+    /// What the last self-check found wrong (`Kernel::integrity`).
+    pub integrity: Mutex<Vec<String>>,
+    /// `kernel.protect`, as the kernel took it.
+    pub protection: Mutex<String>,
 }
 
 /// The agent's OpenTelemetry meter: one per agent while export is on,
@@ -190,6 +194,16 @@ fn register_observed(
             for (module, n) in o.rules.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 obs.observe(*n, &[KeyValue::new(attr::MODULE, *module)]);
             }
+        })
+        .build();
+    let o = observed.clone();
+    meter
+        .u64_observable_gauge(metric::INTEGRITY_PROBLEMS.name)
+        .with_unit(metric::INTEGRITY_PROBLEMS.unit)
+        .with_description(metric::INTEGRITY_PROBLEMS.description)
+        .with_callback(move |obs| {
+            let n = o.integrity.lock().unwrap_or_else(|e| e.into_inner()).len();
+            obs.observe(n as u64, &[]);
         })
         .build();
     let o = observed;

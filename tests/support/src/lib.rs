@@ -95,6 +95,8 @@ impl Default for Launch {
 
 pub struct Agent {
     child: Child,
+    /// The agent's binary, for `safeguard stop`.
+    binary: String,
     dir: PathBuf,
     /// Where the agent's sd_notify messages arrive.
     notify: UnixDatagram,
@@ -163,6 +165,7 @@ impl Agent {
             .map_err(|e| format!("spawn {binary}: {e}"))?;
         let mut agent = Agent {
             child,
+            binary: binary.to_string(),
             dir: dir.to_path_buf(),
             notify: socket,
         };
@@ -304,16 +307,42 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // An agent with `kernel.protect` refuses SIGKILL from us: ask it.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new(&self.binary)
+            .args(["stop", "--timeout", "60s", "--config"])
+            .arg(self.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }
 
 /// The configuration as the agent gets it: tests that do not speak of
-/// OpenTelemetry read the event log only (no export, no spool), and each
+/// OpenTelemetry read the event log only (no export, no spool), tests that
+/// do not speak of `kernel.protect` have it off, and each
 /// agent has its own status socket, so that agents of parallel tests do not
 /// meet.
 fn complete_config(config: &str, dir: &Path) -> String {
     let mut config = config.to_string();
+    // The guard (`kernel.protect`, on in block mode) would refuse the
+    // signals tests stop and pause the agent with: off unless asked for.
+    if !config.contains("protect:") {
+        match config.find("\nkernel:\n") {
+            Some(at) => config.insert_str(at + "\nkernel:\n".len(), "  protect: false\n"),
+            None if config.starts_with("kernel:\n") => {
+                config.insert_str("kernel:\n".len(), "  protect: false\n")
+            }
+            None => config.push_str("\nkernel:\n  protect: false\n"),
+        }
+    }
     if !config.lines().any(|l| l.starts_with("otel:")) {
         config.push_str("\notel:\n  enable: false\n");
     }

@@ -7,6 +7,7 @@
 
 mod cases;
 mod file_rows;
+mod guard_rows;
 mod mount_rows;
 mod net_rows;
 mod operations;
@@ -31,6 +32,7 @@ const SUITES: &[(&str, Suite)] = &[
     ("mount-monitor", mount_rows::monitor),
     ("network-block", net_rows::block),
     ("network-monitor", net_rows::monitor),
+    ("protect-block", guard_rows::suite),
 ];
 
 fn main() -> ExitCode {

@@ -35,7 +35,7 @@ fn mount(source: &str, target: &str) -> Result<(), i32> {
     }
 }
 
-pub fn safeguard_example_config_enforces_what_it_says(agent: &str) -> TestResult {
+pub fn safeguard_example_config_enforces_what_it_says(agent_bin: &str) -> TestResult {
     for (path, data) in [("/etc/test", "x\n"), ("/home/vagrant/test/notes", "x\n")] {
         fs::create_dir_all(Path::new(path).parent().unwrap()).map_err(|e| e.to_string())?;
         fs::write(path, data).map_err(|e| format!("write {path}: {e}"))?;
@@ -55,7 +55,7 @@ pub fn safeguard_example_config_enforces_what_it_says(agent: &str) -> TestResult
         ..Launch::default()
     };
     let agent = Agent::launch(
-        agent,
+        agent_bin,
         Path::new("/tmp/sgtest-example"),
         SAFEGUARD_EXAMPLE_CONFIG,
         READY_WITHIN,
@@ -65,7 +65,12 @@ pub fn safeguard_example_config_enforces_what_it_says(agent: &str) -> TestResult
     let home = open_read("/home/vagrant/test/notes");
     let other = open_read("/etc/hostname").or_else(|_| open_read("/etc/passwd"));
     let mounted = mount("/dev/vdxn", "/mnt/sgx");
-    let (events, log) = agent.stop()?;
+    // Block mode: `kernel.protect` is on, and SIGTERM from us is refused.
+    let refused = unsafe { libc::kill(agent.pid() as i32, libc::SIGTERM) };
+    let (events, log) = agent.stop_by_request(agent_bin)?;
+    ensure(refused == -1 && log.contains("kernel.protect: on"), || {
+        format!("SIGTERM to the protected agent: {refused}: {log}")
+    })?;
 
     ensure(etc == Err(EPERM), || format!("/etc/test: {etc:?}: {log}"))?;
     ensure(home == Err(EPERM), || {
