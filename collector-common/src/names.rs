@@ -38,6 +38,13 @@ pub mod maps {
     /// Processes, hooks and rules `SAMPLING` follows at once (least
     /// recently used go first).
     pub const SAMPLING_MAX: u32 = 65_536;
+    /// Per process (tgid): the name it was executed as (`comm` right after
+    /// its exec, NUL-padded), kept through fork and unchanged by
+    /// `prctl(PR_SET_NAME)`: what `network.command` rules judge.
+    pub const EXEC_NAMES: &str = "EXEC_NAMES";
+    /// Processes `EXEC_NAMES` follows at once (least recently used go
+    /// first; one that is evicted is judged by its `comm`).
+    pub const EXEC_NAMES_MAX: u32 = 65_536;
     /// `kernel.protect`: whom the guard protects (`guard::AgentGuard`).
     pub const AGENT_GUARD: &str = "AGENT_GUARD";
     /// `kernel.protect`: the agent's maps and programs (`guard::ObjectKey`).

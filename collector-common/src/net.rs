@@ -72,6 +72,15 @@ pub struct NetEvent {
 
 pub const NET_EVENT_SIZE: usize = core::mem::size_of::<NetEvent>();
 
+/// The raw tracepoint programs that keep `EXEC_NAMES` (the name each
+/// process was executed as), attached with the network module:
+/// `(program, raw tracepoint)`.
+pub const EXEC_NAME_PROGRAMS: [(&str, &str); 3] = [
+    ("exec_name_exec", "sched_process_exec"),
+    ("exec_name_fork", "sched_process_fork"),
+    ("exec_name_exit", "sched_process_exit"),
+];
+
 /// Key data of the IPv4 LPM trie (network byte order).
 pub type V4Key = [u8; 4];
 /// Key data of the IPv6 LPM trie.

@@ -1,6 +1,7 @@
 //! safeguard's kernel programs. One program per hook, each driven by maps
 //! that the agent fills from its policy; never one program per rule.
 //!
+//! - `exec_name`: the name each process was executed as (command rules).
 //! - `file`: BPF-LSM programs that enforce and audit the file policy.
 //! - `file_audit`: the audit tier for opens, on kernels that refuse BPF-LSM.
 //! - `process`: exec policy (BPF-LSM) and the process life cycle.
@@ -34,6 +35,7 @@ macro_rules! earlier_denial {
     }};
 }
 
+mod exec_name;
 mod file;
 mod file_audit;
 mod guard;

@@ -10,7 +10,9 @@ use collector_common::{
     NameKey, PATH_MAX, POLICY_SETS, PathKey, PathRule, SampleKey, SampleWindow,
     file::FileRecord,
     guard::{AGENT_DIRS_MAX, AGENT_OBJECTS_MAX, AgentGuard, ObjectKey},
-    maps::{CIDR_RULES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX},
+    maps::{
+        CIDR_RULES_MAX, EXEC_NAMES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX,
+    },
     mount::MountRecord,
     net::{V4Key, V6Key},
     process::ExecRecord,
@@ -179,3 +181,8 @@ pub static AGENT_OBJECTS: HashMap<ObjectKey, u32> = HashMap::with_max_entries(AG
 /// `kernel.protect`: the directories of the agent's pins.
 #[map]
 pub static AGENT_DIRS: HashMap<InodeKey, u32> = HashMap::with_max_entries(AGENT_DIRS_MAX, 0);
+
+/// Per process (tgid): the name it was executed as (`crate::exec_name`).
+#[map]
+pub static EXEC_NAMES: LruHashMap<u32, [u8; collector_common::COMM_LEN]> =
+    LruHashMap::with_max_entries(EXEC_NAMES_MAX, 0);

@@ -12,7 +12,7 @@
 //! unconnected UDP socket, dropped when denied (recvfrom never sees it).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_uid_gid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
     macros::lsm,
     maps::lpm_trie::Key,
     programs::LsmContext,
@@ -82,7 +82,7 @@ pub fn denial(config: &ModuleConfig, peer: &Peer, inbound: bool) -> Option<u32> 
     let mut uid = PathRule::default();
     let mut gid = PathRule::default();
     if config.flags & FLAG_NET_WHO_RULES != 0 && !inbound {
-        let comm = bpf_get_current_comm().unwrap_or_default();
+        let comm = crate::exec_name::current();
         let uid_gid = bpf_get_current_uid_gid();
         let ids = (uid_gid as u32, (uid_gid >> 32) as u32);
         command = unsafe { net_command_rules(config).get(&comm) }

@@ -123,6 +123,9 @@ pub fn attach_all(
             }));
         }
     }
+    if super::module_policy(policy, Module::Network).enabled() {
+        attacher.exec_name_programs()?;
+    }
     Ok(Attached {
         rows,
         links: attacher.links,
@@ -376,6 +379,25 @@ impl Attacher<'_> {
         Ok(hooks)
     }
 
+    /// The programs that keep the name each process was executed as
+    /// (`network.command` rules judge it), on every tier.
+    fn exec_name_programs(&mut self) -> Result<(), KernelError> {
+        for (program, tracepoint) in collector_common::net::EXEC_NAME_PROGRAMS {
+            let prog: &mut RawTracePoint =
+                program_of(self.ebpf, program, "a raw tracepoint program")?;
+            let link = prog
+                .load()
+                .and_then(|()| prog.attach(tracepoint))
+                .and_then(|id| prog.take_link(id))
+                .map_err(|source| KernelError::Attach {
+                    what: format!("raw tracepoint {tracepoint} ({program})"),
+                    source,
+                })?;
+            self.links.push((program.to_string(), link.into()));
+        }
+        Ok(())
+    }
+
     fn raw_tracepoints(&mut self, list: &[Hook]) -> Result<Vec<String>, KernelError> {
         let mut hooks = Vec::new();
         for &hook in list {
@@ -504,6 +526,13 @@ mod tests {
                 panic!("the eBPF object has no guard program {program}");
             };
             assert!(of_hook_type(hook, &found.section), "{program}");
+            named.insert(program);
+        }
+        for (program, _) in collector_common::net::EXEC_NAME_PROGRAMS {
+            assert!(matches!(
+                object.programs.get(program).map(|p| &p.section),
+                Some(ProgramSection::RawTracePoint)
+            ));
             named.insert(program);
         }
         let exit = collector_common::guard::GUARD_EXIT_PROGRAM;

@@ -6,6 +6,7 @@
 //! agent says which, and why.
 
 mod attach;
+mod exec_names;
 pub mod guard;
 mod mounts;
 pub mod offsets;
@@ -163,6 +164,10 @@ impl Kernel {
         let set = takeover.map_or(0, |t| 1 - t.set as u8);
         fill(&mut ebpf, policy, set, takeover.is_some())?;
         let mut attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
+        if module_policy(policy, Module::Network).enabled() {
+            // After the programs that keep it from now on are attached.
+            exec_names::enter_running(&mut ebpf)?;
+        }
         let modules = Module::ALL.map(|m| (m, module_policy(policy, m).enabled(), attached.lsm(m)));
         write_all_switches(&mut ebpf, policy, &modules, set)?;
         let protection = if !protect {

@@ -38,6 +38,10 @@ pub const ALL: &[(&str, Case)] = &[
         crate::net_rows::allowed_uid_overrides_cidr_deny,
     ),
     (
+        "network_command_rules_judge_the_name_run_as",
+        crate::net_rows::command_rules_judge_the_name_run_as,
+    ),
+    (
         "safeguard_example_config_enforces_what_it_says",
         crate::operations::safeguard_example_config_enforces_what_it_says,
     ),

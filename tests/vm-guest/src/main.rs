@@ -96,6 +96,32 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            // A workload for command rules: once WAIT_FILE exists (if
+            // given), rename itself NAME (HOW: `prctl` or `proc`, writing
+            // /proc/self/comm), then connect to ADDR over TCP; exits with
+            // the errno, 0 on success.
+            "--renamed-connect" => {
+                let how = args.next().expect("--renamed-connect needs HOW NAME ADDR");
+                let name = args.next().expect("--renamed-connect needs HOW NAME ADDR");
+                let addr = args.next().expect("--renamed-connect needs HOW NAME ADDR");
+                if let Some(wait) = args.next() {
+                    while !std::path::Path::new(&wait).exists() {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+                let renamed = match how.as_str() {
+                    "prctl" => {
+                        let c = std::ffi::CString::new(name).expect("no NUL in NAME");
+                        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) == 0 }
+                    }
+                    _ => std::fs::write("/proc/self/comm", name).is_ok(),
+                };
+                assert!(renamed, "rename: {}", std::io::Error::last_os_error());
+                return match std::net::TcpStream::connect(addr.as_str()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(99) as u8),
+                };
+            }
             // A workload for the exec rows: PROGRAM copied into a memfd
             // named `tool` and run from there (execveat with
             // AT_EMPTY_PATH) with ARGS; on refusal, the error on stderr

@@ -477,3 +477,80 @@ pub fn allowed_uid_overrides_cidr_deny(agent_bin: &str) -> TestResult {
     }
     Ok(())
 }
+
+/// `network.command` rules judge the name a process was executed as, not
+/// its `comm`: a program run as `apt` keeps its allowance; a process that
+/// renames itself `apt` (`prctl(PR_SET_NAME)`, `/proc/self/comm`) gets
+/// none, also one that was running before the agent started.
+pub fn command_rules_judge_the_name_run_as(agent_bin: &str) -> TestResult {
+    use safeguard_test_support::run;
+    let listener = TcpListener::bind("127.0.0.2:0").map_err(|e| e.to_string())?;
+    let to = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let dir = std::path::Path::new("/tmp/sgtest-command");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let me = "/bin/safeguard-vm-tests";
+    let apt = dir.join("apt");
+    std::fs::copy(me, &apt).map_err(|e| format!("copy to {}: {e}", apt.display()))?;
+    let apt = apt.to_string_lossy().into_owned();
+    let go = dir.join("go").to_string_lossy().into_owned();
+    // Running before the agent starts: renames itself once `go` exists.
+    let early = std::process::Command::new(me)
+        .args(["--renamed-connect", "prctl", "apt", &to, &go])
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let config = "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: block\n  cidr:\n    \
+                  deny: [127.0.0.2/32]\n  command:\n    allow: [apt]\nkernel:\n  tier: lsm\n";
+    let agent = safeguard_test_support::Agent::start(
+        agent_bin,
+        &dir.join("agent"),
+        config,
+        crate::cases::READY_WITHIN,
+    )?;
+    let real = run(&apt, &["--connect", &to], None, None)?;
+    let by_prctl = run(me, &["--renamed-connect", "prctl", "apt", &to], None, None)?;
+    let by_proc = run(me, &["--renamed-connect", "proc", "apt", &to], None, None)?;
+    std::fs::write(&go, "").map_err(|e| e.to_string())?;
+    let early_pid = early.id();
+    let early = early.wait_with_output().map_err(|e| e.to_string())?;
+    let (events, _) = agent.stop()?;
+    let code = |ran: &safeguard_test_support::Ran| ran.code;
+    let results = [
+        ("run as apt", code(&real), 0),
+        ("renamed apt by prctl", code(&by_prctl), libc::EPERM),
+        (
+            "renamed apt through /proc/self/comm",
+            code(&by_proc),
+            libc::EPERM,
+        ),
+        (
+            "renamed apt, running before the agent",
+            early.status.code().unwrap_or(-1),
+            libc::EPERM,
+        ),
+    ];
+    for (what, got, want) in results {
+        if got != want {
+            return Err(format!("{what}: exit {got}, want {want}"));
+        }
+    }
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["event_name"] == event::NETWORK_CONNECT && e[attr::DECISION] == "blocked")
+        .map(|e| e[attr::PROCESS_PID].as_u64().unwrap_or(0) as u32)
+        .collect();
+    for pid in [by_prctl.pid, by_proc.pid, early_pid] {
+        if !refused.contains(&pid) {
+            return Err(format!(
+                "no blocked connect reported for pid {pid}: {refused:?}"
+            ));
+        }
+    }
+    if refused.contains(&real.pid) {
+        return Err("the real apt's connect was reported blocked".into());
+    }
+    Ok(())
+}
