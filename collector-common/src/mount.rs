@@ -55,3 +55,27 @@ const _: () = {
     assert!(size_of::<MountEvent>() == 120);
     assert!(offset_of!(MountRecord, paths) == MOUNT_EVENT_SIZE);
 };
+
+/// Value of the `MOUNT_INODES` map: what a mount of a tree rooted at (or
+/// below) this directory answers to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountIdentity {
+    /// The deny rule of a denied source: a tree rooted here or anywhere
+    /// below may not be mounted. With `ino` 0 in the key: every tree of
+    /// that filesystem (a denied block device).
+    pub below: u32,
+    /// The deny rule of a denied source below this directory: a tree rooted
+    /// exactly here would show it.
+    pub at: u32,
+}
+
+/// Capacity of a `MOUNT_INODES` map.
+pub const MOUNT_INODES_MAX: u32 = 16_384;
+
+/// Directories a moved tree's root is looked up through, upwards to its
+/// filesystem's root; a tree deeper than that is refused in block mode
+/// (fail closed).
+pub const MOUNT_WALK_STEPS: usize = 64;
+
+const _: () = assert!(core::mem::size_of::<MountIdentity>() == 8);

@@ -18,6 +18,8 @@ pub mod maps {
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
     pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
     pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];
+    /// Denied mount sources by identity (`InodeKey` → `mount::MountIdentity`).
+    pub const MOUNT_INODES: [&str; 2] = ["MOUNT_INODES_0", "MOUNT_INODES_1"];
     pub const NET_V4_RULES: [&str; 2] = ["NET_V4_RULES_0", "NET_V4_RULES_1"];
     pub const NET_V6_RULES: [&str; 2] = ["NET_V6_RULES_0", "NET_V6_RULES_1"];
     pub const NET_COMMAND_RULES: [&str; 2] = ["NET_COMMAND_RULES_0", "NET_COMMAND_RULES_1"];

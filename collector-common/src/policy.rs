@@ -315,6 +315,7 @@ mod pod {
     unsafe impl aya::Pod for super::InodeKey {}
     unsafe impl aya::Pod for super::IdentityRule {}
     unsafe impl aya::Pod for crate::guard::AgentGuard {}
+    unsafe impl aya::Pod for crate::mount::MountIdentity {}
     unsafe impl aya::Pod for crate::guard::ObjectKey {}
 }
 

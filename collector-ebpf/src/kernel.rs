@@ -816,3 +816,19 @@ pub fn current_exe_file() -> *const u8 {
         &MM_EXE_FILE_OFFSET,
     )
 }
+
+/// The device of the filesystem a typed `struct dentry *` is on
+/// (`d_sb->s_dev`, see [`load`]).
+#[inline(always)]
+pub fn dentry_dev(dentry: *const u8) -> u32 {
+    load(
+        load::<*const u8>(dentry, &DENTRY_D_SB_OFFSET),
+        &SB_S_DEV_OFFSET,
+    )
+}
+
+/// `dentry->d_parent` of a typed `struct dentry *` (see [`load`]).
+#[inline(always)]
+pub fn dentry_parent(dentry: *const u8) -> *const u8 {
+    load(dentry, &DENTRY_D_PARENT_OFFSET)
+}

@@ -13,7 +13,7 @@ use collector_common::{
     maps::{
         CIDR_RULES_MAX, EXEC_NAMES_MAX, ID_RULES_MAX, NAME_RULES_MAX, PATH_RULES_MAX, SAMPLING_MAX,
     },
-    mount::MountRecord,
+    mount::{MountIdentity, MountRecord},
     net::{V4Key, V6Key},
     process::ExecRecord,
 };
@@ -108,6 +108,13 @@ rule_maps! {
     /// Mount rules: denied source path prefixes.
     mount_rules: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
     MOUNT_RULES_0, MOUNT_RULES_1
+}
+
+rule_maps! {
+    /// Denied mount sources by identity (`MountIdentity`).
+    mount_inodes: HashMap<InodeKey, MountIdentity> =
+        HashMap::with_max_entries(collector_common::mount::MOUNT_INODES_MAX, 0);
+    MOUNT_INODES_0, MOUNT_INODES_1
 }
 
 rule_maps! {

@@ -3,13 +3,13 @@
 
 use aya_ebpf::{helpers::generated, macros::lsm, programs::LsmContext};
 use collector_common::{
-    EventKind, Hook, Module, ModuleConfig, PATH_MAX,
-    mount::{FSTYPE_LEN, MOUNT_EVENT_SIZE, MountOp, MountRecord},
+    EventKind, Hook, InodeKey, Module, ModuleConfig, PATH_MAX, RULE_PATH_UNRESOLVED,
+    mount::{FSTYPE_LEN, MOUNT_EVENT_SIZE, MOUNT_WALK_STEPS, MountOp, MountRecord},
 };
 
 use crate::{
     kernel,
-    maps::{MOUNT_SCRATCH, mount_rules},
+    maps::{MOUNT_SCRATCH, mount_inodes, mount_rules},
     record::{self, Verdict},
 };
 
@@ -99,11 +99,15 @@ pub fn move_mount(ctx: LsmContext) -> i32 {
         return 0;
     };
     let rec = unsafe { &mut *rec };
-    let (mnt, dentry) = kernel::path_parts(ctx.arg(0));
+    let from: *const u8 = ctx.arg(0);
+    let (mnt, dentry) = kernel::path_parts(from);
     let Some((source_len, _)) = kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()) else {
         return 0;
     };
-    let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len);
+    // By path, then by identity: a tree cloned with open_tree(2) or made
+    // with fsmount(2) is detached, and its path says only "/".
+    let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len)
+        .or_else(|| identity_denial(config, kernel::load_path_parts(from).1));
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -121,6 +125,50 @@ pub fn move_mount(ctx: LsmContext) -> i32 {
         source_len,
         target_len,
     )
+}
+
+/// The deny rule a tree rooted at `dentry` (a typed pointer) answers to
+/// by identity: a denied source at or above it on its filesystem, its
+/// filesystem a denied device, or it the directory above a denied source
+/// (mounting it would show the source). A tree deeper than
+/// `MOUNT_WALK_STEPS` below its filesystem's root cannot be told: refused
+/// (fail closed).
+#[inline(always)]
+fn identity_denial(config: &ModuleConfig, dentry: *const u8) -> Option<u32> {
+    if dentry.is_null() {
+        return None;
+    }
+    let map = mount_inodes(config);
+    let device = InodeKey {
+        ino: 0,
+        dev: kernel::dentry_dev(dentry),
+        _pad: 0,
+    };
+    if let Some(rule) = unsafe { map.get(&device) }
+        && rule.below != 0
+    {
+        return Some(rule.below);
+    }
+    let mut d = dentry;
+    for step in 0..MOUNT_WALK_STEPS {
+        let inode = kernel::dentry_inode(d);
+        if let Some(key) = kernel::inode_key(inode)
+            && let Some(rule) = unsafe { map.get(&key) }
+        {
+            if rule.below != 0 {
+                return Some(rule.below);
+            }
+            if step == 0 && rule.at != 0 {
+                return Some(rule.at);
+            }
+        }
+        let parent = kernel::dentry_parent(d);
+        if parent.is_null() || parent == d {
+            return None;
+        }
+        d = parent;
+    }
+    Some(RULE_PATH_UNRESOLVED)
 }
 
 #[inline(always)]

@@ -559,6 +559,10 @@ fn clear_rules(ebpf: &mut Ebpf, set: u8) -> Result<(), KernelError> {
         LpmTrie::<_, PathKey, AncestorRule>
     );
     clear!(maps::EXEC_NAME_RULES[set], HashMap::<_, NameKey, PathRule>);
+    clear!(
+        maps::MOUNT_INODES[set],
+        HashMap::<_, InodeKey, collector_common::mount::MountIdentity>
+    );
     clear!(maps::NET_V4_RULES[set], LpmTrie::<_, [u8; 4], PathRule>);
     clear!(maps::NET_V6_RULES[set], LpmTrie::<_, [u8; 16], PathRule>);
     clear!(
@@ -616,6 +620,15 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
         .map_err(map_err(name))?
         .set(set as u32, filter, 0)
         .map_err(map_err(name))?;
+    let name = maps::MOUNT_INODES[set];
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(KernelError::Missing("MOUNT_INODES map"))?;
+    let mut sources = HashMap::<_, InodeKey, collector_common::mount::MountIdentity>::try_from(map)
+        .map_err(map_err(name))?;
+    for (key, rule) in &policy.mount.mount_sources {
+        sources.insert(key, rule, 0).map_err(map_err(name))?;
+    }
     write_network_rules(ebpf, &policy.network, set)?;
     let name = maps::EXEC_NAME_RULES[set];
     let map = ebpf

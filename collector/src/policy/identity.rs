@@ -28,11 +28,13 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     ffi::OsString,
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{FileTypeExt as _, MetadataExt},
     path::{Path, PathBuf},
 };
 
-use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey};
+use collector_common::{
+    IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey, mount::MountIdentity,
+};
 use tracing::warn;
 
 use super::paths::PathRules;
@@ -239,6 +241,62 @@ struct MountPoint {
     whole: bool,
 }
 
+/// Denied mount sources by identity (`mount.deny`), for the programs'
+/// `move_mount` check: each source that exists (through symbolic links)
+/// is denied at and below itself; the root of each filesystem mounted
+/// below it too; each directory above it on its filesystem is denied as
+/// the root of a tree (a bind of `/` would show it); a block device
+/// denies every tree of the filesystem on it.
+pub fn mount_sources(deny: &[(u32, &str)]) -> Vec<(InodeKey, MountIdentity)> {
+    mount_sources_in(deny, &mount_points())
+}
+
+fn mount_sources_in(deny: &[(u32, &str)], mounts: &[MountPoint]) -> Vec<(InodeKey, MountIdentity)> {
+    let mut by_inode: HashMap<InodeKey, MountIdentity> = HashMap::new();
+    let deny_below = |key: InodeKey, rule: u32, map: &mut HashMap<InodeKey, MountIdentity>| {
+        let slot = map.entry(key).or_default();
+        if slot.below == 0 {
+            slot.below = rule;
+        }
+    };
+    for &(id, path) in deny {
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        if meta.file_type().is_block_device() {
+            let rdev = meta.rdev();
+            let key = InodeKey {
+                ino: 0,
+                dev: (libc::major(rdev) << 20) | libc::minor(rdev),
+                _pad: 0,
+            };
+            deny_below(key, id, &mut by_inode);
+            continue;
+        }
+        deny_below(key_of(&meta), id, &mut by_inode);
+        let source = Path::new(path);
+        for mount in mounts.iter().filter(|m| m.point.starts_with(source)) {
+            if let Ok(root) = fs::metadata(&mount.point) {
+                deny_below(key_of(&root), id, &mut by_inode);
+            }
+        }
+        let mut dir = source.parent();
+        while let Some(d) = dir {
+            match fs::metadata(d) {
+                Ok(above) if above.dev() == meta.dev() => {
+                    let slot = by_inode.entry(key_of(&above)).or_default();
+                    if slot.at == 0 {
+                        slot.at = id;
+                    }
+                }
+                _ => break,
+            }
+            dir = d.parent();
+        }
+    }
+    by_inode.into_iter().collect()
+}
+
 /// The agent's mounts. Read by hand: a few fields of a stable format, as
 /// elsewhere in the agent (`events::container`).
 fn mount_points() -> Vec<MountPoint> {
@@ -332,6 +390,38 @@ pub(crate) fn key_of(meta: &fs::Metadata) -> InodeKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denied_mount_source_is_denied_below_itself_and_as_the_root_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("srv/secret");
+        let sub = source.join("data");
+        let mounted = source.join("mnt");
+        let beside = dir.path().join("srv/public");
+        for d in [&sub, &mounted, &beside] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let key = |p: &Path| key_of(&fs::metadata(p).unwrap());
+        let path = source.to_string_lossy().into_owned();
+        // A filesystem mounted below the source (here: a directory standing
+        // in for its root).
+        let mounts = [MountPoint {
+            point: mounted.clone(),
+            whole: true,
+        }];
+        let entries: HashMap<InodeKey, MountIdentity> =
+            mount_sources_in(&[(7, &path)], &mounts).into_iter().collect();
+        assert_eq!(entries[&key(&source)].below, 7);
+        assert_eq!(entries[&key(&mounted)].below, 7);
+        // Above it, on its filesystem: denied as a tree's root only.
+        let parent = entries[&key(&source.parent().unwrap())];
+        assert_eq!((parent.below, parent.at), (0, 7));
+        // Below and beside it: no entry (the walk up finds the source).
+        assert!(!entries.contains_key(&key(&sub)));
+        assert!(!entries.contains_key(&key(&beside)));
+        // A source that does not exist has no identity.
+        assert!(mount_sources_in(&[(8, "/no/such/source")], &[]).is_empty());
+    }
 
     #[test]
     fn rule_paths_and_extra_links_below_denied_directories_get_identities() {

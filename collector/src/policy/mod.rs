@@ -112,6 +112,11 @@ pub struct ModulePolicy {
     pub ancestors: Ancestors,
     /// Rule paths by identity (files only).
     pub identities: Identities,
+    /// Denied sources by identity (mount only).
+    pub mount_sources: Vec<(
+        collector_common::InodeKey,
+        collector_common::mount::MountIdentity,
+    )>,
     pub names: NameRules,
     pub net: NetRules,
     /// The list a whitelist's default deny is reported against.
@@ -257,6 +262,9 @@ fn mount(m: &MountConfig, mut rules: RuleTable) -> ModulePolicy {
     let deny = ids(&mut rules, "mount.deny", m.deny.iter().map(|p| p.as_str()));
     let mut mount = module(&m.settings, semconv::module::MOUNT, "mount.deny", rules);
     mount.paths = PathRules::build(&deny, &[]);
+    if m.settings.target == Target::Host {
+        mount.mount_sources = identity::mount_sources(&deny);
+    }
     // Mounts have no allow list: whatever is not denied may be mounted.
     mount.config.policy = POLICY_BLACKLIST;
     mount
@@ -383,6 +391,7 @@ fn module(
         paths: PathRules::default(),
         ancestors: Ancestors::default(),
         identities: Identities::default(),
+        mount_sources: Vec::new(),
         names: NameRules::default(),
         net: NetRules::default(),
         allow_ruleset,

@@ -36,6 +36,9 @@ fn setup() -> Result<(), String> {
         "/mnt/sgm/bind",
         "/mnt/sgm/other",
         "/mnt/sgm/moved",
+        "/mnt/sgm/clone",
+        "/mnt/sgm/parent",
+        "/mnt/sgm/otherclone",
     ] {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
@@ -49,6 +52,18 @@ fn errno() -> i32 {
 
 /// open_tree(2) on the mount at `from`, then move_mount(2) it to `to`.
 fn move_mount(from: &str, to: &str) -> Result<(), i32> {
+    open_and_move(from, to, 0)
+}
+
+/// open_tree(2) with `OPEN_TREE_CLONE` of `from` (any directory: a
+/// detached bind mount of it, whose path is "/"), then move_mount(2) to
+/// `to`: the new mount API's `mount --bind`.
+fn clone_and_move(from: &str, to: &str) -> Result<(), i32> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    open_and_move(from, to, OPEN_TREE_CLONE)
+}
+
+fn open_and_move(from: &str, to: &str, flags: u32) -> Result<(), i32> {
     let (from, to, empty) = (
         CString::new(from).unwrap(),
         CString::new(to).unwrap(),
@@ -56,7 +71,7 @@ fn move_mount(from: &str, to: &str) -> Result<(), i32> {
     );
     // SAFETY: raw syscalls with valid C strings; the fd is closed below.
     unsafe {
-        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, from.as_ptr(), 0u32) as i32;
+        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, from.as_ptr(), flags) as i32;
         if fd < 0 {
             return Err(errno());
         }
@@ -105,23 +120,54 @@ fn ops() -> Vec<Op> {
                 move_mount(&format!("{DENIED}/tree"), "/mnt/sgm/moved")
             })),
         },
+        // The new mount API's bind: a detached clone, judged by identity.
+        Op {
+            row: "mount.move.clone",
+            event: event::MOUNT_MOVE,
+            key: attr::MOUNT_TARGET,
+            value: "/mnt/sgm/clone".into(),
+            attributes: vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            action: Action::Call(Box::new(|| {
+                clone_and_move(&format!("{DENIED}/data"), "/mnt/sgm/clone")
+            })),
+        },
+        // A clone of the directory above the source would show it.
+        Op {
+            row: "mount.move.ancestor",
+            event: event::MOUNT_MOVE,
+            key: attr::MOUNT_TARGET,
+            value: "/mnt/sgm/parent".into(),
+            attributes: vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
+            action: Action::Call(Box::new(|| clone_and_move("/srv/sgm", "/mnt/sgm/parent"))),
+        },
     ]
 }
 
 fn untouched() -> Vec<Untouched> {
-    vec![Untouched {
-        what: "other-source",
-        key: attr::MOUNT_SOURCE,
-        value: format!("{OTHER}/data"),
-        action: Action::Run(
-            "/bin/mount",
-            vec![
-                "--bind".into(),
-                format!("{OTHER}/data"),
-                "/mnt/sgm/other".into(),
-            ],
-        ),
-    }]
+    vec![
+        Untouched {
+            what: "other-source",
+            key: attr::MOUNT_SOURCE,
+            value: format!("{OTHER}/data"),
+            action: Action::Run(
+                "/bin/mount",
+                vec![
+                    "--bind".into(),
+                    format!("{OTHER}/data"),
+                    "/mnt/sgm/other".into(),
+                ],
+            ),
+        },
+        // A clone of a directory beside the source, below its parent.
+        Untouched {
+            what: "other-clone",
+            key: attr::MOUNT_TARGET,
+            value: "/mnt/sgm/otherclone".into(),
+            action: Action::Call(Box::new(|| {
+                clone_and_move(&format!("{OTHER}/data"), "/mnt/sgm/otherclone")
+            })),
+        },
+    ]
 }
 
 fn config(mode: &str) -> String {
