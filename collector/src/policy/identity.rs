@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(entries[&key(&source)].below, 7);
         assert_eq!(entries[&key(&mounted)].below, 7);
         // Above it, on its filesystem: denied as a tree's root only.
-        let parent = entries[&key(&source.parent().unwrap())];
+        let parent = entries[&key(source.parent().unwrap())];
         assert_eq!((parent.below, parent.at), (0, 7));
         // Below and beside it: no entry (the walk up finds the source).
         assert!(!entries.contains_key(&key(&sub)));
