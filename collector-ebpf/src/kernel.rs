@@ -817,18 +817,16 @@ pub fn current_exe_file() -> *const u8 {
     )
 }
 
-/// The device of the filesystem a typed `struct dentry *` is on
-/// (`d_sb->s_dev`, see [`load`]).
+/// One step of a walk up an untyped `struct dentry *` (read with helper
+/// calls, for a dentry reached through them): its identity, if it has an
+/// inode, and its parent.
 #[inline(always)]
-pub fn dentry_dev(dentry: *const u8) -> u32 {
-    load(
-        load::<*const u8>(dentry, &DENTRY_D_SB_OFFSET),
-        &SB_S_DEV_OFFSET,
-    )
-}
-
-/// `dentry->d_parent` of a typed `struct dentry *` (see [`load`]).
-#[inline(always)]
-pub fn dentry_parent(dentry: *const u8) -> *const u8 {
-    load(dentry, &DENTRY_D_PARENT_OFFSET)
+pub fn dentry_step(dentry: *const u8) -> (Option<collector_common::InodeKey>, *const u8) {
+    let inode = read_ptr(dentry, &DENTRY_D_INODE_OFFSET);
+    let key = (!inode.is_null()).then(|| collector_common::InodeKey {
+        ino: read(inode, &INODE_I_INO_OFFSET),
+        dev: read(read_ptr(dentry, &DENTRY_D_SB_OFFSET), &SB_S_DEV_OFFSET),
+        _pad: 0,
+    });
+    (key, read_ptr(dentry, &DENTRY_D_PARENT_OFFSET))
 }

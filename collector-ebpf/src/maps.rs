@@ -193,3 +193,7 @@ pub static AGENT_DIRS: HashMap<InodeKey, u32> = HashMap::with_max_entries(AGENT_
 #[map]
 pub static EXEC_NAMES: LruHashMap<u32, [u8; collector_common::COMM_LEN]> =
     LruHashMap::with_max_entries(EXEC_NAMES_MAX, 0);
+
+/// Scratch for the path of a mount source named by a descriptor.
+#[map]
+pub static MOUNT_FD_SCRATCH: PerCpuArray<[u8; PATH_MAX * 2]> = PerCpuArray::with_max_entries(1, 0);

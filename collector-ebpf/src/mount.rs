@@ -49,10 +49,27 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
     } else {
         0
     };
-    if source_len == 0 || rec.paths[0] != b'/' {
+    // A remount (`-o remount,bind,ro`) changes flags, not what is mounted.
+    let bind = flags & MS_BIND != 0 && flags & MS_REMOUNT == 0;
+    // A bind's source is a path the kernel resolves after this hook: one
+    // spelled with `.` or `..` components, doubled slashes or relative to
+    // the working directory cannot be told here, so it is refused in
+    // block mode (fail closed). A descriptor's link (/proc/self/fd/N, how
+    // container runtimes name bind sources) is followed to the directory
+    // open on it. Other mounts name a device, or nothing: only an
+    // absolute source can match a rule.
+    let absolute = source_len > 0 && rec.paths[0] == b'/';
+    let denial = if bind && !absolute {
+        Some(RULE_PATH_UNRESOLVED)
+    } else if !absolute {
         return 0;
-    }
-    let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len);
+    } else if let Some(fd) = own_fd_link(&rec.paths, source_len) {
+        fd_denial(config, fd)
+    } else if !canonical(&rec.paths, source_len) {
+        Some(RULE_PATH_UNRESOLVED)
+    } else {
+        record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len)
+    };
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -107,7 +124,7 @@ pub fn move_mount(ctx: LsmContext) -> i32 {
     // By path, then by identity: a tree cloned with open_tree(2) or made
     // with fsmount(2) is detached, and its path says only "/".
     let denial = record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len)
-        .or_else(|| identity_denial(config, kernel::load_path_parts(from).1));
+        .or_else(|| identity_denial(config, dentry));
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
     };
@@ -127,42 +144,144 @@ pub fn move_mount(ctx: LsmContext) -> i32 {
     )
 }
 
-/// The deny rule a tree rooted at `dentry` (a typed pointer) answers to
-/// by identity: a denied source at or above it on its filesystem, its
-/// filesystem a denied device, or it the directory above a denied source
-/// (mounting it would show the source). A tree deeper than
-/// `MOUNT_WALK_STEPS` below its filesystem's root cannot be told: refused
-/// (fail closed).
+/// `MS_BIND`, `MS_REMOUNT`.
+const MS_BIND: u64 = 0x1000;
+const MS_REMOUNT: u64 = 0x20;
+
+/// The descriptor a source of the form `/proc/self/fd/N` or
+/// `/proc/thread-self/fd/N` names.
+#[inline(always)]
+fn own_fd_link(source: &[u8; 2 * PATH_MAX], len: usize) -> Option<i32> {
+    const SELF: &[u8] = b"/proc/self/fd/";
+    const THREAD_SELF: &[u8] = b"/proc/thread-self/fd/";
+    let start = if source[..SELF.len()] == *SELF {
+        SELF.len()
+    } else if source[..THREAD_SELF.len()] == *THREAD_SELF {
+        THREAD_SELF.len()
+    } else {
+        return None;
+    };
+    // At most 9 digits, then the end.
+    let mut fd: i32 = 0;
+    let mut digits = 0;
+    for i in 0..10 {
+        let at = start + i;
+        if at >= len {
+            break;
+        }
+        let c = source[at & (2 * PATH_MAX - 1)];
+        if !c.is_ascii_digit() || i == 9 {
+            return None;
+        }
+        fd = fd * 10 + i32::from(c - b'0');
+        digits += 1;
+    }
+    (digits > 0).then_some(fd)
+}
+
+/// The deny rule of the directory open on the current task's `fd`, by its
+/// path and by identity; a descriptor that is not open cannot be told.
+#[inline(always)]
+fn fd_denial(config: &ModuleConfig, fd: i32) -> Option<u32> {
+    let path = kernel::relative_base(fd);
+    if path.is_null() {
+        return Some(RULE_PATH_UNRESOLVED);
+    }
+    let (mnt, dentry) = kernel::path_parts(path);
+    let scratch = crate::maps::MOUNT_FD_SCRATCH.get_ptr_mut(0)?;
+    let scratch = unsafe { &mut *scratch };
+    let by_path = match kernel::walk_path(mnt, dentry, scratch.as_mut_ptr()) {
+        Some((len, false)) => {
+            record::path_denial(mount_rules(config), config, scratch.as_ptr(), len)
+        }
+        _ => None,
+    };
+    by_path.or_else(|| identity_denial(config, dentry))
+}
+
+/// State of the scan for `.`/`..` components and doubled slashes, shared
+/// with its `bpf_loop` callback.
+#[repr(C)]
+struct Canonical {
+    buf: *const u8,
+    len: u64,
+    ok: u64,
+}
+
+/// Whether the absolute path in `source` (`len` bytes) has no `.` or `..`
+/// component and no doubled slash.
+#[inline(always)]
+fn canonical(source: &[u8; 2 * PATH_MAX], len: usize) -> bool {
+    let mut scan = Canonical {
+        buf: source.as_ptr(),
+        len: len as u64,
+        ok: 1,
+    };
+    unsafe {
+        generated::bpf_loop(
+            len as u32,
+            canonical_step as *mut core::ffi::c_void,
+            (&mut scan as *mut Canonical).cast(),
+            0,
+        )
+    };
+    scan.ok != 0
+}
+
+#[inline(never)]
+extern "C" fn canonical_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let scan = unsafe { &mut *ctx.cast::<Canonical>() };
+    let at = |i: u64| -> u8 {
+        if i >= scan.len {
+            b'/' // the end reads as a separator
+        } else {
+            unsafe { *scan.buf.add((i as usize) & (2 * PATH_MAX - 1)) }
+        }
+    };
+    if at(index) != b'/' || index + 1 >= scan.len {
+        return 0;
+    }
+    let (a, b, c) = (at(index + 1), at(index + 2), at(index + 3));
+    if a == b'/' || (a == b'.' && b == b'/') || (a == b'.' && b == b'.' && c == b'/') {
+        scan.ok = 0;
+        return 1;
+    }
+    0
+}
+
+/// The deny rule a tree rooted at `dentry` answers to by identity: a
+/// denied source at or above it on its filesystem, its filesystem a denied
+/// device, or it the directory above a denied source (mounting it would
+/// show the source). A tree deeper than `MOUNT_WALK_STEPS` below its
+/// filesystem's root cannot be told: refused (fail closed). Mounts are
+/// rare: helper reads, so any dentry will do.
 #[inline(always)]
 fn identity_denial(config: &ModuleConfig, dentry: *const u8) -> Option<u32> {
     if dentry.is_null() {
         return None;
     }
     let map = mount_inodes(config);
-    let device = InodeKey {
-        ino: 0,
-        dev: kernel::dentry_dev(dentry),
-        _pad: 0,
-    };
-    if let Some(rule) = unsafe { map.get(&device) }
-        && rule.below != 0
-    {
-        return Some(rule.below);
-    }
     let mut d = dentry;
     for step in 0..MOUNT_WALK_STEPS {
-        let inode = kernel::dentry_inode(d);
-        if let Some(key) = kernel::inode_key(inode)
-            && let Some(rule) = unsafe { map.get(&key) }
-        {
-            if rule.below != 0 {
-                return Some(rule.below);
+        let (key, parent) = kernel::dentry_step(d);
+        if let Some(key) = key {
+            if step == 0 {
+                let device = InodeKey { ino: 0, ..key };
+                if let Some(rule) = unsafe { map.get(&device) }
+                    && rule.below != 0
+                {
+                    return Some(rule.below);
+                }
             }
-            if step == 0 && rule.at != 0 {
-                return Some(rule.at);
+            if let Some(rule) = unsafe { map.get(&key) } {
+                if rule.below != 0 {
+                    return Some(rule.below);
+                }
+                if step == 0 && rule.at != 0 {
+                    return Some(rule.at);
+                }
             }
         }
-        let parent = kernel::dentry_parent(d);
         if parent.is_null() || parent == d {
             return None;
         }

@@ -409,8 +409,9 @@ mod tests {
             point: mounted.clone(),
             whole: true,
         }];
-        let entries: HashMap<InodeKey, MountIdentity> =
-            mount_sources_in(&[(7, &path)], &mounts).into_iter().collect();
+        let entries: HashMap<InodeKey, MountIdentity> = mount_sources_in(&[(7, &path)], &mounts)
+            .into_iter()
+            .collect();
         assert_eq!(entries[&key(&source)].below, 7);
         assert_eq!(entries[&key(&mounted)].below, 7);
         // Above it, on its filesystem: denied as a tree's root only.

@@ -96,6 +96,40 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            // A workload for the mount rows: mount(2) of SOURCE on TARGET
+            // with MS_BIND, from the working directory CWD; with `--fd`,
+            // SOURCE is opened first and named as /proc/self/fd/N. On
+            // refusal, the error on stderr and exit 1.
+            "--bind-mount" => {
+                let mut source = args.next().expect("--bind-mount needs SOURCE TARGET CWD");
+                let target = args.next().expect("--bind-mount needs SOURCE TARGET CWD");
+                let cwd = args.next().expect("--bind-mount needs SOURCE TARGET CWD");
+                std::env::set_current_dir(&cwd).expect("chdir CWD");
+                let _held;
+                if args.next().as_deref() == Some("--fd") {
+                    let dir = std::fs::File::open(&source).expect("open SOURCE");
+                    source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
+                    _held = dir;
+                }
+                let (src, dst) = (
+                    std::ffi::CString::new(source).unwrap(),
+                    std::ffi::CString::new(target).unwrap(),
+                );
+                let rc = unsafe {
+                    libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                };
+                if rc != 0 {
+                    eprintln!("mount: {}", std::io::Error::last_os_error());
+                    return ExitCode::FAILURE;
+                }
+                return ExitCode::SUCCESS;
+            }
             // A workload for the exec rows: maps PATH readable, then
             // makes the mapping executable (mprotect), as a loader of its
             // own would; on refusal, the error on stderr and exit 1.

@@ -39,6 +39,10 @@ fn setup() -> Result<(), String> {
         "/mnt/sgm/clone",
         "/mnt/sgm/parent",
         "/mnt/sgm/otherclone",
+        "/mnt/sgm/dot",
+        "/mnt/sgm/relative",
+        "/mnt/sgm/fd",
+        "/mnt/sgm/otherfd",
     ] {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
@@ -120,6 +124,32 @@ fn ops() -> Vec<Op> {
                 move_mount(&format!("{DENIED}/tree"), "/mnt/sgm/moved")
             })),
         },
+        // mount(2) binds whose source is spelled so that no string rule
+        // can tell it: refused (fail closed), or followed (a descriptor).
+        raw_bind(
+            "mount.bind.dot",
+            "/srv/sgm/./secret/data",
+            "/mnt/sgm/dot",
+            "/",
+            semconv::rule::PATH_UNRESOLVED,
+            false,
+        ),
+        raw_bind(
+            "mount.bind.relative",
+            "secret/data",
+            "/mnt/sgm/relative",
+            "/srv/sgm",
+            semconv::rule::PATH_UNRESOLVED,
+            false,
+        ),
+        raw_bind(
+            "mount.bind.fd",
+            &format!("{DENIED}/data"),
+            "/mnt/sgm/fd",
+            "/",
+            DENIED,
+            true,
+        ),
         // The new mount API's bind: a detached clone, judged by identity.
         Op {
             row: "mount.move.clone",
@@ -143,6 +173,31 @@ fn ops() -> Vec<Op> {
     ]
 }
 
+/// `safeguard-vm-tests --bind-mount`: mount(2) with MS_BIND, as given.
+fn bind_action(source: &str, target: &str, cwd: &str, fd: bool) -> Action {
+    let mut args = vec![
+        "--bind-mount".into(),
+        source.into(),
+        target.into(),
+        cwd.into(),
+    ];
+    if fd {
+        args.push("--fd".into());
+    }
+    Action::Run("/bin/safeguard-vm-tests", args)
+}
+
+fn raw_bind(row: &'static str, source: &str, target: &str, cwd: &str, rule: &str, fd: bool) -> Op {
+    Op {
+        row,
+        event: event::MOUNT_MOUNT,
+        key: attr::MOUNT_TARGET,
+        value: target.into(),
+        attributes: vec![(attr::SECURITY_RULE_NAME, json!(rule))],
+        action: bind_action(source, target, cwd, fd),
+    }
+}
+
 fn untouched() -> Vec<Untouched> {
     vec![
         Untouched {
@@ -154,6 +209,27 @@ fn untouched() -> Vec<Untouched> {
                 vec![
                     "--bind".into(),
                     format!("{OTHER}/data"),
+                    "/mnt/sgm/other".into(),
+                ],
+            ),
+        },
+        // A bind of an allowed directory named by its descriptor.
+        Untouched {
+            what: "other-fd",
+            key: attr::MOUNT_TARGET,
+            value: "/mnt/sgm/otherfd".into(),
+            action: bind_action(&format!("{OTHER}/data"), "/mnt/sgm/otherfd", "/", true),
+        },
+        // A read-only remount of a bind names no source.
+        Untouched {
+            what: "bind-remount",
+            key: attr::MOUNT_TARGET,
+            value: "/mnt/sgm/other".into(),
+            action: Action::Run(
+                "/bin/mount",
+                vec![
+                    "-o".into(),
+                    "remount,bind,ro".into(),
                     "/mnt/sgm/other".into(),
                 ],
             ),
