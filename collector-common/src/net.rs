@@ -50,6 +50,7 @@ pub const SOCK_DGRAM: u16 = 2;
 pub const SOCK_RAW: u16 = 3;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 
 /// A network record (fixed size). Addresses are in network byte order; an
 /// IPv4 address fills the first 4 bytes. Ports are in host byte order.

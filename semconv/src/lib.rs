@@ -162,6 +162,8 @@ pub mod net {
             TCP = "tcp";
             /// UDP.
             UDP = "udp";
+            /// SCTP (not among OpenTelemetry's values, which allow others).
+            SCTP = "sctp";
         }
         /// Values of [`attr::NETWORK_TYPE`](crate::attr::NETWORK_TYPE).
         TYPE {

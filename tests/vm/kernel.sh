@@ -70,9 +70,21 @@ newest_cached() {
 	tail -n1 <<<"$names"
 }
 
-# A cached kernel has its vmlinuz and overlay.ko (the overlayfs module, for
-# the VM tests that mount an overlay; the initramfs has no /lib/modules).
-is_cached() { [[ -f "$KDIR/$1/vmlinuz" && -f "$KDIR/$1/overlay.ko" ]]; }
+# The modules the VM tests load (the initramfs has no /lib/modules), in
+# load order, by their path below kernel/: overlayfs (the overlay rows), and
+# SCTP with what it needs (the SCTP rows).
+MODULES=(
+	fs/overlayfs/overlay
+	crypto/crc32c_generic
+	lib/libcrc32c
+	net/ipv4/udp_tunnel
+	net/ipv6/ip6_udp_tunnel
+	net/sctp/sctp
+)
+
+# A cached kernel has its vmlinuz and the modules (modules/order lists them
+# in load order).
+is_cached() { [[ -f "$KDIR/$1/vmlinuz" && -f "$KDIR/$1/modules/order" ]]; }
 
 apt_update() {
 	log "running apt-get update"
@@ -110,22 +122,31 @@ unpack() {
 	deb=$(find "$WORK" -maxdepth 1 -name '*.deb' | head -n1)
 	[[ -n "$deb" ]] || die "apt-get download produced no .deb for $pkg"
 
-	# Only /boot and the overlayfs module are needed: this is `dpkg -x`
-	# restricted to them, which skips writing /lib/modules (~400 MB for 6.1).
+	# Only /boot and the modules are needed: this is `dpkg -x` restricted
+	# to them, which skips writing /lib/modules (~400 MB for 6.1).
 	log "extracting $(basename "$deb")"
-	mkdir "$WORK/x" "$WORK/out"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$WORK/x" --wildcards \
-		'./boot/*' '*/kernel/fs/overlayfs/overlay.ko*'
-	local module
-	module=$(find "$WORK/x" -name 'overlay.ko*' | head -n1)
-	[[ -n "$module" ]] || die "no overlay.ko in $pkg"
-	case "$module" in
-	# busybox's insmod hands the kernel the bytes as they are: store the
-	# module uncompressed (its signature is inside, unchanged).
-	*.xz) xz -dc "$module" >"$WORK/out/overlay.ko" ;;
-	*.zst) zstd -dcq "$module" >"$WORK/out/overlay.ko" ;;
-	*) cp "$module" "$WORK/out/overlay.ko" ;;
-	esac
+	mkdir -p "$WORK/x" "$WORK/out/modules"
+	local patterns=() m module name
+	for m in "${MODULES[@]}"; do patterns+=("*/kernel/$m.ko*"); done
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$WORK/x" --wildcards './boot/*' "${patterns[@]}" ||
+		log "warning: not every module is in $pkg"
+	for m in "${MODULES[@]}"; do
+		name=$(basename "$m")
+		module=$(find "$WORK/x" -path "*/kernel/$m.ko*" | head -n1)
+		if [[ -z "$module" ]]; then
+			[[ "$name" != overlay ]] || die "no overlay.ko in $pkg"
+			log "warning: no $name.ko in $pkg (built in, or not built)"
+			continue
+		fi
+		case "$module" in
+		# busybox's insmod hands the kernel the bytes as they are: store the
+		# module uncompressed (its signature is inside, unchanged).
+		*.xz) xz -dc "$module" >"$WORK/out/modules/$name.ko" ;;
+		*.zst) zstd -dcq "$module" >"$WORK/out/modules/$name.ko" ;;
+		*) cp "$module" "$WORK/out/modules/$name.ko" ;;
+		esac
+		echo "$name.ko" >>"$WORK/out/modules/order"
+	done
 	vmlinuz=$(find "$WORK/x/boot" -name 'vmlinuz-*' | head -n1)
 	config=$(find "$WORK/x/boot" -name 'config-*' | head -n1)
 	[[ -n "$vmlinuz" ]] || die "no vmlinuz in $pkg"
@@ -136,7 +157,7 @@ unpack() {
 	fi
 	dpkg-deb -f "$deb" Package Version >"$WORK/out/package"
 
-	# A directory cached before overlay.ko was kept is replaced.
+	# A directory cached before the modules were kept is replaced.
 	if [[ -d "$KDIR/$pkg" ]] && ! is_cached "$pkg"; then
 		rm -rf "$KDIR/$pkg"
 	fi

@@ -170,8 +170,10 @@ write_init() {
 		mnt tmpfs /run
 		mkdir -p /dev/pts /dev/shm
 		mount -t devpts devpts /dev/pts 2>/dev/null
-		if [ -f /lib/modules/overlay.ko ]; then
-			insmod /lib/modules/overlay.ko || echo "SGVM-WARN could not load overlay.ko"
+		if [ -f /lib/modules/order ]; then
+			while read -r module; do
+				insmod "/lib/modules/$module" || echo "SGVM-WARN could not load $module"
+			done </lib/modules/order
 		fi
 		ip link set lo up || echo "SGVM-WARN could not bring lo up"
 		hostname sgvm
@@ -232,11 +234,11 @@ build_initramfs() {
 		cp -aT "$src" "$ROOT$dst"
 	done
 
-	# The overlayfs module kept beside a cached kernel (kernel.sh), loaded
-	# by init.
-	if [[ -f "$(dirname "$VMLINUZ")/overlay.ko" ]]; then
+	# The modules kept beside a cached kernel (kernel.sh), loaded by init
+	# in the order listed.
+	if [[ -f "$(dirname "$VMLINUZ")/modules/order" ]]; then
 		mkdir -p "$ROOT/lib/modules"
-		cp "$(dirname "$VMLINUZ")/overlay.ko" "$ROOT/lib/modules/overlay.ko"
+		cp "$(dirname "$VMLINUZ")"/modules/* "$ROOT/lib/modules/"
 	fi
 
 	write_init

@@ -14,7 +14,7 @@ use collector_common::{
     file::FileOp,
     guard::TamperAction,
     mount::MountOp,
-    net::{AF_INET, AF_INET6, AF_PACKET, IPPROTO_TCP, IPPROTO_UDP, NetOp, SOCK_RAW},
+    net::{AF_INET, AF_INET6, AF_PACKET, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, NetOp, SOCK_RAW},
 };
 use semconv::{attr, event};
 
@@ -298,6 +298,7 @@ impl Enricher {
         match e.protocol {
             IPPROTO_TCP => a.push((attr::NETWORK_TRANSPORT, semconv::net::TCP.into())),
             IPPROTO_UDP => a.push((attr::NETWORK_TRANSPORT, semconv::net::UDP.into())),
+            IPPROTO_SCTP => a.push((attr::NETWORK_TRANSPORT, semconv::net::SCTP.into())),
             _ => {}
         }
         let net_type = if e.peer.is_ipv4() {

@@ -22,10 +22,42 @@ use crate::{
 };
 
 /// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1, and
-/// 127.0.0.4 to 127.0.0.6 (peers of one row each: a row's event is told
-/// apart by its address).
-const CONFIG_CIDRS: &str =
-    "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32, 127.0.0.6/32]";
+/// 127.0.0.4 to 127.0.0.6 and 127.0.0.8 (peers of one row each: a row's
+/// event is told apart by its address).
+const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32, \
+                            127.0.0.6/32, 127.0.0.8/32]";
+
+/// Where an SCTP listener waits (denied).
+const SCTP_PEER: &str = "127.0.0.8:7778";
+
+/// connect(2) on an SCTP socket to `to:port`.
+fn sctp_connect(to: [u8; 4], port: u16) -> Result<(), i32> {
+    const IPPROTO_SCTP: i32 = 132;
+    // SAFETY: plain syscalls on a sockaddr_in we own; the socket is closed
+    // before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, IPPROTO_SCTP);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+        }
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(to);
+        let rc = libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let result = if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+        };
+        libc::close(fd);
+        result
+    }
+}
 
 /// `sendto` on a UDP socket with `sin_family = AF_UNSPEC`: the kernel sends
 /// to `sin_addr` all the same.
@@ -126,6 +158,8 @@ struct Fixture {
     /// Listens on an allowed address, for a task whose supplementary group
     /// is denied.
     group_listener: Option<TcpListener>,
+    /// Listens for SCTP on 127.0.0.8 (denied).
+    sctp_listener: Option<Socket>,
 }
 
 fn fixture() -> &'static Mutex<Fixture> {
@@ -167,6 +201,11 @@ fn setup() -> Result<(), String> {
     f.connected_udp = Some(sender);
     f.connected_udp_peer = Some(peer);
     f.group_listener = Some(TcpListener::bind(GROUP_PEER).map_err(e)?);
+    let sctp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(132))).map_err(e)?;
+    sctp.bind(&SCTP_PEER.parse::<SocketAddr>().unwrap().into())
+        .map_err(e)?;
+    sctp.listen(8).map_err(e)?;
+    f.sctp_listener = Some(sctp);
     // Ping sockets for every group (the default allows none).
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").map_err(e)?;
     Ok(())
@@ -299,6 +338,15 @@ fn ops() -> Vec<Op> {
                 )
             })),
         ),
+        // An SCTP socket's connect (the VM kernels load sctp.ko).
+        Op {
+            row: "network.connect.sctp",
+            event: event::NETWORK_CONNECT,
+            key: attr::NETWORK_PEER_ADDRESS,
+            value: "127.0.0.8".into(),
+            attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
+            action: call(|_| sctp_connect([127, 0, 0, 8], 7778)),
+        },
         // GID rules hold for supplementary groups too.
         Op {
             row: "network.connect.supplementary-group",
