@@ -130,35 +130,6 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::SUCCESS;
             }
-            // A workload for the exec rows: maps PATH readable, then
-            // makes the mapping executable (mprotect), as a loader of its
-            // own would; on refusal, the error on stderr and exit 1.
-            "--map-exec" => {
-                let path = args.next().expect("--map-exec needs PATH");
-                let file = std::fs::File::open(&path).expect("open PATH");
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-                let len = 4096;
-                let at = unsafe {
-                    libc::mmap(
-                        std::ptr::null_mut(),
-                        len,
-                        libc::PROT_READ,
-                        libc::MAP_PRIVATE,
-                        fd,
-                        0,
-                    )
-                };
-                assert!(
-                    at != libc::MAP_FAILED,
-                    "mmap: {}",
-                    std::io::Error::last_os_error()
-                );
-                if unsafe { libc::mprotect(at, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-                    eprintln!("mprotect: {}", std::io::Error::last_os_error());
-                    return ExitCode::FAILURE;
-                }
-                return ExitCode::SUCCESS;
-            }
             // A workload for command rules: once WAIT_FILE exists (if
             // given), rename itself NAME (HOW: `prctl` or `proc`, writing
             // /proc/self/comm), then connect to ADDR over TCP; exits with

@@ -197,41 +197,6 @@ fn ops() -> Vec<Op> {
     ]
 }
 
-/// The dynamic loader.
-const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
-
-/// Runs without exec: the denied tool run by the dynamic loader, which
-/// maps it itself, and a mapping of it made executable afterwards. Only on
-/// BPF-LSM.
-fn mapping_ops() -> Vec<Op> {
-    let mapped = |row, hook: &str, action| Op {
-        row,
-        event: event::PROCESS_EXEC_MAPPING,
-        key: attr::FILE_PATH,
-        value: format!("{TOOLS}/tool"),
-        attributes: vec![
-            (attr::SECURITY_RULE_NAME, json!(TOOLS)),
-            (attr::HOOK, json!(hook)),
-        ],
-        action,
-    };
-    vec![
-        mapped(
-            "process.exec.loader",
-            "lsm/mmap_file",
-            Action::Run(LOADER, vec![format!("{TOOLS}/tool"), "loader-test".into()]),
-        ),
-        mapped(
-            "process.exec.mprotect",
-            "lsm/file_mprotect",
-            Action::Run(
-                "/bin/safeguard-vm-tests",
-                vec!["--map-exec".into(), format!("{TOOLS}/tool")],
-            ),
-        ),
-    ]
-}
-
 /// An exec of the denied tool with one argument (a test filter that
 /// matches nothing, so it exits at once), started by `action`; the event
 /// must name the rule and carry the arguments.
@@ -257,19 +222,6 @@ fn untouched() -> Vec<Untouched> {
     vec![]
 }
 
-/// An allowed program run by the loader maps (and runs) untouched.
-fn loader_untouched() -> Vec<Untouched> {
-    vec![Untouched {
-        what: "loader-allowed",
-        key: attr::FILE_PATH,
-        value: "/bin/safeguard-vm-tests".into(),
-        action: Action::Run(
-            LOADER,
-            vec!["/bin/safeguard-vm-tests".into(), "no-such-test".into()],
-        ),
-    }]
-}
-
 fn config(mode: &str, tier: &str, policy: &str, allow: &str) -> String {
     format!(
         "process:\n  enable: true\n  mode: {mode}\n  policy: {policy}\n  memfd_exec: deny\n  allow: [{allow}]\n  \
@@ -285,8 +237,8 @@ pub fn block(agent: &str) -> Vec<(String, TestResult)> {
         &config,
         Expect::Blocked,
         &setup,
-        ops().into_iter().chain(mapping_ops()).collect(),
-        loader_untouched(),
+        ops(),
+        untouched(),
     )
 }
 
@@ -298,8 +250,8 @@ pub fn monitor(agent: &str) -> Vec<(String, TestResult)> {
         &config,
         Expect::WouldBlock,
         &setup,
-        ops().into_iter().chain(mapping_ops()).collect(),
-        loader_untouched(),
+        ops(),
+        untouched(),
     )
 }
 

@@ -31,8 +31,7 @@ impl Expect {
 /// How an operation is performed.
 pub enum Action {
     /// A program, as root: `(program, args)`. Refusal shows as a non-zero
-    /// exit and "Operation not permitted" on stderr (or the loader's
-    /// "failed to map segment").
+    /// exit and "Operation not permitted" on stderr.
     Run(&'static str, Vec<String>),
     /// A syscall from this process: `Err(errno)` on failure.
     Call(Box<dyn Fn() -> Result<(), i32>>),
@@ -76,13 +75,9 @@ fn perform(action: &Action) -> Outcome {
                 Ok(ran) => Outcome {
                     pid: ran.pid,
                     // busybox mount says "permission denied (are you
-                    // root?)" for EPERM; the dynamic loader names no
-                    // error when a mapping is refused.
+                    // root?)" for EPERM.
                     eperm: ran.stderr.contains("Operation not permitted")
-                        || ran.stderr.contains("permission denied (are you root?)")
-                        || ran
-                            .stderr
-                            .contains("failed to map segment from shared object"),
+                        || ran.stderr.contains("permission denied (are you root?)"),
                     result: if ran.code == 0 {
                         Ok(())
                     } else {
