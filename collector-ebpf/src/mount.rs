@@ -17,14 +17,7 @@ use crate::{
 pub fn sb_mount(ctx: LsmContext) -> i32 {
     // (const char *dev_name, const struct path *path, const char *type,
     //  unsigned long flags, void *data)
-    let earlier: i32 = ctx.arg(5);
-    if earlier != 0 {
-        return if (-4095..0).contains(&earlier) {
-            earlier
-        } else {
-            -1
-        };
-    }
+    earlier_denial!(ctx, 5);
     let Some(config) = record::active_module(Module::Mount) else {
         return 0;
     };
@@ -101,14 +94,7 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
 #[lsm(hook = "move_mount")]
 pub fn move_mount(ctx: LsmContext) -> i32 {
     // (const struct path *from_path, const struct path *to_path)
-    let earlier: i32 = ctx.arg(2);
-    if earlier != 0 {
-        return if (-4095..0).contains(&earlier) {
-            earlier
-        } else {
-            -1
-        };
-    }
+    earlier_denial!(ctx, 2);
     let Some(config) = record::active_module(Module::Mount) else {
         return 0;
     };

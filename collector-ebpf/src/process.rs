@@ -30,14 +30,7 @@ const FILENAME_SCAN: usize = 256;
 
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
-    let earlier: i32 = ctx.arg(1);
-    if earlier != 0 {
-        return if (-4095..0).contains(&earlier) {
-            earlier
-        } else {
-            -1
-        };
-    }
+    earlier_denial!(ctx, 1);
     let Some(config) = record::active_module(Module::Process) else {
         return 0;
     };
