@@ -143,6 +143,10 @@ hooks! {
     LsmInodeUnlink = 45 => "lsm/inode_unlink", true;
     LsmInodeRmdir = 46 => "lsm/inode_rmdir", true;
     LsmInodeRename = 47 => "lsm/inode_rename", true;
+    /// The process module's program on `mmap_file` (`exec_mmap_file`):
+    /// an executable mapping judged by the exec rules.
+    LsmExecMmap = 48 => "lsm/mmap_file", true;
+    LsmFileMprotect = 49 => "lsm/file_mprotect", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

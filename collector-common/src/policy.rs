@@ -86,6 +86,10 @@ pub const FLAG_FILE_IOCTL: u8 = 2;
 /// `ModuleConfig::flags` of the process module: refuse the exec of a file
 /// no directory names (`i_nlink == 0`: a memfd, or a deleted file).
 pub const FLAG_PROCESS_DENY_MEMFD_EXEC: u8 = 2;
+/// `ModuleConfig::flags` of the process module: there are deny rules, so
+/// an executable mapping (`mmap`, `mprotect` with `PROT_EXEC`) of a file is
+/// judged by them too: how a dynamic loader runs a program without exec.
+pub const FLAG_PROCESS_JUDGE_MAPPINGS: u8 = 4;
 /// `ModuleConfig::flags` of the network module: refuse raw and packet
 /// sockets (`network.raw: deny`).
 pub const FLAG_NET_DENY_RAW: u8 = 2;

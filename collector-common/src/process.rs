@@ -23,6 +23,10 @@ pub struct ExecEvent {
 
 /// `ExecEvent::flags`: the arguments did not fit and were cut.
 pub const ARGS_TRUNCATED: u8 = 4;
+/// `ExecEvent::flags`: not an exec but an executable mapping of the file
+/// (`mmap` or `mprotect` with `PROT_EXEC`), judged by the exec rules; the
+/// process runs on as it was.
+pub const EXEC_MAPPING: u8 = 8;
 
 pub const EXEC_EVENT_SIZE: usize = core::mem::size_of::<ExecEvent>();
 

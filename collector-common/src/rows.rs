@@ -69,11 +69,22 @@ impl Hook {
     /// The program at this hook: the last part of its name (`file_open`
     /// for `lsm/file_open`, `connect4` for `cgroup/connect4`).
     pub fn program(self) -> &'static str {
+        // A second program on a hook another module's program is named
+        // after.
+        if let Hook::LsmExecMmap = self {
+            return "exec_mmap_file";
+        }
         let name = self.name();
         match name.rfind('/') {
             Some(i) => &name[i + 1..],
             None => name,
         }
+    }
+
+    /// The LSM hook a BPF-LSM program attaches to (`file_open` for
+    /// `lsm/file_open`); `None` for other programs.
+    pub fn lsm_hook(self) -> Option<&'static str> {
+        self.name().strip_prefix("lsm/")
     }
 
     /// `(category, name)` of a tracepoint hook
@@ -184,6 +195,18 @@ pub const ROWS: &[RowSpec] = &[
         Module::Process,
         Hook::LsmBprmCheck,
         AuditTier::AttachedByRow(&[Hook::TpSchedExec]),
+    ),
+    lsm(
+        "process.exec.mapped",
+        Module::Process,
+        Hook::LsmExecMmap,
+        AuditTier::None,
+    ),
+    lsm(
+        "process.exec.mprotect",
+        Module::Process,
+        Hook::LsmFileMprotect,
+        AuditTier::None,
     ),
     RowSpec {
         name: "process.lifecycle",

@@ -810,3 +810,23 @@ pub fn dentry_step(dentry: *const u8) -> (Option<collector_common::InodeKey>, *c
     });
     (key, read_ptr(dentry, &DENTRY_D_PARENT_OFFSET))
 }
+
+/// `(vma->vm_file, vma->vm_flags)` of a typed `struct vm_area_struct *`
+/// (see [`load`]).
+#[inline(always)]
+pub fn vma_file_flags(vma: *const u8) -> (*const u8, u64) {
+    (
+        load(vma, &VMA_VM_FILE_OFFSET),
+        load(vma, &VMA_VM_FLAGS_OFFSET),
+    )
+}
+
+/// The file the current process runs (`current->mm->exe_file`); null for
+/// a kernel thread.
+#[inline(always)]
+pub fn current_exe_file() -> *const u8 {
+    read_ptr(
+        read_ptr(current_task(), &TASK_MM_OFFSET),
+        &MM_EXE_FILE_OFFSET,
+    )
+}

@@ -14,9 +14,12 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext},
 };
 use collector_common::{
-    EventKind, FLAG_LSM, FLAG_PROCESS_DENY_MEMFD_EXEC, Hook, Module, ModuleConfig, NAME_KEY_LEN,
-    PATH_MAX, PATH_TRUNCATED, PathRule, RULE_MEMFD_EXEC,
-    process::{ARGS_MAX, ARGS_TRUNCATED, EXEC_EVENT_SIZE, ExecRecord, ExitEvent, ForkEvent},
+    EventKind, FLAG_LSM, FLAG_PROCESS_DENY_MEMFD_EXEC, FLAG_PROCESS_JUDGE_MAPPINGS, Hook, Module,
+    ModuleConfig, NAME_KEY_LEN, PATH_MAX, PATH_TRUNCATED, POLICY_BLACKLIST, PathRule,
+    RULE_MEMFD_EXEC,
+    process::{
+        ARGS_MAX, ARGS_TRUNCATED, EXEC_EVENT_SIZE, EXEC_MAPPING, ExecRecord, ExitEvent, ForkEvent,
+    },
 };
 
 use crate::{
@@ -318,6 +321,85 @@ fn emit(
         (rec as *const ExecRecord).cast(),
         EXEC_EVENT_SIZE + data_len(len, args_len),
     );
+}
+
+/// `PROT_EXEC` and `VM_EXEC`.
+const PROT_EXEC: u64 = 0x4;
+const VM_EXEC: u64 = 0x4;
+
+/// An executable mapping of a file: how a dynamic loader runs a program
+/// without exec (`/lib64/ld-linux-x86-64.so.2 /path/to/program` maps it
+/// itself). Judged by the exec rules' denials.
+#[lsm(hook = "mmap_file")]
+pub fn exec_mmap_file(ctx: LsmContext) -> i32 {
+    // (struct file *file, unsigned long reqprot, unsigned long prot,
+    //  unsigned long flags)
+    earlier_denial!(ctx, 4);
+    let file: *const u8 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    if file.is_null() || prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    judge_mapping(file, Hook::LsmExecMmap)
+}
+
+/// The same, for a mapping made executable afterwards (`mmap` without
+/// `PROT_EXEC`, then `mprotect`).
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    // (struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot)
+    earlier_denial!(ctx, 3);
+    let prot: u64 = ctx.arg(2);
+    if prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    let (file, vm_flags) = kernel::vma_file_flags(ctx.arg(0));
+    if file.is_null() || vm_flags & VM_EXEC != 0 {
+        return 0; // anonymous memory, or judged when it was mapped
+    }
+    judge_mapping(file, Hook::LsmFileMprotect)
+}
+
+/// Judges an executable mapping of `file` by the exec rules' denials
+/// only: under `policy: whitelist`, every library a program maps would
+/// otherwise need a rule. Reported like an exec, marked as a mapping.
+#[inline(always)]
+fn judge_mapping(file: *const u8, hook: Hook) -> i32 {
+    let Some(config) = record::active_module(Module::Process) else {
+        return 0;
+    };
+    // The program the process runs was judged at its exec (the kernel
+    // maps it while executing it).
+    if config.flags & FLAG_PROCESS_JUDGE_MAPPINGS == 0 || kernel::current_exe_file() == file {
+        return 0;
+    }
+    let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let rec = unsafe { &mut *rec };
+    let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
+    let Some((len, cut)) = kernel::walk_path(mnt, dentry, rec.data.as_mut_ptr()) else {
+        return 0;
+    };
+    let by_path = record::lookup_path(exec_path_rules(config), rec.data.as_ptr(), len);
+    // The walk does not end the path with a NUL, and the scratch holds
+    // what the last exec on this CPU left after it: end it here, or the
+    // basename would run on into another program's name.
+    rec.data[len & (PATH_MAX - 1)] = 0;
+    let by_name = name_rule(rec, config, rec.data.as_ptr());
+    let denial = record::denial_of(record::unless_cut(
+        record::as_denial(PathRule::denial(
+            [by_path.as_ref(), by_name.as_ref()],
+            POLICY_BLACKLIST,
+        )),
+        cut,
+    ));
+    let Some(verdict) = record::verdict(config, denial, true) else {
+        return 0;
+    };
+    rec.event.flags = EXEC_MAPPING | if cut { PATH_TRUNCATED } else { 0 };
+    emit(rec, hook, config, &verdict, len, 0);
+    verdict.lsm_return()
 }
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

@@ -32,6 +32,11 @@ names! {
     FILE_RECEIVE = "safeguard.file.receive";
     /// A program was executed (or an exec was refused).
     PROCESS_EXEC = "safeguard.process.exec";
+    /// An executable mapping (`mmap` or `mprotect` with `PROT_EXEC`) of a
+    /// file the exec rules deny, refused or not: how a dynamic loader
+    /// (`ld-linux.so /path/to/program`) runs a program without exec. The
+    /// process keeps its program; `file.path` is the mapped file.
+    PROCESS_EXEC_MAPPING = "safeguard.process.exec_mapping";
     /// A new process was created (fork, vfork, clone).
     PROCESS_FORK = "safeguard.process.fork";
     /// A process ended.

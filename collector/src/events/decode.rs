@@ -8,7 +8,7 @@ use collector_common::{
     guard::{TamperAction, TamperEvent},
     mount::{MountEvent, MountOp},
     net::{NetEvent, NetOp},
-    process::{ARGS_TRUNCATED, ExecEvent, ExitEvent, ForkEvent},
+    process::{ARGS_TRUNCATED, EXEC_MAPPING, ExecEvent, ExitEvent, ForkEvent},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +88,10 @@ pub struct Exec {
     pub args: Vec<String>,
     pub path_truncated: bool,
     pub args_truncated: bool,
+    /// Not an exec: an executable mapping of the file at `path` (a
+    /// dynamic loader running it), judged by the exec rules; the process
+    /// runs on as it was.
+    pub mapping: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +315,7 @@ fn exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         args,
         path_truncated: raw.flags & PATH_TRUNCATED != 0,
         args_truncated: raw.flags & ARGS_TRUNCATED != 0,
+        mapping: raw.flags & EXEC_MAPPING != 0,
     })
 }
 
@@ -570,6 +575,28 @@ mod tests {
         };
         assert_eq!(ev.path, "/bin/busybox");
         assert_eq!(ev.args, ["cat", "-n", "/etc/x"]);
+        assert!(!ev.mapping);
+    }
+
+    #[test]
+    fn an_executable_mapping_is_told_from_an_exec() {
+        let ev = ExecEvent {
+            header: head(EventKind::Exec, Hook::LsmExecMmap),
+            process: proc_info(),
+            path_len: 13,
+            flags: EXEC_MAPPING,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&ev);
+        bytes.extend_from_slice(b"/srv/bin/tool");
+        let Ok(Event::Exec(ev)) = decode(&bytes) else {
+            panic!("not an exec record");
+        };
+        assert!(ev.mapping && !ev.path_truncated);
+        assert_eq!(ev.path, "/srv/bin/tool");
+        assert_eq!(ev.header.hook, Hook::LsmExecMmap);
+        assert_eq!(ev.header.hook.name(), "lsm/mmap_file");
+        assert_eq!(ev.header.hook.program(), "exec_mmap_file");
     }
 
     #[test]

@@ -181,6 +181,9 @@ impl Enricher {
     }
 
     fn exec(&self, e: Exec) -> Enriched {
+        if e.mapping {
+            return self.exec_mapping(e);
+        }
         // The program the kernel ran (or refused), not what /proc shows.
         let exe: Arc<str> = e.path.into();
         if e.header.decision == Decision::Blocked {
@@ -203,6 +206,19 @@ impl Enricher {
         }
         rule_attributes(&mut a, &self.policy().process, &e.header);
         self.record(event::PROCESS_EXEC, &e.header, a)
+    }
+
+    /// An executable mapping of a file the exec rules deny: the process
+    /// is the one mapping it (its program unchanged), the file is the
+    /// mapped one.
+    fn exec_mapping(&self, e: Exec) -> Enriched {
+        let mut a = self.common(&e.header, e.process, semconv::module::PROCESS);
+        a.push((attr::FILE_PATH, e.path.into()));
+        if e.path_truncated {
+            a.push((attr::FILE_PATH_TRUNCATED, true.into()));
+        }
+        rule_attributes(&mut a, &self.policy().process, &e.header);
+        self.record(event::PROCESS_EXEC_MAPPING, &e.header, a)
     }
 
     fn fork(&self, e: Fork) -> Enriched {

@@ -175,7 +175,7 @@ impl Attacher<'_> {
 
     /// A row with a BPF-LSM hook: enforced, or its audit tier.
     fn lsm_row(&mut self, spec: &RowSpec, hook: Hook) -> Result<Coverage, KernelError> {
-        let reason = match self.lsm(hook.program()) {
+        let reason = match self.lsm(hook) {
             Ok(()) => {
                 self.lsm[spec.module as usize] = true;
                 return Ok(Coverage::Enforced {
@@ -208,8 +208,9 @@ impl Attacher<'_> {
         }
     }
 
-    /// Tries BPF-LSM for one program (named after its hook).
-    fn lsm(&mut self, program: &'static str) -> Result<(), LsmUnavailable> {
+    /// Tries BPF-LSM for the program of one hook.
+    fn lsm(&mut self, hook: Hook) -> Result<(), LsmUnavailable> {
+        let program = hook.program();
         if self.tier == TierChoice::Tracepoint {
             return Err(LsmUnavailable::Forced);
         }
@@ -221,7 +222,7 @@ impl Attacher<'_> {
         }
         let result = match &self.refused {
             Some(reason) => Err(reason.clone()),
-            None => try_lsm(self.ebpf, self.btf, program),
+            None => try_lsm(self.ebpf, self.btf, hook),
         };
         match result {
             Ok(link) => {
@@ -439,13 +440,10 @@ where
         })
 }
 
-/// Loads and attaches one BPF-LSM program (named after its hook); on
-/// failure, says why.
-pub(super) fn try_lsm(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    program: &'static str,
-) -> Result<FdLink, LsmUnavailable> {
+/// Loads and attaches the BPF-LSM program of `hook`; on failure, says why.
+pub(super) fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<FdLink, LsmUnavailable> {
+    let program = hook.program();
+    let lsm_hook = hook.lsm_hook().unwrap_or(program);
     let prog: &mut Lsm = ebpf
         .program_mut(program)
         .ok_or(LsmUnavailable::NoProgram { program })?
@@ -457,7 +455,7 @@ pub(super) fn try_lsm(
             },
         )?;
     let started = std::time::Instant::now();
-    prog.load(program, btf)
+    prog.load(lsm_hook, btf)
         .map_err(|e| probe::load_refused(program, &e))?;
     tracing::debug!(program, elapsed = ?started.elapsed(), "BPF-LSM program verified and loaded");
     prog.attach()

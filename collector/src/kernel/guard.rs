@@ -66,7 +66,7 @@ pub fn attach(ebpf: &mut Ebpf, btf: &Btf, tier: TierChoice) -> Result<Links, Lsm
     let mut links = Links::new();
     for hook in GUARD_HOOKS {
         let program = hook.program();
-        links.push((program.to_string(), attach::try_lsm(ebpf, btf, program)?));
+        links.push((program.to_string(), attach::try_lsm(ebpf, btf, *hook)?));
     }
     let exit = ebpf
         .program_mut(GUARD_EXIT_PROGRAM)

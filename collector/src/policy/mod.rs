@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use collector_common::{
     FLAG_FILE_IDENTITIES, FLAG_FILE_IDENTITY_FIRST, FLAG_FILE_IOCTL, FLAG_NET_ALLOW_COMMAND,
     FLAG_NET_ALLOW_GID, FLAG_NET_ALLOW_UID, FLAG_NET_DENY_RAW, FLAG_NET_WHO_RULES,
-    FLAG_PROCESS_DENY_MEMFD_EXEC, MODE_BLOCK, MODE_MONITOR, ModuleConfig, POLICY_BLACKLIST,
-    POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
+    FLAG_PROCESS_DENY_MEMFD_EXEC, FLAG_PROCESS_JUDGE_MAPPINGS, MODE_BLOCK, MODE_MONITOR,
+    ModuleConfig, POLICY_BLACKLIST, POLICY_WHITELIST, TARGET_CONTAINER, TARGET_HOST,
 };
 
 use crate::config::{
@@ -229,6 +229,9 @@ fn process(p: &ProcessConfig, mut rules: RuleTable) -> ModulePolicy {
     process.paths = PathRules::build(&as_ids(&deny_all), &as_ids(&allow_all));
     if p.deny_memfd_exec {
         process.config.flags |= FLAG_PROCESS_DENY_MEMFD_EXEC;
+    }
+    if !deny_all.is_empty() || !deny_names.is_empty() {
+        process.config.flags |= FLAG_PROCESS_JUDGE_MAPPINGS;
     }
     process.names = NameRules::build(&deny_names, &allow_names);
     process

@@ -3,7 +3,8 @@
 //! guard closes: signals (`kill`, `tgkill`, `pidfd_send_signal`, a pipe's
 //! I/O signal), `prlimit`, ptrace attach, `/proc/PID/mem`, `pidfd_getfd`,
 //! a descriptor of each of its maps and programs by id, its pinned
-//! `POLICY_ACTIVE` by path, and unlinking or renaming its pins. Each must
+//! `POLICY_ACTIVE` by path, and unlinking, renaming or removing its pins
+//! and their directories. Each must
 //! fail, leave the agent running and enforcing, and be reported as
 //! `safeguard.agent.tamper`. What must still work: SIGHUP (reload),
 //! `safeguard status`, killing any other process, and `safeguard stop`;
@@ -236,6 +237,15 @@ fn attempts(pid: u32) -> Vec<Attempt> {
         }),
         &[EPERM],
     ));
+    // The kernel asks the LSM before it looks whether the directory is
+    // empty: unguarded, this fails with ENOTEMPTY.
+    let epoch_dir = link.as_ref().and_then(|l| l.parent());
+    out.push(refused(
+        "pin-dir-rmdir",
+        tamper::PIN,
+        epoch_dir.map_or(Err(-1), |d| fs::remove_dir(d).map(|()| 0).map_err(io_errno)),
+        &[EPERM],
+    ));
     out.push(refused(
         "pin-dir-rename",
         tamper::PIN,
@@ -453,4 +463,127 @@ fn attack(agent_bin: &str, results: &mut Vec<(String, TestResult)>) -> TestResul
         }),
     ));
     Ok(())
+}
+
+/// Where the self-check suite pins.
+const SELFCHECK_PIN_DIR: &str = "/sys/fs/bpf/sgtest-selfcheck";
+
+/// `BPF_MAP_LOOKUP_ELEM` and `BPF_MAP_UPDATE_ELEM`.
+const BPF_MAP_LOOKUP_ELEM: i64 = 1;
+const BPF_MAP_UPDATE_ELEM: i64 = 2;
+
+/// Writes another epoch into the pinned `POLICY_ACTIVE` under `pin_dir`,
+/// as any root process can when the guard is off: the programs then stand
+/// aside. Returns the value written.
+fn overwrite_policy_active(pin_dir: &str) -> Result<u32, String> {
+    let pinned = CString::new(format!("{pin_dir}/maps/POLICY_ACTIVE")).unwrap();
+    let mut attr = [0u64; 16];
+    attr[0] = pinned.as_ptr() as u64;
+    // SAFETY: the attribute buffer outlives the call.
+    let fd = check(unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_mut_ptr(), 128) })
+        .map_err(|e| format!("BPF_OBJ_GET {}: errno {e}", pinned.to_string_lossy()))?;
+    let key = 0u32;
+    let mut value = 0u32;
+    // union bpf_attr for map elements: map_fd, key, value, flags.
+    let elem = |value: *mut u32| {
+        let mut attr = [0u64; 16];
+        attr[0] = fd as u64;
+        attr[1] = &key as *const u32 as u64;
+        attr[2] = value as u64;
+        attr
+    };
+    let mut lookup = elem(&mut value);
+    // SAFETY: key and value outlive the call.
+    let read = check(unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_ELEM, lookup.as_mut_ptr(), 128)
+    });
+    let mut other = (value >> 1).wrapping_add(1000) << 1;
+    let mut update = elem(&mut other);
+    // SAFETY: as above.
+    let written = check(unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, update.as_mut_ptr(), 128)
+    });
+    unsafe { libc::close(fd as i32) };
+    read.map_err(|e| format!("lookup POLICY_ACTIVE: errno {e}"))?;
+    written.map_err(|e| format!("update POLICY_ACTIVE: errno {e}"))?;
+    Ok(other)
+}
+
+/// With `kernel.protect: false`, a root process can make the programs
+/// stand aside (another epoch in `POLICY_ACTIVE`) and remove a pin; the
+/// agent's self-check must find both within its period (10 s) and say so
+/// in `status` and its log.
+pub fn selfcheck(agent_bin: &str) -> Vec<(String, TestResult)> {
+    let result = (|| -> TestResult {
+        // The programs of pins removed just before (by another suite) are
+        // detached by a kernel worker (6.12 defers it): wait for that.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Err(e) = setup_files() {
+            if std::time::Instant::now() > deadline {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        remove_tree(Path::new(SELFCHECK_PIN_DIR));
+        let config = format!(
+            "files:\n  enable: true\n  mode: block\n  deny: [/srv/sg/secret]\n\
+             kernel:\n  tier: lsm\n  pin: true\n  pin_dir: {SELFCHECK_PIN_DIR}\n  protect: false\n\
+             log:\n  format: json\n"
+        );
+        let agent = Agent::start(agent_bin, Path::new(DIR), &config, READY_WITHIN)?;
+        let config_path = agent.config_path().to_string_lossy().into_owned();
+        let status = || {
+            std::process::Command::new(agent_bin)
+                .args(["status", "--config", &config_path])
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let before = status();
+        ensure(open_read(SECRET) == Err(EPERM), || {
+            "the deny rule was not enforced to begin with".into()
+        })?;
+        ensure(before.contains("Self-check: as the agent left it"), || {
+            format!("status before the attack: {before}")
+        })?;
+
+        let epochs =
+            fs::read_dir(Path::new(SELFCHECK_PIN_DIR).join("links")).map_err(|e| e.to_string())?;
+        let epoch = epochs.flatten().next().ok_or("no pinned links")?.path();
+        let pin = fs::read_dir(epoch)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .next()
+            .ok_or("no pinned link")?
+            .path();
+        fs::remove_file(&pin).map_err(|e| format!("unlink {}: {e}", pin.display()))?;
+        overwrite_policy_active(SELFCHECK_PIN_DIR)?;
+        // What the attack did: the programs stand aside.
+        ensure(open_read(SECRET).is_ok(), || {
+            "the deny rule still held after POLICY_ACTIVE was overwritten".into()
+        })?;
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut after = status();
+        while !(after.contains("POLICY_ACTIVE names epoch") && after.contains("was removed"))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(500));
+            after = status();
+        }
+        let (_, log) = agent.stop_by_request(agent_bin)?;
+        ensure(after.contains("Self-check: 2 problems"), || {
+            format!("status 30 s after the attack: {after}")
+        })?;
+        ensure(
+            after.contains(&format!("the pin {} was removed", pin.display())),
+            || format!("status does not name the removed pin: {after}"),
+        )?;
+        ensure(
+            log.contains("self-check: POLICY_ACTIVE names epoch"),
+            || format!("the agent did not warn of the overwritten policy set: {log}"),
+        )
+    })();
+    remove_tree(Path::new(SELFCHECK_PIN_DIR));
+    vec![("protect.selfcheck".into(), result)]
 }

@@ -33,6 +33,7 @@ const SUITES: &[(&str, Suite)] = &[
     ("network-block", net_rows::block),
     ("network-monitor", net_rows::monitor),
     ("protect-block", guard_rows::suite),
+    ("protect-selfcheck", guard_rows::selfcheck),
 ];
 
 fn main() -> ExitCode {
@@ -129,6 +130,57 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 return ExitCode::SUCCESS;
+            }
+            // A workload for the exec rows: maps PATH readable, then
+            // makes the mapping executable (mprotect), as a loader of its
+            // own would; on refusal, the error on stderr and exit 1.
+            "--map-exec" => {
+                let path = args.next().expect("--map-exec needs PATH");
+                let file = std::fs::File::open(&path).expect("open PATH");
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+                let len = 4096;
+                // SAFETY: a fresh private mapping of an open file.
+                let at = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE,
+                        fd,
+                        0,
+                    )
+                };
+                assert!(
+                    at != libc::MAP_FAILED,
+                    "mmap: {}",
+                    std::io::Error::last_os_error()
+                );
+                // SAFETY: the mapping made above.
+                if unsafe { libc::mprotect(at, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+                    eprintln!("mprotect: {}", std::io::Error::last_os_error());
+                    return ExitCode::FAILURE;
+                }
+                return ExitCode::SUCCESS;
+            }
+            // A workload for the exec rows: pinned to CPU 0, executes
+            // PROGRAM with ARGS and ARGV0 as its argv[0], so that its exec
+            // record and its loader's mappings share one CPU's scratch.
+            "--pinned-exec" => {
+                use std::os::unix::process::CommandExt;
+                let argv0 = args.next().expect("--pinned-exec needs ARGV0 PROGRAM");
+                let program = args.next().expect("--pinned-exec needs ARGV0 PROGRAM");
+                // SAFETY: a zeroed cpu_set_t with CPU 0 set.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                }
+                let e = std::process::Command::new(&program)
+                    .arg0(argv0)
+                    .args(args)
+                    .exec();
+                eprintln!("exec {program}: {e}");
+                return ExitCode::FAILURE;
             }
             // A workload for command rules: once WAIT_FILE exists (if
             // given), rename itself NAME (HOW: `prctl` or `proc`, writing

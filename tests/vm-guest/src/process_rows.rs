@@ -197,6 +197,41 @@ fn ops() -> Vec<Op> {
     ]
 }
 
+/// The dynamic loader.
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// Runs without exec: the denied tool run by the dynamic loader, which
+/// maps it itself, and a mapping of it made executable afterwards. Only on
+/// BPF-LSM.
+fn mapping_ops() -> Vec<Op> {
+    let mapped = |row, hook: &str, action| Op {
+        row,
+        event: event::PROCESS_EXEC_MAPPING,
+        key: attr::FILE_PATH,
+        value: format!("{TOOLS}/tool"),
+        attributes: vec![
+            (attr::SECURITY_RULE_NAME, json!(TOOLS)),
+            (attr::HOOK, json!(hook)),
+        ],
+        action,
+    };
+    vec![
+        mapped(
+            "process.exec.mapped",
+            "lsm/mmap_file",
+            Action::Run(LOADER, vec![format!("{TOOLS}/tool"), "loader-test".into()]),
+        ),
+        mapped(
+            "process.exec.mprotect",
+            "lsm/file_mprotect",
+            Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec!["--map-exec".into(), format!("{TOOLS}/tool")],
+            ),
+        ),
+    ]
+}
+
 /// An exec of the denied tool with one argument (a test filter that
 /// matches nothing, so it exits at once), started by `action`; the event
 /// must name the rule and carry the arguments.
@@ -222,6 +257,49 @@ fn untouched() -> Vec<Untouched> {
     vec![]
 }
 
+/// The C library, as the programs see it (`/lib` may be a link to
+/// `/usr/lib`).
+fn libc_path() -> String {
+    fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").map_or_else(
+        |_| "/lib/x86_64-linux-gnu/libc.so.6".into(),
+        |p| p.display().to_string(),
+    )
+}
+
+/// An allowed program run by the loader maps (and runs) untouched, and a
+/// library mapped right after an exec on the same CPU is judged on its own
+/// name, not on what the exec left behind.
+fn loader_untouched() -> Vec<Untouched> {
+    vec![
+        Untouched {
+            what: "loader-allowed",
+            key: attr::FILE_PATH,
+            value: "/bin/safeguard-vm-tests".into(),
+            action: Action::Run(
+                LOADER,
+                vec!["/bin/safeguard-vm-tests".into(), "no-such-test".into()],
+            ),
+        },
+        // The exec record leaves argv[0] (ending in a denied name) in the
+        // per-CPU scratch just past where libc's path ends; the loader's
+        // mapping of libc that follows must be judged on libc's name.
+        Untouched {
+            what: "mapping-after-a-denied-name",
+            key: attr::FILE_PATH,
+            value: libc_path(),
+            action: Action::Run(
+                "/bin/safeguard-vm-tests",
+                vec![
+                    "--pinned-exec".into(),
+                    "/argv0/longer/than/the/path/of/libc/uname".into(),
+                    "/bin/safeguard-vm-tests".into(),
+                    "no-such-test".into(),
+                ],
+            ),
+        },
+    ]
+}
+
 fn config(mode: &str, tier: &str, policy: &str, allow: &str) -> String {
     format!(
         "process:\n  enable: true\n  mode: {mode}\n  policy: {policy}\n  memfd_exec: deny\n  allow: [{allow}]\n  \
@@ -237,8 +315,8 @@ pub fn block(agent: &str) -> Vec<(String, TestResult)> {
         &config,
         Expect::Blocked,
         &setup,
-        ops(),
-        untouched(),
+        ops().into_iter().chain(mapping_ops()).collect(),
+        loader_untouched(),
     )
 }
 
@@ -250,8 +328,8 @@ pub fn monitor(agent: &str) -> Vec<(String, TestResult)> {
         &config,
         Expect::WouldBlock,
         &setup,
-        ops(),
-        untouched(),
+        ops().into_iter().chain(mapping_ops()).collect(),
+        loader_untouched(),
     )
 }
 

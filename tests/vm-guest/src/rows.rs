@@ -31,7 +31,8 @@ impl Expect {
 /// How an operation is performed.
 pub enum Action {
     /// A program, as root: `(program, args)`. Refusal shows as a non-zero
-    /// exit and "Operation not permitted" on stderr.
+    /// exit and "Operation not permitted" on stderr (or the loader's
+    /// "failed to map segment").
     Run(&'static str, Vec<String>),
     /// A syscall from this process: `Err(errno)` on failure.
     Call(Box<dyn Fn() -> Result<(), i32>>),
@@ -75,9 +76,13 @@ fn perform(action: &Action) -> Outcome {
                 Ok(ran) => Outcome {
                     pid: ran.pid,
                     // busybox mount says "permission denied (are you
-                    // root?)" for EPERM.
+                    // root?)" for EPERM; the dynamic loader names no
+                    // error when a mapping is refused.
                     eperm: ran.stderr.contains("Operation not permitted")
-                        || ran.stderr.contains("permission denied (are you root?)"),
+                        || ran.stderr.contains("permission denied (are you root?)")
+                        || ran
+                            .stderr
+                            .contains("failed to map segment from shared object"),
                     result: if ran.code == 0 {
                         Ok(())
                     } else {
