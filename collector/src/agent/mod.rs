@@ -117,6 +117,7 @@ pub struct Agent<K> {
     live: reload::Live,
     domains: reload::DomainWatch,
     rule_paths: reload::RulePathWatch,
+    mounts: reload::MountWatch,
     observed: Arc<Observed>,
     registry: Arc<Registry>,
     signals: Signals,
@@ -204,7 +205,14 @@ impl<K: Programs> Agent<K> {
                     self.live.apply_resolved(resolved, &mut self.kernel, &self.enricher, &self.observed);
                 }
                 appeared = self.rule_paths.appeared() => {
-                    self.live.refresh_identities(&appeared, &mut self.kernel, &self.enricher, &self.observed);
+                    let why = format!("files: {} appeared", appeared.display());
+                    self.live.refresh_identities(&why, &mut self.kernel, &self.enricher, &self.observed);
+                }
+                () = self.mounts.changed() => {
+                    if self.live.holds_identities() {
+                        let why = "the mount table changed";
+                        self.live.refresh_identities(&why, &mut self.kernel, &self.enricher, &self.observed);
+                    }
                 }
                 _ = self.signals.interrupt.recv() => break,
                 _ = self.signals.terminate.recv() => break,
@@ -430,6 +438,7 @@ pub(crate) mod tests {
             stop_requests: watch::channel(None).1,
             domains: reload::DomainWatch::start(&live, tokio::time::Instant::now()),
             rule_paths: reload::RulePathWatch::start(&live.policy),
+            mounts: reload::MountWatch::start(),
             live,
             observed: Arc::default(),
             registry,

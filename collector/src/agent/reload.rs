@@ -108,22 +108,22 @@ impl Live {
     /// since are entered by identity (`appeared` says what appeared).
     pub fn refresh_identities(
         &mut self,
-        appeared: &Path,
+        why: &dyn std::fmt::Display,
         kernel: &mut impl Programs,
         enricher: &Enricher,
         observed: &Observed,
     ) {
         let (config, resolved) = (self.config.clone(), self.resolved.clone());
         match self.apply(config, resolved, kernel, enricher, observed) {
-            Ok(()) => info!(
-                "files: {} appeared: the file rules' identities are in force again",
-                appeared.display()
-            ),
-            Err(e) => error!(
-                "files: {} appeared, but the policy cannot be put in force again: {e}",
-                appeared.display()
-            ),
+            Ok(()) => info!("{why}: the rules' identities are in force again"),
+            Err(e) => error!("{why}, but the policy cannot be put in force again: {e}"),
         }
+    }
+
+    /// Whether any rule in force is held by identity (file rules, and
+    /// `mount.deny`), so that a change of the mount table matters.
+    pub fn holds_identities(&self) -> bool {
+        self.config.files.settings.enable || self.config.mount.settings.enable
     }
 
     /// Puts new answers of the domain rules in force with the running
@@ -437,6 +437,67 @@ impl RulePathWatch {
                 }
             }
         }
+    }
+}
+
+/// Watches the agent's mount table (`/proc/self/mountinfo` signals a
+/// change with `POLLPRI`). The file rules' identities give the root of
+/// every filesystem mounted below a rule path that rule, and `mount.deny`
+/// denies trees by identity too, both from the mounts there were when the
+/// policy was compiled: a filesystem mounted later is entered when the
+/// policy is compiled again, which a change of the mount table starts,
+/// once the table has been quiet for [`MountWatch::QUIET`] (a container
+/// start mounts a dozen things at once).
+pub struct MountWatch {
+    mountinfo: Option<tokio::io::unix::AsyncFd<std::fs::File>>,
+}
+
+impl MountWatch {
+    /// How long the mount table must stay unchanged before the policy is
+    /// compiled again.
+    pub const QUIET: Duration = Duration::from_millis(250);
+
+    pub fn start() -> Self {
+        let unwatched = |e: &dyn std::fmt::Display| {
+            warn!(
+                "cannot watch the mount table ({e}); a filesystem mounted while the agent runs \
+                 is entered by identity at the next reload"
+            );
+            Self { mountinfo: None }
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Self { mountinfo: None }; // no reactor to wait on
+        }
+        let file = match std::fs::File::open("/proc/self/mountinfo") {
+            Ok(file) => file,
+            Err(e) => return unwatched(&e),
+        };
+        // SAFETY: `File` owns its descriptor, keeps it open until it is
+        // dropped and always returns that same one.
+        match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::PRIORITY)
+        } {
+            Ok(fd) => Self {
+                mountinfo: Some(fd),
+            },
+            Err(e) => unwatched(&e),
+        }
+    }
+
+    /// Waits until the mount table has changed and then stayed quiet for
+    /// [`Self::QUIET`]; never, when unwatched. Cancel-safe: a change is
+    /// forgotten only once this returns.
+    pub async fn changed(&mut self) {
+        let Some(fd) = self.mountinfo.as_mut() else {
+            return std::future::pending().await;
+        };
+        let Ok(mut ready) = fd.ready_mut(tokio::io::Interest::PRIORITY).await else {
+            return std::future::pending().await;
+        };
+        // Changes during the wait are part of this one: the compile that
+        // follows reads the table after it.
+        tokio::time::sleep(Self::QUIET).await;
+        ready.clear_ready();
     }
 }
 

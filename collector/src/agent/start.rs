@@ -120,6 +120,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         live,
         domains,
         rule_paths,
+        mounts: reload::MountWatch::start(),
         observed,
         registry,
         signals,

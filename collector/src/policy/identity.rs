@@ -140,45 +140,52 @@ impl Identities {
     }
 
     /// Enters the root of each filesystem mounted whole with the rules of
-    /// its mount point. A root mounted at places whose rules differ is
-    /// not known (which rules would hold?). A mount of a directory of a
-    /// filesystem (a bind mount) at a place where rules apply is marked:
-    /// what lies below it is judged by its path there too.
+    /// its mount point. A root mounted at several places is denied if it
+    /// is denied at any of them (each is a name of the same files), and
+    /// allowed only by an allowance all of them agree on; one whose
+    /// places differ only in what they allow is not known. A mount of a
+    /// directory of a filesystem (a bind mount) at a place where rules
+    /// apply is marked: what lies below it is judged by its path there
+    /// too.
     fn enter_roots(&mut self, mounts: &[MountPoint], paths: &PathRules) {
-        let mut roots: HashMap<InodeKey, Option<(u32, u32)>> = HashMap::new();
+        // Per root: (deny, the allowance its places agree on).
+        let mut roots: HashMap<InodeKey, (u32, Option<u32>)> = HashMap::new();
         for mount in mounts {
             let Ok(meta) = fs::metadata(&mount.point) else {
                 continue;
             };
             let key = key_of(&meta);
             let point = mount.point.to_string_lossy();
-            let inherited = paths
+            let (deny, allow) = paths
                 .lookup(&point)
                 .map_or((0, 0), |r| (r.deny_rule, r.allow_rule));
             if mount.whole {
                 roots
                     .entry(key)
                     .and_modify(|seen| {
-                        if *seen != Some(inherited) {
-                            *seen = None;
+                        if seen.0 == 0 {
+                            seen.0 = deny;
+                        }
+                        if seen.1 != Some(allow) {
+                            seen.1 = None;
                         }
                     })
-                    .or_insert(Some(inherited));
-            } else if inherited != (0, 0) {
+                    .or_insert((deny, Some(allow)));
+            } else if (deny, allow) != (0, 0) {
                 self.by_inode.entry(key).or_default().flags |= IDENTITY_CHECK_PATH;
             }
         }
-        for (key, inherited) in roots {
-            let Some((deny, allow)) = inherited else {
+        for (key, (deny, allow)) in roots {
+            if deny == 0 && allow.is_none() {
                 continue;
-            };
+            }
             let slot = self.by_inode.entry(key).or_default();
             slot.flags |= IDENTITY_KNOWN_ROOT;
             if slot.deny_rule == 0 {
                 slot.deny_rule = deny;
             }
             if slot.allow_rule == 0 {
-                slot.allow_rule = allow;
+                slot.allow_rule = allow.unwrap_or(0);
             }
         }
     }
@@ -503,15 +510,29 @@ mod tests {
         assert_eq!((root.flags, root.deny_rule), (IDENTITY_KNOWN_ROOT, 1));
         let root = ids.lookup(&plain).unwrap();
         assert_eq!((root.flags, root.deny_rule), (IDENTITY_KNOWN_ROOT, 0));
-        // One root mounted at a denied place and at a plain one: which
-        // rules hold is not known, so it is no known root.
+        // One root mounted at a plain place and at a denied one: every
+        // mount is a name of the same files, so the deny holds for all.
         let ids = Identities::resolve_in(
             &deny,
             &[],
             &paths,
             &[mount(plain.clone(), true), mount(usr.join("alias"), true)],
         );
+        let root = ids.lookup(&plain).unwrap();
+        assert_eq!((root.flags, root.deny_rule), (IDENTITY_KNOWN_ROOT, 1));
+        // Places that differ only in what they allow: which allowance
+        // holds is not known, so it is no known root.
+        std::os::unix::fs::symlink(&plain, local.join("alias")).unwrap();
+        let allow = [(2, local.to_str().unwrap())];
+        let paths = PathRules::build(&[], &allow);
+        let ids = Identities::resolve_in(
+            &[],
+            &allow,
+            &paths,
+            &[mount(plain.clone(), true), mount(local.join("alias"), true)],
+        );
         assert!(ids.lookup(&plain).is_none());
+        let paths = PathRules::build(&deny, &[]);
         // A bind mount of a directory, where a rule applies, is marked.
         let ids = Identities::resolve_in(&deny, &[], &paths, &[mount(usr.join("alias"), false)]);
         assert_eq!(ids.lookup(&plain).unwrap().flags, IDENTITY_CHECK_PATH);

@@ -366,6 +366,54 @@ fn read_through_second_mount() -> Result<(), i32> {
     open_read(&path(SECOND_MOUNT, "x"))
 }
 
+/// A filesystem mounted while the agent runs, at [`LATE_STAGE`], then
+/// bound below [`RULED_MOUNTS`] (at [`late_ruled`], a directory made
+/// before the agent started).
+const LATE_STAGE: &str = "/tmp/sg-late";
+
+fn late_ruled() -> String {
+    path(RULED_MOUNTS, "late")
+}
+
+/// Mounts a tmpfs at [`LATE_STAGE`] with a file in it, binds it below the
+/// denied directory, then reads the file at [`LATE_STAGE`]: once the mount
+/// table has settled the policy is compiled again, and the filesystem's
+/// root carries the rule of the place it is now mounted at (the compile
+/// follows the mount, it is not part of it).
+fn read_mounted_later() -> Result<(), i32> {
+    fs::create_dir_all(LATE_STAGE).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    let (tmpfs, stage, ruled) = (
+        c"tmpfs",
+        CString::new(LATE_STAGE).unwrap(),
+        CString::new(late_ruled()).unwrap(),
+    );
+    // SAFETY: valid C strings.
+    let mounted = unsafe {
+        libc::mount(
+            tmpfs.as_ptr(),
+            stage.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) == 0
+            && fs::write(path(LATE_STAGE, "x"), "data\n").is_ok()
+            && libc::mount(
+                stage.as_ptr(),
+                ruled.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) == 0
+    };
+    if !mounted {
+        return Err(errno());
+    }
+    // One read (monitor mode must report exactly one), well after the
+    // quarter second of quiet and the compile.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    open_read(&path(LATE_STAGE, "x"))
+}
+
 /// Where a filesystem made while the agent runs is filled, before it is
 /// moved below the denied directory.
 const STAGING: &str = "/tmp/sg-staging";
@@ -517,6 +565,8 @@ fn setup() -> Result<(), String> {
         LATER_BOUND.into(),
         SECOND_MOUNT.into(),
         ruled_mount(),
+        late_ruled(),
+        LATE_STAGE.into(),
     ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
@@ -528,6 +578,7 @@ fn setup() -> Result<(), String> {
     fs::create_dir_all("/srv/sgn").map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(RULED_MOUNTS);
     mount_below_ruled()?;
+    fs::create_dir_all(late_ruled()).map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all("/srv/sgf");
     let _ = fs::remove_dir_all("/srv/sga");
     let below = std::path::Path::new(BELOW_ANCESTOR).parent().unwrap();
@@ -707,6 +758,13 @@ fn ops() -> Vec<Op> {
             path(DENIED, "proc-root"),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             Action::Call(Box::new(proc_root_read)),
+        ),
+        file_op(
+            "files.open.mounted-later",
+            event::FILE_OPEN,
+            path(LATE_STAGE, "x"),
+            vec![(attr::SECURITY_RULE_NAME, json!(RULED_MOUNTS))],
+            Action::Call(Box::new(read_mounted_later)),
         ),
         file_op(
             "files.open.second-mount",
