@@ -147,6 +147,7 @@ hooks! {
     /// an executable mapping judged by the exec rules.
     LsmExecMmap = 48 => "lsm/mmap_file", true;
     LsmFileMprotect = 49 => "lsm/file_mprotect", true;
+    LsmSctpBindConnect = 50 => "lsm/sctp_bind_connect", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

@@ -278,6 +278,12 @@ pub const ROWS: &[RowSpec] = &[
         Hook::LsmSocketCreate,
         AuditTier::None,
     ),
+    lsm(
+        "network.sctp",
+        Module::Network,
+        Hook::LsmSctpBindConnect,
+        AuditTier::None,
+    ),
 ];
 
 const _: () = {

@@ -18,9 +18,12 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use collector_common::{
-    EventKind, FLAG_NET_DENY_RAW, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, PathRule,
-    RULE_RAW_SOCKET,
-    net::{AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, IPPROTO_UDP, NetEvent, NetOp, SOCK_RAW},
+    EventKind, FLAG_NET_DENY_RAW, FLAG_NET_WHO_RULES, Hook, Module, ModuleConfig, POLICY_WHITELIST,
+    PathRule, RULE_RAW_SOCKET,
+    net::{
+        AF_INET, AF_INET6, AF_PACKET, AF_UNSPEC, IPPROTO_SCTP, IPPROTO_UDP, NetEvent, NetOp,
+        SOCK_RAW,
+    },
     net_denial,
 };
 
@@ -50,16 +53,11 @@ fn is_v4_mapped(addr: &[u8; 16]) -> bool {
     addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
 }
 
-/// The network policy on `peer` for the current task.
+/// The address rules (CIDR tries) on `peer`; a rule of zeros where none
+/// matches.
 #[inline(always)]
-pub fn denial(config: &ModuleConfig, peer: &Peer, inbound: bool) -> Option<u32> {
-    // A rule of zeros where nothing matches (the same answer as none): an
-    // Option's empty payload can reach the verifier as a register never
-    // written.
-    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack socket's
-    // way to reach a.b.c.d) is the IPv4 address: it is judged by the IPv4
-    // rules, or a v4 deny would not hold against an AF_INET6 socket.
-    let cidr = match peer.family {
+fn cidr_rule(config: &ModuleConfig, peer: &Peer) -> PathRule {
+    match peer.family {
         AF_INET => {
             let mut a = [0u8; 4];
             a.copy_from_slice(&peer.addr[..4]);
@@ -71,9 +69,50 @@ pub fn denial(config: &ModuleConfig, peer: &Peer, inbound: bool) -> Option<u32> 
             net_v4_rules(config).get(Key::new(32, a)).copied()
         }
         AF_INET6 => net_v6_rules(config).get(Key::new(128, peer.addr)).copied(),
-        _ => return None,
+        _ => None,
     }
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+/// [`cidr_rule`] in policy set `set`, for a `bpf_loop` callback (which
+/// has no `ModuleConfig` at hand).
+#[inline(always)]
+fn cidr_rule_of_set(set: u64, peer: &Peer) -> PathRule {
+    use crate::maps::{NET_V4_RULES_0, NET_V4_RULES_1, NET_V6_RULES_0, NET_V6_RULES_1};
+    let (v4, v6) = if set == 0 {
+        (&NET_V4_RULES_0, &NET_V6_RULES_0)
+    } else {
+        (&NET_V4_RULES_1, &NET_V6_RULES_1)
+    };
+    let mut a = [0u8; 4];
+    match peer.family {
+        AF_INET => {
+            a.copy_from_slice(&peer.addr[..4]);
+            v4.get(Key::new(32, a)).copied()
+        }
+        AF_INET6 if is_v4_mapped(&peer.addr) => {
+            a.copy_from_slice(&peer.addr[12..]);
+            v4.get(Key::new(32, a)).copied()
+        }
+        AF_INET6 => v6.get(Key::new(128, peer.addr)).copied(),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+/// The network policy on `peer` for the current task.
+#[inline(always)]
+pub fn denial(config: &ModuleConfig, peer: &Peer, inbound: bool) -> Option<u32> {
+    // A rule of zeros where nothing matches (the same answer as none): an
+    // Option's empty payload can reach the verifier as a register never
+    // written.
+    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack socket's
+    // way to reach a.b.c.d) is the IPv4 address: it is judged by the IPv4
+    // rules, or a v4 deny would not hold against an AF_INET6 socket.
+    if peer.family != AF_INET && peer.family != AF_INET6 {
+        return None;
+    }
+    let cidr = cidr_rule(config, peer);
     // Who is connecting matters only to a policy with rules about it, and
     // only where the current task is the one asking: an inbound packet is
     // handled in whatever task the kernel was running (on loopback, the
@@ -460,6 +499,165 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
         size_of::<NetEvent>(),
     );
     verdict.lsm_return()
+}
+
+/// SCTP's options that name peers (`sctp_connectx`, the association a
+/// `sendmsg` sets up, the peer's primary address); every other option the
+/// hook sees names local addresses (`sctp_bindx`, the primary address).
+const SCTP_SET_PEER_PRIMARY_ADDR: i32 = 5;
+const SCTP_SOCKOPT_CONNECTX: i32 = 110;
+const SCTP_SENDMSG_CONNECT: i32 = 126;
+/// Addresses of one SCTP list judged; a longer list is refused in block
+/// mode (fail closed).
+const SCTP_ADDRS_MAX: u32 = 64;
+
+/// SCTP's own ways to name addresses, which skip `socket_connect` and
+/// `socket_bind`: `sctp_connectx` and `sctp_bindx` (setsockopt), and the
+/// association a `sendmsg` sets up, each with a packed list of
+/// `sockaddr_in` and `sockaddr_in6`. Every address of the list is judged
+/// (peers as a connect, local ones as a bind).
+#[lsm(hook = "sctp_bind_connect")]
+pub fn sctp_bind_connect(ctx: LsmContext) -> i32 {
+    // (struct sock *sk, int optname, struct sockaddr *address, int addrlen)
+    earlier_denial!(ctx, 4);
+    // The list as a plain number, read with a helper: as a typed pointer
+    // the verifier forbids the arithmetic that walks the list.
+    let args = aya_ebpf::EbpfContext::as_ptr(&ctx) as *const u64;
+    let plain = |i: usize| unsafe { bpf_probe_read_kernel(args.add(i)) }.unwrap_or(0);
+    sctp_addresses(ctx.arg::<i32>(1), plain(2), ctx.arg::<u32>(3))
+}
+
+/// Judges the addresses of an SCTP list (see [`sctp_bind_connect`]): the
+/// first that the address rules alone would not let through, or else the
+/// first of the list. Rules on who asks (command, UID, GID) answer alike
+/// for every address, so one judgement speaks for all. A list with more
+/// addresses than were looked at is refused in block mode (fail closed).
+#[inline(always)]
+fn sctp_addresses(optname: i32, addrs: u64, len: u32) -> i32 {
+    let Some(config) = record::active_module(Module::Network) else {
+        return 0;
+    };
+    let op = if matches!(
+        optname,
+        SCTP_SOCKOPT_CONNECTX | SCTP_SENDMSG_CONNECT | SCTP_SET_PEER_PRIMARY_ADDR
+    ) {
+        NetOp::Connect
+    } else {
+        NetOp::Bind
+    };
+    let Some(list) = SCTP_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    unsafe {
+        *list = SctpList {
+            addrs,
+            len: u64::from(len),
+            off: 0,
+            found: u64::MAX,
+            set: u64::from(config.generation),
+            whitelist: u64::from(config.policy == POLICY_WHITELIST),
+        };
+        aya_ebpf::helpers::generated::bpf_loop(
+            SCTP_ADDRS_MAX,
+            sctp_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let list = unsafe { &*list };
+    let too_long = list.found == u64::MAX && list.off < list.len;
+    let at = if list.found == u64::MAX {
+        0
+    } else {
+        list.found
+    };
+    let Some(peer) = sockaddr((addrs + at) as *const u8, || false) else {
+        return 0; // not an address the kernel takes: it refuses the list
+    };
+    let denial = if too_long {
+        Some(collector_common::RULE_PATH_UNRESOLVED)
+    } else {
+        denial(config, &peer, false)
+    };
+    let Some(verdict) = record::verdict(config, denial, true) else {
+        return 0;
+    };
+    // The socket's own end is left out: reading it costs the verifier more
+    // than this program may spend, and the list says what matters.
+    let mut ev = NetEvent {
+        header: record::header(
+            EventKind::Net,
+            Hook::LsmSctpBindConnect,
+            config.mode,
+            &verdict,
+        ),
+        op: op as u8,
+        protocol: IPPROTO_SCTP,
+        family: peer.family,
+        peer_port: peer.port,
+        peer_addr: peer.addr,
+        ..Default::default()
+    };
+    kernel::current_process(&mut ev.process);
+    record::submit(
+        Hook::LsmSctpBindConnect,
+        (&ev as *const NetEvent).cast(),
+        size_of::<NetEvent>(),
+    );
+    verdict.lsm_return()
+}
+
+/// Bytes of a `sockaddr_in` or `sockaddr_in6`.
+#[inline(always)]
+fn sockaddr_len(family: u16) -> u64 {
+    if family == AF_INET { 16 } else { 28 }
+}
+
+/// State of a walk over an SCTP address list, shared with its `bpf_loop`
+/// callback. Kept in a map, not on the stack: the verifier then sees the
+/// offset as any number and checks one step, rather than following every
+/// mix of 16- and 28-byte addresses through the list.
+#[aya_ebpf::macros::map]
+static SCTP_SCRATCH: aya_ebpf::maps::PerCpuArray<SctpList> =
+    aya_ebpf::maps::PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct SctpList {
+    addrs: u64,
+    len: u64,
+    /// Where the next address starts.
+    off: u64,
+    /// Where the first address the address rules would not let through
+    /// starts; `u64::MAX` for none.
+    found: u64,
+    /// The policy set in force, and whether its policy is a whitelist.
+    set: u64,
+    whitelist: u64,
+}
+
+/// One address of the list, by the address rules alone (CIDR tries).
+/// Returns 1 to stop: the end, an address the kernel will not take (it
+/// refuses the list), or one found.
+#[inline(never)]
+extern "C" fn sctp_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(list) = SCTP_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let list = unsafe { &mut *list };
+    if list.off >= list.len {
+        return 1;
+    }
+    let Some(peer) = sockaddr((list.addrs + list.off) as *const u8, || false) else {
+        list.off = list.len;
+        return 1;
+    };
+    let rule = cidr_rule_of_set(list.set, &peer);
+    if rule.deny_rule != 0 || (list.whitelist != 0 && rule.allow_rule == 0) {
+        list.found = list.off;
+        return 1;
+    }
+    list.off += sockaddr_len(peer.family);
+    0
 }
 
 /// State of a walk over the current task's supplementary groups, shared

@@ -22,17 +22,32 @@ use crate::{
 };
 
 /// Denied: 127.0.0.2 (a peer), 127.0.0.3 (an inbound source), ::1, and
-/// 127.0.0.4 to 127.0.0.6 and 127.0.0.8 (peers of one row each: a row's
-/// event is told apart by its address).
+/// 127.0.0.4 to 127.0.0.6 and 127.0.0.8 to 127.0.0.10 (addresses of one
+/// row each: a row's event is told apart by its address).
 const CONFIG_CIDRS: &str = "[127.0.0.2/32, 127.0.0.3/32, '::1/128', 127.0.0.4/32, 127.0.0.5/32, \
-                            127.0.0.6/32, 127.0.0.8/32]";
+                            127.0.0.6/32, 127.0.0.8/32, 127.0.0.9/32, 127.0.0.10/32]";
 
-/// Where an SCTP listener waits (denied).
+/// Where SCTP listeners wait (denied): for a connect, and for a
+/// connectx.
 const SCTP_PEER: &str = "127.0.0.8:7778";
+const SCTP_CONNECTX_PEER: &str = "127.0.0.10:7778";
 
-/// connect(2) on an SCTP socket to `to:port`.
-fn sctp_connect(to: [u8; 4], port: u16) -> Result<(), i32> {
+/// How an SCTP socket names an address: connect(2), or
+/// setsockopt(SOL_SCTP, optname) with a list of one `sockaddr_in`
+/// (`SCTP_SOCKOPT_CONNECTX`, `SCTP_SOCKOPT_BINDX_ADD`).
+#[derive(Clone, Copy)]
+enum Sctp {
+    Connect,
+    Connectx,
+    Bindx,
+}
+
+/// An SCTP socket naming `to:port` as `how` says.
+fn sctp(how: Sctp, to: [u8; 4], port: u16) -> Result<(), i32> {
     const IPPROTO_SCTP: i32 = 132;
+    const SOL_SCTP: i32 = 132;
+    const SCTP_SOCKOPT_BINDX_ADD: i32 = 100;
+    const SCTP_SOCKOPT_CONNECTX: i32 = 110;
     // SAFETY: plain syscalls on a sockaddr_in we own; the socket is closed
     // before returning.
     unsafe {
@@ -44,12 +59,19 @@ fn sctp_connect(to: [u8; 4], port: u16) -> Result<(), i32> {
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
         sa.sin_port = port.to_be();
         sa.sin_addr.s_addr = u32::from_ne_bytes(to);
-        let rc = libc::connect(
-            fd,
+        let (addr, len) = (
             (&sa as *const libc::sockaddr_in).cast(),
             std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
         );
-        let result = if rc == 0 {
+        let rc = match how {
+            Sctp::Connect => libc::connect(fd, addr, len),
+            Sctp::Connectx => {
+                libc::setsockopt(fd, SOL_SCTP, SCTP_SOCKOPT_CONNECTX, addr.cast(), len)
+            }
+            Sctp::Bindx => libc::setsockopt(fd, SOL_SCTP, SCTP_SOCKOPT_BINDX_ADD, addr.cast(), len),
+        };
+        // connectx answers with an association id.
+        let result = if rc >= 0 {
             Ok(())
         } else {
             Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
@@ -158,8 +180,8 @@ struct Fixture {
     /// Listens on an allowed address, for a task whose supplementary group
     /// is denied.
     group_listener: Option<TcpListener>,
-    /// Listens for SCTP on 127.0.0.8 (denied).
-    sctp_listener: Option<Socket>,
+    /// Listen for SCTP on 127.0.0.8 and 127.0.0.10 (both denied).
+    sctp_listeners: Vec<Socket>,
 }
 
 fn fixture() -> &'static Mutex<Fixture> {
@@ -201,11 +223,13 @@ fn setup() -> Result<(), String> {
     f.connected_udp = Some(sender);
     f.connected_udp_peer = Some(peer);
     f.group_listener = Some(TcpListener::bind(GROUP_PEER).map_err(e)?);
-    let sctp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(132))).map_err(e)?;
-    sctp.bind(&SCTP_PEER.parse::<SocketAddr>().unwrap().into())
-        .map_err(e)?;
-    sctp.listen(8).map_err(e)?;
-    f.sctp_listener = Some(sctp);
+    for at in [SCTP_PEER, SCTP_CONNECTX_PEER] {
+        let sctp = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(132))).map_err(e)?;
+        sctp.bind(&at.parse::<SocketAddr>().unwrap().into())
+            .map_err(e)?;
+        sctp.listen(8).map_err(e)?;
+        f.sctp_listeners.push(sctp);
+    }
     // Ping sockets for every group (the default allows none).
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").map_err(e)?;
     Ok(())
@@ -345,7 +369,25 @@ fn ops() -> Vec<Op> {
             key: attr::NETWORK_PEER_ADDRESS,
             value: "127.0.0.8".into(),
             attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
-            action: call(|_| sctp_connect([127, 0, 0, 8], 7778)),
+            action: call(|_| sctp(Sctp::Connect, [127, 0, 0, 8], 7778)),
+        },
+        // SCTP names its peers and local addresses in lists of its own,
+        // which skip socket_connect and socket_bind.
+        Op {
+            row: "network.sctp.connectx",
+            event: event::NETWORK_CONNECT,
+            key: attr::NETWORK_PEER_ADDRESS,
+            value: "127.0.0.10".into(),
+            attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
+            action: call(|_| sctp(Sctp::Connectx, [127, 0, 0, 10], 7778)),
+        },
+        Op {
+            row: "network.sctp.bindx",
+            event: event::NETWORK_BIND,
+            key: attr::NETWORK_LOCAL_ADDRESS,
+            value: "127.0.0.9".into(),
+            attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
+            action: call(|_| sctp(Sctp::Bindx, [127, 0, 0, 9], 0)),
         },
         // GID rules hold for supplementary groups too.
         Op {
@@ -441,16 +483,25 @@ fn ops() -> Vec<Op> {
 }
 
 fn untouched() -> Vec<Untouched> {
-    vec![Untouched {
-        what: "allowed-peer",
-        key: attr::NETWORK_PEER_ADDRESS,
-        value: "127.0.0.1".into(),
-        action: call(|f| {
-            TcpStream::connect(addr(&f.open_tcp))
-                .map(drop)
-                .map_err(errno)
-        }),
-    }]
+    vec![
+        Untouched {
+            what: "allowed-peer",
+            key: attr::NETWORK_PEER_ADDRESS,
+            value: "127.0.0.1".into(),
+            action: call(|f| {
+                TcpStream::connect(addr(&f.open_tcp))
+                    .map(drop)
+                    .map_err(errno)
+            }),
+        },
+        // An SCTP list of an allowed address is let through.
+        Untouched {
+            what: "sctp-bindx-allowed",
+            key: attr::NETWORK_LOCAL_ADDRESS,
+            value: "127.0.0.7".into(),
+            action: call(|_| sctp(Sctp::Bindx, [127, 0, 0, 7], 0)),
+        },
+    ]
 }
 
 fn config(mode: &str) -> String {
