@@ -32,7 +32,19 @@ pub fn unpin(args: &UnpinArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("safeguard: cannot unpin: {e}");
+            if refused_by_guard(&e) {
+                eprintln!(
+                    "safeguard: a running agent with kernel.protect refuses this to every other \
+                     process; stop it first (safeguard stop, or systemctl stop safeguard)"
+                );
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// EPERM on a pin: what a running agent's guard answers (root is otherwise
+/// allowed to unlink on bpffs).
+fn refused_by_guard(e: &kernel::PinError) -> bool {
+    matches!(e, kernel::PinError::Io { source, .. } if source.raw_os_error() == Some(libc::EPERM))
 }

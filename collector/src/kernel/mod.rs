@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 pub use attach::{Coverage, Reason, Row};
 pub use guard::Protection;
-pub use pin::PinDir;
+pub use pin::{PinDir, PinError};
 pub use probe::LsmUnavailable;
 
 use crate::{

@@ -390,8 +390,31 @@ fn attack(agent_bin: &str, results: &mut Vec<(String, TestResult)>) -> TestResul
         None,
         None,
     );
+    // The operator's own tool gets the same refusal, and says why.
+    let unpin = run(
+        agent_bin,
+        &[
+            "unpin",
+            "--force",
+            "--config",
+            &agent.config_path().to_string_lossy(),
+        ],
+        None,
+        None,
+    );
     let (events, log) = agent.stop_by_request(agent_bin)?;
     let me = std::process::id();
+    results.push((
+        "protect.unpin-says-why".into(),
+        match unpin {
+            Ok(ran) if ran.code != 0 && ran.stderr.contains("kernel.protect refuses") => Ok(()),
+            Ok(ran) => Err(format!(
+                "safeguard unpin --force: exit {}: {}",
+                ran.code, ran.stderr
+            )),
+            Err(e) => Err(format!("safeguard unpin --force: {e}")),
+        },
+    ));
 
     for a in &tried {
         let reported = !tamper_events(&events, a.action, me).is_empty();
