@@ -18,6 +18,9 @@ pub mod maps {
     pub const EXEC_PATH_RULES: [&str; 2] = ["EXEC_PATH_RULES_0", "EXEC_PATH_RULES_1"];
     pub const EXEC_NAME_RULES: [&str; 2] = ["EXEC_NAME_RULES_0", "EXEC_NAME_RULES_1"];
     pub const MOUNT_RULES: [&str; 2] = ["MOUNT_RULES_0", "MOUNT_RULES_1"];
+    /// Directories above denied mount sources, the root included
+    /// (`AncestorRule`): a bind of one would show the source.
+    pub const MOUNT_ANCESTORS: [&str; 2] = ["MOUNT_ANCESTORS_0", "MOUNT_ANCESTORS_1"];
     /// Denied mount sources by identity (`InodeKey` → `mount::MountIdentity`).
     pub const MOUNT_INODES: [&str; 2] = ["MOUNT_INODES_0", "MOUNT_INODES_1"];
     pub const NET_V4_RULES: [&str; 2] = ["NET_V4_RULES_0", "NET_V4_RULES_1"];

@@ -110,6 +110,16 @@ rule_maps! {
     MOUNT_RULES_0, MOUNT_RULES_1
 }
 
+/// Directories above denied mount sources, the root included
+/// (`AncestorRule`): a bind of one would show the source. Looked up inside
+/// a `bpf_loop` callback, which picks the set by number.
+#[map]
+pub static MOUNT_ANCESTORS_0: LpmTrie<PathKey, AncestorRule> =
+    LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+#[map]
+pub static MOUNT_ANCESTORS_1: LpmTrie<PathKey, AncestorRule> =
+    LpmTrie::with_max_entries(PATH_RULES_MAX, 0);
+
 rule_maps! {
     /// Denied mount sources by identity (`MountIdentity`).
     mount_inodes: HashMap<InodeKey, MountIdentity> =

@@ -61,7 +61,12 @@ pub fn sb_mount(ctx: LsmContext) -> i32 {
     } else if !canonical(&rec.paths, source_len) {
         Some(RULE_PATH_UNRESOLVED)
     } else {
-        record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len)
+        record::path_denial(mount_rules(config), config, rec.paths.as_ptr(), source_len).or_else(
+            || {
+                bind.then(|| ancestor_denial(config, &rec.paths, source_len))
+                    .flatten()
+            },
+        )
     };
     let Some(verdict) = record::verdict(config, denial, true) else {
         return 0;
@@ -183,6 +188,63 @@ fn fd_denial(config: &ModuleConfig, fd: i32) -> Option<u32> {
         _ => None,
     };
     by_path.or_else(|| identity_denial(config, dentry))
+}
+
+/// Whether the canonical absolute `source` (`len` bytes) is a directory
+/// above a denied source, the root included: a bind of it would show the
+/// source. A trailing slash is not part of the name. Looked up in a
+/// one-step `bpf_loop`, so that the verifier checks the lookup once rather
+/// than on every path through `sb_mount`, which it could not afford.
+#[inline(always)]
+fn ancestor_denial(config: &ModuleConfig, source: &[u8; 2 * PATH_MAX], len: usize) -> Option<u32> {
+    let mut look = AncestorLookup {
+        buf: source.as_ptr(),
+        len: len as u64,
+        set: u64::from(config.generation),
+        rule: 0,
+    };
+    unsafe {
+        generated::bpf_loop(
+            1,
+            ancestor_step as *mut core::ffi::c_void,
+            (&mut look as *mut AncestorLookup).cast(),
+            0,
+        )
+    };
+    (look.rule != 0).then_some(look.rule as u32)
+}
+
+/// State of [`ancestor_denial`], shared with its callback.
+#[repr(C)]
+struct AncestorLookup {
+    buf: *const u8,
+    len: u64,
+    /// The policy set in force.
+    set: u64,
+    /// The deny rule found; 0 for none.
+    rule: u64,
+}
+
+#[inline(never)]
+extern "C" fn ancestor_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let look = unsafe { &mut *ctx.cast::<AncestorLookup>() };
+    let mut len = (look.len as usize) & (PATH_MAX - 1);
+    if len > 1 && unsafe { *look.buf.add(len - 1) } == b'/' {
+        len -= 1;
+    }
+    // The root's entry is "/" itself: looked up as the empty name.
+    if len == 1 {
+        len = 0;
+    }
+    let map = if look.set == 0 {
+        &crate::maps::MOUNT_ANCESTORS_0
+    } else {
+        &crate::maps::MOUNT_ANCESTORS_1
+    };
+    if let Some(rule) = record::ancestor_denial(map, look.buf, len) {
+        look.rule = u64::from(rule);
+    }
+    1
 }
 
 /// State of the scan for `.`/`..` components and doubled slashes, shared

@@ -558,6 +558,10 @@ fn clear_rules(ebpf: &mut Ebpf, set: u8) -> Result<(), KernelError> {
         maps::FILE_ANCESTORS[set],
         LpmTrie::<_, PathKey, AncestorRule>
     );
+    clear!(
+        maps::MOUNT_ANCESTORS[set],
+        LpmTrie::<_, PathKey, AncestorRule>
+    );
     clear!(maps::EXEC_NAME_RULES[set], HashMap::<_, NameKey, PathRule>);
     clear!(
         maps::MOUNT_INODES[set],
@@ -590,16 +594,20 @@ fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelEr
             trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
         }
     }
-    let name = maps::FILE_ANCESTORS[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("FILE_ANCESTORS map"))?;
-    let mut ancestors =
-        LpmTrie::<_, PathKey, AncestorRule>::try_from(map).map_err(map_err(name))?;
-    for (key, len, rule) in policy.files.ancestors.entries() {
-        ancestors
-            .insert(&Key::new((len * 8) as u32, key), rule, 0)
-            .map_err(map_err(name))?;
+    for (name, module) in [
+        (maps::FILE_ANCESTORS[set], &policy.files),
+        (maps::MOUNT_ANCESTORS[set], &policy.mount),
+    ] {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or(KernelError::Missing("an ancestor map"))?;
+        let mut ancestors =
+            LpmTrie::<_, PathKey, AncestorRule>::try_from(map).map_err(map_err(name))?;
+        for (key, len, rule) in module.ancestors.entries() {
+            ancestors
+                .insert(&Key::new((len * 8) as u32, key), rule, 0)
+                .map_err(map_err(name))?;
+        }
     }
     let name = maps::FILE_INODES[set];
     let map = ebpf

@@ -51,6 +51,7 @@ pub fn shared_maps() -> impl Iterator<Item = &'static str> {
             maps::EXEC_PATH_RULES,
             maps::EXEC_NAME_RULES,
             maps::MOUNT_RULES,
+            maps::MOUNT_ANCESTORS,
             maps::MOUNT_INODES,
             maps::NET_V4_RULES,
             maps::NET_V6_RULES,

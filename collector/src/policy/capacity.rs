@@ -57,7 +57,7 @@ fn family(pair: [&'static str; 2]) -> &'static str {
 impl Policy {
     /// Every rule map with the entries this policy puts in it. Each policy
     /// set has maps of its own, so the whole size is available to each.
-    pub fn map_use(&self) -> [MapUse; 11] {
+    pub fn map_use(&self) -> [MapUse; 12] {
         let net = &self.network.net;
         let at = |pair, entry, needed, limit| MapUse {
             map: family(pair),
@@ -76,6 +76,12 @@ impl Policy {
                 maps::FILE_ANCESTORS,
                 "one per directory above a path of files.deny, the root left out",
                 self.files.ancestors.len(),
+                maps::PATH_RULES_MAX,
+            ),
+            at(
+                maps::MOUNT_ANCESTORS,
+                "one per directory above a path of mount.deny, the root included",
+                self.mount.ancestors.len(),
                 maps::PATH_RULES_MAX,
             ),
             at(

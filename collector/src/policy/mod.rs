@@ -262,6 +262,7 @@ fn mount(m: &MountConfig, mut rules: RuleTable) -> ModulePolicy {
     let deny = ids(&mut rules, "mount.deny", m.deny.iter().map(|p| p.as_str()));
     let mut mount = module(&m.settings, semconv::module::MOUNT, "mount.deny", rules);
     mount.paths = PathRules::build(&deny, &[]);
+    mount.ancestors = Ancestors::build_with_root(&deny);
     if m.settings.target == Target::Host {
         mount.mount_sources = identity::mount_sources(&deny);
     }

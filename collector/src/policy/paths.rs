@@ -117,13 +117,24 @@ pub struct Ancestors {
 }
 
 impl Ancestors {
-    /// `deny` is `(rule id, normalised absolute path)`.
+    /// `deny` is `(rule id, normalised absolute path)`. The root is left
+    /// out (no one renames it).
     pub fn build(deny: &[(u32, &str)]) -> Self {
+        Self::build_from(deny, 2)
+    }
+
+    /// [`Ancestors::build`] with the root ("/") in: a bind mount of it
+    /// shows every denied source.
+    pub fn build_with_root(deny: &[(u32, &str)]) -> Self {
+        Self::build_from(deny, 1)
+    }
+
+    fn build_from(deny: &[(u32, &str)], shortest: usize) -> Self {
         let mut by_dir = HashMap::new();
         for (id, path) in deny {
             let key = prefix_key(path);
-            // Skip the path itself (its own key) and the root ("/").
-            for len in boundaries(&key).skip(1).filter(|len| *len > 1) {
+            // Skip the path itself (its own key).
+            for len in boundaries(&key).skip(1).filter(|len| *len >= shortest) {
                 if len <= PATH_KEY_LEN {
                     by_dir.entry(key[..len].to_vec()).or_insert(*id);
                 }

@@ -537,3 +537,35 @@ fn exec_rules_on_symbolic_links_also_match_where_they_lead() {
         None
     );
 }
+
+#[test]
+fn a_bind_mount_of_a_directory_above_a_denied_source_is_denied() {
+    // The mount module's ancestors include the root: a bind of / shows
+    // every source.
+    let ancestors = Ancestors::build_with_root(&[(7, "/srv/sgm/secret")]);
+    let mut keys: Vec<(String, u32)> = ancestors
+        .entries()
+        .map(|(key, len, rule)| {
+            assert_eq!(rule.key_bits as usize, len * 8);
+            (
+                String::from_utf8_lossy(&key[..len]).into_owned(),
+                rule.deny_rule,
+            )
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("/".to_string(), 7),
+            ("/srv/".to_string(), 7),
+            ("/srv/sgm/".to_string(), 7)
+        ]
+    );
+    // The files module's leave it out.
+    assert!(
+        Ancestors::build(&[(7, "/srv/sgm/secret")])
+            .entries()
+            .all(|(_, len, _)| len > 1)
+    );
+}

@@ -43,6 +43,8 @@ fn setup() -> Result<(), String> {
         "/mnt/sgm/relative",
         "/mnt/sgm/fd",
         "/mnt/sgm/otherfd",
+        "/mnt/sgm/above",
+        "/mnt/sgm/root",
     ] {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
@@ -142,6 +144,17 @@ fn ops() -> Vec<Op> {
             semconv::rule::PATH_UNRESOLVED,
             false,
         ),
+        // A bind of a directory above the source would show it (with a
+        // trailing slash, as mount(2) takes it), and so would one of /.
+        raw_bind(
+            "mount.bind.ancestor",
+            "/srv/sgm/",
+            "/mnt/sgm/above",
+            "/",
+            DENIED,
+            false,
+        ),
+        raw_bind("mount.bind.root", "/", "/mnt/sgm/root", "/", DENIED, false),
         raw_bind(
             "mount.bind.fd",
             &format!("{DENIED}/data"),
