@@ -208,9 +208,9 @@ impl<K: Programs> Agent<K> {
                     let why = format!("files: {} appeared", appeared.display());
                     self.live.refresh_identities(&why, &mut self.kernel, &self.enricher, &self.observed);
                 }
-                () = self.mounts.changed() => {
-                    if self.live.holds_identities() {
-                        let why = "the mount table changed";
+                moved = self.mounts.changed() => {
+                    if let Some(point) = moved.iter().find(|p| self.live.mount_matters(p)) {
+                        let why = format!("a mount at {} came or went", point.display());
                         self.live.refresh_identities(&why, &mut self.kernel, &self.enricher, &self.observed);
                     }
                 }

@@ -120,10 +120,26 @@ impl Live {
         }
     }
 
-    /// Whether any rule in force is held by identity (file rules, and
-    /// `mount.deny`), so that a change of the mount table matters.
-    pub fn holds_identities(&self) -> bool {
-        self.config.files.settings.enable || self.config.mount.settings.enable
+    /// Whether a mount at `point` coming or going can change what the
+    /// rules' identities hold (file rules, and `mount.deny`): a denied
+    /// path at, above or below it; under a whitelist, any rule path (the
+    /// default configuration's `allow: [/]` is everywhere, and only its
+    /// denials need identities).
+    pub fn mount_matters(&self, point: &Path) -> bool {
+        let text = point.to_string_lossy();
+        let denied_near = |module: &crate::policy::ModulePolicy| {
+            point == Path::new("/")
+                || module.paths.lookup(&text).is_some_and(|r| r.deny_rule != 0)
+                || module.ancestors.lookup(&text).is_some()
+        };
+        let files = &self.policy.files;
+        let files_matter = if files.config.policy == collector_common::POLICY_WHITELIST {
+            files.paths.touches(&text)
+        } else {
+            denied_near(files)
+        };
+        (self.config.files.settings.enable && files_matter)
+            || (self.config.mount.settings.enable && denied_near(&self.policy.mount))
     }
 
     /// Puts new answers of the domain rules in force with the running
@@ -447,9 +463,13 @@ impl RulePathWatch {
 /// policy was compiled: a filesystem mounted later is entered when the
 /// policy is compiled again, which a change of the mount table starts,
 /// once the table has been quiet for [`MountWatch::QUIET`] (a container
-/// start mounts a dozen things at once).
+/// start mounts a dozen things at once) and only if a mount that came or
+/// went is where a rule speaks ([`Live::mount_matters`]): a busy container
+/// host mounts all the time, and a large policy takes a while to compile.
 pub struct MountWatch {
     mountinfo: Option<tokio::io::unix::AsyncFd<std::fs::File>>,
+    /// The table as last seen.
+    table: std::collections::BTreeSet<(PathBuf, bool)>,
 }
 
 impl MountWatch {
@@ -463,10 +483,17 @@ impl MountWatch {
                 "cannot watch the mount table ({e}); a filesystem mounted while the agent runs \
                  is entered by identity at the next reload"
             );
-            Self { mountinfo: None }
+            Self {
+                mountinfo: None,
+                table: Default::default(),
+            }
         };
         if tokio::runtime::Handle::try_current().is_err() {
-            return Self { mountinfo: None }; // no reactor to wait on
+            // No reactor to wait on (a synchronous caller).
+            return Self {
+                mountinfo: None,
+                table: Default::default(),
+            };
         }
         let file = match std::fs::File::open("/proc/self/mountinfo") {
             Ok(file) => file,
@@ -479,15 +506,17 @@ impl MountWatch {
         } {
             Ok(fd) => Self {
                 mountinfo: Some(fd),
+                table: crate::policy::identity::mount_table(),
             },
             Err(e) => unwatched(&e),
         }
     }
 
     /// Waits until the mount table has changed and then stayed quiet for
-    /// [`Self::QUIET`]; never, when unwatched. Cancel-safe: a change is
-    /// forgotten only once this returns.
-    pub async fn changed(&mut self) {
+    /// [`Self::QUIET`], and returns the mount points that came or went;
+    /// never, when unwatched. Cancel-safe: a change is forgotten only once
+    /// this returns.
+    pub async fn changed(&mut self) -> Vec<PathBuf> {
         let Some(fd) = self.mountinfo.as_mut() else {
             return std::future::pending().await;
         };
@@ -498,6 +527,13 @@ impl MountWatch {
         // follows reads the table after it.
         tokio::time::sleep(Self::QUIET).await;
         ready.clear_ready();
+        let table = crate::policy::identity::mount_table();
+        let moved = table
+            .symmetric_difference(&self.table)
+            .map(|(point, _)| point.clone())
+            .collect();
+        self.table = table;
+        moved
     }
 }
 
@@ -680,5 +716,38 @@ mod tests {
         std::fs::write(&path, "files:\n  deny: [/srv/a/longer/one]\n").unwrap();
         file.mark_seen();
         assert!(!file.poll(), "a reload already read it");
+    }
+
+    #[test]
+    fn a_mount_matters_near_a_denied_path_only() {
+        let live = |yaml: &str| {
+            let config = load(yaml);
+            let policy = Arc::new(Policy::compile(&config));
+            Live {
+                config,
+                policy,
+                resolved: dns::Resolved::new(),
+            }
+        };
+        // The default allows `/`; only the denial needs identities.
+        let blacklist = live("files:\n  deny: [/srv/secret]\n");
+        for point in ["/srv/secret", "/srv/secret/a", "/srv", "/"] {
+            assert!(blacklist.mount_matters(Path::new(point)), "{point}");
+        }
+        for point in [
+            "/var/lib/containers/storage/overlay/x/merged",
+            "/srv/public",
+        ] {
+            assert!(!blacklist.mount_matters(Path::new(point)), "{point}");
+        }
+        // Under a whitelist an allowance is held by identity too.
+        let whitelist = live("files:\n  policy: whitelist\n  allow: [/opt/app]\n  deny: []\n");
+        assert!(whitelist.mount_matters(Path::new("/opt/app/data")));
+        assert!(!whitelist.mount_matters(Path::new("/var/tmp")));
+        // mount.deny, the root's ancestors included.
+        let mount =
+            live("files:\n  enable: false\nmount:\n  enable: true\n  deny: [/srv/sgm/secret]\n");
+        assert!(mount.mount_matters(Path::new("/srv/sgm")));
+        assert!(!mount.mount_matters(Path::new("/srv/other")));
     }
 }

@@ -304,6 +304,15 @@ fn mount_sources_in(deny: &[(u32, &str)], mounts: &[MountPoint]) -> Vec<(InodeKe
     by_inode.into_iter().collect()
 }
 
+/// The agent's mount table as the identities see it: `(mount point,
+/// mounted whole)`, network and FUSE filesystems left out.
+pub fn mount_table() -> std::collections::BTreeSet<(PathBuf, bool)> {
+    mount_points()
+        .into_iter()
+        .map(|m| (m.point, m.whole))
+        .collect()
+}
+
 /// The agent's mounts. Read by hand: a few fields of a stable format, as
 /// elsewhere in the agent (`events::container`).
 fn mount_points() -> Vec<MountPoint> {

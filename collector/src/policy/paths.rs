@@ -79,6 +79,13 @@ impl PathRules {
         self.by_prefix.is_empty()
     }
 
+    /// Whether a rule speaks of `path`, or of something below it: a rule
+    /// path at or above it, or one below it.
+    pub fn touches(&self, path: &str) -> bool {
+        let key = prefix_key(path);
+        self.lookup(path).is_some() || self.by_prefix.keys().any(|k| k.starts_with(&key))
+    }
+
     /// The longest matching entry for an absolute path, as the kernel's
     /// lookup finds it.
     pub fn lookup(&self, path: &str) -> Option<&PathRule> {

@@ -569,3 +569,21 @@ fn a_bind_mount_of_a_directory_above_a_denied_source_is_denied() {
             .all(|(_, len, _)| len > 1)
     );
 }
+
+#[test]
+fn a_mount_matters_where_a_rule_path_is_at_above_or_below_it() {
+    let paths = PathRules::build(&[(1, "/srv/secret")], &[(2, "/opt/app")]);
+    // At or below a rule path, and above one (a mount there can make it).
+    for point in ["/srv/secret", "/srv/secret/sub", "/srv", "/", "/opt/app/x"] {
+        assert!(paths.touches(point), "{point}");
+    }
+    // Beside: a lookalike, a sibling, elsewhere.
+    for point in [
+        "/srv/secretary",
+        "/srv/public",
+        "/var/lib/containers/x",
+        "/opt/ap",
+    ] {
+        assert!(!paths.touches(point), "{point}");
+    }
+}
