@@ -398,7 +398,8 @@ pub struct Walk {
 
 /// Writes the path of `dentry` on the mount of `vfsmount` into `dst` (which
 /// must have PATH_MAX bytes of room) and returns its length and whether it
-/// was cut. Walks `d_parent` up to the mount's root and crosses mount
+/// was cut. No NUL follows the path: what lies after it in `dst` is
+/// whatever was there before, so read it by its length. Walks `d_parent` up to the mount's root and crosses mount
 /// points, as `d_path` does; used on hooks where `bpf_d_path` is not
 /// allowed (the `path_*` LSM hooks and the exec path).
 ///

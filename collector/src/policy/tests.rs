@@ -360,19 +360,7 @@ fn renaming_a_directory_above_a_denied_path_is_denied() {
     }
     // What the kernel holds: each ancestor once, its key with a trailing
     // `/` and the key's length in the value.
-    let mut keys: Vec<(String, u32)> = p
-        .files
-        .ancestors
-        .entries()
-        .map(|(key, len, rule)| {
-            assert_eq!(rule.key_bits as usize, len * 8);
-            (
-                String::from_utf8_lossy(&key[..len]).into_owned(),
-                rule.deny_rule,
-            )
-        })
-        .collect();
-    keys.sort();
+    let keys = ancestor_keys(&p.files.ancestors);
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["/etc/", "/srv/", "/srv/secret/"]);
 }
@@ -542,18 +530,7 @@ fn exec_rules_on_symbolic_links_also_match_where_they_lead() {
 fn a_bind_mount_of_a_directory_above_a_denied_source_is_denied() {
     // The mount module's ancestors include the root: a bind of / shows
     // every source.
-    let ancestors = Ancestors::build_with_root(&[(7, "/srv/sgm/secret")]);
-    let mut keys: Vec<(String, u32)> = ancestors
-        .entries()
-        .map(|(key, len, rule)| {
-            assert_eq!(rule.key_bits as usize, len * 8);
-            (
-                String::from_utf8_lossy(&key[..len]).into_owned(),
-                rule.deny_rule,
-            )
-        })
-        .collect();
-    keys.sort();
+    let keys = ancestor_keys(&Ancestors::build_with_root(&[(7, "/srv/sgm/secret")]));
     assert_eq!(
         keys,
         [
@@ -586,4 +563,21 @@ fn a_mount_matters_where_a_rule_path_is_at_above_or_below_it() {
     ] {
         assert!(!paths.touches(point), "{point}");
     }
+}
+
+/// The ancestors' trie entries as `(key, deny rule)`, sorted; each entry's
+/// key length must be in its value.
+fn ancestor_keys(ancestors: &Ancestors) -> Vec<(String, u32)> {
+    let mut keys: Vec<(String, u32)> = ancestors
+        .entries()
+        .map(|(key, len, rule)| {
+            assert_eq!(rule.key_bits as usize, len * 8);
+            (
+                String::from_utf8_lossy(&key[..len]).into_owned(),
+                rule.deny_rule,
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
 }

@@ -317,27 +317,33 @@ fn ruled_mount() -> String {
     path(RULED_MOUNTS, "fs")
 }
 
+/// mount(2) of a tmpfs on `target` (`source` `None`), or a bind of
+/// `source` there: `Err(errno)` on failure.
+fn mount_at(source: Option<&str>, target: &str) -> Result<(), i32> {
+    let target = CString::new(target).unwrap();
+    let source = source.map(|s| CString::new(s).unwrap());
+    let (src, fstype, flags) = match &source {
+        Some(s) => (s.as_c_str(), std::ptr::null(), libc::MS_BIND),
+        None => (c"tmpfs", c"tmpfs".as_ptr(), 0),
+    };
+    // SAFETY: valid C strings, or null where mount(2) allows it.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype,
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(errno()) }
+}
+
 /// Mounts a tmpfs below [`RULED_MOUNTS`] with a file in it (set-up).
 fn mount_below_ruled() -> Result<(), String> {
     fs::create_dir_all(ruled_mount()).map_err(|e| e.to_string())?;
-    let (src, dst) = (c"tmpfs", CString::new(ruled_mount()).unwrap());
-    // SAFETY: valid C strings.
-    if unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            src.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err(format!(
-            "mount tmpfs on {}: errno {}",
-            ruled_mount(),
-            errno()
-        ));
-    }
+    mount_at(None, &ruled_mount())
+        .map_err(|e| format!("mount tmpfs on {}: errno {e}", ruled_mount()))?;
     fs::write(path(&ruled_mount(), "x"), "data\n").map_err(|e| e.to_string())
 }
 
@@ -346,23 +352,7 @@ fn mount_below_ruled() -> Result<(), String> {
 /// rule of the place it was mounted at when the policy was compiled.
 fn read_through_second_mount() -> Result<(), i32> {
     fs::create_dir_all(SECOND_MOUNT).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
-    let (src, dst) = (
-        CString::new(ruled_mount()).unwrap(),
-        CString::new(SECOND_MOUNT).unwrap(),
-    );
-    // SAFETY: valid C strings.
-    if unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err(errno());
-    }
+    mount_at(Some(&ruled_mount()), SECOND_MOUNT)?;
     open_read(&path(SECOND_MOUNT, "x"))
 }
 
@@ -382,32 +372,9 @@ fn late_ruled() -> String {
 /// follows the mount, it is not part of it).
 fn read_mounted_later() -> Result<(), i32> {
     fs::create_dir_all(LATE_STAGE).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
-    let (tmpfs, stage, ruled) = (
-        c"tmpfs",
-        CString::new(LATE_STAGE).unwrap(),
-        CString::new(late_ruled()).unwrap(),
-    );
-    // SAFETY: valid C strings.
-    let mounted = unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            stage.as_ptr(),
-            tmpfs.as_ptr(),
-            0,
-            std::ptr::null(),
-        ) == 0
-            && fs::write(path(LATE_STAGE, "x"), "data\n").is_ok()
-            && libc::mount(
-                stage.as_ptr(),
-                ruled.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) == 0
-    };
-    if !mounted {
-        return Err(errno());
-    }
+    mount_at(None, LATE_STAGE)?;
+    fs::write(path(LATE_STAGE, "x"), "data\n").map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    mount_at(Some(LATE_STAGE), &late_ruled())?;
     // One read (monitor mode must report exactly one), well after the
     // quarter second of quiet and the compile.
     std::thread::sleep(std::time::Duration::from_secs(3));
