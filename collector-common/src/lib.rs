@@ -148,6 +148,12 @@ hooks! {
     LsmExecMmap = 48 => "lsm/mmap_file", true;
     LsmFileMprotect = 49 => "lsm/file_mprotect", true;
     LsmSctpBindConnect = 50 => "lsm/sctp_bind_connect", true;
+    /// Each option of a mount as the kernel parses it: `fsconfig(2)`, and
+    /// `mount(2)` of a filesystem with a mount context (overlay since 6.5).
+    LsmFsContextParseParam = 51 => "lsm/fs_context_parse_param", true;
+    /// The whole option string of a `mount(2)` of a filesystem without a
+    /// mount context (overlay before 6.5).
+    LsmSbEatLsmOpts = 52 => "lsm/sb_eat_lsm_opts", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.
@@ -279,6 +285,9 @@ pub const RULE_MEMFD_EXEC: u32 = u32::MAX - 2;
 /// Rule id of a refused raw or packet socket (`network.raw: deny`),
 /// reported as `semconv::rule::RAW_SOCKET`.
 pub const RULE_RAW_SOCKET: u32 = u32::MAX - 3;
+/// Rule id of a refused list of addresses longer than the program reads
+/// (SCTP), reported as `semconv::rule::ADDRESS_LIST_TOO_LONG`.
+pub const RULE_LIST_TOO_LONG: u32 = u32::MAX - 4;
 
 const _: () = {
     use core::mem::{offset_of, size_of};

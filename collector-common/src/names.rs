@@ -146,6 +146,13 @@ pub mod offsets {
                 BPF_MAP_ID_OFFSET: bpf_map.id,
                 BPF_PROG_AUX_OFFSET: bpf_prog.aux,
                 BPF_PROG_AUX_ID_OFFSET: bpf_prog_aux.id,
+                FS_CONTEXT_FS_TYPE_OFFSET: fs_context.fs_type,
+                FS_CONTEXT_SECURITY_OFFSET: fs_context.security,
+                FS_TYPE_NAME_OFFSET: file_system_type.name,
+                FS_TYPE_INIT_FS_CONTEXT_OFFSET: file_system_type.init_fs_context,
+                FS_PARAM_KEY_OFFSET: fs_parameter.key,
+                FS_PARAM_TYPE_OFFSET: fs_parameter.type,
+                FS_PARAM_STRING_OFFSET: fs_parameter.string,
             }
         };
     }

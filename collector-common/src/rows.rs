@@ -231,6 +231,18 @@ pub const ROWS: &[RowSpec] = &[
         AuditTier::None,
     ),
     lsm(
+        "mount.overlay.layer",
+        Module::Mount,
+        Hook::LsmFsContextParseParam,
+        AuditTier::None,
+    ),
+    lsm(
+        "mount.overlay.options",
+        Module::Mount,
+        Hook::LsmSbEatLsmOpts,
+        AuditTier::None,
+    ),
+    lsm(
         "network.connect",
         Module::Network,
         Hook::LsmSocketConnect,

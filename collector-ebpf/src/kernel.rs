@@ -217,6 +217,63 @@ pub fn relative_base(dfd: i32) -> *const u8 {
     file_f_path(file)
 }
 
+/// The current task's root (`fs->root`), as a `struct path *`; null for a
+/// kernel thread.
+#[inline(always)]
+pub fn task_root() -> *const u8 {
+    let fs = read_ptr(current_task(), &TASK_FS_OFFSET);
+    if fs.is_null() {
+        return core::ptr::null();
+    }
+    unsafe { fs.add(global(&FS_ROOT_OFFSET)) }
+}
+
+/// The filesystem a mount context (`struct fs_context *`) is for.
+pub struct FsType {
+    /// The first 7 bytes of its name, NUL-ended.
+    pub name: [u8; 8],
+    /// Whether it has no mount context of its own (`init_fs_context`):
+    /// such a filesystem is handed its options as one string.
+    pub legacy: bool,
+}
+
+#[inline(always)]
+pub fn fs_context_type(fc: *const u8) -> FsType {
+    let mut name = [0u8; 8];
+    let fs_type = read_ptr(fc, &FS_CONTEXT_FS_TYPE_OFFSET);
+    let name_ptr = read_ptr(fs_type, &FS_TYPE_NAME_OFFSET);
+    if !name_ptr.is_null() {
+        unsafe {
+            generated::bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), 8, name_ptr.cast())
+        };
+    }
+    FsType {
+        name,
+        legacy: read_ptr(fs_type, &FS_TYPE_INIT_FS_CONTEXT_OFFSET).is_null(),
+    }
+}
+
+/// The mount context whose `security` field is at `security`.
+#[inline(always)]
+pub fn fs_context_of_security(security: *const u8) -> *const u8 {
+    if security.is_null() {
+        return core::ptr::null();
+    }
+    unsafe { security.sub(global(&FS_CONTEXT_SECURITY_OFFSET)) }
+}
+
+/// One option of a mount (`struct fs_parameter *`): its key, its type
+/// (`enum fs_value_type`) and its value pointer (a string, or the file of
+/// `fs_value_is_file`).
+#[inline(always)]
+pub fn fs_param(param: *const u8) -> (*const u8, u8, *const u8) {
+    (
+        read_ptr(param, &FS_PARAM_KEY_OFFSET),
+        read(param, &FS_PARAM_TYPE_OFFSET),
+        read_ptr(param, &FS_PARAM_STRING_OFFSET),
+    )
+}
+
 /// Reads a `T` at `base + offset` (a constant offset).
 #[inline(always)]
 pub fn read_at<T: Default>(base: *const u8, offset: usize) -> T {

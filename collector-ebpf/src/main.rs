@@ -7,6 +7,7 @@
 //! - `process`: exec policy (BPF-LSM) and the process life cycle.
 //! - `guard`: `kernel.protect`, the agent kept from being switched off.
 //! - `mount`: mount policy (BPF-LSM).
+//! - `mount_overlay`: the mount policy on overlay layers (BPF-LSM).
 //! - `net`: network policy (BPF-LSM socket hooks).
 //! - `net_cgroup`: the audit tier for the network, on kernels that refuse
 //!   BPF-LSM: cgroup sock_addr programs.
@@ -42,6 +43,7 @@ mod guard;
 mod kernel;
 mod maps;
 mod mount;
+mod mount_overlay;
 mod net;
 mod net_cgroup;
 mod process;

@@ -207,3 +207,8 @@ pub static EXEC_NAMES: LruHashMap<u32, [u8; collector_common::COMM_LEN]> =
 /// Scratch for the path of a mount source named by a descriptor.
 #[map]
 pub static MOUNT_FD_SCRATCH: PerCpuArray<[u8; PATH_MAX * 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The scan of an overlay's option string (`crate::mount_overlay`).
+#[map]
+pub static OVERLAY_SCAN: PerCpuArray<crate::mount_overlay::OverlayScan> =
+    PerCpuArray::with_max_entries(1, 0);

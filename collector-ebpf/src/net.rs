@@ -160,6 +160,7 @@ pub fn judge(
     enforcing: bool,
 ) -> Option<Verdict> {
     let config = record::active_module(Module::Network)?;
+    let peer = &settled(hook, peer)?;
     // Port 0 is judged like any other: ICMP through ping sockets is sent
     // to port 0, and reaches the address all the same.
     let inbound = matches!(hook, Hook::LsmInetConnRequest | Hook::LsmSockRcvSkb);
@@ -180,6 +181,55 @@ pub fn judge(
     record::submit(hook, (&ev as *const NetEvent).cast(), size_of::<NetEvent>());
     Some(verdict)
 }
+
+/// `peer`, for a BPF-LSM program, by way of a per-CPU map: the verifier
+/// then knows nothing of it but its type, so the ways a program reached
+/// it (each address family, a fallback read) meet in one state, and the
+/// policy after is checked once rather than once per way. Inline, several
+/// socket programs came near the million instructions it may check on
+/// 6.1. The cgroup programs are small and keep their peer as it is.
+#[inline(always)]
+fn settled(hook: Hook, peer: &Peer) -> Option<Peer> {
+    if matches!(
+        hook,
+        Hook::CgroupConnect4
+            | Hook::CgroupConnect6
+            | Hook::CgroupSendmsg4
+            | Hook::CgroupSendmsg6
+            | Hook::CgroupRecvmsg4
+            | Hook::CgroupRecvmsg6
+            | Hook::CgroupGetpeername4
+            | Hook::CgroupGetpeername6
+    ) {
+        return Some(Peer { ..*peer });
+    }
+    let slot = PEER_SCRATCH.get_ptr_mut(0)?;
+    unsafe {
+        (*slot).family = u64::from(peer.family);
+        (*slot).port = u64::from(peer.port);
+        (*slot).addr = peer.addr;
+    }
+    // The map is read back, not the values just written: that is the point.
+    let slot = PEER_SCRATCH.get_ptr(0)?;
+    let slot = unsafe { core::ptr::read_volatile(slot) };
+    Some(Peer {
+        family: slot.family as u16,
+        addr: slot.addr,
+        port: slot.port as u16,
+    })
+}
+
+/// A peer as [`settled`] keeps it.
+#[repr(C)]
+struct PeerSlot {
+    family: u64,
+    port: u64,
+    addr: [u8; 16],
+}
+
+#[aya_ebpf::macros::map]
+static PEER_SCRATCH: aya_ebpf::maps::PerCpuArray<PeerSlot> =
+    aya_ebpf::maps::PerCpuArray::with_max_entries(1, 0);
 
 /// `sockaddr_in` and `sockaddr_in6` up to the IPv6 address.
 #[repr(C)]
@@ -575,7 +625,7 @@ fn sctp_addresses(optname: i32, addrs: u64, len: u32) -> i32 {
         return 0; // not an address the kernel takes: it refuses the list
     };
     let denial = if too_long {
-        Some(collector_common::RULE_PATH_UNRESOLVED)
+        Some(collector_common::RULE_LIST_TOO_LONG)
     } else {
         denial(config, &peer, false)
     };

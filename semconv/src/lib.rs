@@ -89,13 +89,19 @@ pub mod rule {
     names! {
         /// Under `policy: whitelist`, an operation no allow rule admits.
         WHITELIST_DEFAULT = "whitelist default";
-        /// A file operation whose path could not be established whole
-        /// (longer than PATH_MAX, or cut off from its mount): refused in
-        /// block mode, since no rule can be ruled out (fail closed).
+        /// An operation whose path could not be established whole (longer
+        /// than PATH_MAX, cut off from its mount, or a mount source or
+        /// overlay layer spelled with `.`, `..` or doubled slashes):
+        /// refused in block mode, since no rule can be ruled out (fail
+        /// closed).
         PATH_UNRESOLVED = "unresolved path";
         /// An exec of a file no directory names (a memfd, a deleted
         /// file), under `process.memfd_exec: deny`.
         MEMFD_EXEC = "process.memfd_exec";
+        /// A list of addresses longer than the program reads (SCTP's
+        /// `connectx` and `bindx`, past 64): refused in block mode, since
+        /// no rule can be ruled out (fail closed).
+        ADDRESS_LIST_TOO_LONG = "address list too long";
         /// A raw or packet socket, under `network.raw: deny`.
         RAW_SOCKET = "network.raw";
         /// An attempt on the agent itself, under `kernel.protect`.

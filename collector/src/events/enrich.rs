@@ -9,8 +9,8 @@ use std::{
 };
 
 use collector_common::{
-    AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_MEMFD_EXEC, RULE_PATH_UNRESOLVED,
-    RULE_RAW_SOCKET,
+    AT_FDCWD, Decision, MODE_BLOCK, PathRule, RULE_LIST_TOO_LONG, RULE_MEMFD_EXEC,
+    RULE_PATH_UNRESOLVED, RULE_RAW_SOCKET,
     file::FileOp,
     guard::TamperAction,
     mount::MountOp,
@@ -264,7 +264,10 @@ impl Enricher {
     fn mount(&self, e: Mount) -> Enriched {
         let mut a = self.common(&e.header, e.process, semconv::module::MOUNT);
         a.push((attr::MOUNT_SOURCE, e.source.into()));
-        a.push((attr::MOUNT_TARGET, e.target.into()));
+        // An overlay's layer is judged before the mount has a place.
+        if !e.target.is_empty() {
+            a.push((attr::MOUNT_TARGET, e.target.into()));
+        }
         if !e.fstype.is_empty() {
             a.push((attr::MOUNT_FSTYPE, e.fstype.into()));
         }
@@ -403,10 +406,18 @@ fn rule_attributes(a: &mut Attributes, module: &ModulePolicy, h: &Header) {
         return;
     }
     match module.rules.get(h.rule_id) {
-        _ if [RULE_PATH_UNRESOLVED, RULE_MEMFD_EXEC, RULE_RAW_SOCKET].contains(&h.rule_id) => {
+        _ if [
+            RULE_PATH_UNRESOLVED,
+            RULE_MEMFD_EXEC,
+            RULE_RAW_SOCKET,
+            RULE_LIST_TOO_LONG,
+        ]
+        .contains(&h.rule_id) =>
+        {
             let name = match h.rule_id {
                 RULE_MEMFD_EXEC => semconv::rule::MEMFD_EXEC,
                 RULE_RAW_SOCKET => semconv::rule::RAW_SOCKET,
+                RULE_LIST_TOO_LONG => semconv::rule::ADDRESS_LIST_TOO_LONG,
                 _ => semconv::rule::PATH_UNRESOLVED,
             };
             a.push((attr::SECURITY_RULE_NAME, name.into()));

@@ -131,6 +131,58 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::SUCCESS;
             }
+            // mount(2) of an overlay with OPTIONS on TARGET, from CWD
+            // (inside ROOT, if given).
+            "--overlay-mount" => {
+                let options = args
+                    .next()
+                    .expect("--overlay-mount needs OPTIONS TARGET CWD");
+                let target = args
+                    .next()
+                    .expect("--overlay-mount needs OPTIONS TARGET CWD");
+                let cwd = args
+                    .next()
+                    .expect("--overlay-mount needs OPTIONS TARGET CWD");
+                // Then, optionally, the root to chroot into first.
+                if let Some(root) = args.next() {
+                    std::os::unix::fs::chroot(&root).expect("chroot ROOT");
+                }
+                std::env::set_current_dir(&cwd).expect("chdir CWD");
+                let (data, dst) = (
+                    std::ffi::CString::new(options).unwrap(),
+                    std::ffi::CString::new(target).unwrap(),
+                );
+                // SAFETY: valid C strings.
+                let rc = unsafe {
+                    libc::mount(
+                        c"overlay".as_ptr(),
+                        dst.as_ptr(),
+                        c"overlay".as_ptr(),
+                        0,
+                        data.as_ptr().cast(),
+                    )
+                };
+                if rc != 0 {
+                    eprintln!("mount: {}", std::io::Error::last_os_error());
+                    return ExitCode::FAILURE;
+                }
+                return ExitCode::SUCCESS;
+            }
+            // The new mount API's overlay: fsopen, fsconfig of each
+            // KEY=VALUE, then fsmount and move_mount to TARGET.
+            "--overlay-fsconfig" => {
+                let target = args
+                    .next()
+                    .expect("--overlay-fsconfig needs TARGET KEY=VALUE...");
+                let options: Vec<String> = args.by_ref().collect();
+                return match mount_rows::overlay_fsconfig(&target, &options) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             // A workload for the exec rows: maps PATH readable, then
             // makes the mapping executable (mprotect), as a loader of its
             // own would; on refusal, the error on stderr and exit 1.

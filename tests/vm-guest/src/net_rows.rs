@@ -14,7 +14,7 @@ use std::{
 
 use semconv::{attr, event};
 use serde_json::json;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::{
     cases::TestResult,
@@ -44,27 +44,50 @@ enum Sctp {
 
 /// An SCTP socket naming `to:port` as `how` says.
 fn sctp(how: Sctp, to: [u8; 4], port: u16) -> Result<(), i32> {
+    sctp_list(how, &[to], port, false)
+}
+
+/// An SCTP socket naming every address of `list` (with `port`) as `how`
+/// says; `connect` takes the first. With `mapped`, an IPv6 socket names
+/// them as IPv4-mapped IPv6 addresses.
+fn sctp_list(how: Sctp, list: &[[u8; 4]], port: u16, mapped: bool) -> Result<(), i32> {
     const IPPROTO_SCTP: i32 = 132;
     const SOL_SCTP: i32 = 132;
     const SCTP_SOCKOPT_BINDX_ADD: i32 = 100;
     const SCTP_SOCKOPT_CONNECTX: i32 = 110;
-    // SAFETY: plain syscalls on a sockaddr_in we own; the socket is closed
+    // The packed list: sockaddr_in or sockaddr_in6, one after another.
+    let mut packed: Vec<u8> = Vec::new();
+    for to in list {
+        let ip = std::net::Ipv4Addr::from(*to);
+        let sa: SockAddr = if mapped {
+            SocketAddr::new(ip.to_ipv6_mapped().into(), port).into()
+        } else {
+            SocketAddr::new(ip.into(), port).into()
+        };
+        // SAFETY: `sa` holds `len` initialised bytes.
+        packed.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize)
+        });
+    }
+    let family = if mapped {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain syscalls on a buffer we own; the socket is closed
     // before returning.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, IPPROTO_SCTP);
+        let fd = libc::socket(family, libc::SOCK_STREAM, IPPROTO_SCTP);
         if fd < 0 {
             return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
         }
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_port = port.to_be();
-        sa.sin_addr.s_addr = u32::from_ne_bytes(to);
         let (addr, len) = (
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            packed.as_ptr().cast::<libc::sockaddr>(),
+            packed.len() as libc::socklen_t,
         );
+        let one = (packed.len() / list.len().max(1)) as libc::socklen_t;
         let rc = match how {
-            Sctp::Connect => libc::connect(fd, addr, len),
+            Sctp::Connect => libc::connect(fd, addr, one),
             Sctp::Connectx => {
                 libc::setsockopt(fd, SOL_SCTP, SCTP_SOCKOPT_CONNECTX, addr.cast(), len)
             }
@@ -382,12 +405,39 @@ fn ops() -> Vec<Op> {
             action: call(|_| sctp(Sctp::Connectx, [127, 0, 0, 10], 7778)),
         },
         Op {
+            row: "network.sctp.connectx-mapped",
+            event: event::NETWORK_CONNECT,
+            key: attr::NETWORK_PEER_ADDRESS,
+            value: "::ffff:127.0.0.10".into(),
+            attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
+            action: call(|_| sctp_list(Sctp::Connectx, &[[127, 0, 0, 10]], 7778, true)),
+        },
+        Op {
             row: "network.sctp.bindx",
             event: event::NETWORK_BIND,
             key: attr::NETWORK_LOCAL_ADDRESS,
             value: "127.0.0.9".into(),
             attributes: vec![(attr::NETWORK_TRANSPORT, json!("sctp"))],
             action: call(|_| sctp(Sctp::Bindx, [127, 0, 0, 9], 0)),
+        },
+        // A list longer than the program reads cannot be told: refused
+        // whatever its addresses (65 allowed loopback addresses here).
+        Op {
+            row: "network.sctp.list-too-long",
+            event: event::NETWORK_BIND,
+            key: attr::NETWORK_LOCAL_ADDRESS,
+            value: "127.0.1.0".into(),
+            attributes: vec![
+                (attr::NETWORK_TRANSPORT, json!("sctp")),
+                (
+                    attr::SECURITY_RULE_NAME,
+                    json!(semconv::rule::ADDRESS_LIST_TOO_LONG),
+                ),
+            ],
+            action: call(|_| {
+                let list: Vec<[u8; 4]> = (0..65).map(|i| [127, 0, 1, i]).collect();
+                sctp_list(Sctp::Bindx, &list, 0, false)
+            }),
         },
         // GID rules hold for supplementary groups too.
         Op {
