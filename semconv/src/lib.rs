@@ -270,7 +270,7 @@ pub mod signal {
 
 /// The fixed values of [`attr::ERROR_TYPE`]. An export failure may also
 /// carry the Collector's answer: an HTTP status (`503`) or a gRPC status
-/// code in lower case (`unauthenticated`).
+/// code by its canonical name (`UNAUTHENTICATED`, `RESOURCE_EXHAUSTED`).
 pub mod error_type {
     names! {
         /// The Collector could not be reached (connection refused, DNS,
@@ -278,9 +278,9 @@ pub mod error_type {
         UNAVAILABLE = "unavailable";
         /// The Collector did not answer in time.
         TIMEOUT = "timeout";
-        /// The Collector accepted a request only in part (OTLP partial
-        /// success).
-        PARTIAL = "partial";
+        /// The Collector accepted a request only in part and rejected the
+        /// rest (OTLP partial success).
+        REJECTED = "rejected";
         /// A spooled batch no longer decodes.
         ENCODING = "encoding";
         /// A batch could not be written to the spool; it went to the local

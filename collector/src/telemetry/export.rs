@@ -122,17 +122,17 @@ pub enum ErrorType {
 
 impl ErrorType {
     /// As the `error.type` attribute spells it: the `semconv::error_type`
-    /// names, a gRPC code's name in lower case (`invalidargument`), an HTTP
-    /// status's number (`400`).
+    /// names, a gRPC code's canonical name (`INVALID_ARGUMENT`, as gRPC and
+    /// OpenTelemetry spell it), an HTTP status's number (`400`).
     pub fn name(self) -> Cow<'static, str> {
         use semconv::error_type as e;
         match self {
             ErrorType::Unavailable => Cow::Borrowed(e::UNAVAILABLE),
             ErrorType::Timeout => Cow::Borrowed(e::TIMEOUT),
-            ErrorType::Partial => Cow::Borrowed(e::PARTIAL),
+            ErrorType::Partial => Cow::Borrowed(e::REJECTED),
             ErrorType::Encoding => Cow::Borrowed(e::ENCODING),
             ErrorType::Spool => Cow::Borrowed(e::SPOOL),
-            ErrorType::Grpc(code) => Cow::Owned(format!("{code:?}").to_ascii_lowercase()),
+            ErrorType::Grpc(code) => Cow::Borrowed(grpc_code_name(code)),
             ErrorType::Http(status) => Cow::Owned(status.to_string()),
         }
     }
@@ -141,6 +141,31 @@ impl ErrorType {
     /// (it was not away or slow).
     pub fn collector_answered(self) -> bool {
         !matches!(self, ErrorType::Unavailable | ErrorType::Timeout)
+    }
+}
+
+/// The canonical name of a gRPC status code (grpc/doc/statuscodes.md):
+/// tonic names them only in Rust's own spelling.
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -442,7 +467,7 @@ mod tests {
         let e = grpc_error(tonic::Status::invalid_argument("bad"));
         assert!(matches!(e, ExportError::Rejected { .. }));
         assert!(e.kind().collector_answered());
-        assert_eq!(e.to_string(), "rejected: invalidargument: bad");
+        assert_eq!(e.to_string(), "rejected: INVALID_ARGUMENT: bad");
         // Authentication trouble is the deployment's, not the data's: keep it.
         assert!(matches!(
             grpc_error(tonic::Status::unauthenticated("who?")),
@@ -450,9 +475,10 @@ mod tests {
         ));
     }
 
-    /// The `error.type` values dashboards and alerts already know.
+    /// The `error.type` values: ours, gRPC's canonical code names, HTTP
+    /// statuses.
     #[test]
-    fn error_types_are_spelled_as_before() {
+    fn error_types_are_spelled_as_upstream() {
         let names: Vec<String> = [
             ErrorType::Unavailable,
             ErrorType::Timeout,
@@ -473,12 +499,12 @@ mod tests {
             [
                 "unavailable",
                 "timeout",
-                "partial",
+                "rejected",
                 "encoding",
                 "spool",
-                "invalidargument",
-                "unauthenticated",
-                "resourceexhausted",
+                "INVALID_ARGUMENT",
+                "UNAUTHENTICATED",
+                "RESOURCE_EXHAUSTED",
                 "400",
                 "503"
             ]
@@ -486,7 +512,7 @@ mod tests {
         for e in [
             semconv::error_type::UNAVAILABLE,
             semconv::error_type::TIMEOUT,
-            semconv::error_type::PARTIAL,
+            semconv::error_type::REJECTED,
             semconv::error_type::ENCODING,
             semconv::error_type::SPOOL,
         ] {
