@@ -24,7 +24,7 @@ LLVM_VERSION=22
 
 BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
 HOST_PACKAGES=(openssl python3 prometheus systemd)
-VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils)
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils e2fsprogs)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

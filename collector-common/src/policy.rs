@@ -179,7 +179,36 @@ impl PathRule {
 pub struct InodeKey {
     pub ino: u64,
     pub dev: u32,
-    pub _pad: u32,
+    /// The inode's `i_generation` on a filesystem [`keyed_by_generation`]
+    /// names, else 0 (and 0 in every other map keyed by `InodeKey`): an
+    /// inode number freed by a deleted file and given to a new one comes
+    /// with another generation, so the new file is not taken for the old.
+    pub generation: u32,
+}
+
+/// `statfs` magic numbers of the filesystems whose identities carry the
+/// inode's generation: each gives every new inode a generation of its own,
+/// and hands it out in its file handles, where the agent reads it.
+pub const GENERATION_MAGICS: [u64; 3] = [
+    0xef53,      // ext2/3/4
+    0x5846_5342, // XFS
+    0x0102_1994, // tmpfs
+];
+
+/// The mask an identity's generation is taken through on a filesystem of
+/// `magic` (its superblock's `s_magic`): all ones where identities carry
+/// it, 0 elsewhere. The programs work it out once per walk, so the walk
+/// itself has no branch more.
+#[inline(always)]
+pub fn generation_mask(magic: u64) -> u32 {
+    if magic == GENERATION_MAGICS[0]
+        || magic == GENERATION_MAGICS[1]
+        || magic == GENERATION_MAGICS[2]
+    {
+        u32::MAX
+    } else {
+        0
+    }
 }
 
 /// Value of the identity map (`FILE_INODES`).

@@ -578,6 +578,8 @@ pub struct IdentityWalk {
     dentry: u64,
     /// `s_dev` of the dentries' filesystem.
     dev: u64,
+    /// The mask its generations are taken through (`generation_mask`).
+    generations: u64,
     /// The policy set whose `FILE_INODES` map is looked up.
     set: u64,
     /// The first deny rule and the first allow rule found, 0 for none.
@@ -647,6 +649,7 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule,
     }
     let sb: *const u8 = load(dentry, &DENTRY_D_SB_OFFSET);
     let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
+    let generations = collector_common::generation_mask(load(sb, &SB_S_MAGIC_OFFSET));
     let map = if set == 0 {
         &crate::maps::FILE_INODES_0
     } else {
@@ -664,7 +667,7 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule,
             let key = collector_common::InodeKey {
                 ino: load::<u64>(inode, &INODE_I_INO_OFFSET),
                 dev,
-                _pad: 0,
+                generation: load::<u32>(inode, &INODE_I_GENERATION_OFFSET) & generations,
             };
             if !key.may_be_in(filter) {
                 // Not in the map: on to the parent.
@@ -687,7 +690,7 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule,
         }
         d = parent;
     }
-    deeper_identity_rule(d, dev, set, rule, seen)
+    deeper_identity_rule(d, dev, generations, set, rule, seen)
 }
 
 /// The rules a file answers to by the identity of the inode it really
@@ -707,17 +710,26 @@ pub fn real_inode_rule(
     if inode.is_null() || inode == load::<*const u8>(path_dentry, &DENTRY_D_INODE_OFFSET) {
         return None;
     }
-    let dev: u32 = load(
-        load::<*const u8>(inode, &INODE_I_SB_OFFSET),
-        &SB_S_DEV_OFFSET,
-    );
+    let sb: *const u8 = load(inode, &INODE_I_SB_OFFSET);
+    let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
+    let generations = collector_common::generation_mask(load(sb, &SB_S_MAGIC_OFFSET));
     // `i_dentry.first` is the `d_u.d_alias` node inside a dentry.
     let alias: *const u8 = load(inode, &INODE_I_DENTRY_OFFSET);
     if alias.is_null() {
         return None;
     }
     let dentry = (alias as u64).wrapping_sub(global(&DENTRY_D_U_OFFSET) as u64) as *const u8;
-    Some(deeper_identity_rule(dentry, dev, set, collector_common::PathRule::default(), 0).0)
+    Some(
+        deeper_identity_rule(
+            dentry,
+            dev,
+            generations,
+            set,
+            collector_common::PathRule::default(),
+            0,
+        )
+        .0,
+    )
 }
 
 /// The rest of an identity walk from `dentry` on, under `bpf_loop`.
@@ -725,6 +737,7 @@ pub fn real_inode_rule(
 fn deeper_identity_rule(
     dentry: *const u8,
     dev: u32,
+    generations: u32,
     set: u8,
     found: collector_common::PathRule,
     seen: u32,
@@ -736,6 +749,7 @@ fn deeper_identity_rule(
     scratch.identity = IdentityWalk {
         dentry: dentry as u64,
         dev: u64::from(dev),
+        generations: u64::from(generations),
         set: u64::from(set),
         deny: 0,
         allow: u64::from(found.allow_rule),
@@ -779,7 +793,7 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         let key = collector_common::InodeKey {
             ino: read::<u64>(inode, &INODE_I_INO_OFFSET),
             dev: w.dev as u32,
-            _pad: 0,
+            generation: read::<u32>(inode, &INODE_I_GENERATION_OFFSET) & w.generations as u32,
         };
         let map = if w.set == 0 {
             &crate::maps::FILE_INODES_0
@@ -851,7 +865,7 @@ pub fn inode_key(inode: *const u8) -> Option<collector_common::InodeKey> {
     Some(collector_common::InodeKey {
         ino: load::<u64>(inode, &INODE_I_INO_OFFSET),
         dev: load(sb, &SB_S_DEV_OFFSET),
-        _pad: 0,
+        generation: 0,
     })
 }
 
@@ -864,7 +878,7 @@ pub fn dentry_step(dentry: *const u8) -> (Option<collector_common::InodeKey>, *c
     let key = (!inode.is_null()).then(|| collector_common::InodeKey {
         ino: read(inode, &INODE_I_INO_OFFSET),
         dev: read(read_ptr(dentry, &DENTRY_D_SB_OFFSET), &SB_S_DEV_OFFSET),
-        _pad: 0,
+        generation: 0,
     });
     (key, read_ptr(dentry, &DENTRY_D_PARENT_OFFSET))
 }

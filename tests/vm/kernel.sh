@@ -71,8 +71,9 @@ newest_cached() {
 }
 
 # The modules the VM tests load (the initramfs has no /lib/modules), in
-# load order, by their path below kernel/: overlayfs (the overlay rows), and
-# SCTP with what it needs (the SCTP rows).
+# load order, by their path below kernel/: overlayfs (the overlay rows),
+# SCTP with what it needs (the SCTP rows), and ext4 on a loop device (a
+# filesystem that gives a freed inode number to the next new file).
 MODULES=(
 	fs/overlayfs/overlay
 	crypto/crc32c_generic
@@ -80,11 +81,19 @@ MODULES=(
 	net/ipv4/udp_tunnel
 	net/ipv6/ip6_udp_tunnel
 	net/sctp/sctp
+	drivers/block/loop
+	lib/crc16
+	fs/mbcache
+	fs/jbd2/jbd2
+	fs/ext4/ext4
 )
 
 # A cached kernel has its vmlinuz and the modules (modules/order lists them
-# in load order).
-is_cached() { [[ -f "$KDIR/$1/vmlinuz" && -f "$KDIR/$1/modules/order" ]]; }
+# in load order), extracted for this list of modules (modules/wanted).
+is_cached() {
+	[[ -f "$KDIR/$1/vmlinuz" && -f "$KDIR/$1/modules/order" ]] &&
+		[[ "$(cat "$KDIR/$1/modules/wanted" 2>/dev/null)" == "${MODULES[*]}" ]]
+}
 
 apt_update() {
 	log "running apt-get update"
@@ -156,8 +165,9 @@ unpack() {
 		grep -qx 'CONFIG_BPF_LSM=y' "$config" || log "warning: $pkg lacks CONFIG_BPF_LSM=y"
 	fi
 	dpkg-deb -f "$deb" Package Version >"$WORK/out/package"
+	echo "${MODULES[*]}" >"$WORK/out/modules/wanted"
 
-	# A directory cached before the modules were kept is replaced.
+	# A directory cached for another list of modules is replaced.
 	if [[ -d "$KDIR/$pkg" ]] && ! is_cached "$pkg"; then
 		rm -rf "$KDIR/$pkg"
 	fi

@@ -457,7 +457,13 @@ pub(super) fn try_lsm(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<FdLink, 
     let started = std::time::Instant::now();
     prog.load(lsm_hook, btf)
         .map_err(|e| probe::load_refused(program, &e))?;
-    tracing::debug!(program, elapsed = ?started.elapsed(), "BPF-LSM program verified and loaded");
+    // How close the program came to the verifier's limit of 1,000,000
+    // instructions (Linux 5.16+ counts them).
+    let verified = prog
+        .info()
+        .ok()
+        .and_then(|info| info.verified_instruction_count());
+    tracing::debug!(program, elapsed = ?started.elapsed(), verified_insns = ?verified, "BPF-LSM program verified and loaded");
     prog.attach()
         .and_then(|id| prog.take_link(id))
         .map(FdLink::from)

@@ -1,5 +1,6 @@
 //! File rules by identity: every rule path that exists when the policy is
-//! compiled, as the kernel knows it (device and inode), for the
+//! compiled, as the kernel knows it (device, inode and, where the
+//! filesystem gives one, the inode's generation), for the
 //! `FILE_INODES` map. The programs look up a file's dentry and those above
 //! it, so a bind mount, a chroot, another mount namespace's view or a hard
 //! link of a denied file answers to the same rule as its path.
@@ -33,7 +34,8 @@ use std::{
 };
 
 use collector_common::{
-    IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey, mount::MountIdentity,
+    GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey,
+    generation_mask, mount::MountIdentity,
 };
 use tracing::warn;
 
@@ -81,10 +83,15 @@ impl Identities {
         };
         for (denies, rules) in [(true, deny), (false, allow)] {
             for (id, path) in rules {
+                if on_remote(Path::new(path), mounts) {
+                    // Judged by its path alone.
+                    ids.settle = false;
+                    continue;
+                }
                 let existing = fs::metadata(path).ok();
                 if let Some(meta) = &existing {
                     ids.settle &= stable_inodes(Path::new(path));
-                    let slot = ids.by_inode.entry(key_of(meta)).or_default();
+                    let slot = ids.slot(identity_key(Path::new(path), meta, Follow::Links));
                     let rule = if denies {
                         &mut slot.deny_rule
                     } else {
@@ -110,6 +117,9 @@ impl Identities {
             if budget == 0 {
                 break;
             }
+            if on_remote(Path::new(path), mounts) {
+                continue;
+            }
             ids.enter_links_below(Path::new(path), *id, &mut budget);
         }
         ids.enter_roots(mounts, paths);
@@ -131,7 +141,7 @@ impl Identities {
         while let Some(d) = dir {
             if let Ok(meta) = fs::metadata(d) {
                 self.settle &= stable_inodes(d);
-                self.by_inode.entry(key_of(&meta)).or_default().flags |= IDENTITY_CHECK_PATH;
+                self.slot(identity_key(d, &meta, Follow::Links)).flags |= IDENTITY_CHECK_PATH;
                 return Some(d.to_path_buf());
             }
             dir = d.parent();
@@ -150,11 +160,11 @@ impl Identities {
     fn enter_roots(&mut self, mounts: &[MountPoint], paths: &PathRules) {
         // Per root: (deny, the allowance its places agree on).
         let mut roots: HashMap<InodeKey, (u32, Option<u32>)> = HashMap::new();
-        for mount in mounts {
+        for mount in mounts.iter().filter(|m| !m.remote) {
             let Ok(meta) = fs::metadata(&mount.point) else {
                 continue;
             };
-            let key = key_of(&meta);
+            let key = identity_key(&mount.point, &meta, Follow::Links);
             let point = mount.point.to_string_lossy();
             let (deny, allow) = paths
                 .lookup(&point)
@@ -172,14 +182,14 @@ impl Identities {
                     })
                     .or_insert((deny, Some(allow)));
             } else if (deny, allow) != (0, 0) {
-                self.by_inode.entry(key).or_default().flags |= IDENTITY_CHECK_PATH;
+                self.slot(key).flags |= IDENTITY_CHECK_PATH;
             }
         }
         for (key, (deny, allow)) in roots {
             if deny == 0 && allow.is_none() {
                 continue;
             }
-            let slot = self.by_inode.entry(key).or_default();
+            let slot = self.slot(key);
             slot.flags |= IDENTITY_KNOWN_ROOT;
             if slot.deny_rule == 0 {
                 slot.deny_rule = deny;
@@ -207,7 +217,7 @@ impl Identities {
                 if meta.is_dir() {
                     pending.push(entry.path());
                 } else if meta.nlink() > 1 && !meta.file_type().is_symlink() {
-                    let slot = self.by_inode.entry(key_of(&meta)).or_default();
+                    let slot = self.slot(identity_key(&entry.path(), &meta, Follow::NoLinks));
                     if slot.deny_rule == 0 {
                         slot.deny_rule = rule;
                         self.links += 1;
@@ -215,6 +225,10 @@ impl Identities {
                 }
             }
         }
+    }
+
+    fn slot(&mut self, key: InodeKey) -> &mut IdentityRule {
+        self.by_inode.entry(key).or_default()
     }
 
     /// The map's entries.
@@ -233,9 +247,10 @@ impl Identities {
     /// The rule `path` answers to by its own identity (not its ancestors'),
     /// as the kernel's lookup finds it.
     pub fn lookup(&self, path: &Path) -> Option<&IdentityRule> {
-        fs::symlink_metadata(path)
-            .ok()
-            .and_then(|meta| self.by_inode.get(&key_of(&meta)))
+        fs::symlink_metadata(path).ok().and_then(|meta| {
+            self.by_inode
+                .get(&identity_key(path, &meta, Follow::NoLinks))
+        })
     }
 }
 
@@ -246,6 +261,21 @@ struct MountPoint {
     /// The mount shows the filesystem from its root (not a bind mount of
     /// one of its directories).
     whole: bool,
+    /// A network or FUSE filesystem: `stat` of a file there may never
+    /// return (its server gone), and a reload must.
+    remote: bool,
+}
+
+/// Whether `path` lies on a network or FUSE filesystem: the last of the
+/// longest mount points above it is remote. Rule paths there are judged
+/// by their path alone, never looked at.
+fn on_remote(path: &Path, mounts: &[MountPoint]) -> bool {
+    mounts.iter().any(|m| m.remote)
+        && mounts
+            .iter()
+            .filter(|m| path.starts_with(&m.point))
+            .max_by_key(|m| m.point.as_os_str().len())
+            .is_some_and(|m| m.remote)
 }
 
 /// Denied mount sources by identity (`mount.deny`), for the programs'
@@ -260,13 +290,17 @@ pub fn mount_sources(deny: &[(u32, &str)]) -> Vec<(InodeKey, MountIdentity)> {
 
 fn mount_sources_in(deny: &[(u32, &str)], mounts: &[MountPoint]) -> Vec<(InodeKey, MountIdentity)> {
     let mut by_inode: HashMap<InodeKey, MountIdentity> = HashMap::new();
-    let deny_below = |key: InodeKey, rule: u32, map: &mut HashMap<InodeKey, MountIdentity>| {
+    let deny_below = |map: &mut HashMap<InodeKey, MountIdentity>, key, rule| {
         let slot = map.entry(key).or_default();
         if slot.below == 0 {
             slot.below = rule;
         }
     };
     for &(id, path) in deny {
+        let source = Path::new(path);
+        if on_remote(source, mounts) {
+            continue;
+        }
         let Ok(meta) = fs::metadata(path) else {
             continue;
         };
@@ -275,16 +309,18 @@ fn mount_sources_in(deny: &[(u32, &str)], mounts: &[MountPoint]) -> Vec<(InodeKe
             let key = InodeKey {
                 ino: 0,
                 dev: (libc::major(rdev) << 20) | libc::minor(rdev),
-                _pad: 0,
+                generation: 0,
             };
-            deny_below(key, id, &mut by_inode);
+            deny_below(&mut by_inode, key, id);
             continue;
         }
-        deny_below(key_of(&meta), id, &mut by_inode);
-        let source = Path::new(path);
-        for mount in mounts.iter().filter(|m| m.point.starts_with(source)) {
+        deny_below(&mut by_inode, key_of(&meta), id);
+        for mount in mounts
+            .iter()
+            .filter(|m| !m.remote && m.point.starts_with(source))
+        {
             if let Ok(root) = fs::metadata(&mount.point) {
-                deny_below(key_of(&root), id, &mut by_inode);
+                deny_below(&mut by_inode, key_of(&root), id);
             }
         }
         let mut dir = source.parent();
@@ -309,6 +345,7 @@ fn mount_sources_in(deny: &[(u32, &str)], mounts: &[MountPoint]) -> Vec<(InodeKe
 pub fn mount_table() -> std::collections::BTreeSet<(PathBuf, bool)> {
     mount_points()
         .into_iter()
+        .filter(|m| !m.remote)
         .map(|m| (m.point, m.whole))
         .collect()
 }
@@ -322,9 +359,9 @@ fn mount_points() -> Vec<MountPoint> {
     parse_mountinfo(&text)
 }
 
-/// Mounts of network and FUSE filesystems are left out: `stat` of one
-/// whose server is gone may never return, and a reload must. Files there
-/// are judged by their path as well (their root is not known).
+/// Mounts of network and FUSE filesystems are marked `remote`: nothing
+/// there is looked at. Files there are judged by their path as well (their
+/// root is not known).
 fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
     text.lines()
         .filter_map(|line| {
@@ -337,9 +374,10 @@ fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
                 "nfs" | "nfs4" | "cifs" | "smb3" | "ceph" | "9p" | "afs" | "glusterfs" | "lustre"
             ) || fstype == "fuse"
                 || fstype.starts_with("fuse.");
-            (!remote).then(|| MountPoint {
+            Some(MountPoint {
                 point: PathBuf::from(unescape(point)),
                 whole: root == "/",
+                remote,
             })
         })
         .collect()
@@ -376,30 +414,127 @@ fn unescape(field: &str) -> String {
 /// network filesystems as the server says, and btrfs's `stat` gives a
 /// subvolume a device number of its own.
 fn stable_inodes(path: &Path) -> bool {
-    const EXT: i64 = 0xef53;
-    const XFS: i64 = 0x5846_5342;
-    const TMPFS: i64 = 0x0102_1994;
-    const RAMFS: i64 = 0x8584_58f6;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+    const RAMFS: u64 = 0x8584_58f6;
+    fs_magic(path).is_some_and(|magic| GENERATION_MAGICS.contains(&magic) || magic == RAMFS)
+}
+
+/// The `statfs` magic number of the filesystem holding `path`.
+fn fs_magic(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid C string and a statfs to fill.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
+        return None;
     }
-    matches!(st.f_type as i64, EXT | XFS | TMPFS | RAMFS)
+    Some(st.f_type as u64)
 }
 
 /// A file's identity as the kernel writes it: `super_block.s_dev` is
 /// `MKDEV(major, minor)` (major << 20 | minor), not the encoding `stat`
-/// returns.
+/// returns. No generation: the key of the maps other than `FILE_INODES`.
 pub(crate) fn key_of(meta: &fs::Metadata) -> InodeKey {
     let dev = meta.dev();
     InodeKey {
         ino: meta.ino(),
         dev: (libc::major(dev) << 20) | libc::minor(dev),
-        _pad: 0,
+        generation: 0,
+    }
+}
+
+/// A file's key in `FILE_INODES`: [`key_of`] with, on a filesystem whose
+/// identities carry it ([`GENERATION_MAGICS`]), the inode's generation as
+/// the programs read it. Where the generation cannot be read there, the
+/// key cannot match and the file is judged by its path alone: said once.
+fn identity_key(path: &Path, meta: &fs::Metadata, follow: Follow) -> InodeKey {
+    let mut key = key_of(meta);
+    if fs_magic(path).is_some_and(|magic| generation_mask(magic) != 0) {
+        match generation_of(path, follow, key.ino) {
+            Some(generation) => key.generation = generation,
+            None => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    warn!(
+                        "cannot read the inode generation of {} from its file handle: a rule \
+                         there is judged by its path alone",
+                        path.display()
+                    )
+                });
+            }
+        }
+    }
+    key
+}
+
+/// Whether a path's last component is followed when it is a symbolic
+/// link (as `fs::metadata` does) or not (as `fs::symlink_metadata`).
+#[derive(Clone, Copy)]
+enum Follow {
+    Links,
+    NoLinks,
+}
+
+/// The `i_generation` of the inode at `path` (whose number is `ino`), as
+/// the programs read it; `None` where it cannot be learnt. There is no system
+/// call for it: `FS_IOC_GETVERSION` needs the file open (an open of a
+/// denied file, or of a device or FIFO, is not for the agent to make) and
+/// tmpfs does not answer it. The file handle `name_to_handle_at(2)` gives
+/// holds it on the filesystems whose layout [`generation_in_handle`]
+/// knows; the layout is confirmed by the inode number it must also hold.
+fn generation_of(path: &Path, follow: Follow, ino: u64) -> Option<u32> {
+    /// `MAX_HANDLE_SZ`.
+    const HANDLE_BYTES: usize = 128;
+    #[repr(C)]
+    struct FileHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        f_handle: [u32; HANDLE_BYTES / 4],
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut handle = FileHandle {
+        handle_bytes: HANDLE_BYTES as u32,
+        handle_type: 0,
+        f_handle: [0; HANDLE_BYTES / 4],
+    };
+    let mut mount_id: libc::c_int = 0;
+    let flags = match follow {
+        Follow::Links => libc::AT_SYMLINK_FOLLOW,
+        Follow::NoLinks => 0,
+    };
+    // SAFETY: a valid C string, a handle buffer of the size it declares,
+    // and an int for the mount id.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &mut handle as *mut FileHandle,
+            &mut mount_id as *mut libc::c_int,
+            flags,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let words = (handle.handle_bytes as usize / 4).min(handle.f_handle.len());
+    generation_in_handle(handle.handle_type, &handle.f_handle[..words], ino)
+}
+
+/// The generation in a file handle of one of the layouts the kernel's
+/// filesystems write, if its inode number is `ino`.
+fn generation_in_handle(handle_type: i32, words: &[u32], ino: u64) -> Option<u32> {
+    /// `FILEID_INO32_GEN`.
+    const INO32_GEN: i32 = 1;
+    /// XFS's `FILEID_INO32_GEN | XFS_FILEID_TYPE_64FLAG`.
+    const XFS_INO64_GEN: i32 = 0x81;
+    let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    match (handle_type, words) {
+        // ext2/3/4, XFS with 32-bit inode numbers, most others: the
+        // number, then the generation.
+        (INO32_GEN, &[number, generation]) if u64::from(number) == ino => Some(generation),
+        // tmpfs: the generation, then the number in two halves.
+        (INO32_GEN, &[generation, lo, hi]) if wide(lo, hi) == ino => Some(generation),
+        (XFS_INO64_GEN, &[lo, hi, generation]) if wide(lo, hi) == ino => Some(generation),
+        _ => None,
     }
 }
 
@@ -424,6 +559,7 @@ mod tests {
         let mounts = [MountPoint {
             point: mounted.clone(),
             whole: true,
+            remote: false,
         }];
         let entries: HashMap<InodeKey, MountIdentity> = mount_sources_in(&[(7, &path)], &mounts)
             .into_iter()
@@ -506,7 +642,11 @@ mod tests {
         std::os::unix::fs::symlink(&plain, usr.join("alias")).unwrap();
         let deny = [(1, usr.to_str().unwrap())];
         let paths = PathRules::build(&deny, &[]);
-        let mount = |point: PathBuf, whole| MountPoint { point, whole };
+        let mount = |point: PathBuf, whole| MountPoint {
+            point,
+            whole,
+            remote: false,
+        };
         // `local` stands for a filesystem mounted below the denied
         // directory, `plain` for one mounted where no rule applies.
         let ids = Identities::resolve_in(
@@ -559,11 +699,57 @@ mod tests {
             "42 22 0:51 / /mnt/ssh rw - fuse.sshfs me@host:/ rw\n",
         );
         let mounts = parse_mountinfo(text);
-        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts.len(), 4);
         assert_eq!(mounts[0].point, PathBuf::from("/"));
         assert!(mounts[0].whole);
         assert_eq!(mounts[1].point, PathBuf::from("/mnt/my disk"));
         assert!(!mounts[1].whole);
+        let remote: Vec<bool> = mounts.iter().map(|m| m.remote).collect();
+        assert_eq!(remote, [false, false, true, true]);
+    }
+
+    #[test]
+    fn rule_paths_on_a_network_filesystem_are_never_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("local");
+        let away = dir.path().join("nfs");
+        let inner = away.join("inner");
+        for d in [&local, &inner] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let mounts = [
+            MountPoint {
+                point: "/".into(),
+                whole: true,
+                remote: false,
+            },
+            // A network filesystem, and a local one mounted inside it.
+            MountPoint {
+                point: away.clone(),
+                whole: true,
+                remote: true,
+            },
+            MountPoint {
+                point: inner.clone(),
+                whole: true,
+                remote: false,
+            },
+        ];
+        assert!(on_remote(&away.join("secret"), &mounts));
+        assert!(!on_remote(&inner.join("secret"), &mounts));
+        assert!(!on_remote(&local, &mounts));
+        let (on_nfs, on_disk) = (away.to_string_lossy(), local.to_string_lossy());
+        let deny = [(1, on_nfs.as_ref()), (2, on_disk.as_ref())];
+        let paths = PathRules::build(&deny, &[]);
+        let ids = Identities::resolve_in(&deny, &[], &paths, &mounts);
+        // The directory on the network filesystem exists, but only the
+        // local rule path has an identity, and nothing settles a file.
+        assert!(ids.lookup(&away).is_none_or(|rule| rule.deny_rule != 1));
+        assert_eq!(ids.lookup(&local).unwrap().deny_rule, 2);
+        assert!(!ids.settle);
+        let sources = mount_sources_in(&deny, &mounts);
+        assert!(sources.iter().all(|(_, m)| m.below != 1 && m.at != 1));
+        assert!(sources.iter().any(|(_, m)| m.below == 2));
     }
 
     #[test]
@@ -572,5 +758,66 @@ mod tests {
         let key = key_of(&meta);
         assert_eq!(key.dev >> 20, libc::major(meta.dev()));
         assert_eq!(key.dev & 0xfffff, libc::minor(meta.dev()));
+    }
+
+    #[test]
+    fn a_file_handle_gives_the_generation_where_its_layout_is_known() {
+        let ino: u64 = 0x1_0000_0abc;
+        // ext4: number, generation.
+        assert_eq!(generation_in_handle(1, &[0xabc, 77], 0xabc), Some(77));
+        // tmpfs: generation, number in two halves.
+        assert_eq!(generation_in_handle(1, &[77, 0xabc, 1], ino), Some(77));
+        // XFS, 64-bit numbers: number in two halves, generation.
+        assert_eq!(generation_in_handle(0x81, &[0xabc, 1, 77], ino), Some(77));
+        // A handle that does not hold the inode's number says nothing.
+        assert_eq!(generation_in_handle(1, &[0xabd, 77], 0xabc), None);
+        assert_eq!(generation_in_handle(1, &[77, 0xabc, 2], ino), None);
+        // Nor does a layout not known (btrfs's).
+        assert_eq!(
+            generation_in_handle(0x4d, &[0xabc, 0, 5, 0, 77], 0xabc),
+            None
+        );
+    }
+
+    #[test]
+    fn a_files_generation_is_the_one_the_kernel_keeps() {
+        /// `FS_IOC_GETVERSION`: `_IOR('v', 1, long)`.
+        const FS_IOC_GETVERSION: libc::c_ulong = 0x8008_7601;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        let meta = fs::metadata(&file).unwrap();
+        let generation = generation_of(&file, Follow::Links, meta.ino())
+            .expect("no generation in the file handle");
+        let mut kept: libc::c_long = 0;
+        let open = fs::File::open(&file).unwrap();
+        // SAFETY: an open file and a long for the answer.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&open),
+                FS_IOC_GETVERSION,
+                &mut kept,
+            )
+        };
+        if rc == 0 {
+            // ext2/3/4, XFS, btrfs answer the ioctl: the same number.
+            assert_eq!(u64::from(generation), kept as u64 & 0xffff_ffff);
+        } else {
+            // tmpfs does not; it gives every inode a random generation,
+            // which the handle must have carried.
+            assert_ne!(
+                generation, 0,
+                "a zero generation from the handle of {file:?}"
+            );
+        }
+        // The number of another inode is not this file's.
+        assert_eq!(generation_of(&file, Follow::Links, meta.ino() + 1), None);
+        // Its key in `FILE_INODES` carries it on these filesystems.
+        if fs_magic(&file).is_some_and(|magic| generation_mask(magic) != 0) {
+            assert_eq!(
+                identity_key(&file, &meta, Follow::Links).generation,
+                generation
+            );
+        }
     }
 }

@@ -519,6 +519,57 @@ fn pass_fd(fd: i32) -> Result<(), i32> {
     }
 }
 
+/// An ext4 filesystem on a loop device, with a denied file: ext4 gives a
+/// freed inode number to the next file made in the same place, so once
+/// the denied file is removed (monitor mode lets it go) a new file takes
+/// its number, and with it, but for its generation, its identity.
+const EXT4: &str = "/srv/sge";
+const EXT4_IMAGE: &str = "/tmp/sge.img";
+
+fn reused_denied() -> String {
+    path(EXT4, "secret")
+}
+
+/// Makes and mounts [`EXT4`] with the denied file in it (set-up).
+fn mount_ext4() -> Result<(), String> {
+    let run_ok = |program: &str, args: &[&str]| {
+        let ran = safeguard_test_support::run(program, args, None, None)?;
+        if ran.code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} {args:?}: exit {}: {}",
+                ran.code,
+                ran.stderr.trim()
+            ))
+        }
+    };
+    fs::create_dir_all(EXT4).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(EXT4_IMAGE);
+    run_ok("/bin/mke2fs", &["-q", "-F", "-t", "ext4", EXT4_IMAGE, "8M"])?;
+    run_ok(
+        "/bin/mount",
+        &["-t", "ext4", "-o", "loop", EXT4_IMAGE, EXT4],
+    )?;
+    fs::write(reused_denied(), "data\n").map_err(|e| e.to_string())
+}
+
+/// Removes the denied file on [`EXT4`], makes a new one, which takes its
+/// inode number, and reads it.
+fn read_reused_inode_number() -> Result<(), i32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let os = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
+    let number = fs::metadata(reused_denied()).map_err(os)?.ino();
+    fs::remove_file(reused_denied()).map_err(os)?;
+    fs::write(path(EXT4, "fresh"), "data\n").map_err(os)?;
+    let fresh = fs::metadata(path(EXT4, "fresh")).map_err(os)?.ino();
+    if fresh != number {
+        eprintln!("SGTEST-NOTE the new file took inode {fresh}, not the freed {number}");
+        return Err(libc::ESTALE);
+    }
+    open_read(&path(EXT4, "fresh"))
+}
+
 fn path(dir: &str, name: &str) -> String {
     format!("{dir}/{name}")
 }
@@ -534,6 +585,7 @@ fn setup() -> Result<(), String> {
         ruled_mount(),
         late_ruled(),
         LATE_STAGE.into(),
+        EXT4.into(),
     ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
@@ -541,6 +593,7 @@ fn setup() -> Result<(), String> {
         }
     }
     let _ = fs::remove_dir_all(OVERLAY);
+    mount_ext4()?;
     let _ = fs::remove_dir_all("/srv/sgn");
     fs::create_dir_all("/srv/sgn").map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(RULED_MOUNTS);
@@ -994,8 +1047,8 @@ fn ops() -> Vec<Op> {
     ]
 }
 
-fn untouched() -> Vec<Untouched> {
-    vec![
+fn untouched(expect: Expect) -> Vec<Untouched> {
+    let mut rows = vec![
         Untouched {
             what: "lookalike-prefix",
             key: attr::FILE_PATH,
@@ -1022,12 +1075,23 @@ fn untouched() -> Vec<Untouched> {
             value: path(LOOKALIKE, "newdir"),
             action: run("/bin/mkdir", &[&path(LOOKALIKE, "newdir")]),
         },
-    ]
+    ];
+    // Block mode refuses to remove the denied file, so its number is not
+    // freed while the rule holds.
+    if expect == Expect::WouldBlock {
+        rows.push(Untouched {
+            what: "a-reused-inode-number",
+            key: attr::FILE_PATH,
+            value: path(EXT4, "fresh"),
+            action: Action::Call(Box::new(read_reused_inode_number)),
+        });
+    }
+    rows
 }
 
 fn config(mode: &str, tier: &str) -> String {
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}, {RULED_MOUNTS}]\n  allow: [{OTHER}]\n\
+        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}, {RULED_MOUNTS}, {EXT4}/secret]\n  allow: [{OTHER}]\n\
          kernel:\n  tier: {tier}\n"
     )
 }
@@ -1040,7 +1104,7 @@ pub fn block(agent: &str) -> Vec<(String, TestResult)> {
         Expect::Blocked,
         &setup,
         ops(),
-        untouched(),
+        untouched(Expect::Blocked),
     )
 }
 
@@ -1052,6 +1116,6 @@ pub fn monitor(agent: &str) -> Vec<(String, TestResult)> {
         Expect::WouldBlock,
         &setup,
         ops(),
-        untouched(),
+        untouched(Expect::WouldBlock),
     )
 }
