@@ -356,7 +356,28 @@ mod tests {
     use super::*;
 
     fn key(ino: u64, dev: u32) -> InodeKey {
-        InodeKey { ino, dev, _pad: 0 }
+        InodeKey {
+            ino,
+            dev,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn generations_are_kept_on_the_filesystems_that_give_them() {
+        for magic in GENERATION_MAGICS {
+            assert_eq!(generation_mask(magic), u32::MAX);
+        }
+        // btrfs, overlayfs, procfs: the number alone.
+        for magic in [0x9123_683e, 0x794c_7630, 0x9fa0] {
+            assert_eq!(generation_mask(magic), 0);
+        }
+        // The filter speaks of numbers: a key's generation moves no bit.
+        let fresh = InodeKey {
+            generation: 7,
+            ..key(12, 0x80_0001)
+        };
+        assert_eq!(fresh.filter_bit(), key(12, 0x80_0001).filter_bit());
     }
 
     #[test]
