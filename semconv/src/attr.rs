@@ -48,7 +48,9 @@ names! {
         /// `transmit` (connect, send, bind) or `receive` (receive, accept,
         /// getpeername).
         NETWORK_IO_DIRECTION = "network.io.direction";
-        /// Name of the host the agent runs on. Also a resource attribute.
+        /// Name of the node the agent watches: `K8S_NODE_NAME` where set,
+        /// else the host name in PID 1's UTS namespace (not a container's or
+        /// pod's own), else the agent's own. Also a resource attribute.
         HOST_NAME = "host.name";
         /// The rule that matched, as written in the configuration.
         SECURITY_RULE_NAME = "security_rule.name";
@@ -161,13 +163,26 @@ names! {
         SERVICE_NAME = "service.name";
         /// Resource: the agent's version.
         SERVICE_VERSION = "service.version";
-        /// Resource: random per agent start; tells one run's records from
-        /// the next.
+        /// Resource: a random UUID (version 4) per agent start; tells one
+        /// run's records from the next.
         SERVICE_INSTANCE_ID = "service.instance.id";
-        /// Resource: the host's machine id (`/etc/machine-id`).
+        /// Resource: `opentelemetry`.
+        TELEMETRY_SDK_NAME = "telemetry.sdk.name";
+        /// Resource: `rust`.
+        TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language";
+        /// Resource: the version of the OpenTelemetry SDK crate
+        /// (`opentelemetry_sdk`) the agent is built with.
+        TELEMETRY_SDK_VERSION = "telemetry.sdk.version";
+        /// Resource: the node's machine id (`/proc/1/root/etc/machine-id`,
+        /// else `/etc/machine-id`), where one is set.
         HOST_ID = "host.id";
+        /// Resource: the CPU architecture in the conventions' words
+        /// (`amd64`, `arm64`, …).
+        HOST_ARCH = "host.arch";
         /// Resource: `linux`.
         OS_TYPE = "os.type";
+        /// Resource: the kernel release, as `uname -r` prints it.
+        OS_VERSION = "os.version";
         /// Resource: the Kubernetes node (from `K8S_NODE_NAME`), where set.
         K8S_NODE_NAME = "k8s.node.name";
     }

@@ -35,6 +35,8 @@ pub struct Enricher {
     /// Swapped on reload.
     policy: std::sync::RwLock<Arc<Policy>>,
     clock: BootClock,
+    /// The Resource's `host.name`, so an event names the node as the
+    /// signals around it do.
     host_name: Arc<str>,
     registry: Arc<Registry>,
     exes: Executables,
@@ -46,7 +48,7 @@ impl Enricher {
         Self {
             policy: std::sync::RwLock::new(policy),
             clock: BootClock::now(),
-            host_name: host_name().into(),
+            host_name: crate::telemetry::resource::host_name().into(),
             exes: Executables::default(),
             registry,
             containers: Containers::default(),
@@ -523,12 +525,6 @@ fn normalize(path: &Path) -> String {
         }
     }
     out.to_string_lossy().into_owned()
-}
-
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Converts the kernel's CLOCK_BOOTTIME stamps to wall-clock time.

@@ -136,9 +136,16 @@ impl Delivery {
     /// Sends the oldest batch; removes it once the Collector has it (or has
     /// refused it for good, and it is in the local event log).
     async fn send(&mut self, batch: &Batch, stop: &mut watch::Receiver<bool>) {
-        let Some(payload) = self.spool.read(batch) else {
+        let payload = match self.spool.payload(batch) {
+            Some(Ok(payload)) => payload,
+            // Damaged on disk since it was spooled: no Collector could take
+            // it, and every batch behind it would wait.
+            Some(Err(damage)) => {
+                self.set_aside(batch, &damage);
+                return;
+            }
             // Evicted meanwhile: it is in the local files.
-            return;
+            None => return,
         };
         match self.transport.send(batch.signal, payload).await {
             Ok(accepted) => {
@@ -196,11 +203,17 @@ impl Delivery {
         let Err(error) = spool::check(batch.signal, &payload) else {
             return false;
         };
+        self.set_aside(batch, &error);
+        true
+    }
+
+    /// Moves `batch`, which no longer decodes (`error`), out of the spool.
+    fn set_aside(&self, batch: &Batch, error: &dyn std::fmt::Display) {
         match self.spool.set_aside(batch) {
             Some(path) => self.registry.emit(SpoolBatchDamaged {
                 signal: batch.signal,
                 records: batch.records,
-                error: &error,
+                error,
                 path: &path,
                 in_local_log: batch.local,
             }),
@@ -210,7 +223,6 @@ impl Delivery {
                 error: ErrorType::Encoding,
             }),
         }
-        true
     }
 
     /// The Collector does not answer: said once, and from now on log
