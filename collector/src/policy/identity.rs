@@ -61,6 +61,10 @@ pub struct Identities {
     /// `agent::reload::RulePathWatch`), so a rule path is entered by
     /// identity as soon as it exists.
     pub awaited: BTreeMap<PathBuf, BTreeSet<OsString>>,
+    /// `statfs` magic numbers by device, while resolving.
+    magics: HashMap<u64, Option<u64>>,
+    /// Directories marked so far, while resolving.
+    marked: std::collections::HashSet<PathBuf>,
 }
 
 impl Identities {
@@ -90,8 +94,9 @@ impl Identities {
                 }
                 let existing = fs::metadata(path).ok();
                 if let Some(meta) = &existing {
-                    ids.settle &= stable_inodes(Path::new(path));
-                    let slot = ids.slot(identity_key(Path::new(path), meta, Follow::Links));
+                    let magic = ids.magic(Path::new(path), meta);
+                    ids.settle &= stable_inodes(magic);
+                    let slot = ids.slot(identity_key(Path::new(path), meta, Follow::Links, magic));
                     let rule = if denies {
                         &mut slot.deny_rule
                     } else {
@@ -131,6 +136,9 @@ impl Identities {
                  judged by its own path only"
             );
         }
+        // Only for resolving: a compiled policy does not keep them.
+        ids.magics = HashMap::new();
+        ids.marked = Default::default();
         ids
     }
 
@@ -139,9 +147,16 @@ impl Identities {
     fn mark_above(&mut self, path: &Path) -> Option<PathBuf> {
         let mut dir = path.parent();
         while let Some(d) = dir {
+            // Rule paths in one directory mark it once.
+            if self.marked.contains(d) {
+                return Some(d.to_path_buf());
+            }
             if let Ok(meta) = fs::metadata(d) {
-                self.settle &= stable_inodes(d);
-                self.slot(identity_key(d, &meta, Follow::Links)).flags |= IDENTITY_CHECK_PATH;
+                self.marked.insert(d.to_path_buf());
+                let magic = self.magic(d, &meta);
+                self.settle &= stable_inodes(magic);
+                self.slot(identity_key(d, &meta, Follow::Links, magic))
+                    .flags |= IDENTITY_CHECK_PATH;
                 return Some(d.to_path_buf());
             }
             dir = d.parent();
@@ -164,7 +179,8 @@ impl Identities {
             let Ok(meta) = fs::metadata(&mount.point) else {
                 continue;
             };
-            let key = identity_key(&mount.point, &meta, Follow::Links);
+            let magic = self.magic(&mount.point, &meta);
+            let key = identity_key(&mount.point, &meta, Follow::Links, magic);
             let point = mount.point.to_string_lossy();
             let (deny, allow) = paths
                 .lookup(&point)
@@ -217,7 +233,9 @@ impl Identities {
                 if meta.is_dir() {
                     pending.push(entry.path());
                 } else if meta.nlink() > 1 && !meta.file_type().is_symlink() {
-                    let slot = self.slot(identity_key(&entry.path(), &meta, Follow::NoLinks));
+                    let path = entry.path();
+                    let magic = self.magic(&path, &meta);
+                    let slot = self.slot(identity_key(&path, &meta, Follow::NoLinks, magic));
                     if slot.deny_rule == 0 {
                         slot.deny_rule = rule;
                         self.links += 1;
@@ -225,6 +243,16 @@ impl Identities {
                 }
             }
         }
+    }
+
+    /// The magic number of the filesystem holding `path` (whose metadata
+    /// is `meta`), asked once per device: a policy of many rule paths on
+    /// a few filesystems makes a few `statfs` calls, not one per path.
+    fn magic(&mut self, path: &Path, meta: &fs::Metadata) -> Option<u64> {
+        *self
+            .magics
+            .entry(meta.dev())
+            .or_insert_with(|| fs_magic(path))
     }
 
     fn slot(&mut self, key: InodeKey) -> &mut IdentityRule {
@@ -249,7 +277,7 @@ impl Identities {
     pub fn lookup(&self, path: &Path) -> Option<&IdentityRule> {
         fs::symlink_metadata(path).ok().and_then(|meta| {
             self.by_inode
-                .get(&identity_key(path, &meta, Follow::NoLinks))
+                .get(&identity_key(path, &meta, Follow::NoLinks, fs_magic(path)))
         })
     }
 }
@@ -408,14 +436,14 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the filesystem holding `path` keeps a file's inode number for
+/// Whether the filesystem of `magic` keeps a file's inode number for
 /// as long as the file exists: ext2/3/4, XFS, tmpfs and ramfs. Others may
 /// not: procfs and sysfs number entries as they are made, FAT by place,
 /// network filesystems as the server says, and btrfs's `stat` gives a
 /// subvolume a device number of its own.
-fn stable_inodes(path: &Path) -> bool {
+fn stable_inodes(magic: Option<u64>) -> bool {
     const RAMFS: u64 = 0x8584_58f6;
-    fs_magic(path).is_some_and(|magic| GENERATION_MAGICS.contains(&magic) || magic == RAMFS)
+    magic.is_some_and(|magic| GENERATION_MAGICS.contains(&magic) || magic == RAMFS)
 }
 
 /// The `statfs` magic number of the filesystem holding `path`.
@@ -445,9 +473,10 @@ pub(crate) fn key_of(meta: &fs::Metadata) -> InodeKey {
 /// identities carry it ([`GENERATION_MAGICS`]), the inode's generation as
 /// the programs read it. Where the generation cannot be read there, the
 /// key cannot match and the file is judged by its path alone: said once.
-fn identity_key(path: &Path, meta: &fs::Metadata, follow: Follow) -> InodeKey {
+/// `magic` is the filesystem's (see [`fs_magic`]).
+fn identity_key(path: &Path, meta: &fs::Metadata, follow: Follow, magic: Option<u64>) -> InodeKey {
     let mut key = key_of(meta);
-    if fs_magic(path).is_some_and(|magic| generation_mask(magic) != 0) {
+    if magic.is_some_and(|magic| generation_mask(magic) != 0) {
         match generation_of(path, follow, key.ino) {
             Some(generation) => key.generation = generation,
             None => {
@@ -815,7 +844,7 @@ mod tests {
         // Its key in `FILE_INODES` carries it on these filesystems.
         if fs_magic(&file).is_some_and(|magic| generation_mask(magic) != 0) {
             assert_eq!(
-                identity_key(&file, &meta, Follow::Links).generation,
+                identity_key(&file, &meta, Follow::Links, fs_magic(&file)).generation,
                 generation
             );
         }
