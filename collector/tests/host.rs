@@ -99,7 +99,7 @@ fn auto_tier_reports_what_it_chose_and_audits_opens() {
         .collect();
     assert_eq!(mine.len(), 1, "one event for cat's open: {events:?}\n{log}");
     let e = mine[0];
-    assert_eq!(e["process.executable.name"], "cat");
+    assert_eq!(e["safeguard.process.comm"], "cat");
     assert_eq!(e["security_rule.name"], watched.to_str().unwrap());
 
     if log.contains("BPF-LSM unavailable: ") {

@@ -186,7 +186,7 @@ fn blocked_connect_and_audited_open(protocol: &str) {
         open.attributes[attr::SECURITY_RULE_NAME],
         denied.to_str().unwrap()
     );
-    assert_eq!(open.attributes[attr::PROCESS_EXECUTABLE_NAME], "cat");
+    assert_eq!(open.attributes[attr::PROCESS_COMM], "cat");
     assert!(open.attributes.contains_key(attr::SEQUENCE));
     assert!(!open.attributes.contains_key("event.name"));
     assert!(open.time_unix_nano > 0 && open.observed_time_unix_nano >= open.time_unix_nano);

@@ -12,26 +12,20 @@ names! {
         PROCESS_PID = "process.pid";
         /// Parent process id.
         PROCESS_PARENT_PID = "process.parent_pid";
-        /// The task's command name (`comm`, at most 15 bytes).
+        /// Base name of [`process.executable.path`](PROCESS_EXECUTABLE_PATH),
+        /// on the events that carry the path (the task's `comm` is
+        /// [`safeguard.process.comm`](PROCESS_COMM)).
         PROCESS_EXECUTABLE_NAME = "process.executable.name";
         /// Full path of the process's executable.
         PROCESS_EXECUTABLE_PATH = "process.executable.path";
         /// Real user id of the process.
         PROCESS_REAL_USER_ID = "process.real_user.id";
-        /// Thread id (the kernel's pid).
-        THREAD_ID = "thread.id";
         /// All command-line arguments of the process, `argv[0]` first.
         PROCESS_COMMAND_ARGS = "process.command_args";
         /// The exit status of a process that ended normally.
         PROCESS_EXIT_CODE = "process.exit.code";
         /// Full path of the file the operation was on (a rename's source).
         FILE_PATH = "file.path";
-        /// New permission bits of a chmod, in octal (`0640`).
-        FILE_MODE = "file.mode";
-        /// New owner of a chown.
-        FILE_OWNER_ID = "file.owner.id";
-        /// New group of a chown.
-        FILE_GROUP_ID = "file.group.id";
         /// `tcp` or `udp`.
         NETWORK_TRANSPORT = "network.transport";
         /// `ipv4` or `ipv6`.
@@ -45,9 +39,6 @@ names! {
         NETWORK_PEER_ADDRESS = "network.peer.address";
         /// The other end's port.
         NETWORK_PEER_PORT = "network.peer.port";
-        /// `transmit` (connect, send, bind) or `receive` (receive, accept,
-        /// getpeername).
-        NETWORK_IO_DIRECTION = "network.io.direction";
         /// Name of the node the agent watches: `K8S_NODE_NAME` where set,
         /// else the host name in PID 1's UTS namespace (not a container's or
         /// pod's own), else the agent's own. Also a resource attribute.
@@ -87,6 +78,15 @@ names! {
         SEQUENCE = "safeguard.sequence";
         /// Real group id of the process (OpenTelemetry has no process group id).
         PROCESS_GROUP_ID = "safeguard.process.group_id";
+        /// The task's command name (`comm`, at most 15 bytes): what the task
+        /// calls itself, which it can change (`prctl(PR_SET_NAME)`), not
+        /// necessarily its executable's name.
+        PROCESS_COMM = "safeguard.process.comm";
+        /// The kernel's id of the thread (task) behind the event, as
+        /// `gettid()` returns it; equal to `process.pid` for a process's
+        /// main thread. OpenTelemetry's `thread.id` is a runtime's own
+        /// thread id, not this.
+        THREAD_TID = "safeguard.thread.tid";
         /// cgroup v2 id of the task.
         CGROUP_ID = "safeguard.cgroup.id";
         /// How a file was opened: a list of `read`, `write`, `create`, `exec`,
@@ -98,6 +98,15 @@ names! {
         FILE_NEW_PATH = "safeguard.file.new_path";
         /// Protection of a mapping: a list of `read`, `write`, `exec`.
         FILE_MMAP_PROT = "safeguard.file.mmap_prot";
+        /// The permission bits a chmod asked for, in octal (`0640`); whether
+        /// the file got them is `safeguard.decision`.
+        FILE_REQUESTED_MODE = "safeguard.file.requested_mode";
+        /// The owner a chown asked for; absent when it left the owner
+        /// unchanged (-1). Whether the file got it is `safeguard.decision`.
+        FILE_REQUESTED_OWNER_ID = "safeguard.file.requested_owner.id";
+        /// The group a chown asked for; absent when it left the group
+        /// unchanged (-1). Whether the file got it is `safeguard.decision`.
+        FILE_REQUESTED_GROUP_ID = "safeguard.file.requested_group.id";
         /// The ioctl request number.
         FILE_IOCTL_CMD = "safeguard.file.ioctl_cmd";
         /// The path was longer than the kernel program could follow and is cut
@@ -126,6 +135,11 @@ names! {
         PROCESS_BLOCKED_OPERATIONS = "safeguard.process.blocked_operations";
         /// A mount's source (device or path, as given).
         MOUNT_SOURCE = "safeguard.mount.source";
+        /// Which way a connection or datagram goes, from the process's
+        /// side: `outbound` (connect, send, bind) or `inbound` (accept,
+        /// receive, getpeername). Not traffic counted at an interface
+        /// (OpenTelemetry's `network.io.direction`).
+        NETWORK_DIRECTION = "safeguard.network.direction";
         /// The address family of a socket made: `inet`, `inet6` or
         /// `packet`.
         NETWORK_SOCKET_FAMILY = "safeguard.network.socket.family";

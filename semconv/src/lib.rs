@@ -159,7 +159,7 @@ pub mod tamper {
 }
 
 /// Values of [`attr::NETWORK_TRANSPORT`], [`attr::NETWORK_TYPE`] and
-/// [`attr::NETWORK_IO_DIRECTION`].
+/// [`attr::NETWORK_DIRECTION`].
 pub mod net {
     names! {
         /// Values of [`attr::NETWORK_TRANSPORT`](crate::attr::NETWORK_TRANSPORT).
@@ -178,12 +178,14 @@ pub mod net {
             /// IPv6.
             IPV6 = "ipv6";
         }
-        /// Values of [`attr::NETWORK_IO_DIRECTION`](crate::attr::NETWORK_IO_DIRECTION).
-        IO_DIRECTION {
-            /// Outbound: connect, send, bind.
-            TRANSMIT = "transmit";
-            /// Inbound: receive, accept, getpeername.
-            RECEIVE = "receive";
+        /// Values of [`attr::NETWORK_DIRECTION`](crate::attr::NETWORK_DIRECTION).
+        DIRECTION {
+            /// The process reaches out or takes a local address: connect,
+            /// send, bind.
+            OUTBOUND = "outbound";
+            /// The other end comes to the process: receive, accept,
+            /// getpeername.
+            INBOUND = "inbound";
         }
     }
 }
@@ -304,7 +306,7 @@ pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::TAMPER_ACTION, tamper::ALL),
     (attr::NETWORK_TRANSPORT, net::TRANSPORT),
     (attr::NETWORK_TYPE, net::TYPE),
-    (attr::NETWORK_IO_DIRECTION, net::IO_DIRECTION),
+    (attr::NETWORK_DIRECTION, net::DIRECTION),
     (attr::ENFORCEMENT_TIER, tier::ALL),
     (attr::FILE_OPEN_MODE, open_mode::ALL),
     (attr::FILE_MMAP_PROT, mmap_prot::ALL),

@@ -157,15 +157,18 @@ impl Enricher {
                     a.push((attr::FILE_NEW_PATH, to.into()));
                 }
             }
-            FileOp::Chmod => a.push((attr::FILE_MODE, format!("{:04o}", e.arg & 0o7777).into())),
+            FileOp::Chmod => a.push((
+                attr::FILE_REQUESTED_MODE,
+                format!("{:04o}", e.arg & 0o7777).into(),
+            )),
             FileOp::Chown => {
                 // u32::MAX (-1) means "unchanged".
                 let (uid, gid) = (e.arg as u32, (e.arg >> 32) as u32);
                 if uid != u32::MAX {
-                    a.push((attr::FILE_OWNER_ID, uid.to_string().into()));
+                    a.push((attr::FILE_REQUESTED_OWNER_ID, uid.to_string().into()));
                 }
                 if gid != u32::MAX {
-                    a.push((attr::FILE_GROUP_ID, gid.to_string().into()));
+                    a.push((attr::FILE_REQUESTED_GROUP_ID, gid.to_string().into()));
                 }
             }
             FileOp::Mmap => a.push((attr::FILE_MMAP_PROT, mmap_prot(e.arg as u32).into())),
@@ -196,12 +199,7 @@ impl Enricher {
         } else {
             self.exes.ran(e.process.pid, exe.clone());
         }
-        let mut a = self.common_with_exe(
-            &e.header,
-            e.process,
-            semconv::module::PROCESS,
-            Some(exe.into()),
-        );
+        let mut a = self.common_with_exe(&e.header, e.process, semconv::module::PROCESS, Some(exe));
         a.push((attr::PROCESS_COMMAND_ARGS, e.args.into()));
         if e.args_truncated {
             a.push((attr::PROCESS_ARGS_TRUNCATED, true.into()));
@@ -235,12 +233,7 @@ impl Enricher {
             ppid: e.process.pid,
             ..e.process
         };
-        let a = self.common_with_exe(
-            &e.header,
-            child,
-            semconv::module::PROCESS,
-            exe.map(Value::from),
-        );
+        let a = self.common_with_exe(&e.header, child, semconv::module::PROCESS, exe);
         self.record(event::PROCESS_FORK, &e.header, a)
     }
 
@@ -248,12 +241,7 @@ impl Enricher {
         // What was known of it: by the time the agent reads the event the
         // process is usually gone, and reading /proc would fail.
         let exe = self.exes.take(e.process.pid);
-        let mut a = self.common_with_exe(
-            &e.header,
-            e.process,
-            semconv::module::PROCESS,
-            exe.map(Value::from),
-        );
+        let mut a = self.common_with_exe(&e.header, e.process, semconv::module::PROCESS, exe);
         let signal = e.exit_code & 0x7f;
         if signal == 0 {
             a.push((attr::PROCESS_EXIT_CODE, ((e.exit_code >> 8) & 0xff).into()));
@@ -326,15 +314,15 @@ impl Enricher {
             a.push((attr::NETWORK_LOCAL_PORT, u32::from(e.peer.port()).into()));
         }
         let (name, direction) = match e.op {
-            NetOp::Connect => (event::NETWORK_CONNECT, semconv::net::TRANSMIT),
-            NetOp::Send => (event::NETWORK_SEND, semconv::net::TRANSMIT),
-            NetOp::Bind => (event::NETWORK_BIND, semconv::net::TRANSMIT),
-            NetOp::Receive => (event::NETWORK_RECEIVE, semconv::net::RECEIVE),
-            NetOp::Getpeername => (event::NETWORK_GETPEERNAME, semconv::net::RECEIVE),
-            NetOp::Accept => (event::NETWORK_ACCEPT, semconv::net::RECEIVE),
+            NetOp::Connect => (event::NETWORK_CONNECT, semconv::net::OUTBOUND),
+            NetOp::Send => (event::NETWORK_SEND, semconv::net::OUTBOUND),
+            NetOp::Bind => (event::NETWORK_BIND, semconv::net::OUTBOUND),
+            NetOp::Receive => (event::NETWORK_RECEIVE, semconv::net::INBOUND),
+            NetOp::Getpeername => (event::NETWORK_GETPEERNAME, semconv::net::INBOUND),
+            NetOp::Accept => (event::NETWORK_ACCEPT, semconv::net::INBOUND),
             NetOp::Socket => unreachable!("a socket made has no peer: handled above"),
         };
-        a.push((attr::NETWORK_IO_DIRECTION, direction.into()));
+        a.push((attr::NETWORK_DIRECTION, direction.into()));
         rule_attributes(&mut a, &self.policy().network, &e.header);
         self.record(name, &e.header, a)
     }
@@ -349,7 +337,7 @@ impl Enricher {
     }
 
     fn common(&self, h: &Header, p: Process, module: &'static str) -> Attributes {
-        let exe = self.exes.get(p.pid, &p.comm).map(Value::from);
+        let exe = self.exes.get(p.pid, &p.comm);
         self.common_with_exe(h, p, module, exe)
     }
 
@@ -358,7 +346,7 @@ impl Enricher {
         h: &Header,
         p: Process,
         module: &'static str,
-        exe: Option<Value>,
+        exe: Option<Arc<str>>,
     ) -> Attributes {
         let mut a = Vec::with_capacity(24);
         a.push((attr::SEQUENCE, h.seq.into()));
@@ -378,13 +366,17 @@ impl Enricher {
         };
         a.push((attr::ENFORCEMENT_TIER, tier.into()));
         a.push((attr::PROCESS_PID, p.pid.into()));
-        a.push((attr::THREAD_ID, p.tid.into()));
+        a.push((attr::THREAD_TID, p.tid.into()));
         a.push((attr::PROCESS_PARENT_PID, p.ppid.into()));
         a.push((attr::PROCESS_REAL_USER_ID, p.uid.into()));
         a.push((attr::PROCESS_GROUP_ID, p.gid.into()));
-        a.push((attr::PROCESS_EXECUTABLE_NAME, p.comm.into()));
+        a.push((attr::PROCESS_COMM, p.comm.into()));
         if let Some(exe) = exe {
-            a.push((attr::PROCESS_EXECUTABLE_PATH, exe));
+            // OpenTelemetry's executable name is the base name of the
+            // executable's path, so it is there only when the path is.
+            let name = exe.rsplit('/').next().unwrap_or(&exe).to_owned();
+            a.push((attr::PROCESS_EXECUTABLE_NAME, name.into()));
+            a.push((attr::PROCESS_EXECUTABLE_PATH, exe.into()));
         }
         a.push((attr::CGROUP_ID, p.cgroup_id.into()));
         a.push((attr::PROCESS_IN_CONTAINER, p.in_container.into()));
@@ -560,6 +552,117 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enricher() -> Enricher {
+        let config = crate::config::load(&Default::default()).unwrap();
+        Enricher::new(
+            Arc::new(Policy::compile(&config)),
+            Arc::new(Registry::default()),
+        )
+    }
+
+    fn header(hook: collector_common::Hook, decision: Decision) -> Header {
+        Header {
+            seq: 1,
+            boot_ns: 0,
+            hook,
+            decision,
+            mode: MODE_BLOCK,
+            rule_id: 0,
+        }
+    }
+
+    /// This test process, under a task name other than its executable's.
+    fn process() -> Process {
+        let pid = std::process::id();
+        Process {
+            tid: pid + 1,
+            pid,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            in_container: false,
+            cgroup_id: 1,
+            comm: "renamed".into(),
+        }
+    }
+
+    #[test]
+    fn comm_and_tid_have_keys_of_their_own_and_the_executable_name_is_the_paths() {
+        let e = enricher().exec(Exec {
+            header: header(collector_common::Hook::LsmBprmCheck, Decision::Allowed),
+            process: process(),
+            path: "/bin/busybox".into(),
+            args: vec!["cat".into()],
+            path_truncated: false,
+            args_truncated: false,
+            mapping: false,
+        });
+        assert_eq!(e.str(attr::PROCESS_COMM), Some("renamed"));
+        assert_eq!(e.str(attr::PROCESS_EXECUTABLE_PATH), Some("/bin/busybox"));
+        assert_eq!(e.str(attr::PROCESS_EXECUTABLE_NAME), Some("busybox"));
+        assert_eq!(e.int(attr::THREAD_TID), Some(i64::from(process().tid)));
+        assert!(e.get("thread.id").is_none());
+    }
+
+    #[test]
+    fn a_chmod_and_a_chown_report_what_they_asked_for() {
+        let enricher = enricher();
+        let file = |op, arg| File {
+            header: header(collector_common::Hook::LsmPathChmod, Decision::Blocked),
+            process: process(),
+            op,
+            open_flags: 0,
+            fmode: 0,
+            dfd: AT_FDCWD,
+            arg,
+            path: "/srv/x".into(),
+            path2: None,
+            relative: false,
+            base: None,
+            truncated: false,
+        };
+        let chmod = enricher.file(file(FileOp::Chmod, 0o100640)).unwrap();
+        assert_eq!(chmod.str(attr::FILE_REQUESTED_MODE), Some("0640"));
+        // The owner left unchanged (-1) is not reported.
+        let chown = enricher
+            .file(file(FileOp::Chown, (1000u64 << 32) | u64::from(u32::MAX)))
+            .unwrap();
+        assert_eq!(chown.get(attr::FILE_REQUESTED_OWNER_ID), None);
+        assert_eq!(chown.str(attr::FILE_REQUESTED_GROUP_ID), Some("1000"));
+        for e in [&chmod, &chown] {
+            for key in ["file.mode", "file.owner.id", "file.group.id"] {
+                assert!(e.get(key).is_none(), "{key}");
+            }
+        }
+        // The executable's name, where known, is the base name of its path.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let name = exe.file_name().unwrap().to_string_lossy();
+        assert_eq!(chmod.str(attr::PROCESS_EXECUTABLE_NAME), Some(&*name));
+    }
+
+    #[test]
+    fn network_events_carry_the_logical_direction() {
+        let enricher = enricher();
+        let net = |op| Net {
+            header: header(collector_common::Hook::LsmSocketConnect, Decision::Allowed),
+            process: process(),
+            op,
+            protocol: IPPROTO_TCP,
+            local: "10.0.0.1:40000".parse().unwrap(),
+            peer: "10.0.0.2:443".parse().unwrap(),
+            socket: None,
+        };
+        for (op, direction) in [
+            (NetOp::Connect, semconv::net::OUTBOUND),
+            (NetOp::Bind, semconv::net::OUTBOUND),
+            (NetOp::Accept, semconv::net::INBOUND),
+        ] {
+            let e = enricher.enrich(Event::Net(net(op))).unwrap();
+            assert_eq!(e.str(attr::NETWORK_DIRECTION), Some(direction), "{op:?}");
+            assert!(e.get("network.io.direction").is_none(), "{op:?}");
+        }
+    }
 
     #[test]
     fn open_modes_follow_the_flags() {

@@ -63,6 +63,7 @@ const SPAN_ATTRIBUTES: &[&str] = &[
     attr::K8S_POD_UID,
     attr::PROCESS_PID,
     attr::PROCESS_PARENT_PID,
+    attr::PROCESS_COMM,
     attr::PROCESS_EXECUTABLE_NAME,
     attr::PROCESS_EXECUTABLE_PATH,
     attr::PROCESS_REAL_USER_ID,
@@ -200,10 +201,7 @@ impl Tracker {
             ctx,
             parent: parent.map(|p| p.span_id),
             start_unix_nano,
-            name: record
-                .str(attr::PROCESS_EXECUTABLE_NAME)
-                .unwrap_or("process")
-                .to_string(),
+            name: opening_name(record).to_string(),
             attributes: Vec::new(),
             events: Vec::new(),
             event_count: 0,
@@ -288,6 +286,12 @@ impl Tracker {
             self.end(span, unix_nanos(now), true);
         }
     }
+}
+
+/// The name of a span opened from `record`: what the task calls itself
+/// (`comm`), until an exec names the program it runs.
+fn opening_name(record: &Enriched) -> &str {
+    record.str(attr::PROCESS_COMM).unwrap_or("process")
 }
 
 fn basename(path: &str) -> &str {
@@ -388,7 +392,7 @@ mod tests {
             vec![
                 (attr::PROCESS_PID, child.into()),
                 (attr::PROCESS_PARENT_PID, parent.into()),
-                (attr::PROCESS_EXECUTABLE_NAME, "sh".into()),
+                (attr::PROCESS_COMM, "sh".into()),
             ],
         )
     }
@@ -433,7 +437,7 @@ mod tests {
             13,
             vec![
                 (attr::PROCESS_PID, 300u32.into()),
-                (attr::THREAD_ID, 300u32.into()),
+                (attr::THREAD_TID, 300u32.into()),
                 (attr::DECISION, decision::BLOCKED.into()),
                 (attr::FILE_PATH, "/etc/shadow".into()),
             ],
@@ -466,7 +470,7 @@ mod tests {
             !cat.events[1]
                 .attributes
                 .iter()
-                .any(|kv| kv.key == attr::THREAD_ID)
+                .any(|kv| kv.key == attr::THREAD_TID)
         );
         assert_eq!(
             cat.status.as_ref().unwrap().code,
@@ -515,6 +519,46 @@ mod tests {
             s.status.as_ref().unwrap().code,
             status::StatusCode::Error as i32
         );
+    }
+
+    #[test]
+    fn a_span_opens_under_the_tasks_own_name() {
+        let mut t = Tracker::new();
+        let open = |pid: u32, attrs: Vec<(&'static str, Value)>| {
+            let mut all = vec![
+                (attr::PROCESS_PID, pid.into()),
+                (attr::DECISION, decision::ALLOWED.into()),
+            ];
+            all.extend(attrs);
+            rec(event::FILE_OPEN, 1, all)
+        };
+        t.observe(&open(
+            10,
+            vec![
+                (attr::PROCESS_COMM, "cat".into()),
+                (attr::PROCESS_EXECUTABLE_NAME, "busybox".into()),
+                (attr::PROCESS_EXECUTABLE_PATH, "/bin/busybox".into()),
+            ],
+        ));
+        t.observe(&open(20, vec![(attr::PROCESS_COMM, "cat".into())]));
+        let refused = rec(
+            event::PROCESS_EXEC,
+            1,
+            vec![
+                (attr::PROCESS_PID, 30u32.into()),
+                (attr::DECISION, decision::BLOCKED.into()),
+                (attr::PROCESS_COMM, "sh".into()),
+                (attr::PROCESS_EXECUTABLE_NAME, "nc".into()),
+            ],
+        );
+        t.observe(&refused);
+        for pid in [10, 20, 30] {
+            t.observe(&exit(2, pid));
+        }
+        let names: Vec<_> = take_ended(&mut t).into_iter().map(|s| s.name).collect();
+        // busybox's applets share one executable: the name they were run
+        // by tells them apart.
+        assert_eq!(names, ["cat", "cat", "sh"]);
     }
 
     #[test]

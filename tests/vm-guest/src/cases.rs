@@ -139,11 +139,8 @@ fn check_event(events: &[Value], pid: u32, decision: &str, uid: u32, comm: &str)
         int_of(e, attr::PROCESS_REAL_USER_ID) == i64::from(uid),
         || format!("uid {:?}, want {uid}: {e}", e[attr::PROCESS_REAL_USER_ID]),
     )?;
-    ensure(str_of(e, attr::PROCESS_EXECUTABLE_NAME) == comm, || {
-        format!(
-            "comm {:?}, want {comm}: {e}",
-            e[attr::PROCESS_EXECUTABLE_NAME]
-        )
+    ensure(str_of(e, attr::PROCESS_COMM) == comm, || {
+        format!("comm {:?}, want {comm}: {e}", e[attr::PROCESS_COMM])
     })?;
     ensure(
         str_of(e, attr::SECURITY_RULE_NAME) == "/srv/sg/secret",

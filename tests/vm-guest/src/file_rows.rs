@@ -933,7 +933,7 @@ fn ops() -> Vec<Op> {
             "files.chmod",
             event::FILE_CHMOD,
             path(DENIED, "chmod"),
-            vec![(attr::FILE_MODE, json!("0600"))],
+            vec![(attr::FILE_REQUESTED_MODE, json!("0600"))],
             run("/bin/chmod", &["600", &path(DENIED, "chmod")]),
         ),
         file_op(
@@ -941,8 +941,8 @@ fn ops() -> Vec<Op> {
             event::FILE_CHOWN,
             path(DENIED, "chown"),
             vec![
-                (attr::FILE_OWNER_ID, json!("1000")),
-                (attr::FILE_GROUP_ID, json!("1000")),
+                (attr::FILE_REQUESTED_OWNER_ID, json!("1000")),
+                (attr::FILE_REQUESTED_GROUP_ID, json!("1000")),
             ],
             run("/bin/chown", &["1000:1000", &path(DENIED, "chown")]),
         ),
