@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use safeguard_test_support::{Agent, TestCgroup, connect_from, events_for, run};
+use safeguard_test_support::{Agent, TestCgroup, connect_from, event_name, events_for, run};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 
@@ -310,7 +310,7 @@ fn process_audit_tier_reports_denied_execs_and_the_life_cycle() {
     let of = |name: &str| -> Vec<&serde_json::Value> {
         events
             .iter()
-            .filter(|e| e["event_name"] == name && e["process.pid"] == ran.pid)
+            .filter(|e| event_name(e) == Some(name) && e["process.pid"] == ran.pid)
             .collect()
     };
     let execs = of("safeguard.process.exec");
@@ -376,7 +376,7 @@ fn cgroup_tier_refuses_denied_connects_inside_its_cgroup_only() {
     assert!(log.contains("network.connect: enforced"), "{log}");
     let reported: Vec<_> = events
         .iter()
-        .filter(|e| e["event_name"] == "safeguard.network.connect")
+        .filter(|e| event_name(e) == Some("safeguard.network.connect"))
         .collect();
     assert_eq!(reported.len(), 2, "{events:?}");
     let m = reported
@@ -799,7 +799,7 @@ fn domain_rules_follow_the_name_s_addresses() {
     let (events, log) = agent.stop().unwrap();
     let refused: Vec<_> = events
         .iter()
-        .filter(|e| e["event_name"] == "safeguard.network.connect")
+        .filter(|e| event_name(e) == Some("safeguard.network.connect"))
         .collect();
     assert_eq!(refused.len(), 2, "{events:?}\n{log}");
     assert_eq!(refused[0]["network.peer.address"], "127.0.0.3");

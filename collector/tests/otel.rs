@@ -156,7 +156,7 @@ fn blocked_connect_and_audited_open(protocol: &str) {
             .iter()
             .any(|r| r.event_name == event::NETWORK_CONNECT);
         let counted = c
-            .metric_points(metric::BLOCKED_OPERATIONS.name)
+            .metric_points(metric::OPERATION_DENIED.name)
             .iter()
             .any(|p| p.attributes.get(attr::MODULE) == Some(&Value::from("network")));
         let traced = c
@@ -268,15 +268,15 @@ fn blocked_connect_and_audited_open(protocol: &str) {
     );
     assert_eq!(connect.span_id, connector.span_id);
 
-    // The blocked-operations metric, with the rule.
-    let points = collector.metric_points(metric::BLOCKED_OPERATIONS.name);
+    // The denied-operations metric, with the rule.
+    let points = collector.metric_points(metric::OPERATION_DENIED.name);
     let blocked = points
         .iter()
         .rev()
         .find(|p| p.attributes.get(attr::MODULE) == Some(&Value::from("network")))
         .unwrap();
     assert_eq!(blocked.kind, "sum");
-    assert_eq!(blocked.unit, metric::BLOCKED_OPERATIONS.unit);
+    assert_eq!(blocked.unit, metric::OPERATION_DENIED.unit);
     assert_eq!(blocked.attributes[attr::DECISION], "blocked");
     assert_eq!(blocked.attributes[attr::SECURITY_RULE_NAME], "127.0.0.2/32");
     assert_eq!(blocked.value, 1.0);
@@ -345,7 +345,8 @@ fn local_opens(log: &Path, path: &Path) -> Vec<u64> {
         .unwrap()
         .iter()
         .filter(|e| {
-            e["event_name"] == event::FILE_OPEN && e[attr::FILE_PATH] == path.to_str().unwrap()
+            safeguard_test_support::event_name(e) == Some(event::FILE_OPEN)
+                && e[attr::FILE_PATH] == path.to_str().unwrap()
         })
         .map(|e| e[attr::SEQUENCE].as_u64().unwrap())
         .collect()
@@ -531,16 +532,16 @@ fn fallen_back(root: &Path, otel_extra: &str, events: usize) -> FallenBack {
     }
 }
 
-/// The last `safeguard.spool.records` point says the spool is empty.
+/// The last `safeguard.spool.record.count` point says the spool is empty.
 fn spool_empty(c: &Collector) -> bool {
-    c.metric_points(metric::SPOOL_RECORDS.name)
+    c.metric_points(metric::SPOOL_RECORD_COUNT.name)
         .last()
         .is_some_and(|p| p.value == 0.0)
 }
 
 /// Export failures counted with `error.type=encoding`.
 fn encoding_failures(c: &Collector) -> f64 {
-    c.metric_points(metric::EXPORT_FAILURES.name)
+    c.metric_points(metric::EXPORT_REQUEST_FAILED.name)
         .iter()
         .filter(|p| {
             p.attributes.get(attr::ERROR_TYPE).and_then(Value::as_str)
@@ -551,8 +552,9 @@ fn encoding_failures(c: &Collector) -> f64 {
 }
 
 /// With the Collector away and a small spool, the oldest batches are
-/// evicted: they are in the local log, counted in `safeguard.spool.evicted`,
-/// and together with what is delivered later account for every event.
+/// evicted: they are in the local log, counted in
+/// `safeguard.spool.record.evicted`, and together with what is delivered
+/// later account for every event.
 #[test]
 fn a_full_spool_evicts_oldest_into_the_local_log_and_counts_them() {
     require_root!();
@@ -571,7 +573,7 @@ fn a_full_spool_evicts_oldest_into_the_local_log_and_counts_them() {
 
     collector.restart().unwrap();
     let evicted = |c: &Collector| {
-        c.metric_points(metric::SPOOL_EVICTED.name)
+        c.metric_points(metric::SPOOL_RECORD_EVICTED.name)
             .last()
             .map_or(0, |p| p.value as usize)
     };

@@ -65,3 +65,13 @@ names! {
     /// descriptor of one of its BPF maps or programs, the removal of a pin.
     AGENT_TAMPER = "safeguard.agent.tamper";
 }
+
+/// The key of a record's event name where the record is not OTLP (the
+/// local JSON event log), as OpenTelemetry names it there; OTLP carries
+/// the name in a field of its own (`EventName`).
+pub const NAME_KEY: &str = "otel.event.name";
+
+/// The key the local JSON event log gave the event name before
+/// [`NAME_KEY`]. Readers still accept it, so that logs written by an
+/// earlier version read.
+pub const LEGACY_NAME_KEY: &str = "event_name";

@@ -191,7 +191,7 @@ pub mod net {
 }
 
 /// Values of [`attr::ENFORCEMENT_TIER`].
-/// Why the kernel lost a record (`safeguard.kernel.drops`).
+/// Why the kernel lost a record (`safeguard.kernel.event.dropped`).
 pub mod drop_reason {
     names! {
         /// The ring buffer was full.
@@ -292,6 +292,9 @@ pub mod error_type {
         DECODE = "decode";
         /// The path of a file event could not be resolved.
         UNRESOLVED_PATH = "unresolved_path";
+        /// On a process span whose status is ERROR: the policy refused
+        /// one of its operations (block mode).
+        BLOCKED = "blocked";
     }
 }
 

@@ -102,16 +102,16 @@ macro_rules! metrics {
 
 metrics! {
     /// Audit events, one per event reported.
-    EVENTS = Counter {
-        name: "safeguard.events",
+    EVENT_REPORTED = Counter {
+        name: "safeguard.event.reported",
         unit: "{event}",
         attributes: [MODULE, HOOK, DECISION],
         description: "Audit events, by module, hook and decision",
     };
     /// Operations the policy denied: decision `blocked` or `would_block`.
     /// The one alert rules are written on.
-    BLOCKED_OPERATIONS = Counter {
-        name: "safeguard.blocked_operations",
+    OPERATION_DENIED = Counter {
+        name: "safeguard.operation.denied",
         unit: "{operation}",
         attributes: [MODULE, SECURITY_RULE_NAME, SECURITY_RULE_RULESET_NAME, DECISION],
         description: "Operations the policy denied, by module, rule and decision",
@@ -119,45 +119,52 @@ metrics! {
     /// Events lost in the kernel before the agent saw them: the ring buffer
     /// was full, or an audit record met the quarter kept for blocked
     /// operations.
-    KERNEL_DROPS = Counter {
-        name: "safeguard.kernel.drops",
+    KERNEL_EVENT_DROPPED = Counter {
+        name: "safeguard.kernel.event.dropped",
         unit: "{event}",
         attributes: [HOOK, DROP_REASON],
         description: "Events the kernel could not hand to the agent, by hook and reason (ring buffer full, or its last quarter kept for blocked operations)",
     };
     /// Events dropped between the ring-buffer reader and the pipeline
     /// (the queue between them was full).
-    QUEUE_DROPS = Counter {
-        name: "safeguard.queue.drops",
+    QUEUE_EVENT_DROPPED = Counter {
+        name: "safeguard.queue.event.dropped",
         unit: "{event}",
         attributes: [],
         description: "Events dropped because the agent's queue was full",
     };
     /// Events received but not reportable; `error.type` says why
     /// (`decode`, `unresolved_path`).
-    UNREPORTED_EVENTS = Counter {
-        name: "safeguard.events.unreported",
+    EVENT_UNREPORTED = Counter {
+        name: "safeguard.event.unreported",
         unit: "{event}",
         attributes: [ERROR_TYPE],
         description: "Events received but not reportable, by reason",
     };
-    /// Export requests that failed, per signal and error class.
-    EXPORT_FAILURES = Counter {
-        name: "safeguard.export.failures",
+    /// Export requests that failed, per signal and error class: every
+    /// failed try, retries included, and batches that never became a
+    /// request (spool write failed, spooled batch damaged). Not
+    /// OpenTelemetry's `otel.sdk.exporter.*.exported` (log, span,
+    /// metric_data_point): those count items, once each when their export
+    /// is final, successes included, while a spooled batch may be tried
+    /// for hours (or across restarts) before it is.
+    EXPORT_REQUEST_FAILED = Counter {
+        name: "safeguard.export.request.failed",
         unit: "{request}",
         attributes: [EXPORT_SIGNAL, ERROR_TYPE],
         description: "Export requests the Collector did not accept, by signal and error type",
     };
-    /// Records written to the local fallback files.
-    FALLBACK_RECORDS = Counter {
-        name: "safeguard.fallback.records",
+    /// Records written to the local fallback files. OpenTelemetry has no
+    /// metric for telemetry kept elsewhere while its exporter fails.
+    FALLBACK_RECORD_WRITTEN = Counter {
+        name: "safeguard.fallback.record.written",
         unit: "{record}",
         attributes: [],
         description: "Log records written to the local files because the Collector did not answer",
     };
     /// Bytes waiting in the spool.
-    SPOOL_SIZE = Gauge {
-        name: "safeguard.spool.size",
+    SPOOL_USAGE = Gauge {
+        name: "safeguard.spool.usage",
         unit: "By",
         attributes: [],
         description: "Bytes waiting in the spool for the Collector",
@@ -170,32 +177,34 @@ metrics! {
         attributes: [],
         description: "Size cap of the spool: past it the oldest batches are evicted",
     };
-    /// Records waiting in the spool.
-    SPOOL_RECORDS = Gauge {
-        name: "safeguard.spool.records",
+    /// Records waiting in the spool. Not OpenTelemetry's
+    /// `otel.sdk.exporter.log.inflight`: the spool holds spans as well as
+    /// log records, and keeps them across restarts.
+    SPOOL_RECORD_COUNT = Gauge {
+        name: "safeguard.spool.record.count",
         unit: "{record}",
         attributes: [],
         description: "Records waiting in the spool for the Collector",
     };
     /// Records evicted from the spool because of its size cap (they are in
     /// the local files).
-    SPOOL_EVICTED = Counter {
-        name: "safeguard.spool.evicted",
+    SPOOL_RECORD_EVICTED = Counter {
+        name: "safeguard.spool.record.evicted",
         unit: "{record}",
         attributes: [],
         description: "Records evicted from the full spool (kept in the local files)",
     };
     /// Rules loaded.
-    RULES = Gauge {
-        name: "safeguard.rules",
+    POLICY_RULE_COUNT = Gauge {
+        name: "safeguard.policy.rule.count",
         unit: "{rule}",
         attributes: [MODULE],
         description: "Policy rules loaded, by module",
     };
     /// Value 1 per row of the policy coverage table, with the tier that
     /// covers it on this kernel.
-    ROWS = Gauge {
-        name: "safeguard.rows",
+    POLICY_ROW_COUNT = Gauge {
+        name: "safeguard.policy.row.count",
         unit: "{row}",
         attributes: [ROW, ENFORCEMENT_TIER],
         description: "Policy rows and how this kernel covers them",
@@ -204,15 +213,15 @@ metrics! {
     /// left it: its policy set not in force, a link running another
     /// program, a pin removed, its guard (`kernel.protect`) off. 0 when
     /// all is well.
-    INTEGRITY_PROBLEMS = Gauge {
-        name: "safeguard.agent.integrity.problems",
+    INTEGRITY_PROBLEM_COUNT = Gauge {
+        name: "safeguard.agent.integrity.problem.count",
         unit: "{problem}",
         attributes: [],
         description: "Problems the agent's self-check found with its programs, policy set, pins and guard",
     };
     /// Seconds from the kernel's event to the Collector's acknowledgement.
-    PIPELINE_LATENCY = Histogram {
-        name: "safeguard.pipeline.latency",
+    PIPELINE_DURATION = Histogram {
+        name: "safeguard.pipeline.duration",
         unit: "s",
         attributes: [],
         description: "Time from the kernel event to the Collector's acknowledgement",

@@ -15,32 +15,41 @@ use semconv::metric::{self, Kind};
 #[test]
 fn every_metric_has_the_prometheus_name_the_otlp_translation_gives() {
     let expected = [
-        (metric::EVENTS, "safeguard_events_total"),
+        (metric::EVENT_REPORTED, "safeguard_event_reported_total"),
+        (metric::OPERATION_DENIED, "safeguard_operation_denied_total"),
         (
-            metric::BLOCKED_OPERATIONS,
-            "safeguard_blocked_operations_total",
+            metric::KERNEL_EVENT_DROPPED,
+            "safeguard_kernel_event_dropped_total",
         ),
-        (metric::KERNEL_DROPS, "safeguard_kernel_drops_total"),
-        (metric::QUEUE_DROPS, "safeguard_queue_drops_total"),
         (
-            metric::UNREPORTED_EVENTS,
-            "safeguard_events_unreported_total",
+            metric::QUEUE_EVENT_DROPPED,
+            "safeguard_queue_event_dropped_total",
         ),
-        (metric::EXPORT_FAILURES, "safeguard_export_failures_total"),
-        (metric::FALLBACK_RECORDS, "safeguard_fallback_records_total"),
-        (metric::SPOOL_SIZE, "safeguard_spool_size_bytes"),
+        (metric::EVENT_UNREPORTED, "safeguard_event_unreported_total"),
+        (
+            metric::EXPORT_REQUEST_FAILED,
+            "safeguard_export_request_failed_total",
+        ),
+        (
+            metric::FALLBACK_RECORD_WRITTEN,
+            "safeguard_fallback_record_written_total",
+        ),
+        (metric::SPOOL_USAGE, "safeguard_spool_usage_bytes"),
         (metric::SPOOL_LIMIT, "safeguard_spool_limit_bytes"),
-        (metric::SPOOL_RECORDS, "safeguard_spool_records"),
-        (metric::SPOOL_EVICTED, "safeguard_spool_evicted_total"),
-        (metric::RULES, "safeguard_rules"),
-        (metric::ROWS, "safeguard_rows"),
+        (metric::SPOOL_RECORD_COUNT, "safeguard_spool_record_count"),
         (
-            metric::INTEGRITY_PROBLEMS,
-            "safeguard_agent_integrity_problems",
+            metric::SPOOL_RECORD_EVICTED,
+            "safeguard_spool_record_evicted_total",
+        ),
+        (metric::POLICY_RULE_COUNT, "safeguard_policy_rule_count"),
+        (metric::POLICY_ROW_COUNT, "safeguard_policy_row_count"),
+        (
+            metric::INTEGRITY_PROBLEM_COUNT,
+            "safeguard_agent_integrity_problem_count",
         ),
         (
-            metric::PIPELINE_LATENCY,
-            "safeguard_pipeline_latency_seconds",
+            metric::PIPELINE_DURATION,
+            "safeguard_pipeline_duration_seconds",
         ),
     ];
     for (m, name) in expected {

@@ -11,9 +11,10 @@ use crate::telemetry::{
     spool::SpoolError,
 };
 
-/// An export request the Collector did not take (`safeguard.export.failures`
-/// by signal and `error.type`). Counted only: what follows from it
-/// (falling back, a refused batch) is its own event.
+/// An export request the Collector did not take
+/// (`safeguard.export.request.failed` by signal and `error.type`). Counted
+/// only: what follows from it (falling back, a refused batch) is its own
+/// event.
 #[derive(Debug)]
 pub struct ExportFailed {
     pub signal: Signal,
@@ -150,8 +151,8 @@ impl InternalEvent for SpoolBatchDamaged<'_> {
 }
 
 /// The spool passed `spool_max_bytes`: its oldest batch was evicted (its
-/// log records go to the local event log; `safeguard.spool.evicted` counts
-/// them).
+/// log records go to the local event log;
+/// `safeguard.spool.record.evicted` counts them).
 #[derive(Debug)]
 pub struct SpoolBatchEvicted {
     pub signal: Signal,

@@ -26,7 +26,7 @@ use crate::config::{LogConfig, LogFormat, Output};
 
 /// Keys of the line envelope (the attributes use `semconv` keys).
 const TIME: &str = "time";
-const EVENT_NAME: &str = "event_name";
+const EVENT_NAME: &str = semconv::event::NAME_KEY;
 const SEVERITY: &str = "severity";
 const SEVERITY_NUMBER: &str = "severity_number";
 const TRACE_ID: &str = "trace_id";
@@ -310,7 +310,8 @@ mod tests {
     fn json_lines_carry_semconv_keys_and_labels() {
         let labels = BTreeMap::from([("team".to_string(), "infra".to_string())]);
         let j = json(&record(), &labels);
-        assert_eq!(j[EVENT_NAME], "safeguard.file.open");
+        assert_eq!(j["otel.event.name"], "safeguard.file.open");
+        assert!(j.get("event_name").is_none());
         assert_eq!(j[SEVERITY], "WARNING");
         assert_eq!(j[SEVERITY_NUMBER], 30);
         assert_eq!(j["file.path"], "/etc/secret/x");

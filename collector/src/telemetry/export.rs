@@ -101,7 +101,7 @@ impl Decoder for EncodedCodec {
 }
 
 /// Why an export request failed: the `error.type` of
-/// `safeguard.export.failures`, and what delivery decides on.
+/// `safeguard.export.request.failed`, and what delivery decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorType {
     /// The Collector could not be reached, or said it is unavailable.

@@ -94,12 +94,12 @@ impl Metrics {
                 .build()
         };
         Self {
-            events: counter(&metric::EVENTS),
-            blocked: counter(&metric::BLOCKED_OPERATIONS),
+            events: counter(&metric::EVENT_REPORTED),
+            blocked: counter(&metric::OPERATION_DENIED),
             latency: meter
-                .f64_histogram(metric::PIPELINE_LATENCY.name)
-                .with_unit(metric::PIPELINE_LATENCY.unit)
-                .with_description(metric::PIPELINE_LATENCY.description)
+                .f64_histogram(metric::PIPELINE_DURATION.name)
+                .with_unit(metric::PIPELINE_DURATION.unit)
+                .with_description(metric::PIPELINE_DURATION.description)
                 .with_boundaries(vec![
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     30.0, 60.0, 300.0,
@@ -158,9 +158,9 @@ fn register_observed(
     if let Some(spool) = spool {
         let sp = spool.clone();
         meter
-            .u64_observable_gauge(metric::SPOOL_SIZE.name)
-            .with_unit(metric::SPOOL_SIZE.unit)
-            .with_description(metric::SPOOL_SIZE.description)
+            .u64_observable_gauge(metric::SPOOL_USAGE.name)
+            .with_unit(metric::SPOOL_USAGE.unit)
+            .with_description(metric::SPOOL_USAGE.description)
             .with_callback(move |obs| obs.observe(sp.usage().bytes, &[]))
             .build();
         let limit = spool.max_bytes();
@@ -172,24 +172,24 @@ fn register_observed(
             .build();
         let sp = spool.clone();
         meter
-            .u64_observable_gauge(metric::SPOOL_RECORDS.name)
-            .with_unit(metric::SPOOL_RECORDS.unit)
-            .with_description(metric::SPOOL_RECORDS.description)
+            .u64_observable_gauge(metric::SPOOL_RECORD_COUNT.name)
+            .with_unit(metric::SPOOL_RECORD_COUNT.unit)
+            .with_description(metric::SPOOL_RECORD_COUNT.description)
             .with_callback(move |obs| obs.observe(sp.usage().records, &[]))
             .build();
         let sp = spool;
         meter
-            .u64_observable_counter(metric::SPOOL_EVICTED.name)
-            .with_unit(metric::SPOOL_EVICTED.unit)
-            .with_description(metric::SPOOL_EVICTED.description)
+            .u64_observable_counter(metric::SPOOL_RECORD_EVICTED.name)
+            .with_unit(metric::SPOOL_RECORD_EVICTED.unit)
+            .with_description(metric::SPOOL_RECORD_EVICTED.description)
             .with_callback(move |obs| obs.observe(sp.usage().evicted_records, &[]))
             .build();
     }
     let o = observed.clone();
     meter
-        .u64_observable_gauge(metric::RULES.name)
-        .with_unit(metric::RULES.unit)
-        .with_description(metric::RULES.description)
+        .u64_observable_gauge(metric::POLICY_RULE_COUNT.name)
+        .with_unit(metric::POLICY_RULE_COUNT.unit)
+        .with_description(metric::POLICY_RULE_COUNT.description)
         .with_callback(move |obs| {
             for (module, n) in o.rules.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 obs.observe(*n, &[KeyValue::new(attr::MODULE, *module)]);
@@ -198,9 +198,9 @@ fn register_observed(
         .build();
     let o = observed.clone();
     meter
-        .u64_observable_gauge(metric::INTEGRITY_PROBLEMS.name)
-        .with_unit(metric::INTEGRITY_PROBLEMS.unit)
-        .with_description(metric::INTEGRITY_PROBLEMS.description)
+        .u64_observable_gauge(metric::INTEGRITY_PROBLEM_COUNT.name)
+        .with_unit(metric::INTEGRITY_PROBLEM_COUNT.unit)
+        .with_description(metric::INTEGRITY_PROBLEM_COUNT.description)
         .with_callback(move |obs| {
             let n = o.integrity.lock().unwrap_or_else(|e| e.into_inner()).len();
             obs.observe(n as u64, &[]);
@@ -208,9 +208,9 @@ fn register_observed(
         .build();
     let o = observed;
     meter
-        .u64_observable_gauge(metric::ROWS.name)
-        .with_unit(metric::ROWS.unit)
-        .with_description(metric::ROWS.description)
+        .u64_observable_gauge(metric::POLICY_ROW_COUNT.name)
+        .with_unit(metric::POLICY_ROW_COUNT.unit)
+        .with_description(metric::POLICY_ROW_COUNT.description)
         .with_callback(move |obs| {
             for (row, tier) in o.rows.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 obs.observe(
@@ -234,7 +234,7 @@ fn register_counters(meter: &Meter, registry: Arc<Registry>) {
             .with_description(m.description)
     };
     let r = registry.clone();
-    observable(&metric::KERNEL_DROPS)
+    observable(&metric::KERNEL_EVENT_DROPPED)
         .with_callback(move |obs| {
             for d in r.kernel_drops() {
                 obs.observe(
@@ -248,11 +248,11 @@ fn register_counters(meter: &Meter, registry: Arc<Registry>) {
         })
         .build();
     let r = registry.clone();
-    observable(&metric::QUEUE_DROPS)
+    observable(&metric::QUEUE_EVENT_DROPPED)
         .with_callback(move |obs| obs.observe(r.get(Counter::QueueDrops), &[]))
         .build();
     let r = registry.clone();
-    observable(&metric::UNREPORTED_EVENTS)
+    observable(&metric::EVENT_UNREPORTED)
         .with_callback(move |obs| {
             obs.observe(
                 r.get(Counter::DecodeErrors),
@@ -268,7 +268,7 @@ fn register_counters(meter: &Meter, registry: Arc<Registry>) {
         })
         .build();
     let r = registry.clone();
-    observable(&metric::EXPORT_FAILURES)
+    observable(&metric::EXPORT_REQUEST_FAILED)
         .with_callback(move |obs| {
             for f in r.export_failures() {
                 obs.observe(
@@ -282,7 +282,7 @@ fn register_counters(meter: &Meter, registry: Arc<Registry>) {
         })
         .build();
     let r = registry;
-    observable(&metric::FALLBACK_RECORDS)
+    observable(&metric::FALLBACK_RECORD_WRITTEN)
         .with_callback(move |obs| {
             // No series until the first fallback record.
             let n = r.get(Counter::FallbackRecords);

@@ -230,6 +230,10 @@ impl Tracker {
             attributes.push((attr::PROCESS_UNFINISHED, Value::Bool(true)));
         }
         let error = (span.refused > 0).then(|| format!("{} operation(s) blocked", span.refused));
+        if error.is_some() {
+            // A span with status ERROR says which class of error.
+            attributes.push((attr::ERROR_TYPE, semconv::error_type::BLOCKED.into()));
+        }
         self.ended.push(&SpanFields {
             ctx: span.ctx,
             parent: span.parent,
@@ -352,7 +356,7 @@ mod tests {
 
     use opentelemetry_proto::tonic::{
         collector::trace::v1::ExportTraceServiceRequest,
-        common::v1::KeyValue,
+        common::v1::{KeyValue, any_value},
         trace::v1::{Span, status},
     };
     use prost::Message as _;
@@ -476,6 +480,13 @@ mod tests {
             cat.status.as_ref().unwrap().code,
             status::StatusCode::Error as i32
         );
+        assert_eq!(
+            attr_of(cat, attr::ERROR_TYPE)
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| v.value.clone()),
+            Some(any_value::Value::StringValue("blocked".into()))
+        );
+        assert!(attr_of(sh, attr::ERROR_TYPE).is_none());
         assert!(attr_of(cat, attr::PROCESS_BLOCKED_OPERATIONS).is_some());
         assert!(attr_of(cat, attr::PROCESS_EXIT_CODE).is_some());
         assert!(sh.status.is_none(), "the parent blocked nothing");

@@ -364,6 +364,15 @@ pub fn read_events(path: &Path) -> Result<Vec<Value>, String> {
         .collect()
 }
 
+/// The event name of a parsed event line: under `otel.event.name`, or
+/// under `event_name` in lines an earlier version wrote.
+pub fn event_name(event: &Value) -> Option<&str> {
+    event
+        .get(semconv::event::NAME_KEY)
+        .or_else(|| event.get(semconv::event::LEGACY_NAME_KEY))
+        .and_then(Value::as_str)
+}
+
 /// Events about `path`.
 pub fn events_for<'a>(events: &'a [Value], path: &str) -> Vec<&'a Value> {
     events
@@ -466,4 +475,22 @@ pub fn connect_from(cgroup: Option<&Path>, addr: std::net::SocketAddr) -> (u32, 
     let pid = child.id();
     let status = child.wait_with_output().expect("wait for python3").status;
     (pid, status.code().unwrap_or(-1))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::event_name;
+
+    #[test]
+    fn the_event_name_is_read_under_either_key_the_new_one_first() {
+        let new = json!({"otel.event.name": "safeguard.file.open"});
+        let old = json!({"event_name": "safeguard.file.open"});
+        let both = json!({"otel.event.name": "safeguard.file.open", "event_name": "x"});
+        assert_eq!(event_name(&new), Some("safeguard.file.open"));
+        assert_eq!(event_name(&old), Some("safeguard.file.open"));
+        assert_eq!(event_name(&both), Some("safeguard.file.open"));
+        assert_eq!(event_name(&json!({})), None);
+    }
 }

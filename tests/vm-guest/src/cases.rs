@@ -146,9 +146,10 @@ fn check_event(events: &[Value], pid: u32, decision: &str, uid: u32, comm: &str)
         str_of(e, attr::SECURITY_RULE_NAME) == "/srv/sg/secret",
         || format!("rule {:?}: {e}", e[attr::SECURITY_RULE_NAME]),
     )?;
-    ensure(e["event_name"] == semconv::event::FILE_OPEN, || {
-        format!("event name: {e}")
-    })?;
+    ensure(
+        safeguard_test_support::event_name(e) == Some(semconv::event::FILE_OPEN),
+        || format!("event name: {e}"),
+    )?;
     ensure(int_of(e, attr::PROCESS_PARENT_PID) > 0, || {
         format!("no parent pid: {e}")
     })

@@ -317,7 +317,7 @@ fn sigio_kill(pid: u32) -> Result<(), String> {
 fn tamper_events<'a>(events: &'a [Value], action: &str, me: u32) -> Vec<&'a Value> {
     events
         .iter()
-        .filter(|e| e["event_name"] == event::AGENT_TAMPER)
+        .filter(|e| safeguard_test_support::event_name(e) == Some(event::AGENT_TAMPER))
         .filter(|e| {
             e[attr::TAMPER_ACTION] == action
                 && e[attr::PROCESS_PID] == me

@@ -619,7 +619,7 @@ pub fn allowed_uid_overrides_cidr_deny(agent_bin: &str) -> TestResult {
     }
     let reported: Vec<_> = events
         .iter()
-        .filter(|e| e["event_name"] == event::NETWORK_CONNECT)
+        .filter(|e| safeguard_test_support::event_name(e) == Some(event::NETWORK_CONNECT))
         .collect();
     if reported.len() != 1 || reported[0][attr::PROCESS_PID] != as_root.pid {
         return Err(format!("want one event, for root's connect: {reported:?}"));
@@ -688,7 +688,10 @@ pub fn command_rules_judge_the_name_run_as(agent_bin: &str) -> TestResult {
     }
     let refused: Vec<_> = events
         .iter()
-        .filter(|e| e["event_name"] == event::NETWORK_CONNECT && e[attr::DECISION] == "blocked")
+        .filter(|e| {
+            safeguard_test_support::event_name(e) == Some(event::NETWORK_CONNECT)
+                && e[attr::DECISION] == "blocked"
+        })
         .map(|e| e[attr::PROCESS_PID].as_u64().unwrap_or(0) as u32)
         .collect();
     for pid in [by_prctl.pid, by_proc.pid, early_pid] {

@@ -393,7 +393,10 @@ pub fn lifecycle(agent_bin: &str) -> TestResult {
     let of = |name: &str| -> Vec<&Value> {
         events
             .iter()
-            .filter(|e| e["event_name"] == name && e[attr::PROCESS_PID] == ran.pid)
+            .filter(|e| {
+                safeguard_test_support::event_name(e) == Some(name)
+                    && e[attr::PROCESS_PID] == ran.pid
+            })
             .collect()
     };
     let (forks, execs, exits) = (

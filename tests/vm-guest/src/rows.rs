@@ -177,7 +177,10 @@ fn check(op: &Op, outcome: &Outcome, expect: Expect, events: &[Value]) -> TestRe
     }
     let candidates: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event_name"] == op.event && e[op.key] == op.value.as_str())
+        .filter(|e| {
+            safeguard_test_support::event_name(e) == Some(op.event)
+                && e[op.key] == op.value.as_str()
+        })
         .filter(|e| e[attr::PROCESS_PID] == outcome.pid)
         .collect();
     let mut want = vec![(attr::DECISION, Value::from(expect.decision()))];
@@ -219,7 +222,7 @@ fn summarize(events: &[Value]) -> String {
         .map(|e| {
             format!(
                 "[{} pid={} {}{}{}]",
-                e["event_name"].as_str().unwrap_or("?"),
+                safeguard_test_support::event_name(e).unwrap_or("?"),
                 e[attr::PROCESS_PID],
                 e[attr::FILE_PATH].as_str().unwrap_or(""),
                 e[attr::PROCESS_EXECUTABLE_PATH].as_str().unwrap_or(""),
