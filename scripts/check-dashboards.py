@@ -3,9 +3,12 @@
 
 PromQL: every Prometheus target becomes a recording rule in a temporary
 rules file that `promtool check rules` parses (Prometheus' own parser).
-LogQL: every Loki target goes to `logqlcheck` (Loki's own parser,
-scripts/logqlcheck) when it is built. Grafana's variables are replaced by
-values of the right kind first ($__rate_interval -> 5m, $host -> .*).
+LogQL and TraceQL: every Loki and Tempo target goes to scripts/querycheck,
+which parses them with the grammars Grafana's own query editors use
+(@grafana/lezer-logql and @grafana/lezer-traceql, Apache-2.0; installed by
+scripts/setup.sh, found through $QUERYCHECK). Grafana's variables are
+replaced by values of the right kind first ($__rate_interval -> 5m,
+$host -> .*).
 
 Usage: check-dashboards.py DASHBOARD.json... (exit 1 on any failure)
 Names (metrics, labels, attributes) are checked against semconv by
@@ -30,7 +33,7 @@ def substitute(query):
 
 
 def main(paths):
-    promql, logql = [], []
+    promql, logql, traceql = [], [], []
     for path in paths:
         with open(path) as f:
             board = json.load(f)
@@ -42,6 +45,8 @@ def main(paths):
                     promql.append((where, substitute(target["expr"])))
                 elif kind == "loki":
                     logql.append((where, substitute(target["expr"])))
+                elif kind == "tempo" and target.get("query"):
+                    traceql.append((where, substitute(target["query"])))
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         rules = os.path.join(tmp, "dashboards.rules.yaml")
@@ -56,16 +61,21 @@ def main(paths):
             failed = True
         else:
             print(f"check-dashboards: {len(promql)} PromQL queries parse (promtool)")
-        logqlcheck = os.environ.get("LOGQLCHECK") or shutil.which("logqlcheck")
-        if logqlcheck:
-            queries = os.path.join(tmp, "logql.txt")
-            with open(queries, "w") as f:
-                f.write("".join(expr.replace("\n", " ") + "\n" for _, expr in logql))
-            result = subprocess.run([logqlcheck, queries], capture_output=True, text=True)
+        querycheck = os.environ.get("QUERYCHECK")
+        if querycheck and os.path.isfile(os.path.join(querycheck, "check.mjs")):
+            args = []
+            for flag, queries in (("--logql", logql), ("--traceql", traceql)):
+                path = os.path.join(tmp, flag[2:] + ".txt")
+                with open(path, "w") as f:
+                    f.write("".join(expr.replace("\n", " ") + "\n" for _, expr in queries))
+                args += [flag, path]
+            result = subprocess.run(
+                ["node", os.path.join(querycheck, "check.mjs"), *args], capture_output=True, text=True
+            )
             print((result.stdout + result.stderr).strip())
             failed |= result.returncode != 0
         else:
-            print("check-dashboards: logqlcheck is not built; LogQL not parsed")
+            print("check-dashboards: QUERYCHECK names no installed querycheck; LogQL and TraceQL not parsed")
             failed = True
     return 1 if failed else 0
 

@@ -46,6 +46,6 @@ TOOLS=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin
 "$TOOLS/deploycheck" kustomize "$HERE/deploy" || fail=1
 "$TOOLS/deploycheck" compose "$HERE/deploy/compose/compose.yaml" || fail=1
 
-LOGQLCHECK=${LOGQLCHECK:-${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/bin/logqlcheck} \
+QUERYCHECK=${QUERYCHECK:-${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/querycheck} \
 	python3 "$HERE/scripts/check-dashboards.py" "$HERE"/dashboards/grafana/*.json || fail=1
 exit $fail

@@ -117,11 +117,10 @@ ensure_go() {
 	"$go" version >&2
 }
 
-# The deploy checks' small Go commands, built from scripts/<name> into the
-# cache and rebuilt when their sources change: logqlcheck (Loki's LogQL
-# parser, for the dashboards) and deploycheck (kustomize, the Kubernetes API
-# types and compose-spec's loader). The first build fetches their module
-# graphs from the Go module proxy (Loki's is about 1.3 GB: minutes).
+# The deploy checks' small Go command, built from scripts/<name> into the
+# cache and rebuilt when its sources change: deploycheck (kustomize, the
+# Kubernetes API types and compose-spec's loader). The first build fetches
+# its module graph from the Go module proxy.
 ensure_go_tool() {
 	local name=$1 src bin stamp want
 	src=$HERE/scripts/$name
@@ -132,6 +131,27 @@ ensure_go_tool() {
 	log "building $name (scripts/$name)"
 	mkdir -p "$(dirname "$bin")"
 	(cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly /usr/local/go/bin/go build -o "$bin" .)
+	echo "$want" >"$stamp"
+}
+
+# The dashboards' LogQL and TraceQL checker (scripts/querycheck: the
+# grammars Grafana's query editors use, from npm), installed into the cache
+# and again when its sources change. Loki's and Tempo's own parsers are
+# AGPL, which nothing here may use.
+ensure_querycheck() {
+	local src dst stamp want
+	src=$HERE/scripts/querycheck
+	dst=${SAFEGUARD_CACHE:-$HOME/.cache/safeguard}/querycheck
+	stamp=$dst/.sum
+	want=$(cat "$src"/package.json "$src"/package-lock.json "$src"/check.mjs | sha256sum | cut -d' ' -f1)
+	[[ -f $stamp && $(cat "$stamp") == "$want" && -d $dst/node_modules ]] && return
+	command -v node >/dev/null || install_packages nodejs
+	command -v npm >/dev/null || install_packages npm
+	log "installing querycheck (scripts/querycheck) from npm"
+	rm -rf "$dst"
+	mkdir -p "$dst"
+	cp "$src"/package.json "$src"/package-lock.json "$src"/check.mjs "$dst"/
+	(cd "$dst" && npm ci --no-audit --no-fund --loglevel=error) >&2
 	echo "$want" >"$stamp"
 }
 
@@ -149,7 +169,7 @@ if [[ $WHAT == all || $WHAT == host ]]; then
 	install_packages "${HOST_PACKAGES[@]}"
 	ensure_go
 	"$HERE/scripts/collector.sh" path >/dev/null
-	ensure_go_tool logqlcheck
+	ensure_querycheck
 	ensure_go_tool deploycheck
 fi
 if [[ $WHAT == all ]]; then
