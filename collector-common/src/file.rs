@@ -104,11 +104,11 @@ pub struct FileRecord {
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<FileEvent>() == 104);
+    assert!(size_of::<FileEvent>() == 112);
     assert!(offset_of!(FileEvent, process) == 24);
-    assert!(offset_of!(FileEvent, op) == 72);
-    assert!(offset_of!(FileEvent, arg) == 88);
-    assert!(offset_of!(FileEvent, path_len) == 96);
+    assert!(offset_of!(FileEvent, op) == 80);
+    assert!(offset_of!(FileEvent, arg) == 96);
+    assert!(offset_of!(FileEvent, path_len) == 104);
     // `key_bits` and the paths make one trie key.
     assert!(offset_of!(FileEvent, key_bits) + 4 == size_of::<FileEvent>());
     assert!(offset_of!(FileRecord, paths) == size_of::<FileEvent>());

@@ -128,5 +128,5 @@ const _: () = {
     use core::mem::size_of;
     assert!(size_of::<AgentGuard>() == 8);
     assert!(size_of::<ObjectKey>() == 8);
-    assert!(size_of::<TamperEvent>() == 24 + 48 + 16);
+    assert!(size_of::<TamperEvent>() == 24 + 56 + 16);
 };

@@ -256,11 +256,16 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// Parent's process id.
     pub ppid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// Effective user id (differs from `uid` in a setuid program).
+    pub euid: u32,
     /// 1 when the task runs in a mount namespace other than the host's
     /// (see `target: container`).
     pub in_container: u32,
+    pub _pad: u32,
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
@@ -294,8 +299,9 @@ const _: () = {
     assert!(size_of::<EventHeader>() == 24);
     assert!(offset_of!(EventHeader, kind) == 0);
     assert!(offset_of!(EventHeader, seq) == 8);
-    assert!(size_of::<ProcessInfo>() == 48);
-    assert!(offset_of!(ProcessInfo, comm) == 32);
+    assert!(size_of::<ProcessInfo>() == 56);
+    assert!(offset_of!(ProcessInfo, cgroup_id) == 32);
+    assert!(offset_of!(ProcessInfo, comm) == 40);
 };
 
 /// Key of the `SAMPLING` map: a process, a hook and the rule its records

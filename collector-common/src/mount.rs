@@ -52,7 +52,7 @@ pub struct MountRecord {
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<MountEvent>() == 120);
+    assert!(size_of::<MountEvent>() == 128);
     assert!(offset_of!(MountRecord, paths) == MOUNT_EVENT_SIZE);
 };
 

@@ -89,6 +89,7 @@ pub mod offsets {
                 INODE_I_SB_OFFSET: inode.i_sb,
                 INODE_I_NLINK_OFFSET: inode.i_nlink,
                 TASK_CRED_OFFSET: task_struct.cred,
+                CRED_EUID_OFFSET: cred.euid,
                 CRED_GROUP_INFO_OFFSET: cred.group_info,
                 GROUP_INFO_NGROUPS_OFFSET: group_info.ngroups,
                 GROUP_INFO_GID_OFFSET: group_info.gid,

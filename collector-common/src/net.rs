@@ -89,7 +89,7 @@ pub type V6Key = [u8; 16];
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<NetEvent>() == 112);
-    assert!(offset_of!(NetEvent, op) == 72);
-    assert!(offset_of!(NetEvent, local_addr) == 80);
+    assert!(size_of::<NetEvent>() == 120);
+    assert!(offset_of!(NetEvent, op) == 80);
+    assert!(offset_of!(NetEvent, local_addr) == 88);
 };

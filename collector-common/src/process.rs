@@ -64,8 +64,8 @@ pub struct ExitEvent {
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<ExecEvent>() == 80);
+    assert!(size_of::<ExecEvent>() == 88);
     assert!(offset_of!(ExecRecord, data) == EXEC_EVENT_SIZE);
-    assert!(size_of::<ForkEvent>() == 80);
-    assert!(size_of::<ExitEvent>() == 80);
+    assert!(size_of::<ForkEvent>() == 88);
+    assert!(size_of::<ExitEvent>() == 88);
 };

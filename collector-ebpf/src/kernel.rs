@@ -414,6 +414,8 @@ pub fn current_process(p: &mut ProcessInfo) {
     p.uid = uid_gid as u32;
     p.gid = (uid_gid >> 32) as u32;
     let task = current_task();
+    // No helper gives the effective uid: it is the task's cred's.
+    p.euid = read(read_ptr(task, &TASK_CRED_OFFSET), &CRED_EUID_OFFSET);
     p.ppid = task_tgid(read_ptr(task, &TASK_REAL_PARENT_OFFSET));
     p.in_container = in_container(task) as u32;
     p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };

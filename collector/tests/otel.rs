@@ -287,6 +287,31 @@ fn blocked_connect_and_audited_open(protocol: &str) {
         .expect("the open is counted too");
     assert_eq!(would.attributes[attr::DECISION], "would_block");
 
+    // OpenTelemetry's exporter metric: the log records delivered, by the
+    // exporter of this protocol, none given up.
+    let component = match protocol {
+        "grpc" => semconv::component_type::OTLP_GRPC_LOG_EXPORTER,
+        _ => semconv::component_type::OTLP_HTTP_LOG_EXPORTER,
+    };
+    let exported = collector.metric_points(metric::EXPORTER_LOG_EXPORTED.name);
+    let delivered = exported
+        .iter()
+        .rev()
+        .find(|p| !p.attributes.contains_key(attr::ERROR_TYPE))
+        .unwrap_or_else(|| panic!("no delivered log records counted: {exported:?}"));
+    assert_eq!(delivered.attributes[attr::OTEL_COMPONENT_TYPE], component);
+    assert_eq!(
+        delivered.attributes[attr::OTEL_COMPONENT_NAME],
+        format!("{component}/0")
+    );
+    assert!(delivered.value >= 2.0, "{delivered:?}");
+    assert!(
+        exported
+            .iter()
+            .all(|p| !p.attributes.contains_key(attr::ERROR_TYPE)),
+        "{exported:?}"
+    );
+
     // The Collector answered throughout: nothing went to the local log.
     let local = read_events(&agent_dir.join("events.log")).unwrap();
     assert!(

@@ -18,7 +18,10 @@ names! {
         PROCESS_EXECUTABLE_NAME = "process.executable.name";
         /// Full path of the process's executable.
         PROCESS_EXECUTABLE_PATH = "process.executable.path";
-        /// Real user id of the process.
+        /// Effective user id of the process: whose rights it acts with
+        /// (root in a setuid-root program run by anyone).
+        PROCESS_USER_ID = "process.user.id";
+        /// Real user id of the process: who started it.
         PROCESS_REAL_USER_ID = "process.real_user.id";
         /// All command-line arguments of the process, `argv[0]` first.
         PROCESS_COMMAND_ARGS = "process.command_args";
@@ -52,6 +55,13 @@ names! {
         /// (`decode`, `unresolved_path`). See
         /// [`error_type`](crate::error_type).
         ERROR_TYPE = "error.type";
+        /// On the `otel.sdk.exporter.*` metrics: the kind of the agent's
+        /// OTLP exporter, one of the [`component_type`](crate::component_type)
+        /// values.
+        OTEL_COMPONENT_TYPE = "otel.component.type";
+        /// On the `otel.sdk.exporter.*` metrics: the exporter's name,
+        /// `<otel.component.type>/0` (the agent has one exporter per signal).
+        OTEL_COMPONENT_NAME = "otel.component.name";
         /// Container id of the task, where its cgroup path shows one.
         CONTAINER_ID = "container.id";
         /// The container runtime (`docker`, `containerd`, `cri-o`, `podman`),

@@ -270,6 +270,25 @@ pub mod signal {
     }
 }
 
+/// The values of [`attr::OTEL_COMPONENT_TYPE`]: the agent's OTLP exporter
+/// for each signal and protocol, as OpenTelemetry names them.
+pub mod component_type {
+    names! {
+        /// Logs over OTLP/gRPC.
+        OTLP_GRPC_LOG_EXPORTER = "otlp_grpc_log_exporter";
+        /// Logs over OTLP/HTTP (protobuf).
+        OTLP_HTTP_LOG_EXPORTER = "otlp_http_log_exporter";
+        /// Spans over OTLP/gRPC.
+        OTLP_GRPC_SPAN_EXPORTER = "otlp_grpc_span_exporter";
+        /// Spans over OTLP/HTTP (protobuf).
+        OTLP_HTTP_SPAN_EXPORTER = "otlp_http_span_exporter";
+        /// Metrics over OTLP/gRPC.
+        OTLP_GRPC_METRIC_EXPORTER = "otlp_grpc_metric_exporter";
+        /// Metrics over OTLP/HTTP (protobuf).
+        OTLP_HTTP_METRIC_EXPORTER = "otlp_http_metric_exporter";
+    }
+}
+
 /// The fixed values of [`attr::ERROR_TYPE`]. An export failure may also
 /// carry the Collector's answer: an HTTP status (`503`) or a gRPC status
 /// code by its canonical name (`UNAUTHENTICATED`, `RESOURCE_EXHAUSTED`).
@@ -314,6 +333,7 @@ pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::FILE_OPEN_MODE, open_mode::ALL),
     (attr::FILE_MMAP_PROT, mmap_prot::ALL),
     (attr::EXPORT_SIGNAL, signal::ALL),
+    (attr::OTEL_COMPONENT_TYPE, component_type::ALL),
     (attr::ERROR_TYPE, error_type::ALL),
     (attr::DROP_REASON, drop_reason::ALL),
 ];

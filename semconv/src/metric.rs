@@ -143,16 +143,43 @@ metrics! {
     };
     /// Export requests that failed, per signal and error class: every
     /// failed try, retries included, and batches that never became a
-    /// request (spool write failed, spooled batch damaged). Not
-    /// OpenTelemetry's `otel.sdk.exporter.*.exported` (log, span,
-    /// metric_data_point): those count items, once each when their export
-    /// is final, successes included, while a spooled batch may be tried
-    /// for hours (or across restarts) before it is.
+    /// request (spool write failed, spooled batch damaged). The items'
+    /// final outcomes are in the `otel.sdk.exporter.*.exported` metrics.
     EXPORT_REQUEST_FAILED = Counter {
         name: "safeguard.export.request.failed",
         unit: "{request}",
         attributes: [EXPORT_SIGNAL, ERROR_TYPE],
         description: "Export requests the Collector did not accept, by signal and error type",
+    };
+    /// OpenTelemetry's exporter metric for log records: each counted once,
+    /// when its export is final: accepted by the Collector (no
+    /// `error.type`), or not and never to be retried (`error.type`:
+    /// `rejected` by the Collector, `encoding` for a spooled batch that no
+    /// longer decodes, `spool` for one evicted from the full spool; all of
+    /// these are in the local files). A spooled batch that waits for the
+    /// Collector is not counted until it is delivered.
+    EXPORTER_LOG_EXPORTED = Counter {
+        name: "otel.sdk.exporter.log.exported",
+        unit: "{log_record}",
+        attributes: [OTEL_COMPONENT_TYPE, OTEL_COMPONENT_NAME, ERROR_TYPE],
+        description: "Log records whose export is final, by exporter and, when not delivered, error type",
+    };
+    /// The same for process spans (a refused or damaged span batch is
+    /// lost: spans have no local file).
+    EXPORTER_SPAN_EXPORTED = Counter {
+        name: "otel.sdk.exporter.span.exported",
+        unit: "{span}",
+        attributes: [OTEL_COMPONENT_TYPE, OTEL_COMPONENT_NAME, ERROR_TYPE],
+        description: "Spans whose export is final, by exporter and, when not delivered, error type",
+    };
+    /// The same for the agent's own metric data points, which are not
+    /// spooled: a collection is tried once and, failed, counted with the
+    /// failure's `error.type` (the next carries the cumulative totals).
+    EXPORTER_METRIC_DATA_POINT_EXPORTED = Counter {
+        name: "otel.sdk.exporter.metric_data_point.exported",
+        unit: "{data_point}",
+        attributes: [OTEL_COMPONENT_TYPE, OTEL_COMPONENT_NAME, ERROR_TYPE],
+        description: "Metric data points whose export is final, by exporter and, when not delivered, error type",
     };
     /// Records written to the local fallback files. OpenTelemetry has no
     /// metric for telemetry kept elsewhere while its exporter fails.

@@ -51,6 +51,18 @@ fn every_metric_has_the_prometheus_name_the_otlp_translation_gives() {
             metric::PIPELINE_DURATION,
             "safeguard_pipeline_duration_seconds",
         ),
+        (
+            metric::EXPORTER_LOG_EXPORTED,
+            "otel_sdk_exporter_log_exported_total",
+        ),
+        (
+            metric::EXPORTER_SPAN_EXPORTED,
+            "otel_sdk_exporter_span_exported_total",
+        ),
+        (
+            metric::EXPORTER_METRIC_DATA_POINT_EXPORTED,
+            "otel_sdk_exporter_metric_data_point_exported_total",
+        ),
     ];
     for (m, name) in expected {
         assert_eq!(m.prometheus_name(), name, "{}", m.name);

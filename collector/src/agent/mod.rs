@@ -370,6 +370,7 @@ pub(crate) mod tests {
                 ppid: 1,
                 uid: 0,
                 gid: 0,
+                euid: 0,
                 in_container: false,
                 cgroup_id: 0,
                 comm: "mount".into(),

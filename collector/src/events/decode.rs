@@ -53,8 +53,11 @@ pub struct Process {
     pub tid: u32,
     pub pid: u32,
     pub ppid: u32,
+    /// Real user and group id.
     pub uid: u32,
     pub gid: u32,
+    /// Effective user id.
+    pub euid: u32,
     pub in_container: bool,
     pub cgroup_id: u64,
     pub comm: String,
@@ -258,6 +261,7 @@ fn process(p: &ProcessInfo) -> Process {
         ppid: p.ppid,
         uid: p.uid,
         gid: p.gid,
+        euid: p.euid,
         in_container: p.in_container != 0,
         cgroup_id: p.cgroup_id,
         comm: c_string(&p.comm),
@@ -443,7 +447,9 @@ mod tests {
             ppid: 1,
             uid: 1000,
             gid: 100,
+            euid: 0,
             in_container: 1,
+            _pad: 0,
             cgroup_id: 77,
             comm,
         }
@@ -534,6 +540,7 @@ mod tests {
             (10, 11, 1)
         );
         assert_eq!((ev.process.uid, ev.process.gid), (1000, 100));
+        assert_eq!(ev.process.euid, 0, "a setuid-root program run by uid 1000");
         assert!(ev.process.in_container);
     }
 
@@ -622,7 +629,7 @@ mod tests {
         bad_decision[2] = 9;
         assert_eq!(decode(&bad_decision), Err(DecodeError::UnknownDecision(9)));
         let mut bad_op = file_record(FileOp::Open, b"/x", b"", 2);
-        bad_op[72] = 200;
+        bad_op[80] = 200;
         assert_eq!(
             decode(&bad_op),
             Err(DecodeError::UnknownValue {

@@ -368,6 +368,7 @@ impl Enricher {
         a.push((attr::PROCESS_PID, p.pid.into()));
         a.push((attr::THREAD_TID, p.tid.into()));
         a.push((attr::PROCESS_PARENT_PID, p.ppid.into()));
+        a.push((attr::PROCESS_USER_ID, p.euid.into()));
         a.push((attr::PROCESS_REAL_USER_ID, p.uid.into()));
         a.push((attr::PROCESS_GROUP_ID, p.gid.into()));
         a.push((attr::PROCESS_COMM, p.comm.into()));
@@ -581,6 +582,7 @@ mod tests {
             ppid: 1,
             uid: 0,
             gid: 0,
+            euid: 0,
             in_container: false,
             cgroup_id: 1,
             comm: "renamed".into(),

@@ -27,6 +27,25 @@ impl InternalEvent for ExportFailed {
     }
 }
 
+/// Items whose export is final: a batch the Collector accepted (`error`
+/// none; items it said it dropped come as [`ExportPartial`]), or a metrics
+/// collection, delivered or failed (not retried). Counted in
+/// `otel.sdk.exporter.*.exported`; the failures that end a batch's
+/// export count there themselves ([`ExportRejected`], [`ExportPartial`],
+/// [`SpoolBatchDamaged`], [`SpoolBatchEvicted`], [`SpoolWriteFailed`]).
+#[derive(Debug)]
+pub struct ItemsExported {
+    pub signal: Signal,
+    pub items: u64,
+    pub error: Option<ErrorType>,
+}
+
+impl InternalEvent for ItemsExported {
+    fn emit(self, registry: &Registry) {
+        registry.add_exported(self.signal, self.error, self.items);
+    }
+}
+
 /// The Collector stopped answering: from now on events also go to the
 /// local event log, and the spool keeps them. Emitted once per outage.
 #[derive(Debug)]
@@ -80,6 +99,7 @@ pub struct ExportRejected<'a> {
 impl InternalEvent for ExportRejected<'_> {
     fn emit(self, registry: &Registry) {
         let n = registry.add_export_failure(self.signal, self.error.kind());
+        registry.add_exported(self.signal, Some(self.error.kind()), self.records);
         if Throttle::DOUBLING.allows(n) {
             error!(
                 records = self.records,
@@ -105,6 +125,11 @@ pub struct ExportPartial<'a> {
 impl InternalEvent for ExportPartial<'_> {
     fn emit(self, registry: &Registry) {
         let n = registry.add_export_failure(self.signal, ErrorType::Partial);
+        registry.add_exported(
+            self.signal,
+            Some(ErrorType::Partial),
+            u64::try_from(self.rejected).unwrap_or(0),
+        );
         if Throttle::DOUBLING.allows(n) {
             warn!(
                 rejected = self.rejected,
@@ -135,6 +160,7 @@ pub struct SpoolBatchDamaged<'a> {
 impl InternalEvent for SpoolBatchDamaged<'_> {
     fn emit(self, registry: &Registry) {
         registry.add_export_failure(self.signal, ErrorType::Encoding);
+        registry.add_exported(self.signal, Some(ErrorType::Encoding), self.records);
         error!(
             records = self.records,
             "a spooled {} batch does not decode ({}): moved to {}, not sent{}",
@@ -164,6 +190,7 @@ pub struct SpoolBatchEvicted {
 impl InternalEvent for SpoolBatchEvicted {
     fn emit(self, registry: &Registry) {
         let n = registry.add(Counter::SpoolEvictions, 1);
+        registry.add_exported(self.signal, Some(ErrorType::Spool), self.records);
         if Throttle::DOUBLING.allows(n) {
             warn!(
                 records = self.records,
@@ -181,12 +208,14 @@ impl InternalEvent for SpoolBatchEvicted {
 #[derive(Debug)]
 pub struct SpoolWriteFailed<'a> {
     pub signal: Signal,
+    pub records: u64,
     pub error: &'a SpoolError,
 }
 
 impl InternalEvent for SpoolWriteFailed<'_> {
     fn emit(self, registry: &Registry) {
         let n = registry.add_export_failure(self.signal, ErrorType::Spool);
+        registry.add_exported(self.signal, Some(ErrorType::Spool), self.records);
         if Throttle::DOUBLING.allows(n) {
             error!(
                 failed = n,

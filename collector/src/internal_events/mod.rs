@@ -24,12 +24,12 @@ pub use self::{
     event_log::{EventLogWriteFailed, FallbackRecordsWritten, LogBatchUndecodable},
     export::{
         CollectorRecovered, CollectorUnavailable, ExportFailed, ExportPartial, ExportRejected,
-        SpoolBatchDamaged, SpoolBatchEvicted, SpoolWriteFailed,
+        ItemsExported, SpoolBatchDamaged, SpoolBatchEvicted, SpoolWriteFailed,
     },
     intake::{
         EventReported, KernelRecordMalformed, KernelRecordReceived, PathUnresolved, QueueFull,
     },
-    registry::{Counter, ExportFailures, KernelDrops, Registry},
+    registry::{Counter, ExportFailures, Exported, KernelDrops, Registry},
     throttle::Throttle,
 };
 

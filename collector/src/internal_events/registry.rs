@@ -96,6 +96,16 @@ pub struct ExportFailures {
     pub requests: u64,
 }
 
+/// Items (log records, spans, metric data points) of one signal whose
+/// export is final with one outcome: delivered (`error` none) or given up
+/// (`otel.sdk.exporter.*.exported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    pub signal: Signal,
+    pub error: Option<ErrorType>,
+    pub items: u64,
+}
+
 /// The agent's own counters. One per agent, shared (`Arc`) by every stage
 /// that has something to count; only internal events add to it, so each
 /// count goes with its log line. Counters are plain atomics (one relaxed
@@ -105,6 +115,7 @@ pub struct ExportFailures {
 pub struct Registry {
     counters: [AtomicU64; Counter::ALL.len()],
     export_failures: Mutex<Vec<ExportFailures>>,
+    exported: Mutex<Vec<Exported>>,
     kernel_drops: Mutex<Vec<KernelDrops>>,
 }
 
@@ -128,6 +139,12 @@ impl Registry {
     /// first seen.
     pub fn export_failures(&self) -> Vec<ExportFailures> {
         locked(&self.export_failures).clone()
+    }
+
+    /// Items whose export is final, per signal and outcome, in the order
+    /// first seen.
+    pub fn exported(&self) -> Vec<Exported> {
+        locked(&self.exported).clone()
     }
 
     /// The kernel's drop counters as last read, every hook and reason.
@@ -166,6 +183,25 @@ impl Registry {
                 });
                 1
             }
+        }
+    }
+
+    /// Counts `items` of `signal` whose export is final with `error`.
+    pub(super) fn add_exported(&self, signal: Signal, error: Option<ErrorType>, items: u64) {
+        if items == 0 {
+            return;
+        }
+        let mut exported = locked(&self.exported);
+        match exported
+            .iter_mut()
+            .find(|e| e.signal == signal && e.error == error)
+        {
+            Some(e) => e.items += items,
+            None => exported.push(Exported {
+                signal,
+                error,
+                items,
+            }),
         }
     }
 

@@ -163,6 +163,77 @@ fn export_failures_are_counted_per_signal_and_error_type() {
     );
 }
 
+/// `otel.sdk.exporter.*.exported`: items counted once, at their final
+/// outcome; a failed try that will be retried is not one.
+#[test]
+fn exported_items_are_counted_at_their_final_outcome() {
+    let r = Registry::default();
+    let refused = ExportError::Rejected {
+        kind: ErrorType::Http(400),
+        message: "bad".into(),
+    };
+    let _ = said(|| {
+        // A try that fails: the batch stays in the spool.
+        r.emit(ExportFailed {
+            signal: Signal::Logs,
+            error: ErrorType::Unavailable,
+        });
+        // Delivered later: 10 records, of which the Collector dropped 3.
+        r.emit(ItemsExported {
+            signal: Signal::Logs,
+            items: 7,
+            error: None,
+        });
+        r.emit(ExportPartial {
+            signal: Signal::Logs,
+            rejected: 3,
+            message: "3 dropped",
+        });
+        r.emit(ItemsExported {
+            signal: Signal::Logs,
+            items: 5,
+            error: None,
+        });
+        r.emit(ExportRejected {
+            signal: Signal::Traces,
+            records: 4,
+            error: &refused,
+        });
+        r.emit(SpoolBatchEvicted {
+            signal: Signal::Logs,
+            records: 6,
+            spool_bytes: 100,
+        });
+        r.emit(SpoolBatchDamaged {
+            signal: Signal::Traces,
+            records: 2,
+            error: &"truncated",
+            path: Path::new("/spool/1.traces.2.r.damaged"),
+            in_local_log: false,
+        });
+        r.emit(ItemsExported {
+            signal: Signal::Metrics,
+            items: 0,
+            error: Some(ErrorType::Timeout),
+        });
+    });
+    let counted: Vec<(Signal, Option<String>, u64)> = r
+        .exported()
+        .iter()
+        .map(|e| (e.signal, e.error.map(|k| k.name().into_owned()), e.items))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            (Signal::Logs, None, 12),
+            (Signal::Logs, Some("rejected".into()), 3),
+            (Signal::Traces, Some("400".into()), 4),
+            (Signal::Logs, Some("spool".into()), 6),
+            (Signal::Traces, Some("encoding".into()), 2),
+        ]
+    );
+}
+
 #[test]
 fn kernel_drops_are_replaced_by_each_read_and_kept_when_unreadable() {
     let r = Registry::default();

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::internal_events::{
     CollectorRecovered, CollectorUnavailable, ExportFailed, ExportPartial, ExportRejected,
-    FallbackRecordsWritten, Registry, SpoolBatchDamaged,
+    FallbackRecordsWritten, ItemsExported, Registry, SpoolBatchDamaged,
 };
 
 /// Whether the Collector answers, shared by the pipeline and the delivery
@@ -150,6 +150,12 @@ impl Delivery {
         match self.transport.send(batch.signal, payload).await {
             Ok(accepted) => {
                 self.spool.remove(batch);
+                let rejected = u64::try_from(accepted.rejected).unwrap_or(0);
+                self.registry.emit(ItemsExported {
+                    signal: batch.signal,
+                    items: batch.records.saturating_sub(rejected),
+                    error: None,
+                });
                 self.backoff = BACKOFF_MIN;
                 if self.falling_back() {
                     self.recovered();
@@ -277,7 +283,7 @@ pub async fn forward_metrics(
     mut exports: tokio::sync::mpsc::Receiver<MetricsExport>,
     registry: Arc<Registry>,
 ) {
-    while let Some((payload, done)) = exports.recv().await {
+    while let Some((payload, points, done)) = exports.recv().await {
         let result = transport.send(Signal::Metrics, payload).await;
         if let Err(e) = &result {
             registry.emit(ExportFailed {
@@ -285,6 +291,11 @@ pub async fn forward_metrics(
                 error: e.kind(),
             });
         }
+        registry.emit(ItemsExported {
+            signal: Signal::Metrics,
+            items: points,
+            error: result.as_ref().err().map(ExportError::kind),
+        });
         let _ = done.send(result.map(|_| ()).map_err(|e| e.to_string()));
     }
 }

@@ -100,6 +100,20 @@ impl Decoder for EncodedCodec {
     }
 }
 
+/// The `otel.component.type` of the agent's exporter of `signal` over
+/// `protocol`, as OpenTelemetry names its OTLP exporters.
+pub fn component_type(protocol: OtlpProtocol, signal: Signal) -> &'static str {
+    use semconv::component_type as c;
+    match (protocol, signal) {
+        (OtlpProtocol::Grpc, Signal::Logs) => c::OTLP_GRPC_LOG_EXPORTER,
+        (OtlpProtocol::Grpc, Signal::Traces) => c::OTLP_GRPC_SPAN_EXPORTER,
+        (OtlpProtocol::Grpc, Signal::Metrics) => c::OTLP_GRPC_METRIC_EXPORTER,
+        (OtlpProtocol::HttpProtobuf, Signal::Logs) => c::OTLP_HTTP_LOG_EXPORTER,
+        (OtlpProtocol::HttpProtobuf, Signal::Traces) => c::OTLP_HTTP_SPAN_EXPORTER,
+        (OtlpProtocol::HttpProtobuf, Signal::Metrics) => c::OTLP_HTTP_METRIC_EXPORTER,
+    }
+}
+
 /// Why an export request failed: the `error.type` of
 /// `safeguard.export.request.failed`, and what delivery decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -73,6 +73,7 @@ impl Exporter {
         let metrics = Arc::new(Metrics::new(
             resource.clone(),
             None,
+            otel.protocol,
             exports_tx,
             registry.clone(),
             Some(spool.clone()),

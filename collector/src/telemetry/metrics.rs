@@ -32,11 +32,18 @@ use prost::Message as _;
 use semconv::{attr, metric};
 use tokio::sync::{mpsc, oneshot};
 
-use super::spool::Spool;
-use crate::internal_events::{Counter, Registry};
+use super::{
+    export::{self, Signal},
+    spool::Spool,
+};
+use crate::{
+    config::OtlpProtocol,
+    internal_events::{Counter, Registry},
+};
 
-/// An encoded metrics request and where to say how it went.
-pub type MetricsExport = (Vec<u8>, oneshot::Sender<Result<(), String>>);
+/// An encoded metrics request, its number of data points, and where to
+/// say how it went.
+pub type MetricsExport = (Vec<u8>, u64, oneshot::Sender<Result<(), String>>);
 
 /// What is in force, read when metrics are collected and by `status`;
 /// kept up to date by the agent (at start, and rules at each reload).
@@ -67,10 +74,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Metrics exported through `exports` (see [`MetricsExport`]).
+    /// Metrics exported through `exports` (see [`MetricsExport`]), by
+    /// the exporters of `protocol`.
     pub fn new(
         resource: Resource,
         interval: Option<Duration>,
+        protocol: OtlpProtocol,
         exports: mpsc::Sender<MetricsExport>,
         registry: Arc<Registry>,
         spool: Option<Arc<Spool>>,
@@ -85,7 +94,7 @@ impl Metrics {
             .with_reader(reader.build())
             .build();
         let meter = provider.meter("safeguard");
-        register_observed(&meter, registry, spool, observed);
+        register_observed(&meter, registry, protocol, spool, observed);
         let counter = |m: &metric::Metric| {
             meter
                 .u64_counter(m.name)
@@ -151,9 +160,11 @@ impl Metrics {
 fn register_observed(
     meter: &Meter,
     registry: Arc<Registry>,
+    protocol: OtlpProtocol,
     spool: Option<Arc<Spool>>,
     observed: Arc<Observed>,
 ) {
+    register_exported(meter, registry.clone(), protocol);
     register_counters(meter, registry);
     if let Some(spool) = spool {
         let sp = spool.clone();
@@ -223,6 +234,40 @@ fn register_observed(
             }
         })
         .build();
+}
+
+/// OpenTelemetry's exporter metrics: items whose export is final, per
+/// signal, by exporter and (when not delivered) `error.type`.
+fn register_exported(meter: &Meter, registry: Arc<Registry>, protocol: OtlpProtocol) {
+    for (signal, m) in [
+        (Signal::Logs, &metric::EXPORTER_LOG_EXPORTED),
+        (Signal::Traces, &metric::EXPORTER_SPAN_EXPORTED),
+        (
+            Signal::Metrics,
+            &metric::EXPORTER_METRIC_DATA_POINT_EXPORTED,
+        ),
+    ] {
+        let r = registry.clone();
+        let component = export::component_type(protocol, signal);
+        let name = format!("{component}/0");
+        meter
+            .u64_observable_counter(m.name)
+            .with_unit(m.unit)
+            .with_description(m.description)
+            .with_callback(move |obs| {
+                for e in r.exported().iter().filter(|e| e.signal == signal) {
+                    let mut attributes = vec![
+                        KeyValue::new(attr::OTEL_COMPONENT_TYPE, component),
+                        KeyValue::new(attr::OTEL_COMPONENT_NAME, name.clone()),
+                    ];
+                    if let Some(error) = e.error {
+                        attributes.push(KeyValue::new(attr::ERROR_TYPE, error.name().into_owned()));
+                    }
+                    obs.observe(e.items, &attributes);
+                }
+            })
+            .build();
+    }
 }
 
 /// The registry's counters, as observable counters.
@@ -300,12 +345,34 @@ struct Bridge {
     exports: mpsc::Sender<MetricsExport>,
 }
 
+/// The data points of a metrics request, of every kind.
+fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let points = |data: &Data| match data {
+        Data::Gauge(g) => g.data_points.len(),
+        Data::Sum(s) => s.data_points.len(),
+        Data::Histogram(h) => h.data_points.len(),
+        Data::ExponentialHistogram(h) => h.data_points.len(),
+        Data::Summary(s) => s.data_points.len(),
+    };
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .filter_map(|m| m.data.as_ref())
+        .map(|d| points(d) as u64)
+        .sum()
+}
+
 impl PushMetricExporter for Bridge {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let payload = ExportMetricsServiceRequest::from(metrics).encode_to_vec();
+        let request = ExportMetricsServiceRequest::from(metrics);
+        let points = data_points(&request);
+        let payload = request.encode_to_vec();
         let (done, result) = oneshot::channel();
         self.exports
-            .send((payload, done))
+            .send((payload, points, done))
             .await
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
         match result.await {

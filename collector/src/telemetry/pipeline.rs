@@ -218,6 +218,7 @@ impl Pipeline {
                     // the local log.
                     self.registry.emit(SpoolWriteFailed {
                         signal,
+                        records: n,
                         error: &error,
                     });
                     if signal == Signal::Logs && !self.local_always {

@@ -66,6 +66,7 @@ const SPAN_ATTRIBUTES: &[&str] = &[
     attr::PROCESS_COMM,
     attr::PROCESS_EXECUTABLE_NAME,
     attr::PROCESS_EXECUTABLE_PATH,
+    attr::PROCESS_USER_ID,
     attr::PROCESS_REAL_USER_ID,
     attr::PROCESS_GROUP_ID,
     attr::CGROUP_ID,

@@ -772,6 +772,22 @@ fn ops() -> Vec<Op> {
                 &["--userns-chroot", "/srv/sgf", "/secret/read"],
             ),
         ),
+        // A setuid-root program run by a user: the event names both, the
+        // effective uid as process.user.id.
+        file_op(
+            "files.open.setuid",
+            event::FILE_OPEN,
+            path(DENIED, "read"),
+            vec![
+                (attr::SECURITY_RULE_NAME, json!(DENIED)),
+                (attr::PROCESS_USER_ID, json!(0)),
+                (attr::PROCESS_REAL_USER_ID, json!(1000)),
+            ],
+            run(
+                "/bin/safeguard-vm-tests",
+                &["--setuid-read", &path(DENIED, "read")],
+            ),
+        ),
         file_op(
             "files.open.proc-root",
             event::FILE_OPEN,

@@ -343,6 +343,24 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            // A workload for the file rows: as a setuid-root program run by
+            // uid 1000 is (real uid 1000, effective and saved uid 0), read
+            // PATH; on refusal, the error on stderr and exit 1.
+            "--setuid-read" => {
+                let path = args.next().expect("--setuid-read needs PATH");
+                // SAFETY: a plain syscall; single-threaded here.
+                if unsafe { libc::setresuid(1000, 0, 0) } != 0 {
+                    eprintln!("setresuid: {}", std::io::Error::last_os_error());
+                    return ExitCode::FAILURE;
+                }
+                return match std::fs::read(&path) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("read {path}: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             _ => filters.push(arg),
         }
     }
