@@ -70,14 +70,22 @@ test-deploy: setup-host
 
 # Host integration tests (the tracepoint tier on this kernel; needs root),
 # and end to end with the real Collector (built once by scripts/collector.sh):
-# the harness's own test, then the agent's. With SAFEGUARD_REQUIRE_OTELCOL=1
-# a test that cannot find the Collector fails instead of skipping.
+# the harness's own test, then the agent's; then through the Collector's
+# shipped sidecar configuration into Prometheus, Jaeger and VictoriaLogs
+# (built once by scripts/backends.sh). With SAFEGUARD_REQUIRE_OTELCOL=1 and
+# SAFEGUARD_REQUIRE_BACKENDS=1 a test that cannot find them fails instead
+# of skipping.
 test-host: setup-host
 	cargo test -p safeguard --test host
 	otelcol=$$(scripts/collector.sh path); \
 	export SAFEGUARD_OTELCOL=$$otelcol SAFEGUARD_REQUIRE_OTELCOL=1 && \
 	cargo test -p safeguard-test-support && \
-	cargo test -p safeguard --test otel
+	cargo test -p safeguard --test otel && \
+	export SAFEGUARD_PROMETHEUS=$$(scripts/backends.sh path prometheus) \
+		SAFEGUARD_JAEGER=$$(scripts/backends.sh path jaeger) \
+		SAFEGUARD_VICTORIALOGS=$$(scripts/backends.sh path victoria-logs) \
+		SAFEGUARD_REQUIRE_BACKENDS=1 && \
+	cargo test -p safeguard --test backends
 
 test-vm: setup
 	cargo build --bin safeguard --bin safeguard-vm-tests

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing safeguard needs, idempotently: Debian
-# packages, the rust-src component, bpf-linker, Go and the test Collector,
-# and the test kernels. A second run only checks and returns.
+# packages, the rust-src component, bpf-linker, Go, the test Collector and
+# the test backends (Prometheus with promtool, Jaeger, VictoriaLogs), and
+# the test kernels. A second run only checks and returns.
 #
 #   scripts/setup.sh          everything (build + tests)
 #   scripts/setup.sh build    what `make run` needs
-#   scripts/setup.sh host     what `make test-host` needs (build, Go, the Collector)
+#   scripts/setup.sh host     what `make test-host` needs (build, Go, the Collector, the backends)
 set -euo pipefail
 
 WHAT=${1:-all}
@@ -23,7 +24,7 @@ BPF_LINKER_VERSION=0.13.0
 LLVM_VERSION=22
 
 BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
-HOST_PACKAGES=(openssl python3 prometheus systemd)
+HOST_PACKAGES=(openssl python3 systemd)
 VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils e2fsprogs)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -169,6 +170,7 @@ if [[ $WHAT == all || $WHAT == host ]]; then
 	install_packages "${HOST_PACKAGES[@]}"
 	ensure_go
 	"$HERE/scripts/collector.sh" path >/dev/null
+	"$HERE/scripts/backends.sh" all
 	ensure_querycheck
 	ensure_go_tool deploycheck
 fi
