@@ -42,8 +42,9 @@ names! {
         NETWORK_PEER_ADDRESS = "network.peer.address";
         /// The other end's port.
         NETWORK_PEER_PORT = "network.peer.port";
-        /// Name of the node the agent watches: `K8S_NODE_NAME` where set,
-        /// else the host name in PID 1's UTS namespace (not a container's or
+        /// Name of the node the agent watches: a `host.name` set in
+        /// `OTEL_RESOURCE_ATTRIBUTES`, else `K8S_NODE_NAME` where set, else
+        /// the host name in PID 1's UTS namespace (not a container's or
         /// pod's own), else the agent's own. Also a resource attribute.
         HOST_NAME = "host.name";
         /// The rule that matched, as written in the configuration.

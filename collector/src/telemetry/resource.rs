@@ -68,10 +68,16 @@ pub fn resource() -> Resource {
 
 /// The name of the node the agent watches, for the Resource and for the
 /// `host.name` of every event alike. Worked out once, so all signals carry
-/// the same name for the whole run.
+/// the same name for the whole run. A `host.name` the operator sets in
+/// `OTEL_RESOURCE_ATTRIBUTES` is that name, in the events too.
 pub fn host_name() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
+        if let Some(name) =
+            host_name_set(&std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default())
+        {
+            return name;
+        }
         let node = std::env::var("K8S_NODE_NAME").ok();
         let own_uts = namespace_id("/proc/self/ns/uts");
         let init_uts = namespace_id("/proc/1/ns/uts");
@@ -237,6 +243,17 @@ fn uuid_v4(mut bytes: [u8; 16]) -> String {
 
 /// `key1=value1,key2=value2`, values percent-encoded, as the
 /// specification has it (the SDK's own detector does not decode them).
+/// The `host.name` an `OTEL_RESOURCE_ATTRIBUTES` list sets (the last, as
+/// the Resource takes it), unless empty.
+fn host_name_set(list: &str) -> Option<String> {
+    from_env(list)
+        .into_iter()
+        .rev()
+        .find(|kv| kv.key.as_str() == attr::HOST_NAME)
+        .map(|kv| kv.value.to_string())
+        .filter(|name| !name.trim().is_empty())
+}
+
 fn from_env(list: &str) -> Vec<KeyValue> {
     list.split(',')
         .filter_map(|item| {
@@ -490,6 +507,21 @@ mod tests {
             choose_host_name(Some(" "), HOST_UTS, HOST_UTS, "node-1", not_asked),
             chosen("node-1")
         );
+    }
+
+    #[test]
+    fn a_host_name_set_in_otel_resource_attributes_is_the_events_too() {
+        assert_eq!(
+            host_name_set("deployment.environment.name=prod,host.name=edge%2D7").as_deref(),
+            Some("edge-7")
+        );
+        assert_eq!(
+            host_name_set("host.name=a,host.name=b").as_deref(),
+            Some("b"),
+            "the last one, as the Resource keeps it"
+        );
+        assert_eq!(host_name_set("host.name= ,service.version=1"), None);
+        assert_eq!(host_name_set(""), None);
     }
 
     #[test]
