@@ -36,10 +36,48 @@ pub enum Command {
     /// Under systemd (Restart=always) the unit starts the agent again: to
     /// keep it stopped, use `systemctl stop safeguard`.
     Stop(StopArgs),
+    /// Write a whitelist policy of this host as it is now: its running
+    /// executables, its users, its networks and current peers, and the
+    /// system and home directories. The output is accepted by `check`
+    /// unchanged; review it and try it in monitor mode before blocking.
+    Generate(GenerateArgs),
+    /// openEuler safeguard's commands under their original names.
+    #[command(subcommand)]
+    Controller(ControllerCommand),
     /// Remove the programs and maps a stopped agent left pinned
     /// (kernel.pin): their enforcement ends, and events still waiting in
     /// the pinned ring buffer are discarded.
     Unpin(UnpinArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
+    /// The same as `safeguard generate`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Write the policy (YAML) here instead of to standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Also write a JSON report of what was found: accounts, executables,
+    /// networks, users, and what could not be read.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// The mode the generated modules run in.
+    #[arg(long, value_enum, default_value = "monitor")]
+    pub mode: GenerateMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerateMode {
+    /// Report what the whitelist would refuse (start here).
+    Monitor,
+    /// Refuse it.
+    Block,
 }
 
 #[derive(Debug, Args)]

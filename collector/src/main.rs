@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use safeguard::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, ControllerCommand},
     commands,
 };
 
@@ -17,5 +17,8 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status(&args),
         Command::Stop(args) => commands::stop(&args),
         Command::Unpin(args) => commands::unpin(&args),
+        Command::Generate(args) | Command::Controller(ControllerCommand::Generate(args)) => {
+            commands::generate(&args)
+        }
     }
 }

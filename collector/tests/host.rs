@@ -856,3 +856,105 @@ fn audit_rate_limit_samples_a_flood_and_counts_it() {
         "{OPENS} opens, {reported} reported, only {drops} counted as dropped\n{log}"
     );
 }
+
+// --- safeguard generate ------------------------------------------------------
+
+/// `safeguard generate` writes a whitelist of the host as it is, which
+/// `check` takes unchanged, and a report of what it found: this test's
+/// own executable is allowed to run, the loopback network to be reached,
+/// this test's user to connect. `controller generate` (openEuler
+/// safeguard's name) writes the same to standard output.
+#[test]
+fn generate_writes_a_whitelist_check_accepts_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("out/policy.yaml");
+    let report = dir.path().join("out/report.json");
+    let out = Command::new(AGENT)
+        .args(["generate", "--mode", "block", "--output"])
+        .arg(&policy)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "the policy goes to the file");
+    assert!(stderr.contains("wrote "), "{stderr}");
+
+    let check = Command::new(AGENT)
+        .args(["check", "--config"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        said.contains("process: block mode, whitelist policy"),
+        "{said}"
+    );
+    assert!(said.contains("mount: disabled"), "{said}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    let strings = |key: &str| -> Vec<String> {
+        report[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {report:#}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let me = std::env::current_exe().unwrap();
+    assert!(
+        strings("process_allow").contains(&me.display().to_string()),
+        "{report:#}"
+    );
+    assert!(
+        strings("network_cidr_allow").contains(&"127.0.0.0/8".to_string()),
+        "{report:#}"
+    );
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    assert!(
+        report["network_uid_allow"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::Value::from(uid)),
+        "{report:#}"
+    );
+    assert!(
+        report["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "root" && a["uid"] == 0),
+        "{report:#}"
+    );
+    assert!(report["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+
+    let alias = Command::new(AGENT)
+        .args(["controller", "generate"])
+        .output()
+        .unwrap();
+    assert!(alias.status.success());
+    let yaml = String::from_utf8_lossy(&alias.stdout);
+    assert!(yaml.contains("policy: whitelist\n"), "{yaml}");
+    assert!(
+        yaml.contains("mode: monitor\n"),
+        "monitor unless asked: {yaml}"
+    );
+    assert!(
+        yaml.contains(&format!("- {:?}", me.display().to_string())),
+        "{yaml}"
+    );
+    // The policy is its owner's alone to read: it says what the host runs.
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        fs::metadata(&policy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -2,6 +2,7 @@
 //! status.
 
 mod check;
+mod generate;
 mod run;
 mod status;
 mod stop;
@@ -10,6 +11,7 @@ mod unpin;
 use std::process::ExitCode;
 
 pub use check::check;
+pub use generate::generate;
 pub use run::run;
 pub use status::status;
 pub use stop::stop;
