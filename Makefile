@@ -22,13 +22,13 @@ ARGS ?=
 DEBUG_BIN := $(CARGO_TARGET_DIR)/debug
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all setup setup-build setup-host build run test lint test-unit test-deploy test-host test-vm bench clean-cache help
+.PHONY: all setup setup-build setup-host build run test lint test-unit test-deploy test-host test-vm bench image clean-cache help
 
 all: build
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
-	@echo "  other targets: test-unit test-host test-vm [KERNEL=6.1|6.12] lint bench setup"
+	@echo "  other targets: test-unit test-host test-vm [KERNEL=6.1|6.12] lint bench image setup"
 
 setup:
 	@scripts/setup.sh all
@@ -86,6 +86,16 @@ test-host: setup-host
 		SAFEGUARD_VICTORIALOGS=$$(scripts/backends.sh path victoria-logs) \
 		SAFEGUARD_REQUIRE_BACKENDS=1 && \
 	cargo test -p safeguard --test backends
+	otelcol=$$(scripts/collector.sh path); \
+	images=$$(scripts/image.sh $(DEBUG_BIN)/safeguard $$otelcol $(SAFEGUARD_CACHE)/images); \
+	export SAFEGUARD_IMAGE_AGENT=$$(sed -n 1p <<<"$$images") \
+		SAFEGUARD_IMAGE_OTELCOL=$$(sed -n 2p <<<"$$images") SAFEGUARD_REQUIRE_IMAGES=1 && \
+	cargo test -p safeguard --test image
+
+# The agent's and the Collector's container images (podman), from the
+# release build, written as OCI archives to dist/ (see deploy/README.md).
+image: setup-host build
+	scripts/image.sh $(RELEASE_BIN)/safeguard $$(scripts/collector.sh path) dist
 
 test-vm: setup
 	cargo build --bin safeguard --bin safeguard-vm-tests

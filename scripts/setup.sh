@@ -24,7 +24,10 @@ BPF_LINKER_VERSION=0.13.0
 LLVM_VERSION=22
 
 BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
-HOST_PACKAGES=(openssl python3 systemd)
+# podman, runc and catatonit (a pod's pause process): the images (make
+# image) and the container tests;
+# busybox-static: the tests' workload image.
+HOST_PACKAGES=(openssl python3 systemd ca-certificates podman runc catatonit busybox-static)
 VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils e2fsprogs)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
