@@ -45,6 +45,8 @@ pub enum EventKind {
     Net = 6,
     /// [`guard::TamperEvent`].
     Tamper = 7,
+    /// [`process::CgroupEvent`].
+    Cgroup = 8,
 }
 
 impl EventKind {
@@ -57,6 +59,7 @@ impl EventKind {
             5 => Some(Self::Mount),
             6 => Some(Self::Net),
             7 => Some(Self::Tamper),
+            8 => Some(Self::Cgroup),
             _ => None,
         }
     }
@@ -154,6 +157,9 @@ hooks! {
     /// The whole option string of a `mount(2)` of a filesystem without a
     /// mount context (overlay before 6.5).
     LsmSbEatLsmOpts = 52 => "lsm/sb_eat_lsm_opts", true;
+    /// A cgroup v2 directory made: its id and path, so that a container's
+    /// events are named after it even once its cgroup is gone.
+    TpCgroupMkdir = 53 => "raw_tracepoint/cgroup_mkdir", false;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

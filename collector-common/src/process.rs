@@ -62,8 +62,43 @@ pub struct ExitEvent {
     pub _pad: u32,
 }
 
+/// Longest cgroup path a [`CgroupEvent`] carries whole.
+pub const CGROUP_PATH_MAX: usize = 256;
+
+/// A cgroup v2 directory was made (`cgroup_mkdir`): not an audit event but
+/// what names containers. The agent keeps the path by the id its tasks'
+/// records carry, so a container that is gone by the time its records are
+/// read is still named.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupEvent {
+    pub header: EventHeader,
+    /// The cgroup's id (its kernfs node's), as `bpf_get_current_cgroup_id`
+    /// gives it to its tasks.
+    pub id: u64,
+    /// Bytes of `path` used, its NUL not counted; `CGROUP_PATH_MAX` or more:
+    /// it was cut.
+    pub path_len: u32,
+    pub _pad: u32,
+    /// The path below the hierarchy's root (`/machine.slice/libpod-….scope`).
+    pub path: [u8; CGROUP_PATH_MAX],
+}
+
+impl Default for CgroupEvent {
+    fn default() -> Self {
+        Self {
+            header: EventHeader::default(),
+            id: 0,
+            path_len: 0,
+            _pad: 0,
+            path: [0; CGROUP_PATH_MAX],
+        }
+    }
+}
+
 const _: () = {
     use core::mem::{offset_of, size_of};
+    assert!(size_of::<CgroupEvent>() == 24 + 16 + CGROUP_PATH_MAX);
     assert!(size_of::<ExecEvent>() == 88);
     assert!(offset_of!(ExecRecord, data) == EXEC_EVENT_SIZE);
     assert!(size_of::<ForkEvent>() == 88);

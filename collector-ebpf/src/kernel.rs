@@ -73,6 +73,19 @@ fn read_ptr(base: *const u8, offset: &'static u64) -> *const u8 {
     read::<usize>(base, offset) as *const u8
 }
 
+/// The id of a cgroup of the v2 hierarchy (its kernfs node's, as
+/// `bpf_get_current_cgroup_id` gives it); `None` for a cgroup v1 one.
+#[inline(always)]
+pub fn cgroup_v2_id(cgrp: *const u8) -> Option<u64> {
+    // The v2 hierarchy (cgrp_dfl_root) is the one with id 0.
+    let root = read_ptr(cgrp, &CGROUP_ROOT_OFFSET);
+    if root.is_null() || read::<i32>(root, &CGROUP_ROOT_HIERARCHY_ID_OFFSET) != 0 {
+        return None;
+    }
+    let id = read::<u64>(read_ptr(cgrp, &CGROUP_KN_OFFSET), &KERNFS_NODE_ID_OFFSET);
+    (id != 0).then_some(id)
+}
+
 /// `&file->f_path`, keeping the verifier's type for `bpf_d_path`.
 #[inline(always)]
 pub fn file_f_path(file: *const u8) -> *const u8 {

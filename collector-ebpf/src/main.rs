@@ -36,6 +36,7 @@ macro_rules! earlier_denial {
     }};
 }
 
+mod cgroup;
 mod exec_name;
 mod file;
 mod file_audit;

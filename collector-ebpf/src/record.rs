@@ -276,7 +276,8 @@ pub fn submit(hook: Hook, record: *const u8, len: usize) {
 
 /// Whether this record goes over its process's allowance for its hook and
 /// rule in the current one-second window. Blocked operations never do, nor
-/// the process life cycle (forks, execs and exits make the process trees).
+/// the process life cycle (forks, execs and exits make the process trees)
+/// and cgroups made (they name containers).
 /// Two CPUs counting one key at the same instant may let a record or two
 /// more through; what is cut is counted exactly (`DROPS`).
 #[inline(always)]
@@ -287,6 +288,7 @@ fn sampled_away(header: &EventHeader) -> bool {
         || header.kind == EventKind::Fork as u8
         || header.kind == EventKind::Exec as u8
         || header.kind == EventKind::Exit as u8
+        || header.kind == EventKind::Cgroup as u8
     {
         return false;
     }

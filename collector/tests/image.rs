@@ -3,7 +3,7 @@
 //! and checks the shipped ConfigMap; the agent and the Collector, each in
 //! its image in one pod with the DaemonSet's mounts and capabilities,
 //! export an open made on the host; a container's events carry podman's id
-//! for it, across a restart; a connect from a
+//! for it, across a restart and after it has exited; a connect from a
 //! container to a denied address is refused and named.
 //!
 //! Needs root and podman (`scripts/setup.sh host` installs it), and the
@@ -304,7 +304,7 @@ fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
 }
 
 #[test]
-fn container_workloads_are_named_by_podmans_id_across_a_restart() {
+fn container_workloads_are_named_by_podmans_id_across_a_restart_and_after_exit() {
     if !is_root() {
         eprintln!("skipped: podman here needs root");
         return;
@@ -335,6 +335,21 @@ fn container_workloads_are_named_by_podmans_id_across_a_restart() {
     ]);
     podman_ok(&["start", "--attach", &name]);
     podman_ok(&["start", "--attach", &name]);
+    // One that exits while the agent is stopped (SIGSTOP), so its records
+    // are read after it and its cgroup are gone.
+    agent.signal(libc::SIGSTOP);
+    let gone = podman_ok(&[
+        "run",
+        "--rm",
+        "--detach",
+        WORKLOAD,
+        "sleep 0.2; cat /proc/self/stat >/dev/null",
+    ]);
+    let exited = wait_for(Duration::from_secs(20), || {
+        (!podman(&["container", "exists", &gone]).status.success()).then_some(())
+    });
+    agent.signal(libc::SIGCONT);
+    assert!(exited.is_some(), "the container did not exit");
     let _ = podman(&["rm", "--force", &name]);
     std::thread::sleep(Duration::from_secs(1));
     let (events, log) = agent.stop().unwrap();
@@ -363,6 +378,14 @@ fn container_workloads_are_named_by_podmans_id_across_a_restart() {
     for e in &restarted {
         assert_eq!(e[attr::CONTAINER_RUNTIME_NAME], "podman", "{e}");
     }
+    assert!(
+        !of(&gone).is_empty(),
+        "a container gone before its records were read is still named: {:#?}\n{log}",
+        execs
+            .iter()
+            .filter(|e| e.get(attr::CONTAINER_ID).is_some())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -166,6 +166,18 @@ impl Default for Containers {
 }
 
 impl Containers {
+    /// A cgroup was made (`cgroup_mkdir`): its path is known by id from now
+    /// on, also once the cgroup is gone. Before its tasks' records, so it
+    /// replaces whatever the id meant before.
+    pub fn made(&self, cgroup_id: u64, path: &str) {
+        let identity = from_cgroup_path(path).map(Arc::new);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(cgroup_id, identity);
+    }
+
     /// The identity of the container the task (`pid`, in cgroup
     /// `cgroup_id`) runs in; `None` outside containers, or when neither the
     /// cgroup id nor the task lead to a path (then nothing is cached).

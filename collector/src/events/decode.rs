@@ -8,7 +8,7 @@ use collector_common::{
     guard::{TamperAction, TamperEvent},
     mount::{MountEvent, MountOp},
     net::{NetEvent, NetOp},
-    process::{ARGS_TRUNCATED, EXEC_MAPPING, ExecEvent, ExitEvent, ForkEvent},
+    process::{ARGS_TRUNCATED, CgroupEvent, EXEC_MAPPING, ExecEvent, ExitEvent, ForkEvent},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +160,16 @@ pub enum Event {
     Fork(Fork),
     Exit(Exit),
     Mount(Mount),
+    Cgroup(Cgroup),
+}
+
+/// A cgroup v2 directory made: what names the containers of later events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub id: u64,
+    /// Its path below the hierarchy's root; `None` when too long for the
+    /// record (it is then found by id, while it exists).
+    pub path: Option<String>,
 }
 
 /// Decodes one ring-buffer record.
@@ -175,6 +185,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Some(EventKind::Mount) => mount(bytes).map(Event::Mount),
         Some(EventKind::Net) => net(bytes).map(Event::Net),
         Some(EventKind::Tamper) => tamper(bytes).map(Event::Tamper),
+        Some(EventKind::Cgroup) => cgroup(bytes).map(Event::Cgroup),
         None => Err(DecodeError::UnknownKind(bytes[0])),
     }
 }
@@ -197,6 +208,9 @@ impl KernelRecord for ExitEvent {
 }
 impl KernelRecord for MountEvent {
     const KIND: &'static str = "mount";
+}
+impl KernelRecord for CgroupEvent {
+    const KIND: &'static str = "cgroup";
 }
 impl KernelRecord for NetEvent {
     const KIND: &'static str = "network";
@@ -342,6 +356,15 @@ fn exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
     })
 }
 
+fn cgroup(bytes: &[u8]) -> Result<Cgroup, DecodeError> {
+    let (raw, _) = fixed::<CgroupEvent>(bytes)?;
+    let len = raw.path_len as usize;
+    let path = (len < raw.path.len())
+        .then(|| String::from_utf8_lossy(&raw.path[..len]).into_owned())
+        .filter(|p| p.starts_with('/'));
+    Ok(Cgroup { id: raw.id, path })
+}
+
 fn tamper(bytes: &[u8]) -> Result<Tamper, DecodeError> {
     let (raw, _) = fixed::<TamperEvent>(bytes)?;
     Ok(Tamper {
@@ -479,6 +502,33 @@ mod tests {
             ..ev
         };
         assert!(decode(&as_bytes(&bad)).is_err());
+    }
+
+    #[test]
+    fn a_cgroup_made_is_its_id_and_path_and_a_cut_path_is_none() {
+        let path = b"/machine.slice/libpod-abc.scope";
+        let mut ev = CgroupEvent {
+            header: head(EventKind::Cgroup, Hook::TpCgroupMkdir),
+            id: 4242,
+            path_len: path.len() as u32,
+            ..Default::default()
+        };
+        ev.path[..path.len()].copy_from_slice(path);
+        assert_eq!(
+            decode(&as_bytes(&ev)),
+            Ok(Event::Cgroup(Cgroup {
+                id: 4242,
+                path: Some("/machine.slice/libpod-abc.scope".into())
+            }))
+        );
+        ev.path_len = ev.path.len() as u32;
+        assert_eq!(
+            decode(&as_bytes(&ev)),
+            Ok(Event::Cgroup(Cgroup {
+                id: 4242,
+                path: None
+            }))
+        );
     }
 
     #[test]

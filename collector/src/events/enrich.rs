@@ -80,6 +80,13 @@ impl Enricher {
             Event::Mount(e) => Some(self.mount(e)),
             Event::Net(e) => Some(self.net(e)),
             Event::Tamper(e) => Some(self.tamper(e)),
+            // Not reported: it names the containers of later events.
+            Event::Cgroup(c) => {
+                if let Some(path) = c.path {
+                    self.containers.made(c.id, &path);
+                }
+                None
+            }
         }
     }
 

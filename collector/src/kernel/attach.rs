@@ -126,6 +126,11 @@ pub fn attach_all(
     if super::module_policy(policy, Module::Network).enabled() {
         attacher.exec_name_programs()?;
     }
+    // Names for containers whose cgroup is gone by the time their records
+    // are read; without it they are named while their cgroup exists.
+    if let Err(e) = attacher.raw_tracepoints(&[Hook::TpCgroupMkdir]) {
+        warn!("{e}: a container that has ended before the agent reads its events is not named");
+    }
     Ok(Attached {
         rows,
         links: attacher.links,
@@ -539,6 +544,13 @@ mod tests {
             ));
             named.insert(program);
         }
+        // Attached on every tier, by no row (`attach_all`).
+        let cgroups = Hook::TpCgroupMkdir;
+        assert!(of_hook_type(
+            cgroups,
+            &object.programs[cgroups.program()].section
+        ));
+        named.insert(cgroups.program());
         let exit = collector_common::guard::GUARD_EXIT_PROGRAM;
         assert!(matches!(
             object.programs.get(exit).map(|p| &p.section),
