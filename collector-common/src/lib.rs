@@ -7,6 +7,7 @@
 //! if a layout drifts.
 #![no_std]
 
+pub mod container;
 pub mod file;
 pub mod guard;
 pub mod mount;
@@ -268,10 +269,7 @@ pub struct ProcessInfo {
     pub gid: u32,
     /// Effective user id (differs from `uid` in a setuid program).
     pub euid: u32,
-    /// 1 when the task runs in a mount namespace other than the host's
-    /// (see `target: container`).
-    pub in_container: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],

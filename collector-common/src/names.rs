@@ -50,6 +50,14 @@ pub mod maps {
     /// Processes `EXEC_NAMES` follows at once (least recently used go
     /// first; one that is evicted is judged by its `comm`).
     pub const EXEC_NAMES_MAX: u32 = 65_536;
+    /// The cgroups (v2 ids) of containers, and those below them (`u8` 1):
+    /// a task in one is in a container, for `target: container`. Kept by
+    /// the programs as cgroups are made and removed; the agent enters the
+    /// ones that existed before.
+    pub const CONTAINER_CGROUPS: &str = "CONTAINER_CGROUPS";
+    /// Container cgroups `CONTAINER_CGROUPS` holds at once; one made past
+    /// it is not a container's for `target: container` (the agent says so).
+    pub const CONTAINER_CGROUPS_MAX: u32 = 65_536;
     /// `kernel.protect`: whom the guard protects (`guard::AgentGuard`).
     pub const AGENT_GUARD: &str = "AGENT_GUARD";
     /// `kernel.protect`: the agent's maps and programs (`guard::ObjectKey`).
@@ -60,9 +68,6 @@ pub mod maps {
 
 /// Other read-only globals the agent sets before load.
 pub mod globals {
-    /// Inode number of the host's mount namespace (`/proc/1/ns/mnt`): a
-    /// task in another one is "in a container" for `target: container`.
-    pub const HOST_MNT_NS: &str = "HOST_MNT_NS";
     /// The epoch of this load of the programs (see `POLICY_ACTIVE`).
     pub const POLICY_EPOCH: &str = "POLICY_EPOCH";
     /// `kernel.audit_rate_limit`: records per second per process, hook and
@@ -93,6 +98,9 @@ pub mod offsets {
                 CGROUP_KN_OFFSET: cgroup.kn,
                 CGROUP_ROOT_HIERARCHY_ID_OFFSET: cgroup_root.hierarchy_id,
                 KERNFS_NODE_ID_OFFSET: kernfs_node.id,
+                KERNFS_NODE_NAME_OFFSET: kernfs_node.name,
+                CGROUP_SELF_OFFSET: cgroup.self,
+                CSS_PARENT_OFFSET: cgroup_subsys_state.parent,
                 CRED_EUID_OFFSET: cred.euid,
                 CRED_GROUP_INFO_OFFSET: cred.group_info,
                 GROUP_INFO_NGROUPS_OFFSET: group_info.ngroups,

@@ -40,7 +40,7 @@ pub struct ModuleConfig {
     /// [`POLICY_BLACKLIST`] or [`POLICY_WHITELIST`].
     pub policy: u8,
     /// [`TARGET_HOST`]: everything; [`TARGET_CONTAINER`]: only tasks in a
-    /// mount namespace other than the host's.
+    /// container's cgroup or below one (`crate::container`).
     pub target: u8,
     /// [`FLAG_LSM`], [`FLAG_FILE_IOCTL`].
     pub flags: u8,

@@ -65,6 +65,15 @@ pub struct ExitEvent {
 /// Longest cgroup path a [`CgroupEvent`] carries whole.
 pub const CGROUP_PATH_MAX: usize = 256;
 
+/// [`CgroupEvent::container`]: not a container's cgroup.
+pub const CGROUP_NOT_CONTAINER: u32 = 0;
+/// [`CgroupEvent::container`]: a container's, entered in `CONTAINER_CGROUPS`.
+pub const CGROUP_CONTAINER: u32 = 1;
+/// [`CgroupEvent::container`]: a container's, which `CONTAINER_CGROUPS`
+/// had no room for: its tasks are not in a container for `target:
+/// container`.
+pub const CGROUP_CONTAINER_UNTRACKED: u32 = 2;
+
 /// A cgroup v2 directory was made (`cgroup_mkdir`): not an audit event but
 /// what names containers. The agent keeps the path by the id its tasks'
 /// records carry, so a container that is gone by the time its records are
@@ -79,7 +88,9 @@ pub struct CgroupEvent {
     /// Bytes of `path` used, its NUL not counted; `CGROUP_PATH_MAX` or more:
     /// it was cut.
     pub path_len: u32,
-    pub _pad: u32,
+    /// Whether the cgroup is a container's or below one
+    /// (`crate::container`): `CGROUP_*`.
+    pub container: u32,
     /// The path below the hierarchy's root (`/machine.slice/libpod-….scope`).
     pub path: [u8; CGROUP_PATH_MAX],
 }
@@ -90,7 +101,7 @@ impl Default for CgroupEvent {
             header: EventHeader::default(),
             id: 0,
             path_len: 0,
-            _pad: 0,
+            container: CGROUP_NOT_CONTAINER,
             path: [0; CGROUP_PATH_MAX],
         }
     }

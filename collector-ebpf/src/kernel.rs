@@ -8,7 +8,7 @@ use aya_ebpf::helpers::{
 };
 use collector_common::{AT_FDCWD, PATH_MAX, ProcessInfo};
 
-use crate::maps::WALK_SCRATCH;
+use crate::maps::{CONTAINER_CGROUPS, WALK_SCRATCH};
 
 // Read-only globals, rewritten by the agent before load: struct field
 // offsets (`collector_common::kernel_offsets!`) and `collector_common::globals`.
@@ -31,7 +31,7 @@ macro_rules! offset_globals {
 
 collector_common::kernel_offsets!(offset_globals);
 
-globals!(HOST_MNT_NS, POLICY_EPOCH, AUDIT_RATE_LIMIT);
+globals!(POLICY_EPOCH, AUDIT_RATE_LIMIT);
 
 /// `value & mask`, with the mask kept in the program: the compiler would
 /// drop a mask it can prove redundant, and the verifier, which may have
@@ -403,18 +403,32 @@ pub fn supplementary_gid(info: *const u8, i: u32) -> Option<u32> {
     unsafe { bpf_probe_read_kernel(at.cast::<u32>()) }.ok()
 }
 
-/// Whether `task` runs in a mount namespace other than the host's.
+/// Whether the current task's cgroup (v2) is a container's or below one
+/// (`CONTAINER_CGROUPS`, kept by `cgroup::cgroup_mkdir`).
 #[inline(always)]
-fn in_container(task: *const u8) -> bool {
-    let nsproxy = read_ptr(task, &TASK_NSPROXY_OFFSET);
-    let mnt_ns = read_ptr(nsproxy, &NSPROXY_MNT_NS_OFFSET);
-    if mnt_ns.is_null() {
-        return false;
+fn in_container() -> bool {
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    unsafe { CONTAINER_CGROUPS.get(&cgroup_id) }.is_some()
+}
+
+/// The parent of cgroup `cgrp` (a `struct cgroup *`); null at a root.
+#[inline(always)]
+pub fn cgroup_parent(cgrp: *const u8) -> *const u8 {
+    // `cgroup.self` is a `cgroup_subsys_state` whose `parent` points at
+    // the parent's `self`.
+    let css = cgrp.wrapping_add(global(&CGROUP_SELF_OFFSET));
+    let parent = read_ptr(css, &CSS_PARENT_OFFSET);
+    if parent.is_null() {
+        return parent;
     }
-    let ns = unsafe { mnt_ns.add(global(&MNT_NS_NS_OFFSET)) };
-    let inum: u32 = read(ns, &NS_COMMON_INUM_OFFSET);
-    let host = global(&HOST_MNT_NS) as u64;
-    host != 0 && inum != 0 && u64::from(inum) != host
+    parent.wrapping_sub(global(&CGROUP_SELF_OFFSET))
+}
+
+/// The name of cgroup `cgrp`'s directory (its kernfs node's), as a
+/// kernel pointer to a NUL-terminated string.
+#[inline(always)]
+pub fn cgroup_name(cgrp: *const u8) -> *const u8 {
+    read_ptr(read_ptr(cgrp, &CGROUP_KN_OFFSET), &KERNFS_NODE_NAME_OFFSET)
 }
 
 /// The effective uid of `task` (its cred's; no helper gives it), 0 when a
@@ -456,7 +470,6 @@ pub fn current_process(p: &mut ProcessInfo) {
     let task = current_task();
     p.euid = task_euid(task);
     p.ppid = task_tgid(read_ptr(task, &TASK_REAL_PARENT_OFFSET));
-    p.in_container = in_container(task) as u32;
     p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     p.comm = bpf_get_current_comm().unwrap_or_default();
 }
@@ -464,7 +477,7 @@ pub fn current_process(p: &mut ProcessInfo) {
 /// Whether the current task is in scope for a module with `target`.
 #[inline(always)]
 pub fn in_scope(target: u8) -> bool {
-    target != collector_common::TARGET_CONTAINER || in_container(current_task())
+    target != collector_common::TARGET_CONTAINER || in_container()
 }
 
 /// Most steps a path walk takes: one per component or mount crossed. A

@@ -186,6 +186,11 @@ pub struct WalkScratch {
 #[map]
 pub static WALK_SCRATCH: PerCpuArray<WalkScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Container cgroups and those below them (`collector_common::maps::CONTAINER_CGROUPS`).
+#[map]
+pub static CONTAINER_CGROUPS: HashMap<u64, u8> =
+    HashMap::with_max_entries(collector_common::maps::CONTAINER_CGROUPS_MAX, 0);
+
 /// `kernel.protect`: whom the guard protects; a process id of 0 turns it
 /// off (`crate::guard`).
 #[map]

@@ -4,7 +4,8 @@
 //! its image in one pod with the DaemonSet's mounts and capabilities,
 //! export an open made on the host; a container's events carry podman's id
 //! for it, across a restart and after it has exited; a connect from a
-//! container to a denied address is refused and named.
+//! container to a denied address is refused and named; a `target:
+//! container` rule speaks of the container's open and not the host's.
 //!
 //! Needs root and podman (`scripts/setup.sh host` installs it), and the
 //! images (`SAFEGUARD_IMAGE_AGENT`, `SAFEGUARD_IMAGE_OTELCOL`: what
@@ -439,5 +440,95 @@ fn a_connect_from_a_container_to_a_denied_address_is_refused_and_named() {
             .iter()
             .any(|e| e[attr::CONTAINER_ID] == id.trim() && e[attr::DECISION] == "blocked"),
         "no blocked connect named {id}: {refused:#?}\n{log}"
+    );
+}
+
+/// One `cat /etc/hostname` in a container and two on the host (one in a
+/// mount namespace of its own), under a
+/// files rule on `/etc/hostname` with `target`: the events of each, by
+/// where they came from (`Some(container id)` or `None`, the host).
+fn hostname_reads(target: &str) -> Vec<(Option<String>, Value)> {
+    let root = scratch();
+    workload_image(root.path());
+    let agent_dir = root.path().join("agent");
+    let agent = Agent::start(
+        AGENT,
+        &agent_dir,
+        &format!(
+            "files:\n  enable: true\n  mode: monitor\n  target: {target}\n  deny: [/etc/hostname]\n\
+             kernel:\n  tier: tracepoint\n"
+        ),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let cidfile = root.path().join("cid");
+    let in_container = podman(&[
+        "run",
+        "--rm",
+        &format!("--cidfile={}", cidfile.display()),
+        WORKLOAD,
+        "cat /etc/hostname >/dev/null",
+    ]);
+    let id = fs::read_to_string(&cidfile).unwrap_or_default();
+    // A task in a mount namespace of its own is no container.
+    let on_host = ["/bin/cat", "/bin/unshare -m /bin/cat"].map(|cmd| {
+        let mut words = cmd.split(' ');
+        Command::new(words.next().unwrap())
+            .args(words)
+            .arg("/etc/hostname")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (events, log) = agent.stop().unwrap();
+    assert!(
+        in_container.status.success() && on_host == [true; 2] && !id.trim().is_empty(),
+        "monitor mode refuses nothing: {}",
+        String::from_utf8_lossy(&in_container.stderr)
+    );
+    let reads: Vec<_> = named(&events, event::FILE_OPEN)
+        .into_iter()
+        .filter(|e| e[attr::FILE_PATH] == "/etc/hostname" && e[attr::PROCESS_COMM] == "cat")
+        .map(|e| (e[attr::CONTAINER_ID].as_str().map(str::to_owned), e.clone()))
+        .collect();
+    for (container, e) in &reads {
+        assert!(
+            container.is_none() || container.as_deref() == Some(id.trim()),
+            "an open from another container: {e}\n{log}"
+        );
+        assert_eq!(e[attr::PROCESS_IN_CONTAINER], container.is_some(), "{e}");
+        assert_eq!(e[attr::DECISION], "would_block", "{e}");
+    }
+    reads
+}
+
+#[test]
+fn a_target_container_rule_speaks_of_containers_and_a_target_host_rule_of_every_task() {
+    if !is_root() {
+        eprintln!("skipped: podman here needs root");
+        return;
+    }
+    if images().is_none() {
+        return;
+    }
+    let from = |reads: &[(Option<String>, Value)]| {
+        (
+            reads.iter().filter(|(c, _)| c.is_some()).count(),
+            reads.iter().filter(|(c, _)| c.is_none()).count(),
+        )
+    };
+    let container_rule = hostname_reads("container");
+    assert_eq!(
+        from(&container_rule),
+        (1, 0),
+        "target: container reports the container's open, not the host's: {container_rule:#?}"
+    );
+    let host_rule = hostname_reads("host");
+    assert_eq!(
+        from(&host_rule),
+        (1, 2),
+        "target: host reports the host's opens and the container's: {host_rule:#?}"
     );
 }

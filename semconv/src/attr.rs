@@ -125,7 +125,8 @@ names! {
         FILE_PATH_TRUNCATED = "safeguard.file.path_truncated";
         /// The signal that ended a process.
         PROCESS_EXIT_SIGNAL = "safeguard.process.exit_signal";
-        /// The task runs in a mount namespace other than the host's.
+        /// The task runs in a container: its cgroup is one a container
+        /// runtime made, or below one (what `target: container` asks).
         PROCESS_IN_CONTAINER = "safeguard.process.in_container";
         /// The arguments did not fit in the kernel record and are cut.
         PROCESS_ARGS_TRUNCATED = "safeguard.process.args_truncated";

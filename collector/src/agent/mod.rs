@@ -371,7 +371,6 @@ pub(crate) mod tests {
                 uid: 0,
                 gid: 0,
                 euid: 0,
-                in_container: false,
                 cgroup_id: 0,
                 comm: "mount".into(),
             },

@@ -1,6 +1,7 @@
 //! Container and Kubernetes identity from a task's cgroup v2 path: the
 //! container runtimes name each container's cgroup after its id, and the
 //! kubelet puts a pod's containers under a cgroup named after the pod's UID.
+//! Which names are containers' is `collector_common::container`'s to say.
 //! Layouts recognised (systemd and cgroupfs drivers):
 //!
 //! ```text
@@ -19,6 +20,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use collector_common::container::{
+    CONTAINER_CGROUP_PREFIXES, CONTAINER_ID_LEN, ContainerName, container_cgroup,
+};
 use rustc_hash::FxHashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +33,6 @@ pub struct Identity {
     pub runtime: Option<&'static str>,
     /// The Kubernetes pod's UID, for a container in a pod.
     pub pod_uid: Option<String>,
-}
-
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `pod<uid>` or `kubepods-<qos>-pod<uid_with_underscores>.slice`.
@@ -56,23 +56,16 @@ pub fn from_cgroup_path(path: &str) -> Option<Identity> {
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     // The innermost container cgroup: a container may run nested cgroups
     // of its own below it.
-    let (at, container_id, mut runtime) =
-        components.iter().enumerate().rev().find_map(|(i, c)| {
-            let scope = c.strip_suffix(".scope").unwrap_or(c);
-            for (prefix, runtime) in [
-                ("docker-", Some("docker")),
-                ("cri-containerd-", Some("containerd")),
-                ("crio-", Some("cri-o")),
-                ("libpod-", Some("podman")),
-            ] {
-                if let Some(id) = scope.strip_prefix(prefix)
-                    && is_container_id(id)
-                {
-                    return Some((i, id.to_string(), runtime));
-                }
+    let (at, id_at, mut runtime) = components.iter().enumerate().rev().find_map(|(i, c)| {
+        Some(match container_cgroup(c.as_bytes())? {
+            ContainerName::Bare => (i, 0, None),
+            ContainerName::Prefixed(p) => {
+                let (prefix, runtime) = CONTAINER_CGROUP_PREFIXES[p];
+                (i, prefix.len(), Some(runtime))
             }
-            is_container_id(c).then(|| (i, c.to_string(), None))
-        })?;
+        })
+    })?;
+    let container_id = components[at][id_at..id_at + CONTAINER_ID_LEN].to_string();
     if runtime.is_none() && at > 0 && components[at - 1] == "docker" {
         runtime = Some("docker");
     }
@@ -85,7 +78,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Identity> {
 }
 
 /// The cgroup v2 hierarchy's mount point, from /proc/self/mountinfo.
-fn cgroup2_mount() -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo.lines().find_map(|l| {
         let (left, right) = l.split_once(" - ")?;

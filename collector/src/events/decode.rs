@@ -58,7 +58,6 @@ pub struct Process {
     pub gid: u32,
     /// Effective user id.
     pub euid: u32,
-    pub in_container: bool,
     pub cgroup_id: u64,
     pub comm: String,
 }
@@ -170,6 +169,9 @@ pub struct Cgroup {
     /// Its path below the hierarchy's root; `None` when too long for the
     /// record (it is then found by id, while it exists).
     pub path: Option<String>,
+    /// A container's cgroup that `CONTAINER_CGROUPS` had no room for: its
+    /// tasks are not in a container for `target: container`.
+    pub untracked: bool,
 }
 
 /// Decodes one ring-buffer record.
@@ -276,7 +278,6 @@ fn process(p: &ProcessInfo) -> Process {
         uid: p.uid,
         gid: p.gid,
         euid: p.euid,
-        in_container: p.in_container != 0,
         cgroup_id: p.cgroup_id,
         comm: c_string(&p.comm),
     }
@@ -362,7 +363,11 @@ fn cgroup(bytes: &[u8]) -> Result<Cgroup, DecodeError> {
     let path = (len < raw.path.len())
         .then(|| String::from_utf8_lossy(&raw.path[..len]).into_owned())
         .filter(|p| p.starts_with('/'));
-    Ok(Cgroup { id: raw.id, path })
+    Ok(Cgroup {
+        id: raw.id,
+        path,
+        untracked: raw.container == collector_common::process::CGROUP_CONTAINER_UNTRACKED,
+    })
 }
 
 fn tamper(bytes: &[u8]) -> Result<Tamper, DecodeError> {
@@ -471,8 +476,7 @@ mod tests {
             uid: 1000,
             gid: 100,
             euid: 0,
-            in_container: 1,
-            _pad: 0,
+            _pad: [0; 2],
             cgroup_id: 77,
             comm,
         }
@@ -518,15 +522,18 @@ mod tests {
             decode(&as_bytes(&ev)),
             Ok(Event::Cgroup(Cgroup {
                 id: 4242,
-                path: Some("/machine.slice/libpod-abc.scope".into())
+                path: Some("/machine.slice/libpod-abc.scope".into()),
+                untracked: false,
             }))
         );
         ev.path_len = ev.path.len() as u32;
+        ev.container = collector_common::process::CGROUP_CONTAINER_UNTRACKED;
         assert_eq!(
             decode(&as_bytes(&ev)),
             Ok(Event::Cgroup(Cgroup {
                 id: 4242,
-                path: None
+                path: None,
+                untracked: true,
             }))
         );
     }
@@ -591,7 +598,6 @@ mod tests {
         );
         assert_eq!((ev.process.uid, ev.process.gid), (1000, 100));
         assert_eq!(ev.process.euid, 0, "a setuid-root program run by uid 1000");
-        assert!(ev.process.in_container);
     }
 
     #[test]

@@ -82,6 +82,16 @@ impl Enricher {
             Event::Tamper(e) => Some(self.tamper(e)),
             // Not reported: it names the containers of later events.
             Event::Cgroup(c) => {
+                if c.untracked {
+                    tracing::warn!(
+                        cgroup.id = c.id,
+                        cgroup.path = c.path.as_deref().unwrap_or("?"),
+                        "{} is full ({}): this container's tasks are not in a container \
+                         for `target: container`",
+                        collector_common::maps::CONTAINER_CGROUPS,
+                        collector_common::maps::CONTAINER_CGROUPS_MAX
+                    );
+                }
                 if let Some(path) = c.path {
                     self.containers.made(c.id, &path);
                 }
@@ -387,8 +397,11 @@ impl Enricher {
             a.push((attr::PROCESS_EXECUTABLE_PATH, exe.into()));
         }
         a.push((attr::CGROUP_ID, p.cgroup_id.into()));
-        a.push((attr::PROCESS_IN_CONTAINER, p.in_container.into()));
-        if let Some(c) = self.containers.lookup(p.cgroup_id, p.pid) {
+        // The cgroup the programs judged `target: container` by, named by
+        // the same rule (`collector_common::container`).
+        let container = self.containers.lookup(p.cgroup_id, p.pid);
+        a.push((attr::PROCESS_IN_CONTAINER, container.is_some().into()));
+        if let Some(c) = container {
             a.push((attr::CONTAINER_ID, c.container_id.clone().into()));
             if let Some(runtime) = c.runtime {
                 a.push((attr::CONTAINER_RUNTIME_NAME, runtime.into()));
@@ -590,7 +603,6 @@ mod tests {
             uid: 0,
             gid: 0,
             euid: 0,
-            in_container: false,
             cgroup_id: 1,
             comm: "renamed".into(),
         }

@@ -12,7 +12,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint, TracePoint, links::FdLink},
 };
 use collector_common::{
-    Hook, Module,
+    Hook, Module, TARGET_CONTAINER,
+    container::CGROUP_RMDIR_PROGRAM,
     rows::{AuditTier, ROWS, RowSpec},
 };
 use tracing::warn;
@@ -126,10 +127,22 @@ pub fn attach_all(
     if super::module_policy(policy, Module::Network).enabled() {
         attacher.exec_name_programs()?;
     }
-    // Names for containers whose cgroup is gone by the time their records
-    // are read; without it they are named while their cgroup exists.
-    if let Err(e) = attacher.raw_tracepoints(&[Hook::TpCgroupMkdir]) {
-        warn!("{e}: a container that has ended before the agent reads its events is not named");
+    // Which tasks are in a container (`target: container`), and names for
+    // containers whose cgroup is gone by the time their records are read.
+    let cgroups = attacher
+        .raw_tracepoints(&[Hook::TpCgroupMkdir])
+        .and_then(|_| attacher.raw_tracepoint_programs(&[CGROUP_RMDIR_PROGRAM]));
+    if let Err(e) = cgroups {
+        if Module::ALL.iter().any(|&m| {
+            let module = super::module_policy(policy, m);
+            module.enabled() && module.config.target == TARGET_CONTAINER
+        }) {
+            return Err(e);
+        }
+        warn!(
+            "{e}: `target: container` would match no container started from now on, \
+             and a container that has ended before the agent reads its events is not named"
+        );
     }
     Ok(Attached {
         rows,
@@ -388,7 +401,12 @@ impl Attacher<'_> {
     /// The programs that keep the name each process was executed as
     /// (`network.command` rules judge it), on every tier.
     fn exec_name_programs(&mut self) -> Result<(), KernelError> {
-        for (program, tracepoint) in collector_common::net::EXEC_NAME_PROGRAMS {
+        self.raw_tracepoint_programs(&collector_common::net::EXEC_NAME_PROGRAMS)
+    }
+
+    /// Raw tracepoint programs of no hook: `(program, raw tracepoint)`.
+    fn raw_tracepoint_programs(&mut self, list: &[(&str, &str)]) -> Result<(), KernelError> {
+        for &(program, tracepoint) in list {
             let prog: &mut RawTracePoint =
                 program_of(self.ebpf, program, "a raw tracepoint program")?;
             let link = prog
@@ -551,6 +569,12 @@ mod tests {
             &object.programs[cgroups.program()].section
         ));
         named.insert(cgroups.program());
+        let (rmdir, _) = collector_common::container::CGROUP_RMDIR_PROGRAM;
+        assert!(matches!(
+            object.programs.get(rmdir).map(|p| &p.section),
+            Some(ProgramSection::RawTracePoint)
+        ));
+        named.insert(rmdir);
         let exit = collector_common::guard::GUARD_EXIT_PROGRAM;
         assert!(matches!(
             object.programs.get(exit).map(|p| &p.section),

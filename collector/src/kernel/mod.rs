@@ -6,6 +6,7 @@
 //! agent says which, and why.
 
 mod attach;
+mod containers;
 mod exec_names;
 pub mod guard;
 mod mounts;
@@ -168,6 +169,8 @@ impl Kernel {
             // After the programs that keep it from now on are attached.
             exec_names::enter_running(&mut ebpf)?;
         }
+        // Likewise, and before any module is switched on.
+        containers::enter_existing(&mut ebpf)?;
         let modules = Module::ALL.map(|m| (m, module_policy(policy, m).enabled(), attached.lsm(m)));
         write_all_switches(&mut ebpf, policy, &modules, set)?;
         let protection = if !protect {
@@ -456,7 +459,6 @@ fn load(
     audit_rate_limit: u32,
 ) -> Result<(Ebpf, Btf), KernelError> {
     let offsets = offsets::resolve(Path::new(offsets::VMLINUX_BTF))?;
-    let host_mnt_ns = host_mount_namespace();
     let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
     let mut loader = EbpfLoader::new();
     loader.btf(Some(&btf));
@@ -464,7 +466,6 @@ fn load(
         debug!(global = name, offset = value, "kernel struct offset");
         loader.override_global(name, value, true);
     }
-    loader.override_global(globals::HOST_MNT_NS, &host_mnt_ns, true);
     let epoch_global = u64::from(epoch);
     loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
     let audit_rate_limit = u64::from(audit_rate_limit);
@@ -724,20 +725,6 @@ fn write_all_switches(
             .map_err(map_err(maps::MODULE_CONFIG))?;
     }
     Ok(())
-}
-
-/// The inode number of the host's mount namespace, as seen from pid 1; 0
-/// (nothing is "in a container") if it cannot be read.
-fn host_mount_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/1/ns/mnt")
-        .map(|m| m.ino())
-        .unwrap_or_else(|e| {
-            tracing::warn!(
-                "cannot read /proc/1/ns/mnt ({e}); target: container will match nothing"
-            );
-            0
-        })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

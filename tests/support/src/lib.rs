@@ -448,8 +448,42 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let _ = fs::remove_dir(&self.0);
+        remove_cgroup_tree(&self.0);
     }
+}
+
+/// Removes a cgroup and the cgroups below it, innermost first (a cgroup
+/// is removed with rmdir(2), and only once it has no children).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&entry.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Like [`run`], as root, in cgroup `cgroup` (moved there before exec).
+pub fn run_in_cgroup(cgroup: &Path, program: &str, args: &[&str]) -> Result<Ran, String> {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    let procs = cgroup.join("cgroup.procs");
+    // SAFETY: between fork and exec, only a write(2) of our pid into the
+    // cgroup.
+    unsafe {
+        cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
+    }
+    let child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok(Ran {
+        pid,
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// connect(2) to `addr` from a new process, inside `cgroup` if given:

@@ -2,7 +2,11 @@
 //! performs real opens from real programs (busybox `cat`, and this process
 //! itself), and checks the syscall results and the reported events.
 
-use std::{fs, path::Path, time::Duration};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use safeguard_test_support::{Agent, Ran, events_for};
 use semconv::attr;
@@ -30,7 +34,7 @@ pub const ALL: &[(&str, Case)] = &[
         audit_floods_are_sampled,
     ),
     (
-        "target_container_applies_only_in_other_mount_namespaces",
+        "target_container_applies_only_in_container_cgroups",
         target_container,
     ),
     (
@@ -432,40 +436,86 @@ fn audit_floods_are_sampled(agent_bin: &str) -> TestResult {
     Ok(())
 }
 
-/// `target: container`: the policy applies to tasks in a mount namespace
-/// other than the host's (what a container runtime creates), and not to
-/// the host's own tasks.
+/// `target: container`: the policy applies to tasks whose cgroup a
+/// container runtime made (named as podman names one), made before or
+/// after the agent started, and the cgroups a container makes below its
+/// own; not to the host's tasks, a task in a mount namespace of its own,
+/// or a runtime's monitor.
 fn target_container(agent_bin: &str) -> TestResult {
+    use safeguard_test_support::{TestCgroup, run, run_in_cgroup};
+    const ID1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const ID2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
     setup_files()?;
+    let cgroup = TestCgroup::new().ok_or("no writable cgroup v2 hierarchy in the VM")?;
+    let mkdir = |path: PathBuf| {
+        fs::create_dir_all(&path)
+            .map(|()| path.clone())
+            .map_err(|e| format!("mkdir {}: {e}", path.display()))
+    };
+    let before = mkdir(cgroup.0.join(format!("libpod-{ID1}")))?;
     let config = format!(
         "files:\n  enable: true\n  mode: block\n  target: container\n  deny: [{ROOT}/secret]\n\
          kernel:\n  tier: lsm\n"
     );
     let agent = start(agent_bin, "container", &config)?;
-    let on_host = safeguard_test_support::run("/bin/cat", &[SECRET], None, None)?;
-    let in_ns =
-        safeguard_test_support::run("/bin/unshare", &["-m", "/bin/cat", SECRET], None, None)?;
-    let (events, _) = agent.stop()?;
-
-    ensure(on_host.code == 0, || {
-        format!("the host's own cat was refused: {}", on_host.stderr)
-    })?;
-    ensure(
-        in_ns.code != 0 && in_ns.stderr.contains("Operation not permitted"),
-        || {
-            format!(
-                "cat in a new mount namespace was not refused: {} {}",
-                in_ns.code, in_ns.stderr
-            )
-        },
+    let after = mkdir(cgroup.0.join(format!("machine.slice/libpod-{ID2}.scope")))?;
+    // What a container makes of its own subtree stays the container's.
+    let nested = mkdir(after.join("init.scope/inner"))?;
+    let conmon = mkdir(
+        cgroup
+            .0
+            .join(format!("machine.slice/libpod-conmon-{ID2}.scope")),
     )?;
+
+    let mut refused = Vec::new();
+    for (what, dir) in [
+        ("made before the agent", &before),
+        ("made after", &after),
+        ("below one", &nested),
+    ] {
+        let ran = run_in_cgroup(dir, "/bin/cat", &[SECRET])?;
+        ensure(
+            ran.code != 0 && ran.stderr.contains("Operation not permitted"),
+            || {
+                format!(
+                    "cat in a container's cgroup {what} was not refused: {} {}",
+                    ran.code, ran.stderr
+                )
+            },
+        )?;
+        refused.push(ran.pid);
+    }
+    let mut allowed = vec![
+        (
+            "the host's own cat",
+            run("/bin/cat", &[SECRET], None, None)?,
+        ),
+        (
+            "cat in a mount namespace of its own",
+            run("/bin/unshare", &["-m", "/bin/cat", SECRET], None, None)?,
+        ),
+        (
+            "cat in a runtime monitor's cgroup",
+            run_in_cgroup(&conmon, "/bin/cat", &[SECRET])?,
+        ),
+    ];
+    let (events, log) = agent.stop()?;
+    for (what, ran) in allowed.drain(..) {
+        ensure(ran.code == 0, || {
+            format!("{what} was refused: {}", ran.stderr)
+        })?;
+    }
     let reported = events_for(&events, SECRET);
-    ensure(reported.len() == 1, || {
-        format!("want one event, got {reported:?}")
+    ensure(reported.len() == refused.len(), || {
+        format!("want {} events, got {reported:?}\n{log}", refused.len())
     })?;
-    let e = reported[0];
-    ensure(e[attr::PROCESS_IN_CONTAINER] == true, || {
-        format!("in_container: {e}")
-    })?;
-    ensure(e[attr::DECISION] == "blocked", || format!("decision: {e}"))
+    for e in reported {
+        ensure(
+            refused.iter().any(|&pid| e[attr::PROCESS_PID] == pid)
+                && e[attr::PROCESS_IN_CONTAINER] == true
+                && e[attr::DECISION] == "blocked",
+            || format!("event: {e}"),
+        )?;
+    }
+    Ok(())
 }
