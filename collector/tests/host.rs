@@ -17,7 +17,9 @@ use std::{
     time::Duration,
 };
 
-use safeguard_test_support::{Agent, TestCgroup, connect_from, event_name, events_for, run};
+use safeguard_test_support::{
+    Agent, TestCgroup, connect_from, dns::DnsServer, event_name, events_for, run,
+};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 
@@ -693,57 +695,6 @@ fn reload_swaps_the_policy_and_rejects_a_bad_one() {
     );
 }
 
-/// A DNS server on 127.0.0.1 for one name: A queries for `name` get the
-/// current address with a TTL of one second; everything else an empty
-/// answer.
-struct DnsServer {
-    port: u16,
-    address: std::sync::Arc<std::sync::Mutex<std::net::Ipv4Addr>>,
-}
-
-impl DnsServer {
-    fn start(name: &str, first: std::net::Ipv4Addr) -> Self {
-        use hickory_proto::{
-            op::{Message, MessageType},
-            rr::{Name, RData, Record, RecordType, rdata::A},
-        };
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = socket.local_addr().unwrap().port();
-        let address = std::sync::Arc::new(std::sync::Mutex::new(first));
-        let current = address.clone();
-        let name = Name::from_ascii(format!("{name}.")).unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let mut answer = Message::new();
-                answer
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(query.op_code())
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_recursion_available(true)
-                    .set_authoritative(true);
-                for q in query.queries() {
-                    answer.add_query(q.clone());
-                    if q.query_type() == RecordType::A && q.name().eq_case(&name) {
-                        let ip = *current.lock().unwrap();
-                        answer.add_answer(Record::from_rdata(name.clone(), 1, RData::A(A(ip))));
-                    }
-                }
-                let _ = socket.send_to(&answer.to_vec().unwrap(), from);
-            }
-        });
-        Self { port, address }
-    }
-
-    fn answer(&self, ip: std::net::Ipv4Addr) {
-        *self.address.lock().unwrap() = ip;
-    }
-}
-
 /// Domain rules: a denied name's address is blocked; when the local DNS
 /// server starts answering another address, after the TTL the new address
 /// is blocked and the old one no longer is.
@@ -771,7 +722,7 @@ fn domain_rules_follow_the_name_s_addresses() {
     let config = format!(
         "files:\n  enable: false\nnetwork:\n  enable: true\n  mode: block\n  domain:\n    deny: [blocked.test]\n  \
          nameservers: [127.0.0.1:{}]\n  cgroup: {}\nkernel:\n  tier: tracepoint\n",
-        dns.port,
+        dns.port(),
         cgroup.0.display()
     );
     let agent = start(&dir, &config);
@@ -784,7 +735,7 @@ fn domain_rules_follow_the_name_s_addresses() {
     );
     assert_eq!(connect(new), 0, "another address is not");
 
-    dns.answer(new_ip);
+    dns.answer("blocked.test", new_ip);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !agent.log().contains("addresses changed") && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));

@@ -56,6 +56,9 @@ names! {
         /// (`decode`, `unresolved_path`). See
         /// [`error_type`](crate::error_type).
         ERROR_TYPE = "error.type";
+        /// On `safeguard.dns_proxy.query`: how the query was answered, one
+        /// of the [`dns_proxy_outcome`](crate::dns_proxy_outcome) values.
+        DNS_PROXY_OUTCOME = "safeguard.dns_proxy.outcome";
         /// On the `otel.sdk.exporter.*` metrics: the kind of the agent's
         /// OTLP exporter, one of the [`component_type`](crate::component_type)
         /// values.

@@ -317,6 +317,22 @@ pub mod error_type {
     }
 }
 
+/// The values of [`attr::DNS_PROXY_OUTCOME`]: how `dns_proxy` answered a
+/// query.
+pub mod dns_proxy_outcome {
+    names! {
+        /// An upstream's answer, about no name under a domain rule.
+        ANSWERED = "answered";
+        /// An answer about a name under a domain rule, passed on once its
+        /// addresses were in force.
+        RULE_HIT = "rule_hit";
+        /// SERVFAIL: no upstream answered.
+        UPSTREAM_FAILURE = "upstream_failure";
+        /// SERVFAIL: the answer's addresses could not be put in force.
+        NOT_IN_FORCE = "not_in_force";
+    }
+}
+
 /// Every set of enumerated values: the attribute that takes them and the
 /// values. A new values module goes here (the reference table is built
 /// from this list).
@@ -336,4 +352,5 @@ pub const VALUE_SETS: &[(&str, &[Name])] = &[
     (attr::OTEL_COMPONENT_TYPE, component_type::ALL),
     (attr::ERROR_TYPE, error_type::ALL),
     (attr::DROP_REASON, drop_reason::ALL),
+    (attr::DNS_PROXY_OUTCOME, dns_proxy_outcome::ALL),
 ];

@@ -246,6 +246,15 @@ metrics! {
         attributes: [],
         description: "Problems the agent's self-check found with its programs, policy set, pins and guard",
     };
+    /// Queries `dns_proxy` answered, by outcome: rule hits are answers
+    /// whose addresses were put in force first; upstream failures and
+    /// addresses not in force are answered SERVFAIL.
+    DNS_PROXY_QUERY = Counter {
+        name: "safeguard.dns_proxy.query",
+        unit: "{query}",
+        attributes: [DNS_PROXY_OUTCOME],
+        description: "DNS queries the agent's proxy answered, by outcome",
+    };
     /// Seconds from the kernel's event to the Collector's acknowledgement.
     PIPELINE_DURATION = Histogram {
         name: "safeguard.pipeline.duration",

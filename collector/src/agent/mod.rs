@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::{
     cli::ConfigArgs,
     config::{Config, Output},
+    dns,
     events::{self, enrich::Enricher},
     internal_events::Registry,
     internal_events::{IntegrityChecked, KernelDropsRead, KernelDropsUnreadable, StopRequested},
@@ -116,11 +117,21 @@ pub struct Agent<K> {
     /// The configuration and policy in force, and the domain watch.
     live: reload::Live,
     domains: reload::DomainWatch,
+    /// `dns_proxy`, when enabled.
+    proxy: Option<dns::proxy::Proxy>,
     rule_paths: reload::RulePathWatch,
     mounts: reload::MountWatch,
     observed: Arc<Observed>,
     registry: Arc<Registry>,
     signals: Signals,
+}
+
+/// The next answer of `dns_proxy` to put in force; never, without one.
+async fn next_learned(proxy: &mut Option<dns::proxy::Proxy>) -> Option<dns::proxy::Learned> {
+    match proxy {
+        Some(proxy) => proxy.learned().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGINT and SIGTERM stop the agent, SIGHUP reloads it.
@@ -189,6 +200,7 @@ impl<K: Programs> Agent<K> {
                     if last_self_check.elapsed() >= SELF_CHECK_EVERY {
                         last_self_check = Instant::now();
                         self.self_check();
+                        self.live.expire_learned(&mut self.kernel, &self.enricher, &self.observed);
                     }
                     if watched.changed() {
                         info!("{} changed: reloading", watched.path().display());
@@ -200,6 +212,17 @@ impl<K: Programs> Agent<K> {
                     // What is read now is what the watcher would reload.
                     watched.mark_seen();
                     self.reload(sources);
+                }
+                Some(learned) = next_learned(&mut self.proxy) => {
+                    let in_force = self.live.apply_learned(
+                        &learned.name,
+                        &learned.addrs,
+                        learned.ttl,
+                        &mut self.kernel,
+                        &self.enricher,
+                        &self.observed,
+                    );
+                    let _ = learned.done.send(in_force);
                 }
                 Some(resolved) = self.domains.updates.recv() => {
                     self.live.apply_resolved(resolved, &mut self.kernel, &self.enricher, &self.observed);
@@ -243,6 +266,11 @@ impl<K: Programs> Agent<K> {
         if names_changed {
             self.domains
                 .restart(&self.live, tokio::time::Instant::now());
+            let names = reload::domain_names(&self.live.config);
+            self.live.learned.keep_names(&names);
+            if let Some(proxy) = &self.proxy {
+                proxy.set_names(Arc::new(names.into_iter().collect()));
+            }
         }
         notify_ready();
     }
@@ -417,6 +445,7 @@ pub(crate) mod tests {
             config: config.clone(),
             policy: policy.clone(),
             resolved: Default::default(),
+            learned: Default::default(),
         };
         Agent {
             kernel,
@@ -437,6 +466,7 @@ pub(crate) mod tests {
             status: tokio::spawn(std::future::pending()),
             stop_requests: watch::channel(None).1,
             domains: reload::DomainWatch::start(&live, tokio::time::Instant::now()),
+            proxy: None,
             rule_paths: reload::RulePathWatch::start(&live.policy),
             mounts: reload::MountWatch::start(),
             live,

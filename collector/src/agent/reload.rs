@@ -14,7 +14,7 @@ use std::{
 };
 
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Programs, rule_counts};
 use crate::{
@@ -51,6 +51,7 @@ pub const RESTART_KEYS: &[(&str, Unchanged)] = &[
     ("log", |a, b| a.log == b.log),
     ("otel", |a, b| a.otel == b.otel),
     ("status.socket", |a, b| a.status_socket == b.status_socket),
+    ("dns_proxy", |a, b| a.dns_proxy == b.dns_proxy),
 ];
 
 /// The keys of [`RESTART_KEYS`] that differ between `running` and `new`.
@@ -73,12 +74,13 @@ pub enum Rejected {
     Kernel(#[from] ReloadError),
 }
 
-/// What is in force: the configuration, its compiled policy, and the
-/// addresses its domain rules resolved to.
+/// What is in force: the configuration, its compiled policy, the
+/// addresses its domain rules resolved to, and those `dns_proxy` answered.
 pub struct Live {
     pub config: Config,
     pub policy: Arc<Policy>,
     pub resolved: dns::Resolved,
+    pub learned: dns::Learned,
 }
 
 impl Live {
@@ -92,7 +94,8 @@ impl Live {
         enricher: &Enricher,
         observed: &Observed,
     ) -> Result<(), ReloadError> {
-        let next = Policy::compile_with(&config, Some(&self.policy), &resolved);
+        let next =
+            Policy::compile_with(&config, Some(&self.policy), &self.learned.merged(&resolved));
         next.fits()?;
         kernel.reload(&next)?;
         let next = Arc::new(next);
@@ -102,6 +105,66 @@ impl Live {
         self.config = config;
         self.resolved = resolved;
         Ok(())
+    }
+
+    /// Puts addresses `dns_proxy` answered for `name` in force (kept for
+    /// their TTL and [`dns::LEARNED_GRACE`]); true once they are. Nothing
+    /// is compiled when the name has them already.
+    pub fn apply_learned(
+        &mut self,
+        name: &str,
+        addrs: &[std::net::IpAddr],
+        ttl: Duration,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) -> bool {
+        let mut next = self.learned.clone();
+        next.add(
+            name,
+            addrs,
+            tokio::time::Instant::now() + ttl + dns::LEARNED_GRACE,
+        );
+        let in_force = self.learned.merged(&self.resolved);
+        let known = in_force
+            .get(name)
+            .is_some_and(|have| addrs.iter().all(|ip| have.contains(ip)));
+        let previous = std::mem::replace(&mut self.learned, next);
+        if known {
+            return true;
+        }
+        let (config, resolved) = (self.config.clone(), self.resolved.clone());
+        match self.apply(config, resolved, kernel, enricher, observed) {
+            Ok(()) => {
+                debug!("dns_proxy: {name} → {addrs:?} in force");
+                true
+            }
+            Err(e) => {
+                self.learned = previous;
+                error!("dns_proxy: {name} → {addrs:?} cannot be put in force: {e}");
+                false
+            }
+        }
+    }
+
+    /// Drops the addresses `dns_proxy` answered that have expired, and
+    /// puts the policy without them in force.
+    pub fn expire_learned(
+        &mut self,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) {
+        let mut next = self.learned.clone();
+        if !next.expire(tokio::time::Instant::now()) {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.learned, next);
+        let (config, resolved) = (self.config.clone(), self.resolved.clone());
+        if let Err(e) = self.apply(config, resolved, kernel, enricher, observed) {
+            self.learned = previous;
+            error!("dns_proxy: expired addresses cannot be dropped: {e}");
+        }
     }
 
     /// Compiles the running configuration again, so that rule paths made
@@ -584,6 +647,7 @@ mod tests {
                     config,
                     policy,
                     resolved: dns::Resolved::new(),
+                    learned: dns::Learned::default(),
                 },
                 kernel: FakeKernel::default(),
                 observed: Observed::default(),
@@ -727,6 +791,7 @@ mod tests {
                 config,
                 policy,
                 resolved: dns::Resolved::new(),
+                learned: dns::Learned::default(),
             }
         };
         // The default allows `/`; only the denial needs identities.

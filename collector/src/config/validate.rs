@@ -253,9 +253,19 @@ pub struct Config {
     pub otel: OtelConfig,
     /// The Unix socket `safeguard status` asks (`status.socket`).
     pub status_socket: PathBuf,
-    /// Modules enabled in the configuration that this version does not
-    /// enforce yet; the agent says so at start-up.
-    pub unsupported_modules: Vec<&'static str>,
+    pub dns_proxy: DnsProxyConfig,
+}
+
+/// `dns_proxy`: the agent answers DNS on `bind` itself, forwarding to
+/// `upstreams`, and puts every address it answers for a name under a
+/// domain rule in force before the answer goes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsProxyConfig {
+    pub enable: bool,
+    /// Where to ask; empty: the servers of /etc/resolv.conf.
+    pub upstreams: Vec<std::net::SocketAddr>,
+    /// Where to listen (UDP and TCP).
+    pub bind: Vec<std::net::SocketAddr>,
 }
 
 /// Collects every problem rather than stopping at the first.
@@ -300,12 +310,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let log = log(&mut errors, &raw.log);
     let otel = otel(&mut errors, &raw.otel, &|k| std::env::var(k).ok());
 
-    // Modules this version accepts but does not enforce yet: their common
-    // keys are still checked, so a typo is caught today.
-    let mut unsupported_modules = Vec::new();
     let network = network(&mut errors, &raw.network, global_policy);
-    if raw.dns_proxy.enable {
-        unsupported_modules.push("dns_proxy");
+    let dns_proxy = DnsProxyConfig {
+        enable: raw.dns_proxy.enable,
+        upstreams: list(
+            &mut errors,
+            "dns_proxy.upstreams",
+            &raw.dns_proxy.upstreams,
+            nameserver,
+        ),
+        bind: list(
+            &mut errors,
+            "dns_proxy.bind",
+            &raw.dns_proxy.bind,
+            nameserver,
+        ),
+    };
+    if dns_proxy.enable && dns_proxy.bind.is_empty() && raw.dns_proxy.bind.is_empty() {
+        errors.push(
+            "dns_proxy.bind",
+            "[]",
+            "at least one address to listen on (127.0.0.1)",
+        );
     }
 
     let ring_buffer_bytes = match raw.kernel.ring_buffer_bytes.unwrap_or(4 << 20) {
@@ -407,7 +433,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             tier,
             pin_dir,
             pin: raw.kernel.pin,
-            unsupported_modules,
+            dns_proxy,
         })
     } else {
         Err(errors.0)

@@ -10,6 +10,7 @@
 //! ([`AgentStopped`]) read.
 
 mod agent;
+mod dns_proxy;
 mod event_log;
 mod export;
 mod intake;
@@ -21,6 +22,7 @@ pub use self::{
         AgentStopped, IntegrityChecked, KernelDropsRead, KernelDropsUnreadable, ReloadApplied,
         ReloadRejected, StopRefused, StopRequested,
     },
+    dns_proxy::{DnsProxyAnswered, DnsProxyOutcome},
     event_log::{EventLogWriteFailed, FallbackRecordsWritten, LogBatchUndecodable},
     export::{
         CollectorRecovered, CollectorUnavailable, ExportFailed, ExportPartial, ExportRejected,

@@ -43,11 +43,19 @@ pub enum Counter {
     KernelDropReadErrors,
     /// Stop requests over the status socket refused (not from root).
     StopsRefused,
+    /// `dns_proxy` answers about no ruled name.
+    DnsProxyAnswered,
+    /// `dns_proxy` answers about a ruled name, its addresses in force.
+    DnsProxyRuleHits,
+    /// `dns_proxy` SERVFAILs: no upstream answered.
+    DnsProxyUpstreamFailures,
+    /// `dns_proxy` SERVFAILs: the addresses could not be put in force.
+    DnsProxyNotInForce,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 16] = [
         Counter::Received,
         Counter::Reported,
         Counter::QueueDrops,
@@ -60,6 +68,10 @@ impl Counter {
         Counter::ReloadFailures,
         Counter::KernelDropReadErrors,
         Counter::StopsRefused,
+        Counter::DnsProxyAnswered,
+        Counter::DnsProxyRuleHits,
+        Counter::DnsProxyUpstreamFailures,
+        Counter::DnsProxyNotInForce,
     ];
 }
 

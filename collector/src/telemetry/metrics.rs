@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     config::OtlpProtocol,
-    internal_events::{Counter, Registry},
+    internal_events::{Counter, DnsProxyOutcome, Registry},
 };
 
 /// An encoded metrics request, its number of data points, and where to
@@ -288,6 +288,17 @@ fn register_counters(meter: &Meter, registry: Arc<Registry>) {
                         KeyValue::new(attr::HOOK, d.hook),
                         KeyValue::new(attr::DROP_REASON, d.reason),
                     ],
+                );
+            }
+        })
+        .build();
+    let r = registry.clone();
+    observable(&metric::DNS_PROXY_QUERY)
+        .with_callback(move |obs| {
+            for outcome in DnsProxyOutcome::ALL {
+                obs.observe(
+                    r.get(outcome.counter()),
+                    &[KeyValue::new(attr::DNS_PROXY_OUTCOME, outcome.name())],
                 );
             }
         })

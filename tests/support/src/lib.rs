@@ -15,6 +15,7 @@ use std::{
 use serde_json::Value;
 
 pub mod collector;
+pub mod dns;
 
 /// The workspace's root, found from the package directory cargo gives the
 /// running test or bench (`CARGO_MANIFEST_DIR` in its environment), not the

@@ -46,6 +46,14 @@ pub const ALL: &[(&str, Case)] = &[
         crate::net_rows::command_rules_judge_the_name_run_as,
     ),
     (
+        "network_dns_proxy_block_denies_answered_addresses",
+        crate::dns_proxy::block_denies_answered_addresses,
+    ),
+    (
+        "network_dns_proxy_monitor_reports_answered_addresses",
+        crate::dns_proxy::monitor_reports_answered_addresses,
+    ),
+    (
         "safeguard_example_config_enforces_what_it_says",
         crate::operations::safeguard_example_config_enforces_what_it_says,
     ),

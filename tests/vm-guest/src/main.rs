@@ -6,6 +6,7 @@
 //! Usage: safeguard-vm-tests [--agent /bin/safeguard] [name-filter...]
 
 mod cases;
+mod dns_proxy;
 mod file_rows;
 mod guard_rows;
 mod mount_rows;
