@@ -909,3 +909,26 @@ fn generate_writes_a_whitelist_check_accepts_and_a_report() {
         0o600
     );
 }
+
+/// `dns_proxy` on an address another server holds: the agent does not
+/// start, and says which address and why, before loading anything.
+#[test]
+fn dns_proxy_on_an_address_in_use_stops_the_start_and_says_so() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "dns_proxy:\n  enable: true\n  upstreams: [127.0.0.1:9]\n  bind: [127.0.0.1:{port}]\n\
+         status:\n  socket: {}\notel:\n  enable: false\n",
+        dir.path().join("status.sock").display()
+    );
+    let output = dir.path().join("events.jsonl");
+    let (code, stderr) = run_with(&["run", "--output", output.to_str().unwrap()], Some(&yaml));
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("dns_proxy.bind 127.0.0.1:{port}"))
+            && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("safeguard ready"), "{stderr}");
+}
