@@ -41,6 +41,13 @@ pub enum Command {
     /// system and home directories. The output is accepted by `check`
     /// unchanged; review it and try it in monitor mode before blocking.
     Generate(GenerateArgs),
+    /// Write the narrowest policy that lets what the workload really did
+    /// through: watch it for --duration (the agent runs in monitor mode
+    /// meanwhile), or read the events already in the local log (--from).
+    /// The executables that ran, the addresses connected to, and the files
+    /// used under each --protect tree; everything else is refused by the
+    /// policy's whitelists. Review it and try it in monitor mode first.
+    Learn(LearnArgs),
     /// openEuler safeguard's commands under their original names.
     #[command(subcommand)]
     Controller(ControllerCommand),
@@ -68,6 +75,45 @@ pub struct GenerateArgs {
     pub report: Option<PathBuf>,
 
     /// The mode the generated modules run in.
+    #[arg(long, value_enum, default_value = "monitor")]
+    pub mode: GenerateMode,
+}
+
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The configuration to run the agent with while learning (its
+    /// kernel, otel and log settings; the modules are set for learning).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one key of that configuration; VALUE is YAML. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// Watch for this long (e.g. 10m, 1h); SIGINT or SIGTERM ends it early.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, required_unless_present = "from", conflicts_with = "from")]
+    pub duration: Option<Duration>,
+
+    /// Learn from the events in this JSON event log (the agent's local
+    /// log, log.format: json) instead of watching.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+
+    /// A directory tree whose files are learned: the policy lets through
+    /// only the files used under it (and everything outside it).
+    /// Repeatable; without it, files are not part of the policy.
+    #[arg(long, value_name = "DIR")]
+    pub protect: Vec<PathBuf>,
+
+    /// Write the policy (YAML) here instead of to standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Also write a JSON report of what was seen, how often and by whom.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// The mode the learned modules run in.
     #[arg(long, value_enum, default_value = "monitor")]
     pub mode: GenerateMode,
 }
@@ -161,5 +207,17 @@ impl ConfigArgs {
         }
         all.extend(self.overrides.iter().cloned());
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status(&args),
         Command::Stop(args) => commands::stop(&args),
         Command::Unpin(args) => commands::unpin(&args),
+        Command::Learn(args) => commands::learn(&args),
         Command::Generate(args) | Command::Controller(ControllerCommand::Generate(args)) => {
             commands::generate(&args)
         }

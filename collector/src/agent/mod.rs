@@ -56,12 +56,23 @@ pub struct Options {
     pub local_always: bool,
     /// Also write every raw kernel record to this file (`--record`).
     pub record: Option<PathBuf>,
+    /// Stop on its own after this long (`safeguard learn --duration`).
+    pub stop_after: Option<Duration>,
 }
 
-/// Starts the agent, serves until a stop signal or request, and stops it.
+/// Starts the agent, serves until a stop signal or request (or
+/// `stop_after`), and stops it.
 pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let mut agent = start::start(config, &options).await?;
-    agent.serve(&options.sources).await;
+    match options.stop_after {
+        Some(after) => {
+            tokio::select! {
+                () = agent.serve(&options.sources) => {}
+                () = tokio::time::sleep(after) => info!("{} passed: stopping", humantime::format_duration(after)),
+            }
+        }
+        None => agent.serve(&options.sources).await,
+    }
     shutdown::shutdown(agent).await;
     Ok(())
 }

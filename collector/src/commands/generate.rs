@@ -126,7 +126,7 @@ fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 
 /// The policy must be one `check` takes as it is: loaded, compiled and
 /// within the kernel's maps, or nothing is written.
-fn check_accepted(yaml: &str) -> anyhow::Result<()> {
+pub(super) fn check_accepted(yaml: &str) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let path = dir.join("generated.yaml");
     std::fs::write(&path, yaml).with_context(|| format!("write {}", path.display()))?;
@@ -159,7 +159,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 /// Writes `text` to `path` whole (a temporary file renamed over it), with
 /// the mode a policy should have (0600: it tells what the host runs).
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(super) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;

@@ -3,6 +3,7 @@
 
 mod check;
 mod generate;
+mod learn;
 mod run;
 mod status;
 mod stop;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 pub use check::check;
 pub use generate::generate;
+pub use learn::learn;
 pub use run::run;
 pub use status::status;
 pub use stop::stop;

@@ -24,6 +24,19 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let options = agent::Options {
+        // An explicit --output means every event goes there.
+        local_always: args.output.is_some() || config.log.mode == config::LocalLog::Always,
+        sources: args.config,
+        output,
+        record: args.record,
+        stop_after: None,
+    };
+    run_agent(config, options)
+}
+
+/// Runs the agent with `config` until it stops.
+pub(super) fn run_agent(config: Config, options: agent::Options) -> ExitCode {
     init_diagnostics(&config);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,13 +49,6 @@ pub fn run(args: RunArgs) -> ExitCode {
             eprintln!("safeguard: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let options = agent::Options {
-        // An explicit --output means every event goes there.
-        local_always: args.output.is_some() || config.log.mode == config::LocalLog::Always,
-        sources: args.config,
-        output,
-        record: args.record,
     };
     match runtime.block_on(agent::run(config, options)) {
         Ok(()) => ExitCode::SUCCESS,
