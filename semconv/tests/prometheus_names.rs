@@ -63,6 +63,7 @@ fn every_metric_has_the_prometheus_name_the_otlp_translation_gives() {
             metric::EXPORTER_METRIC_DATA_POINT_EXPORTED,
             "otel_sdk_exporter_metric_data_point_exported_total",
         ),
+        (metric::DNS_PROXY_QUERY, "safeguard_dns_proxy_query_total"),
     ];
     for (m, name) in expected {
         assert_eq!(m.prometheus_name(), name, "{}", m.name);
