@@ -24,6 +24,10 @@ pub const ALL: &[(&str, Case)] = &[
         "process_lifecycle_fork_exec_exit",
         crate::process_rows::lifecycle,
     ),
+    (
+        "process_learn_round_trip_enforces_what_was_seen",
+        crate::learn::round_trip,
+    ),
     ("ring_buffer_drops_are_counted_exactly", drops_are_counted),
     (
         "blocked_operations_survive_an_audit_flood",

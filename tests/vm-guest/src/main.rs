@@ -9,6 +9,7 @@ mod cases;
 mod dns_proxy;
 mod file_rows;
 mod guard_rows;
+mod learn;
 mod mount_rows;
 mod net_rows;
 mod operations;
@@ -45,12 +46,21 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--agent" => agent = args.next().expect("--agent needs a path"),
             // A workload for tests that need a connect(2) from another
-            // process (another user): exits with the errno, 0 on success.
+            // process (another user): TCP to ADDRESS:PORT within 2 s.
+            // Exits 0 if it connected or the peer refused it (ECONNREFUSED:
+            // nothing listens there, the connect itself went through),
+            // else with the errno (1 for EPERM), the error on stderr.
             "--connect" => {
                 let to = args.next().expect("--connect needs ADDRESS:PORT");
-                return match std::net::TcpStream::connect(&to) {
+                let addr: std::net::SocketAddr = to.parse().expect("--connect needs ADDRESS:PORT");
+                let timeout = std::time::Duration::from_secs(2);
+                return match std::net::TcpStream::connect_timeout(&addr, timeout) {
                     Ok(_) => ExitCode::SUCCESS,
-                    Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(99) as u8),
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("connect {to}: {e}");
+                        ExitCode::from(e.raw_os_error().unwrap_or(99) as u8)
+                    }
                 };
             }
             // A workload for the exec rows: execveat(2) of PROGRAM with
