@@ -24,10 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use safeguard_test_support::{Agent, Launch, TestCgroup, connect_from, workspace_root};
+use safeguard_test_support::{Agent, Launch, TestCgroup, connect_from, wait_for, workspace_root};
 use semconv::{attr, event};
 use serde_json::Value;
 
+/// How often a test looks again for what it waits for.
+const POLL: Duration = Duration::from_millis(500);
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 /// The Collector's receiver and health check, as the sidecar configuration
 /// fixes them.
@@ -170,20 +172,6 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Polls `probe` until it gives a value, for up to `within`.
-fn wait_for<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// Prometheus with the evaluation stack's configuration
 /// (`deploy/compose/prometheus/prometheus.yml`), its rules read from
 /// `dashboards/alerts/` and evaluated every second.
@@ -283,7 +271,7 @@ fn wait_firing(
     alert: &str,
     servers: &[&Server],
 ) -> serde_json::Map<String, Value> {
-    wait_for(Duration::from_secs(90), || {
+    wait_for(Duration::from_secs(90), POLL, || {
         firing(prometheus, host)
             .into_iter()
             .find(|l| l["alertname"] == alert)
@@ -484,7 +472,7 @@ fn blocks_drops_and_fallback_reach_prometheus_jaeger_and_victorialogs() {
 
     // Jaeger: one trace holds sh → sh → python3 in parent-child order; the
     // python3 span has status ERROR and the refused connect as its event.
-    let trace = wait_for(Duration::from_secs(60), || {
+    let trace = wait_for(Duration::from_secs(60), POLL, || {
         let answer = get_json(&format!(
             "{jaeger_url}/api/traces?service=safeguard&limit=1000&lookback=1h"
         ))
@@ -564,7 +552,7 @@ fn blocks_drops_and_fallback_reach_prometheus_jaeger_and_victorialogs() {
 
     // VictoriaLogs: the audited open by its event name and path, and a
     // blocked connect by its event name and address.
-    let open = wait_for(Duration::from_secs(60), || {
+    let open = wait_for(Duration::from_secs(60), POLL, || {
         logs_matching(
             &vl_url,
             &format!(
@@ -584,7 +572,7 @@ fn blocks_drops_and_fallback_reach_prometheus_jaeger_and_victorialogs() {
         )
     });
     assert_eq!(open[attr::DECISION], "would_block", "{open:#}");
-    let connect = wait_for(Duration::from_secs(60), || {
+    let connect = wait_for(Duration::from_secs(60), POLL, || {
         logs_matching(
             &vl_url,
             &format!(
@@ -611,7 +599,7 @@ fn blocks_drops_and_fallback_reach_prometheus_jaeger_and_victorialogs() {
         );
         assert_eq!(errno, libc::EPERM);
     }
-    let fell_back = wait_for(Duration::from_secs(60), || {
+    let fell_back = wait_for(Duration::from_secs(60), POLL, || {
         fs::read_to_string(agent_dir.join("events.log"))
             .ok()
             .filter(|t| !t.trim().is_empty())

@@ -16,13 +16,15 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use safeguard_test_support::{Agent, TestCgroup, event_name, workspace_root};
+use safeguard_test_support::{Agent, TestCgroup, event_name, wait_for, workspace_root};
 use semconv::{attr, event};
 use serde_json::Value;
 
+/// How often a test looks again for what it waits for.
+const POLL: Duration = Duration::from_millis(300);
 const AGENT: &str = env!("CARGO_BIN_EXE_safeguard");
 /// A workload image: busybox alone, built here from the host's static one.
 const WORKLOAD: &str = "localhost/safeguard-test-busybox:latest";
@@ -98,19 +100,6 @@ fn scratch() -> tempfile::TempDir {
         .prefix("sg-image-")
         .tempdir_in("/tmp")
         .unwrap()
-}
-
-fn wait_for<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[test]
@@ -250,7 +239,7 @@ fn the_agent_and_collector_images_in_one_pod_export_an_open_made_on_the_host() {
     let mut run_args = vec!["run"];
     run_args.extend(args);
     let agent_id = podman_ok(&run_args);
-    let ready = wait_for(Duration::from_secs(60), || {
+    let ready = wait_for(Duration::from_secs(60), POLL, || {
         let logs = podman(&["logs", &agent_id]);
         let text = String::from_utf8_lossy(&logs.stderr).into_owned()
             + &String::from_utf8_lossy(&logs.stdout);
@@ -269,7 +258,7 @@ fn the_agent_and_collector_images_in_one_pod_export_an_open_made_on_the_host() {
         .unwrap();
     assert!(cat.success());
     let wanted = secret.display().to_string();
-    let seen = wait_for(Duration::from_secs(30), || {
+    let seen = wait_for(Duration::from_secs(30), POLL, || {
         let logs = fs::read_to_string(output.join("logs.json")).ok()?;
         logs.contains(&wanted).then_some(logs)
     });
@@ -346,7 +335,7 @@ fn container_workloads_are_named_by_podmans_id_across_a_restart_and_after_exit()
         WORKLOAD,
         "sleep 0.2; cat /proc/self/stat >/dev/null",
     ]);
-    let exited = wait_for(Duration::from_secs(20), || {
+    let exited = wait_for(Duration::from_secs(20), POLL, || {
         (!podman(&["container", "exists", &gone]).status.success()).then_some(())
     });
     agent.signal(libc::SIGCONT);

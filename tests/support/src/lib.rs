@@ -427,6 +427,25 @@ pub fn stopped_counter(log: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Calls `probe` until it gives a value, every `every`, for up to `within`;
+/// `None` if it never did.
+pub fn wait_for<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// A cgroup v2 directory made for one test and removed after it.
 pub struct TestCgroup(pub PathBuf);
 
