@@ -127,16 +127,7 @@ fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 /// The policy must be one `check` takes as it is: loaded, compiled and
 /// within the kernel's maps, or nothing is written.
 pub(super) fn check_accepted(yaml: &str) -> anyhow::Result<()> {
-    let dir = tempfile_dir()?;
-    let path = dir.join("generated.yaml");
-    std::fs::write(&path, yaml).with_context(|| format!("write {}", path.display()))?;
-    let loaded = config::load(&config::Sources {
-        file: Some(path.clone()),
-        overrides: Vec::new(),
-        environment: false,
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = loaded.map_err(|errors| {
+    let config = config::load_yaml(yaml).map_err(|errors| {
         anyhow::anyhow!(
             "the generated policy does not load (a bug): {}",
             errors
@@ -149,12 +140,6 @@ pub(super) fn check_accepted(yaml: &str) -> anyhow::Result<()> {
     Policy::compile(&config)
         .fits()
         .map_err(|e| anyhow::anyhow!("the generated policy does not fit the kernel: {e}"))
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("safeguard-generate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Writes `text` to `path` whole (a temporary file renamed over it), with
@@ -497,8 +482,8 @@ mod tests {
         let w = Whitelist::build(&snapshot(), Mode::Block, "2026-12-04T00:00:00Z".into());
         let yaml = w.to_yaml();
         check_accepted(&yaml).unwrap();
-        let dir = tempfile_dir().unwrap();
-        let path = dir.join("policy.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
         std::fs::write(&path, &yaml).unwrap();
         let config = config::load(&config::Sources {
             file: Some(path),
@@ -506,7 +491,6 @@ mod tests {
             environment: false,
         })
         .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(config.files.settings.policy, config::ListPolicy::Whitelist);
         assert_eq!(config.files.settings.mode, Mode::Block);
         assert!(config.process.settings.enable && config.network.settings.enable);

@@ -55,6 +55,19 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
     validate::validate(raw)
 }
 
+/// Loads and validates a configuration given as YAML text over the
+/// built-in defaults, with no file and no environment: how `generate` and
+/// `learn` check what they write.
+pub fn load_yaml(yaml: &str) -> Result<Config, Vec<ConfigError>> {
+    let raw = config::Config::builder()
+        .add_source(File::from_str(EMBEDDED_DEFAULTS, FileFormat::Yaml))
+        .add_source(File::from_str(yaml, FileFormat::Yaml))
+        .build()
+        .and_then(|c| c.try_deserialize::<raw::RawConfig>())
+        .map_err(|e| vec![ConfigError::source("the YAML given", e)])?;
+    validate::validate(raw)
+}
+
 fn load_raw(sources: &Sources) -> Result<raw::RawConfig, ConfigError> {
     let mut builder =
         config::Config::builder().add_source(File::from_str(EMBEDDED_DEFAULTS, FileFormat::Yaml));
