@@ -40,6 +40,14 @@ names! {
         /// The other end's address: destination of a connect or send, source
         /// of a receive or an inbound connection.
         NETWORK_PEER_ADDRESS = "network.peer.address";
+        /// On `safeguard.dns_proxy.answer`: the name asked about, lowercase,
+        /// without its final dot.
+        DNS_QUESTION_NAME = "dns.question.name";
+        /// On `safeguard.dns_proxy.answer`: the addresses answered (A and
+        /// AAAA records, through any CNAMEs).
+        DNS_ANSWERS = "dns.answers";
+        /// On `safeguard.dns_proxy.answer`: who asked (the client's address).
+        CLIENT_ADDRESS = "client.address";
         /// The other end's port.
         NETWORK_PEER_PORT = "network.peer.port";
         /// Name of the node the agent watches: a `host.name` set in

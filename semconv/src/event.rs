@@ -60,6 +60,10 @@ names! {
     /// A raw or packet socket made (`network.raw`), refused or not: such a
     /// socket sends and receives below every address rule.
     NETWORK_SOCKET = "safeguard.network.socket";
+    /// `dns_proxy` passed on an answer with addresses (A, AAAA); those of a
+    /// name under a domain rule were in force before it went. What
+    /// `safeguard learn` names destinations by.
+    DNS_PROXY_ANSWER = "safeguard.dns_proxy.answer";
     /// An attempt on the agent itself refused by `kernel.protect`: a
     /// signal that would end or stop it, ptrace, a resource limit, a
     /// descriptor of one of its BPF maps or programs, the removal of a pin.

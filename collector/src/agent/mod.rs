@@ -137,10 +137,10 @@ pub struct Agent<K> {
     signals: Signals,
 }
 
-/// The next answer of `dns_proxy` to put in force; never, without one.
-async fn next_learned(proxy: &mut Option<dns::proxy::Proxy>) -> Option<dns::proxy::Learned> {
+/// What `dns_proxy` hands the run loop next; never, without one.
+async fn from_proxy(proxy: &mut Option<dns::proxy::Proxy>) -> Option<dns::proxy::FromProxy> {
     match proxy {
-        Some(proxy) => proxy.learned().await,
+        Some(proxy) => proxy.next().await,
         None => std::future::pending().await,
     }
 }
@@ -224,17 +224,23 @@ impl<K: Programs> Agent<K> {
                     watched.mark_seen();
                     self.reload(sources);
                 }
-                Some(learned) = next_learned(&mut self.proxy) => {
-                    let in_force = self.live.apply_learned(
-                        &learned.name,
-                        &learned.addrs,
-                        learned.ttl,
-                        &mut self.kernel,
-                        &self.enricher,
-                        &self.observed,
-                    );
-                    let _ = learned.done.send(in_force);
-                }
+                Some(from) = from_proxy(&mut self.proxy) => match from {
+                    dns::proxy::FromProxy::Learned(learned) => {
+                        let in_force = self.live.apply_learned(
+                            &learned.name,
+                            &learned.addrs,
+                            learned.ttl,
+                            &mut self.kernel,
+                            &self.enricher,
+                            &self.observed,
+                        );
+                        let _ = learned.done.send(in_force);
+                    }
+                    dns::proxy::FromProxy::Answer(answer) => {
+                        let record = self.enricher.dns_answer(answer);
+                        self.pipeline.push(record);
+                    }
+                },
                 Some(resolved) = self.domains.updates.recv() => {
                     self.live.apply_resolved(resolved, &mut self.kernel, &self.enricher, &self.observed);
                 }

@@ -132,7 +132,12 @@ fn learning_overrides(protect: &[PathBuf]) -> Vec<String> {
         "network.policy=whitelist".into(),
         "network.cidr.allow=[]".into(),
         "network.cidr.deny=[]".into(),
-        "dns_proxy.enable=false".into(),
+        // Allowances that would let a connect through unreported.
+        "network.domain.allow=[]".into(),
+        "network.domain.deny=[]".into(),
+        "network.command.allow=[]".into(),
+        "network.uid.allow=[]".into(),
+        "network.gid.allow=[]".into(),
     ];
     if protect.is_empty() {
         set.push("files.enable=false".into());
@@ -193,11 +198,12 @@ fn write_policy(args: &LearnArgs, protect: &[PathBuf], events: &Path) -> anyhow:
         )?;
     }
     eprintln!(
-        "safeguard learn: {} events: {} executables, {} destinations ({} rules), {} files{}",
+        "safeguard learn: {} events: {} executables, {} destinations ({} names, {} networks), {} files{}",
         learned.events,
         learned.executables.len(),
         learned.destinations.len(),
-        collapse(learned.destinations.keys().copied()).len(),
+        learned.by_name().0.len(),
+        collapse(learned.by_name().1.into_iter()).len(),
         learned.files.len(),
         args.output
             .as_ref()
@@ -260,6 +266,8 @@ struct Learned {
     executables: BTreeMap<String, Seen>,
     destinations: BTreeMap<IpAddr, Seen>,
     files: BTreeMap<String, Seen>,
+    /// The names `dns_proxy` answered each address for.
+    answered: BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 #[derive(Serialize)]
@@ -278,6 +286,9 @@ struct Item<'a, K> {
     path: Option<K>,
     #[serde(rename = "address", skip_serializing_if = "Option::is_none")]
     address: Option<K>,
+    /// For an address: the names `dns_proxy` answered it for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<&'a BTreeSet<String>>,
     #[serde(flatten)]
     seen: &'a Seen,
 }
@@ -297,7 +308,23 @@ impl Learned {
         let Some(name) = event_name(e) else {
             return;
         };
-        if name == event::PROCESS_EXEC {
+        if name == event::DNS_PROXY_ANSWER {
+            let Some(asked) = e[attr::DNS_QUESTION_NAME].as_str() else {
+                return;
+            };
+            for ip in e[attr::DNS_ANSWERS]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+            {
+                self.answered
+                    .entry(ip.to_canonical())
+                    .or_default()
+                    .insert(asked.to_string());
+            }
+        } else if name == event::PROCESS_EXEC {
             if let Some(path) = e[attr::PROCESS_EXECUTABLE_PATH].as_str()
                 && path.starts_with('/')
                 && !path.starts_with("/memfd:")
@@ -341,12 +368,36 @@ impl Learned {
         }
     }
 
+    /// The destinations reached by a name `dns_proxy` answered, by name
+    /// (an address answered for several names goes to each), and those
+    /// reached by address alone.
+    fn by_name(&self) -> (BTreeMap<String, Seen>, Vec<IpAddr>) {
+        let mut names: BTreeMap<String, Seen> = BTreeMap::new();
+        let mut bare = Vec::new();
+        for (ip, seen) in &self.destinations {
+            match self.answered.get(ip) {
+                Some(asked) => {
+                    for name in asked {
+                        let to = names.entry(name.clone()).or_default();
+                        to.count += seen.count;
+                        to.commands.extend(seen.commands.iter().cloned());
+                        to.operations.extend(seen.operations.iter().cloned());
+                        to.containers.extend(seen.containers.iter().cloned());
+                    }
+                }
+                None => bare.push(*ip),
+            }
+        }
+        (names, bare)
+    }
+
     fn report(&self) -> Report<'_> {
         fn paths(m: &BTreeMap<String, Seen>) -> Vec<Item<'_, String>> {
             m.iter()
                 .map(|(k, seen)| Item {
                     path: Some(k.clone()),
                     address: None,
+                    names: None,
                     seen,
                 })
                 .collect()
@@ -362,6 +413,7 @@ impl Learned {
                 .map(|(ip, seen)| Item {
                     path: None,
                     address: Some(ip.to_string()),
+                    names: self.answered.get(ip),
                     seen,
                 })
                 .collect(),
@@ -430,8 +482,19 @@ impl Learned {
         out.push_str("  deny: []\n");
 
         module(&mut out, "network");
+        let (names, bare) = self.by_name();
+        out.push_str("  domain:\n    allow:");
+        list(
+            &mut out,
+            "      ",
+            names
+                .iter()
+                .map(|(name, seen)| (q(name), format!("through dns_proxy: {}", seen.comment())))
+                .collect(),
+        );
+        out.push_str("    deny: []\n");
         out.push_str("  cidr:\n    allow:");
-        let networks = collapse(self.destinations.keys().copied())
+        let networks = collapse(bare.into_iter())
             .into_iter()
             .map(|net| {
                 let within: Vec<&Seen> = self
@@ -620,6 +683,38 @@ mod tests {
         assert_eq!(reached, ["192.0.2.7", "192.0.2.8"]);
         assert_eq!(l.files.keys().collect::<Vec<_>>(), ["/srv/data/a"]);
         assert_eq!(l.files["/srv/data/a"].comment(), "open read 1 time by sh");
+    }
+
+    #[test]
+    fn an_address_dns_proxy_answered_is_reached_by_its_name() {
+        let answer = json!({
+            "otel.event.name": event::DNS_PROXY_ANSWER,
+            "safeguard.decision": "allowed",
+            "dns.question.name": "api.example.test",
+            "dns.answers": ["192.0.2.7", "192.0.2.8"],
+        });
+        let mut l = Learned::default();
+        // The connect may be read before the answer that led to it.
+        for e in [
+            connect("192.0.2.7", "would_block"),
+            answer,
+            connect("192.0.2.8", "would_block"),
+            connect("198.51.100.1", "would_block"),
+        ] {
+            l.observe(&e, &[]);
+        }
+        let (names, bare) = l.by_name();
+        assert_eq!(names.keys().collect::<Vec<_>>(), ["api.example.test"]);
+        assert_eq!(names["api.example.test"].count, 2);
+        assert_eq!(bare, [IpAddr::from([198, 51, 100, 1])]);
+        let yaml = l.to_yaml("monitor", &[], &[]);
+        check_accepted(&yaml).unwrap();
+        assert!(
+            yaml.contains(r#"- "api.example.test"  # through dns_proxy: connect 2 times"#),
+            "{yaml}"
+        );
+        assert!(yaml.contains(r#"- "198.51.100.1/32""#), "{yaml}");
+        assert!(!yaml.contains("192.0.2.7"), "{yaml}");
     }
 
     #[test]

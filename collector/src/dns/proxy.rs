@@ -58,6 +58,28 @@ pub struct Learned {
     pub done: oneshot::Sender<bool>,
 }
 
+/// An answer with addresses, passed on to a client: reported as
+/// `safeguard.dns_proxy.answer`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The name asked about, lowercase, without its final dot.
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+    pub client: SocketAddr,
+    pub outcome: DnsProxyOutcome,
+}
+
+/// What the proxy hands the run loop.
+#[derive(Debug)]
+pub enum FromProxy {
+    Learned(Learned),
+    Answer(Answer),
+}
+
+/// Answers waiting to be reported; past it, the oldest wait and new ones
+/// are counted as queue drops.
+const ANSWERS_WAITING: usize = 1024;
+
 /// The names of the domain rules in force, lowercase, without a final dot.
 pub type RuleNames = Arc<BTreeSet<String>>;
 
@@ -92,6 +114,7 @@ pub struct Proxy {
     tasks: Vec<JoinHandle<()>>,
     names: watch::Sender<RuleNames>,
     learned: mpsc::Receiver<Learned>,
+    answers: mpsc::Receiver<Answer>,
     pub bound: Vec<SocketAddr>,
 }
 
@@ -135,10 +158,12 @@ impl Proxy {
         }
         let (names_tx, names_rx) = watch::channel(names);
         let (learned, learned_rx) = mpsc::channel(64);
+        let (answers, answers_rx) = mpsc::channel(ANSWERS_WAITING);
         let shared = Arc::new(Shared {
             upstreams,
             names: names_rx,
             learned,
+            answers,
             registry,
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
         });
@@ -157,6 +182,7 @@ impl Proxy {
             tasks,
             names: names_tx,
             learned: learned_rx,
+            answers: answers_rx,
             bound,
         })
     }
@@ -166,10 +192,16 @@ impl Proxy {
         self.names.send_replace(names);
     }
 
-    /// The next answer's addresses to put in force (the run loop answers
-    /// each on its `done`).
-    pub async fn learned(&mut self) -> Option<Learned> {
-        self.learned.recv().await
+    /// What the run loop is to do next: put an answer's addresses in
+    /// force (and say so on its `done`) before anything else, or report an
+    /// answer.
+    pub async fn next(&mut self) -> Option<FromProxy> {
+        tokio::select! {
+            biased;
+            Some(learned) = self.learned.recv() => Some(FromProxy::Learned(learned)),
+            Some(answer) = self.answers.recv() => Some(FromProxy::Answer(answer)),
+            else => None,
+        }
     }
 }
 
@@ -185,6 +217,7 @@ struct Shared {
     upstreams: Vec<SocketAddr>,
     names: watch::Receiver<RuleNames>,
     learned: mpsc::Sender<Learned>,
+    answers: mpsc::Sender<Answer>,
     registry: Arc<Registry>,
     in_flight: Arc<Semaphore>,
 }
@@ -217,7 +250,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         let query = buf[..n].to_vec();
         let (socket, shared) = (socket.clone(), shared.clone());
         tokio::spawn(async move {
-            if let Some(answer) = answer(&shared, &query).await {
+            if let Some(answer) = answer(&shared, &query, client).await {
                 let _ = socket.send_to(&answer, client).await;
             }
             drop(permit);
@@ -236,6 +269,9 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
 
 /// One TCP client: length-prefixed queries, answered in order.
 async fn serve_tcp_client(mut stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(client) = stream.peer_addr() else {
+        return;
+    };
     loop {
         let Ok(len) = tokio::time::timeout(Duration::from_secs(10), stream.read_u16()).await else {
             return; // idle
@@ -248,7 +284,7 @@ async fn serve_tcp_client(mut stream: TcpStream, shared: Arc<Shared>) {
         let Ok(_permit) = shared.in_flight.clone().acquire_owned().await else {
             return;
         };
-        let Some(answer) = answer(&shared, &query).await else {
+        let Some(answer) = answer(&shared, &query, client).await else {
             return;
         };
         let Ok(len) = u16::try_from(answer.len()) else {
@@ -261,41 +297,67 @@ async fn serve_tcp_client(mut stream: TcpStream, shared: Arc<Shared>) {
 }
 
 /// The answer to one query (`None`: not a query, nothing to answer).
-async fn answer(shared: &Shared, query: &[u8]) -> Option<Vec<u8>> {
+async fn answer(shared: &Shared, query: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if request.message_type() != MessageType::Query {
         return None;
     }
-    let Some(response) = forward(&shared.upstreams, &request, query).await else {
+    let name = question(&request);
+    let Some((bytes, response)) = forward(&shared.upstreams, &request, query).await else {
         shared.registry.emit(DnsProxyAnswered {
             outcome: DnsProxyOutcome::UpstreamFailure,
-            name: &question(&request),
+            name: &name,
         });
         return servfail(&request);
     };
     let names = shared.names.borrow().clone();
-    let learned = ruled_addresses(&request, &response.1, &names);
-    if learned.is_empty() {
-        shared.registry.emit(DnsProxyAnswered {
-            outcome: DnsProxyOutcome::Answered,
-            name: &question(&request),
-        });
-        return Some(response.0);
-    }
-    for (name, addrs, ttl) in learned {
-        if !put_in_force(shared, name.clone(), addrs, ttl).await {
+    let learned = ruled_addresses(&request, &response, &names);
+    let outcome = if learned.is_empty() {
+        DnsProxyOutcome::Answered
+    } else {
+        DnsProxyOutcome::RuleHit
+    };
+    for (rule, addrs, ttl) in learned {
+        if !put_in_force(shared, rule.clone(), addrs, ttl).await {
             shared.registry.emit(DnsProxyAnswered {
                 outcome: DnsProxyOutcome::NotInForce,
-                name: &name,
+                name: &rule,
             });
             return servfail(&request);
         }
     }
     shared.registry.emit(DnsProxyAnswered {
-        outcome: DnsProxyOutcome::RuleHit,
-        name: &question(&request),
+        outcome,
+        name: &name,
     });
-    Some(response.0)
+    let addrs = addresses(&response);
+    if !addrs.is_empty() {
+        let reported = Answer {
+            name,
+            addrs,
+            client,
+            outcome,
+        };
+        if shared.answers.try_send(reported).is_err() {
+            shared.registry.emit(crate::internal_events::QueueFull);
+        }
+    }
+    Some(bytes)
+}
+
+/// Every address in `response`'s answer section.
+fn addresses(response: &Message) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = response.answers().iter().filter_map(address).collect();
+    out.dedup();
+    out
+}
+
+fn address(r: &Record) -> Option<IpAddr> {
+    match r.data() {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
 }
 
 /// Asks the run loop to put `addrs` in force and waits until it has.
@@ -396,11 +458,6 @@ fn ruled_addresses(
     response: &Message,
     names: &BTreeSet<String>,
 ) -> Vec<(String, Vec<IpAddr>, Duration)> {
-    let address = |r: &Record| match r.data() {
-        RData::A(a) => Some(IpAddr::V4(a.0)),
-        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-        _ => None,
-    };
     let mut out: Vec<(String, Vec<IpAddr>, Duration)> = Vec::new();
     let mut add = |name: String, ip: IpAddr, ttl: u32| {
         let ttl = Duration::from_secs(u64::from(ttl));

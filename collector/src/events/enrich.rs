@@ -55,6 +55,33 @@ impl Enricher {
         }
     }
 
+    /// An answer `dns_proxy` passed on (not a kernel record: no process,
+    /// no hook).
+    pub fn dns_answer(&self, answer: crate::dns::proxy::Answer) -> Enriched {
+        Enriched {
+            name: semconv::event::DNS_PROXY_ANSWER,
+            time: std::time::SystemTime::now(),
+            severity: Severity::Info,
+            attributes: vec![
+                (attr::MODULE, semconv::module::NETWORK.into()),
+                (attr::DECISION, semconv::decision::ALLOWED.into()),
+                (attr::DNS_QUESTION_NAME, answer.name.into()),
+                (
+                    attr::DNS_ANSWERS,
+                    answer
+                        .addrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<String>>()
+                        .into(),
+                ),
+                (attr::CLIENT_ADDRESS, answer.client.ip().to_string().into()),
+                (attr::DNS_PROXY_OUTCOME, answer.outcome.name().into()),
+                (attr::HOST_NAME, self.host_name.clone().into()),
+            ],
+        }
+    }
+
     /// The policy events are judged and named by from now on (rule ids
     /// carry over, so events judged under the old one are named right).
     pub fn set_policy(&self, policy: Arc<Policy>) {

@@ -245,6 +245,11 @@ fn interned(names: impl IntoIterator<Item = &'static str>, value: Option<&str>) 
 }
 
 fn count(m: &Metrics, r: &Enriched) {
+    // Kernel events only: what the agent says itself (a DNS answer) has
+    // its own metric.
+    if r.get(attr::HOOK).is_none() {
+        return;
+    }
     let module = interned(
         semconv::module::ALL.iter().map(|n| n.name),
         r.str(attr::MODULE),

@@ -229,6 +229,27 @@ fn check_events(events: &[Value], log: &str, fresh: &[Ipv4Addr], expect: Expect)
         .iter()
         .filter(|e| event_name(e) == Some(event::NETWORK_CONNECT))
         .collect();
+    // Each answer passed on is reported, with what it said and to whom.
+    let answers: Vec<&Value> = events
+        .iter()
+        .filter(|e| event_name(e) == Some(event::DNS_PROXY_ANSWER))
+        .collect();
+    for ip in fresh {
+        let answered = answers.iter().any(|e| {
+            e[attr::DNS_QUESTION_NAME] == DENIED
+                && e[attr::CLIENT_ADDRESS] == "127.0.0.1"
+                && e[attr::DNS_PROXY_OUTCOME] == "rule_hit"
+                && e[attr::DNS_ANSWERS]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == ip.to_string().as_str()))
+        });
+        ensure(answered, || {
+            format!(
+                "no {} event for {DENIED} → {ip}: {answers:?}",
+                event::DNS_PROXY_ANSWER
+            )
+        })?;
+    }
     for ip in fresh {
         let reported = connects.iter().any(|e| {
             e[attr::NETWORK_PEER_ADDRESS] == ip.to_string().as_str()
