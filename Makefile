@@ -15,7 +15,9 @@ export CARGO_TARGET_DIR
 
 # `make test-vm KERNEL=6.1` runs one kernel.
 KERNEL ?= 6.1 6.12
-VM_TIMEOUT ?= 900
+# A guard against a hung guest, per kernel: the whole suite takes about 10
+# minutes under TCG on two cores, more on a busy machine.
+VM_TIMEOUT ?= 1800
 # Extra arguments for `make run`, e.g. ARGS='--mode block'.
 ARGS ?=
 
