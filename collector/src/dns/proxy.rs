@@ -401,7 +401,46 @@ async fn forward(
     None
 }
 
+/// `upstream`'s answer to `query` over UDP, or over TCP when the UDP one
+/// is truncated (the truncated one, if TCP fails: what the client would
+/// have got from the upstream itself).
 async fn ask(upstream: SocketAddr, id: u16, query: &[u8]) -> io::Result<(Vec<u8>, Message)> {
+    let answer = ask_udp(upstream, id, query).await?;
+    if !answer.1.truncated() {
+        return Ok(answer);
+    }
+    match ask_tcp(upstream, id, query).await {
+        Ok(whole) => Ok(whole),
+        Err(e) => {
+            debug!("dns_proxy: upstream {upstream} over TCP: {e}; passing the truncated answer");
+            Ok(answer)
+        }
+    }
+}
+
+async fn ask_tcp(upstream: SocketAddr, id: u16, query: &[u8]) -> io::Result<(Vec<u8>, Message)> {
+    let len = u16::try_from(query.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
+    tokio::time::timeout(UPSTREAM_TIMEOUT, async {
+        let mut stream = TcpStream::connect(upstream).await?;
+        stream.write_u16(len).await?;
+        stream.write_all(query).await?;
+        let n = stream.read_u16().await?;
+        let mut buf = vec![0u8; usize::from(n)];
+        stream.read_exact(&mut buf).await?;
+        match Message::from_vec(&buf) {
+            Ok(m) if m.id() == id && m.message_type() == MessageType::Response => Ok((buf, m)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not the answer to the query",
+            )),
+        }
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?
+}
+
+async fn ask_udp(upstream: SocketAddr, id: u16, query: &[u8]) -> io::Result<(Vec<u8>, Message)> {
     let local: SocketAddr = if upstream.is_ipv4() {
         "0.0.0.0:0".parse().unwrap()
     } else {
@@ -567,6 +606,57 @@ mod tests {
         assert!(
             ruled_addresses(&request("other.test."), &response, &rules(&["else.test"])).is_empty()
         );
+    }
+
+    /// An upstream that truncates its UDP answer is asked again over TCP.
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        // UDP and TCP on one port of 127.0.0.1.
+        let (udp, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+                break (udp, tcp);
+            }
+        };
+        let upstream = udp.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf[..n]).unwrap();
+            let mut cut = Message::new();
+            cut.set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_truncated(true)
+                .add_queries(query.queries().iter().cloned());
+            udp.send_to(&cut.to_vec().unwrap(), from).await.unwrap();
+        });
+        tokio::spawn(async move {
+            let (mut stream, _) = tcp.accept().await.unwrap();
+            let n = stream.read_u16().await.unwrap();
+            let mut buf = vec![0u8; usize::from(n)];
+            stream.read_exact(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf).unwrap();
+            let mut whole = Message::new();
+            whole
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .add_queries(query.queries().iter().cloned())
+                .add_answer(Record::from_rdata(
+                    name("big.test."),
+                    60,
+                    RData::A(rdata::A(Ipv4Addr::new(192, 0, 2, 44))),
+                ));
+            let bytes = whole.to_vec().unwrap();
+            stream.write_u16(bytes.len() as u16).await.unwrap();
+            stream.write_all(&bytes).await.unwrap();
+        });
+        let req = request("big.test.");
+        let (_, answer) = ask(upstream, req.id(), &req.to_vec().unwrap())
+            .await
+            .unwrap();
+        assert!(!answer.truncated());
+        assert_eq!(addresses(&answer), [IpAddr::from([192, 0, 2, 44])]);
     }
 
     #[test]
