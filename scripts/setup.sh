@@ -28,7 +28,7 @@ BUILD_PACKAGES=(llvm-${LLVM_VERSION}-dev libpolly-${LLVM_VERSION}-dev)
 # image) and the container tests;
 # busybox-static: the tests' workload image.
 HOST_PACKAGES=(openssl python3 systemd ca-certificates podman runc catatonit busybox-static)
-VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils e2fsprogs)
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils e2fsprogs btrfs-progs)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

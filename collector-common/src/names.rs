@@ -73,6 +73,15 @@ pub mod globals {
     /// `kernel.audit_rate_limit`: records per second per process, hook and
     /// rule for operations that were not blocked; 0: no limit.
     pub const AUDIT_RATE_LIMIT: &str = "AUDIT_RATE_LIMIT";
+    /// 1 when the agent found btrfs's types (in the kernel's BTF or the
+    /// module's), and the two offsets below are set: then the programs
+    /// take a btrfs inode's device from its subvolume, as `stat` does.
+    pub const BTRFS_SUBVOLUMES: &str = "BTRFS_SUBVOLUMES";
+    /// `offsetof(btrfs_inode, root) - offsetof(btrfs_inode, vfs_inode)`
+    /// (wrapping): from a btrfs `struct inode *` to its subvolume's root.
+    pub const BTRFS_INODE_ROOT_OFFSET: &str = "BTRFS_INODE_ROOT_OFFSET";
+    /// `offsetof(btrfs_root, anon_dev)`: the subvolume's device number.
+    pub const BTRFS_ROOT_ANON_DEV_OFFSET: &str = "BTRFS_ROOT_ANON_DEV_OFFSET";
 }
 
 /// Field offsets in kernel structs, read from the running kernel's BTF by

@@ -189,11 +189,40 @@ pub struct InodeKey {
 /// `statfs` magic numbers of the filesystems whose identities carry the
 /// inode's generation: each gives every new inode a generation of its own,
 /// and hands it out in its file handles, where the agent reads it.
-pub const GENERATION_MAGICS: [u64; 3] = [
+pub const GENERATION_MAGICS: [u64; 4] = [
     0xef53,      // ext2/3/4
     0x5846_5342, // XFS
     0x0102_1994, // tmpfs
+    BTRFS_MAGIC,
 ];
+
+/// The btrfs ioctls that copy a whole subvolume without opening its
+/// files: a snapshot (`BTRFS_IOC_SNAP_CREATE`, `_V2`, the source's
+/// descriptor first in the argument) and a send stream
+/// (`BTRFS_IOC_SEND`, on the subvolume's own descriptor).
+pub const BTRFS_IOC_SNAP_CREATE: u32 = 0x5000_9401;
+pub const BTRFS_IOC_SNAP_CREATE_V2: u32 = 0x5000_9417;
+pub const BTRFS_IOC_SEND: u32 = 0x4048_9426;
+
+impl InodeKey {
+    /// The key that stands for a whole btrfs subvolume (its device number,
+    /// as `stat` and the programs give it): no inode has number 0. Its
+    /// entry's deny rule is one that denies a file in it, so a snapshot or
+    /// a send of the subvolume, which copies that file, is judged by it.
+    pub const fn subvolume(dev: u32) -> Self {
+        Self {
+            ino: 0,
+            dev,
+            generation: 0,
+        }
+    }
+}
+
+/// btrfs's `statfs` magic number. Its inodes are numbered per subvolume,
+/// and `stat` gives each subvolume a device number of its own (not the
+/// superblock's): the programs read that one too
+/// (`globals::BTRFS_SUBVOLUMES`).
+pub const BTRFS_MAGIC: u64 = 0x9123_683e;
 
 /// The mask an identity's generation is taken through on a filesystem of
 /// `magic` (its superblock's `s_magic`): all ones where identities carry
@@ -204,6 +233,7 @@ pub fn generation_mask(magic: u64) -> u32 {
     if magic == GENERATION_MAGICS[0]
         || magic == GENERATION_MAGICS[1]
         || magic == GENERATION_MAGICS[2]
+        || magic == GENERATION_MAGICS[3]
     {
         u32::MAX
     } else {
@@ -368,8 +398,8 @@ mod tests {
         for magic in GENERATION_MAGICS {
             assert_eq!(generation_mask(magic), u32::MAX);
         }
-        // btrfs, overlayfs, procfs: the number alone.
-        for magic in [0x9123_683e, 0x794c_7630, 0x9fa0] {
+        // overlayfs, procfs: the number alone.
+        for magic in [0x794c_7630, 0x9fa0] {
             assert_eq!(generation_mask(magic), 0);
         }
         // The filter speaks of numbers: a key's generation moves no bit.

@@ -99,19 +99,30 @@ fn by_identity(config: &ModuleConfig, dentry: *const u8) -> (PathRule, bool) {
     }
 }
 
-/// A hook on a `struct file *`: open, mmap, ioctl.
+/// A hook on a `struct file *`: open, mmap, ioctl. `ioctl_arg` is an
+/// ioctl's argument (0 for the others).
 #[inline(always)]
-fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64) -> i32 {
+fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64, ioctl_arg: u64) -> i32 {
     let Some(config) = record::active_module(Module::Files) else {
         return 0;
     };
-    if op == FileOp::Ioctl && config.flags & FLAG_FILE_IOCTL == 0 {
+    // A btrfs snapshot or send copies a whole subvolume without opening
+    // its files: judged by the denied files in it, `ioctl: true` or not.
+    let copied = if op == FileOp::Ioctl && config.flags & FLAG_FILE_IDENTITIES != 0 {
+        kernel::subvolume_copy_rule(file, arg as u32, ioctl_arg, config.generation)
+    } else {
+        0
+    };
+    if op == FileOp::Ioctl && config.flags & FLAG_FILE_IOCTL == 0 && copied == 0 {
         return 0;
     }
     // Identities first: for most files they settle the answer, and the
     // path need not be built at all.
     let (_, dentry) = kernel::load_path_parts(kernel::file_f_path(file));
-    let (identity, mut settled) = by_identity(config, dentry);
+    let (mut identity, mut settled) = by_identity(config, dentry);
+    if copied != 0 && identity.deny_rule == 0 {
+        (identity.deny_rule, settled) = (copied, false);
+    }
     let mut real = PathRule::default();
     if config.flags & FLAG_FILE_IDENTITIES != 0
         && let Some(rule) = kernel::real_inode_rule(file, dentry, config.generation)
@@ -258,7 +269,7 @@ fn under(dir: *const u8, dentry: *const u8) -> (*const u8, *const u8) {
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 1);
-    judge_file(ctx.arg(0), Hook::LsmFileOpen, FileOp::Open, 0)
+    judge_file(ctx.arg(0), Hook::LsmFileOpen, FileOp::Open, 0, 0)
 }
 
 #[lsm(hook = "mmap_file")]
@@ -275,6 +286,7 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
         Hook::LsmMmapFile,
         FileOp::Mmap,
         (prot & 0xffff_ffff) | (flags << 32),
+        0,
     )
 }
 
@@ -287,6 +299,7 @@ pub fn file_ioctl(ctx: LsmContext) -> i32 {
         Hook::LsmFileIoctl,
         FileOp::Ioctl,
         u64::from(cmd),
+        ctx.arg(2),
     )
 }
 
@@ -424,5 +437,5 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
 #[lsm(hook = "file_receive")]
 pub fn file_receive(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 1);
-    judge_file(ctx.arg(0), Hook::LsmFileReceive, FileOp::Receive, 0)
+    judge_file(ctx.arg(0), Hook::LsmFileReceive, FileOp::Receive, 0, 0)
 }

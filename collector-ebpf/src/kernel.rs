@@ -31,7 +31,13 @@ macro_rules! offset_globals {
 
 collector_common::kernel_offsets!(offset_globals);
 
-globals!(POLICY_EPOCH, AUDIT_RATE_LIMIT);
+globals!(
+    POLICY_EPOCH,
+    AUDIT_RATE_LIMIT,
+    BTRFS_SUBVOLUMES,
+    BTRFS_INODE_ROOT_OFFSET,
+    BTRFS_ROOT_ANON_DEV_OFFSET,
+);
 
 /// `value & mask`, with the mask kept in the program: the compiler would
 /// drop a mask it can prove redundant, and the verifier, which may have
@@ -71,6 +77,28 @@ pub fn read<T: Default>(base: *const u8, offset: &'static u64) -> T {
 #[inline(always)]
 fn read_ptr(base: *const u8, offset: &'static u64) -> *const u8 {
     read::<usize>(base, offset) as *const u8
+}
+
+/// Whether identities on a filesystem of `magic` take their device from
+/// each inode's btrfs subvolume ([`subvolume_dev`]).
+#[inline(always)]
+fn subvolume_devices(magic: u64) -> bool {
+    magic == collector_common::BTRFS_MAGIC && global(&BTRFS_SUBVOLUMES) != 0
+}
+
+/// Stands for "each inode's subvolume's" in an [`IdentityWalk`]'s `dev`.
+const DEV_OF_SUBVOLUME: u64 = u64::MAX;
+
+/// The device number `stat` gives a btrfs inode, its subvolume's
+/// (`BTRFS_I(inode)->root->anon_dev`); the superblock's `s_dev` is none of
+/// them. `inode` is a btrfs `struct inode *`.
+#[inline(always)]
+fn subvolume_dev(inode: *const u8) -> u32 {
+    // `root` lies before `vfs_inode` in `struct btrfs_inode`: the offset
+    // wraps.
+    let at = (inode as usize).wrapping_add(global(&BTRFS_INODE_ROOT_OFFSET));
+    let root: usize = unsafe { bpf_probe_read_kernel(at as *const usize) }.unwrap_or(0);
+    read::<u32>(root as *const u8, &BTRFS_ROOT_ANON_DEV_OFFSET)
 }
 
 /// The id of a cgroup of the v2 hierarchy (its kernfs node's, as
@@ -630,7 +658,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
 pub struct IdentityWalk {
     /// The current dentry (a kernel address).
     dentry: u64,
-    /// `s_dev` of the dentries' filesystem.
+    /// `s_dev` of the dentries' filesystem, or [`DEV_OF_SUBVOLUME`].
     dev: u64,
     /// The mask its generations are taken through (`generation_mask`).
     generations: u64,
@@ -703,7 +731,12 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule,
     }
     let sb: *const u8 = load(dentry, &DENTRY_D_SB_OFFSET);
     let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
-    let generations = collector_common::generation_mask(load(sb, &SB_S_MAGIC_OFFSET));
+    let magic: u64 = load(sb, &SB_S_MAGIC_OFFSET);
+    let generations = collector_common::generation_mask(magic);
+    if subvolume_devices(magic) {
+        // A device per subvolume: the walk reads each inode's.
+        return deeper_identity_rule(dentry, DEV_OF_SUBVOLUME, generations, set, rule, 0);
+    }
     let map = if set == 0 {
         &crate::maps::FILE_INODES_0
     } else {
@@ -744,7 +777,7 @@ pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule,
         }
         d = parent;
     }
-    deeper_identity_rule(d, dev, generations, set, rule, seen)
+    deeper_identity_rule(d, u64::from(dev), generations, set, rule, seen)
 }
 
 /// The rules a file answers to by the identity of the inode it really
@@ -765,8 +798,13 @@ pub fn real_inode_rule(
         return None;
     }
     let sb: *const u8 = load(inode, &INODE_I_SB_OFFSET);
-    let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
-    let generations = collector_common::generation_mask(load(sb, &SB_S_MAGIC_OFFSET));
+    let magic: u64 = load(sb, &SB_S_MAGIC_OFFSET);
+    let dev = if subvolume_devices(magic) {
+        DEV_OF_SUBVOLUME
+    } else {
+        u64::from(load::<u32>(sb, &SB_S_DEV_OFFSET))
+    };
+    let generations = collector_common::generation_mask(magic);
     // `i_dentry.first` is the `d_u.d_alias` node inside a dentry.
     let alias: *const u8 = load(inode, &INODE_I_DENTRY_OFFSET);
     if alias.is_null() {
@@ -790,7 +828,7 @@ pub fn real_inode_rule(
 #[inline(always)]
 fn deeper_identity_rule(
     dentry: *const u8,
-    dev: u32,
+    dev: u64,
     generations: u32,
     set: u8,
     found: collector_common::PathRule,
@@ -802,7 +840,7 @@ fn deeper_identity_rule(
     let scratch = unsafe { &mut *scratch };
     scratch.identity = IdentityWalk {
         dentry: dentry as u64,
-        dev: u64::from(dev),
+        dev,
         generations: u64::from(generations),
         set: u64::from(set),
         deny: 0,
@@ -844,9 +882,14 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let inode = read_ptr(dentry, &DENTRY_D_INODE_OFFSET);
     let mut here = 0u64;
     if !inode.is_null() {
+        let dev = if w.dev == DEV_OF_SUBVOLUME {
+            subvolume_dev(inode)
+        } else {
+            w.dev as u32
+        };
         let key = collector_common::InodeKey {
             ino: read::<u64>(inode, &INODE_I_INO_OFFSET),
-            dev: w.dev as u32,
+            dev,
             generation: read::<u32>(inode, &INODE_I_GENERATION_OFFSET) & w.generations as u32,
         };
         let map = if w.set == 0 {
@@ -876,6 +919,59 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     }
     w.dentry = parent as u64;
     0
+}
+
+/// The deny rule of the btrfs subvolume that the ioctl `cmd` on `file`
+/// (a typed `struct file *`) would copy whole, a snapshot's source or a
+/// send's subvolume (`InodeKey::subvolume`): 0 for none, or for another
+/// command. [`RULE_PATH_UNRESOLVED`](collector_common::RULE_PATH_UNRESOLVED)
+/// when a snapshot's source descriptor cannot be read from the argument
+/// `arg`: refused, fail closed.
+#[inline(always)]
+pub fn subvolume_copy_rule(file: *const u8, cmd: u32, arg: u64, set: u8) -> u32 {
+    use collector_common::{BTRFS_IOC_SEND, BTRFS_IOC_SNAP_CREATE, BTRFS_IOC_SNAP_CREATE_V2};
+    let on_btrfs = |inode: *const u8| {
+        read::<u64>(read_ptr(inode, &INODE_I_SB_OFFSET), &SB_S_MAGIC_OFFSET)
+            == collector_common::BTRFS_MAGIC
+    };
+    if global(&BTRFS_SUBVOLUMES) == 0
+        || (cmd != BTRFS_IOC_SEND && cmd != BTRFS_IOC_SNAP_CREATE && cmd != BTRFS_IOC_SNAP_CREATE_V2)
+    {
+        return 0;
+    }
+    let own: *const u8 = load(file, &FILE_F_INODE_OFFSET);
+    if !on_btrfs(own) {
+        // Another driver's command with the same number.
+        return 0;
+    }
+    let inode = if cmd == BTRFS_IOC_SEND {
+        own
+    } else {
+        let Ok(fd) = (unsafe { aya_ebpf::helpers::bpf_probe_read_user(arg as *const i64) })
+        else {
+            return collector_common::RULE_PATH_UNRESOLVED;
+        };
+        if !(0..=i64::from(i32::MAX)).contains(&fd) {
+            // No such descriptor: the kernel refuses it (EBADF).
+            return 0;
+        }
+        let source = relative_base(fd as i32);
+        if source.is_null() {
+            return 0;
+        }
+        let (_, dentry) = path_parts(source);
+        read_ptr(dentry, &DENTRY_D_INODE_OFFSET)
+    };
+    if inode.is_null() || !on_btrfs(inode) {
+        return 0;
+    }
+    let key = collector_common::InodeKey::subvolume(subvolume_dev(inode));
+    let map = if set == 0 {
+        &crate::maps::FILE_INODES_0
+    } else {
+        &crate::maps::FILE_INODES_1
+    };
+    unsafe { map.get(&key) }.map_or(0, |rule| rule.deny_rule)
 }
 
 /// `(vfsmount, dentry)` of a `struct path *` (`{ mnt; dentry; }`, a layout

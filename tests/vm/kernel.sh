@@ -72,8 +72,10 @@ newest_cached() {
 
 # The modules the VM tests load (the initramfs has no /lib/modules), in
 # load order, by their path below kernel/: overlayfs (the overlay rows),
-# SCTP with what it needs (the SCTP rows), and ext4 on a loop device (a
-# filesystem that gives a freed inode number to the next new file).
+# SCTP with what it needs (the SCTP rows), ext4 on a loop device (a
+# filesystem that gives a freed inode number to the next new file), and
+# btrfs with what it needs (subvolumes: a device number per subvolume;
+# zstd_compress is built into 6.12).
 MODULES=(
 	fs/overlayfs/overlay
 	crypto/crc32c_generic
@@ -86,6 +88,10 @@ MODULES=(
 	fs/mbcache
 	fs/jbd2/jbd2
 	fs/ext4/ext4
+	crypto/xor
+	lib/raid6/raid6_pq
+	lib/zstd/zstd_compress
+	fs/btrfs/btrfs
 )
 
 # A cached kernel has its vmlinuz and the modules (modules/order lists them

@@ -20,6 +20,8 @@ TMP=""
 ROOT=""
 CPIO=()
 MKE2FS=""
+MKFS_BTRFS=""
+BTRFS=""
 
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -72,8 +74,10 @@ check_tools() {
 		command -v "$t" >/dev/null || missing+=("$t")
 	done
 	MKE2FS=$(PATH="$PATH:/usr/sbin:/sbin" command -v mke2fs) || missing+=(mke2fs)
+	MKFS_BTRFS=$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.btrfs) || missing+=(mkfs.btrfs)
+	BTRFS=$(PATH="$PATH:/usr/sbin:/sbin" command -v btrfs) || missing+=(btrfs)
 	[[ ${#missing[@]} -eq 0 ]] ||
-		die "missing host tools: ${missing[*]} (apt-get install qemu-system-x86 busybox-static cpio gzip e2fsprogs)"
+		die "missing host tools: ${missing[*]} (apt-get install qemu-system-x86 busybox-static cpio gzip e2fsprogs btrfs-progs)"
 	# The dynamic `busybox` package would need host libraries in the guest.
 	if ldd "$(command -v busybox)" >/dev/null 2>&1; then
 		die "$(command -v busybox) is dynamically linked; install busybox-static"
@@ -230,6 +234,11 @@ build_initramfs() {
 	# (the inode-reuse rows), where ext2 holds it back for a minute.
 	install_file "$MKE2FS" /bin/mke2fs
 	install_libs "$MKE2FS"
+	# btrfs (the subvolume rows): each subvolume has a device number of its own.
+	install_file "$MKFS_BTRFS" /bin/mkfs.btrfs
+	install_libs "$MKFS_BTRFS"
+	install_file "$BTRFS" /bin/btrfs
+	install_libs "$BTRFS"
 
 	for f in ${FILES[@]+"${FILES[@]}"}; do
 		[[ "$f" == *:/* ]] || die "--file $f: expected /host/src:/guest/dst"

@@ -470,6 +470,24 @@ fn load(
     loader.override_global(globals::POLICY_EPOCH, &epoch_global, true);
     let audit_rate_limit = u64::from(audit_rate_limit);
     loader.override_global(globals::AUDIT_RATE_LIMIT, &audit_rate_limit, true);
+    let btrfs = offsets::resolve_btrfs(Path::new(offsets::VMLINUX_BTF));
+    let (subvolumes, to_root, anon_dev) = match btrfs {
+        Some((to_root, anon_dev)) => (1u64, to_root, anon_dev),
+        None => {
+            if crate::policy::identity::mounted("btrfs") {
+                warn!(
+                    "btrfs is mounted but neither the kernel's BTF nor the btrfs module's \
+                     describes it: file rules there are judged by their path alone, not by \
+                     identity (a hard link or another mount of a denied file gets past)"
+                );
+            }
+            (0, 0, 0)
+        }
+    };
+    debug!(subvolumes, to_root, anon_dev, "btrfs subvolume offsets");
+    loader.override_global(globals::BTRFS_SUBVOLUMES, &subvolumes, true);
+    loader.override_global(globals::BTRFS_INODE_ROOT_OFFSET, &to_root, true);
+    loader.override_global(globals::BTRFS_ROOT_ANON_DEV_OFFSET, &anon_dev, true);
     let mut ring_buffer_bytes = ring_buffer_bytes;
     if taking_over
         && let Some(pinned) = pins.ring_buffer_bytes()

@@ -44,6 +44,33 @@ pub fn resolve(btf_path: &Path) -> Result<Vec<(&'static str, u64)>, OffsetError>
         .collect()
 }
 
+/// Where a module's BTF is, for the module `name`.
+fn module_btf(name: &str) -> std::path::PathBuf {
+    Path::new("/sys/kernel/btf").join(name)
+}
+
+/// Where btrfs keeps an inode's subvolume, for the programs'
+/// `globals::BTRFS_*`: `(offset from a btrfs inode's `struct inode` to its
+/// `btrfs_root *` (wrapping), offset of `anon_dev` in `btrfs_root`)`.
+/// From the kernel's BTF when btrfs is built in, else from the module's
+/// (`/sys/kernel/btf/btrfs`, there while it is loaded). `None` when neither
+/// describes it: then no btrfs filesystem can be mounted yet, or the
+/// module was built without BTF.
+pub fn resolve_btrfs(vmlinux: &Path) -> Option<(u64, u64)> {
+    let base = Btf::from_file(vmlinux).ok()?;
+    let in_btf = |btf: &Btf| -> Option<(u64, u64)> {
+        let root = field_bit_offset(btf, "btrfs_inode", "root").ok()?;
+        let vfs_inode = field_bit_offset(btf, "btrfs_inode", "vfs_inode").ok()?;
+        let anon_dev = field_bit_offset(btf, "btrfs_root", "anon_dev").ok()?;
+        let to_root = u64::from(root / 8).wrapping_sub(u64::from(vfs_inode / 8));
+        Some((to_root, u64::from(anon_dev / 8)))
+    };
+    in_btf(&base).or_else(|| {
+        let module = Btf::from_split_file(module_btf("btrfs"), &base).ok()?;
+        in_btf(&module)
+    })
+}
+
 fn field_bit_offset(
     btf: &Btf,
     strukt: &'static str,
@@ -107,6 +134,25 @@ mod tests {
         // Fields inside anonymous structs are found too (mm_struct's
         // argument area sits in one on current kernels).
         assert!(get("MM_ARG_END_OFFSET") > get("MM_ARG_START_OFFSET"));
+    }
+
+    /// btrfs's types are in the kernel's BTF where it is built in, in its
+    /// module's while it is loaded.
+    #[test]
+    fn finds_btrfs_subvolumes_where_the_kernel_describes_them() {
+        let described = Btf::from_file(VMLINUX_BTF)
+            .is_ok_and(|btf| btf.resolve_types_by_name("btrfs_inode").is_ok())
+            || module_btf("btrfs").exists();
+        let found = resolve_btrfs(Path::new(VMLINUX_BTF));
+        if !described {
+            assert_eq!(found, None);
+            eprintln!("skipped: this kernel does not describe btrfs");
+            return;
+        }
+        let (to_root, anon_dev) = found.expect("btrfs is described but not found");
+        // `root` comes before the embedded `struct inode`: the offset wraps.
+        assert!(to_root > u64::MAX - 4096, "{to_root:#x}");
+        assert!(anon_dev < 4096, "{anon_dev}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::{
 };
 
 use collector_common::{
-    GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey,
+    BTRFS_MAGIC, GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey,
     generation_mask, mount::MountIdentity,
 };
 use tracing::warn;
@@ -96,6 +96,9 @@ impl Identities {
                 if let Some(meta) = &existing {
                     let magic = ids.magic(Path::new(path), meta);
                     ids.settle &= stable_inodes(magic);
+                    if denies {
+                        ids.deny_subvolume(meta, magic, *id);
+                    }
                     let slot = ids.slot(identity_key(Path::new(path), meta, Follow::Links, magic));
                     let rule = if denies {
                         &mut slot.deny_rule
@@ -231,6 +234,9 @@ impl Identities {
                 *budget -= 1;
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_dir() {
+                    // A subvolume nested below the denied directory.
+                    let magic = self.magic(&entry.path(), &meta);
+                    self.deny_subvolume(&meta, magic, rule);
                     pending.push(entry.path());
                 } else if meta.nlink() > 1 && !meta.file_type().is_symlink() {
                     let path = entry.path();
@@ -241,6 +247,18 @@ impl Identities {
                         self.links += 1;
                     }
                 }
+            }
+        }
+    }
+
+    /// On btrfs, denies a snapshot or a send of the subvolume holding a
+    /// file `rule` denies (`InodeKey::subvolume`): each copies the file
+    /// whole under names no rule speaks of, without opening it.
+    fn deny_subvolume(&mut self, meta: &fs::Metadata, magic: Option<u64>, rule: u32) {
+        if magic == Some(BTRFS_MAGIC) {
+            let slot = self.slot(InodeKey::subvolume(key_of(meta).dev));
+            if slot.deny_rule == 0 {
+                slot.deny_rule = rule;
             }
         }
     }
@@ -378,6 +396,18 @@ pub fn mount_table() -> std::collections::BTreeSet<(PathBuf, bool)> {
         .collect()
 }
 
+/// Whether a filesystem of type `fstype` is mounted in the agent's tree.
+pub fn mounted(fstype: &str) -> bool {
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| {
+        text.lines().any(|line| {
+            line.split(" - ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                == Some(fstype)
+        })
+    })
+}
+
 /// The agent's mounts. Read by hand: a few fields of a stable format, as
 /// elsewhere in the agent (`events::container`).
 fn mount_points() -> Vec<MountPoint> {
@@ -437,10 +467,10 @@ fn unescape(field: &str) -> String {
 }
 
 /// Whether the filesystem of `magic` keeps a file's inode number for
-/// as long as the file exists: ext2/3/4, XFS, tmpfs and ramfs. Others may
-/// not: procfs and sysfs number entries as they are made, FAT by place,
-/// network filesystems as the server says, and btrfs's `stat` gives a
-/// subvolume a device number of its own.
+/// as long as the file exists: ext2/3/4, XFS, tmpfs, btrfs (numbers per
+/// subvolume, each with its device number, which the programs read) and
+/// ramfs. Others may not: procfs and sysfs number entries as they are
+/// made, FAT by place, network filesystems as the server says.
 fn stable_inodes(magic: Option<u64>) -> bool {
     const RAMFS: u64 = 0x8584_58f6;
     magic.is_some_and(|magic| GENERATION_MAGICS.contains(&magic) || magic == RAMFS)
@@ -555,6 +585,9 @@ fn generation_in_handle(handle_type: i32, words: &[u32], ino: u64) -> Option<u32
     const INO32_GEN: i32 = 1;
     /// XFS's `FILEID_INO32_GEN | XFS_FILEID_TYPE_64FLAG`.
     const XFS_INO64_GEN: i32 = 0x81;
+    /// btrfs's `FILEID_BTRFS_WITHOUT_PARENT`, `_WITH_PARENT` and
+    /// `_WITH_PARENT_ROOT`: `struct btrfs_fid`, packed.
+    const BTRFS: [i32; 3] = [0x4d, 0x4e, 0x4f];
     let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
     match (handle_type, words) {
         // ext2/3/4, XFS with 32-bit inode numbers, most others: the
@@ -563,6 +596,11 @@ fn generation_in_handle(handle_type: i32, words: &[u32], ino: u64) -> Option<u32
         // tmpfs: the generation, then the number in two halves.
         (INO32_GEN, &[generation, lo, hi]) if wide(lo, hi) == ino => Some(generation),
         (XFS_INO64_GEN, &[lo, hi, generation]) if wide(lo, hi) == ino => Some(generation),
+        // btrfs: the number, the subvolume's, then the generation (and,
+        // with a parent, the parent's).
+        (kind, &[lo, hi, _, _, generation, ..]) if BTRFS.contains(&kind) && wide(lo, hi) == ino => {
+            Some(generation)
+        }
         _ => None,
     }
 }
@@ -801,11 +839,21 @@ mod tests {
         // A handle that does not hold the inode's number says nothing.
         assert_eq!(generation_in_handle(1, &[0xabd, 77], 0xabc), None);
         assert_eq!(generation_in_handle(1, &[77, 0xabc, 2], ino), None);
-        // Nor does a layout not known (btrfs's).
+        // btrfs: number, subvolume, generation.
         assert_eq!(
             generation_in_handle(0x4d, &[0xabc, 0, 5, 0, 77], 0xabc),
+            Some(77)
+        );
+        assert_eq!(
+            generation_in_handle(0x4e, &[0xabc, 0, 5, 0, 77, 0x100, 0, 3], 0xabc),
+            Some(77)
+        );
+        assert_eq!(
+            generation_in_handle(0x4d, &[0xabd, 0, 5, 0, 77], 0xabc),
             None
         );
+        // Nor does a layout not known.
+        assert_eq!(generation_in_handle(0x99, &[0xabc, 77], 0xabc), None);
     }
 
     #[test]

@@ -532,18 +532,6 @@ fn reused_denied() -> String {
 
 /// Makes and mounts [`EXT4`] with the denied file in it (set-up).
 fn mount_ext4() -> Result<(), String> {
-    let run_ok = |program: &str, args: &[&str]| {
-        let ran = safeguard_test_support::run(program, args, None, None)?;
-        if ran.code == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{program} {args:?}: exit {}: {}",
-                ran.code,
-                ran.stderr.trim()
-            ))
-        }
-    };
     fs::create_dir_all(EXT4).map_err(|e| e.to_string())?;
     let _ = fs::remove_file(EXT4_IMAGE);
     run_ok("/bin/mke2fs", &["-q", "-F", "-t", "ext4", EXT4_IMAGE, "8M"])?;
@@ -570,6 +558,93 @@ fn read_reused_inode_number() -> Result<(), i32> {
     open_read(&path(EXT4, "fresh"))
 }
 
+/// A btrfs filesystem with two subvolumes, `sub` (with a denied
+/// directory) and `twin`, made alike: btrfs numbers inodes per subvolume
+/// and `stat` gives each subvolume a device number of its own, none of
+/// them the superblock's. `sub` is mounted a second time on
+/// [`BTRFS_SUBVOL`].
+const BTRFS: &str = "/srv/sgb";
+const BTRFS_SUBVOL: &str = "/srv/sgb-sub";
+const BTRFS_IMAGE: &str = "/tmp/sgb.img";
+
+fn btrfs_denied() -> String {
+    path(BTRFS, "sub/secret")
+}
+
+/// Makes and mounts [`BTRFS`] and [`BTRFS_SUBVOL`] (set-up).
+fn mount_btrfs() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::create_dir_all(BTRFS).map_err(|e| e.to_string())?;
+    fs::create_dir_all(BTRFS_SUBVOL).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(BTRFS_IMAGE);
+    // Sparse: the filesystem's smallest size, little of it written.
+    fs::File::create(BTRFS_IMAGE)
+        .and_then(|f| f.set_len(128 << 20))
+        .map_err(|e| format!("{BTRFS_IMAGE}: {e}"))?;
+    run_ok("/bin/mkfs.btrfs", &["-q", "-f", BTRFS_IMAGE])?;
+    run_ok("/bin/mount", &["-t", "btrfs", "-o", "loop", BTRFS_IMAGE, BTRFS])?;
+    for sub in ["sub", "twin", "sent"] {
+        run_ok("/bin/btrfs", &["-q", "subvolume", "create", &path(BTRFS, sub)])?;
+    }
+    fs::create_dir(path(BTRFS, "shelf")).map_err(|e| e.to_string())?;
+    // A read-only subvolume (what `btrfs send` needs) with a denied file.
+    fs::write(path(BTRFS, "sent/secret"), "data\n").map_err(|e| e.to_string())?;
+    run_ok(
+        "/bin/btrfs",
+        &["property", "set", "-ts", &path(BTRFS, "sent"), "ro", "true"],
+    )?;
+    // The same names made in the same order in both subvolumes, in one
+    // transaction: the same inode numbers (and generations).
+    for sub in ["sub", "twin"] {
+        let dir = path(BTRFS, &format!("{sub}/secret"));
+        fs::create_dir(&dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+        fs::write(path(&dir, "read"), "data\n").map_err(|e| e.to_string())?;
+        fs::create_dir(path(BTRFS, &format!("{sub}/public"))).map_err(|e| e.to_string())?;
+    }
+    let number = |p: &str| fs::metadata(p).map(|m| m.ino()).map_err(|e| format!("{p}: {e}"));
+    let (denied, twin) = (
+        number(&path(&btrfs_denied(), "read"))?,
+        number(&path(BTRFS, "twin/secret/read"))?,
+    );
+    if denied != twin {
+        return Err(format!(
+            "btrfs gave the twin file inode {twin}, not {denied}: the row would prove nothing"
+        ));
+    }
+    fs::hard_link(
+        path(&btrfs_denied(), "read"),
+        path(BTRFS, "sub/public/alias"),
+    )
+    .map_err(|e| format!("link: {e}"))?;
+    // `sub` again, by the loop device the first mount uses (a second loop
+    // device on the same image would be a second device of the filesystem).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let device = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(BTRFS))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|rest| rest.split(' ').nth(1))
+        .ok_or_else(|| format!("{BTRFS} is not in mountinfo"))?
+        .to_string();
+    run_ok(
+        "/bin/mount",
+        &["-t", "btrfs", "-o", "subvol=sub", &device, BTRFS_SUBVOL],
+    )
+}
+
+fn run_ok(program: &str, args: &[&str]) -> Result<(), String> {
+    let ran = safeguard_test_support::run(program, args, None, None)?;
+    if ran.code == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?}: exit {}: {}",
+            ran.code,
+            ran.stderr.trim()
+        ))
+    }
+}
+
 fn path(dir: &str, name: &str) -> String {
     format!("{dir}/{name}")
 }
@@ -586,6 +661,8 @@ fn setup() -> Result<(), String> {
         late_ruled(),
         LATE_STAGE.into(),
         EXT4.into(),
+        BTRFS_SUBVOL.into(),
+        BTRFS.into(),
     ] {
         if let Ok(mounted) = CString::new(mounted) {
             // SAFETY: valid C string; a failure (not mounted) is fine.
@@ -594,6 +671,7 @@ fn setup() -> Result<(), String> {
     }
     let _ = fs::remove_dir_all(OVERLAY);
     mount_ext4()?;
+    mount_btrfs()?;
     let _ = fs::remove_dir_all("/srv/sgn");
     fs::create_dir_all("/srv/sgn").map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(RULED_MOUNTS);
@@ -746,6 +824,59 @@ fn ops() -> Vec<Op> {
             path(OTHER, "prelinked-alias"),
             vec![(attr::SECURITY_RULE_NAME, json!(DENIED))],
             run("/bin/cat", &[&path(OTHER, "prelinked-alias")]),
+        ),
+        // btrfs: a hard link made before the agent started, and another
+        // mount of the subvolume; `stat` gives the subvolume's device.
+        file_op(
+            "files.open.btrfs-hard-link-before",
+            event::FILE_OPEN,
+            path(BTRFS, "sub/public/alias"),
+            vec![(attr::SECURITY_RULE_NAME, json!(btrfs_denied()))],
+            run("/bin/cat", &[&path(BTRFS, "sub/public/alias")]),
+        ),
+        file_op(
+            "files.open.btrfs-subvolume-mount",
+            event::FILE_OPEN,
+            path(BTRFS_SUBVOL, "secret/read"),
+            vec![(attr::SECURITY_RULE_NAME, json!(btrfs_denied()))],
+            run("/bin/cat", &[&path(BTRFS_SUBVOL, "secret/read")]),
+        ),
+        // A snapshot or a send stream copies a whole subvolume, the denied
+        // file in it too, without opening it: the ioctl is refused. A
+        // snapshot's ioctl is on the directory it goes into.
+        file_op(
+            "files.ioctl.btrfs-snapshot",
+            event::FILE_IOCTL,
+            BTRFS.into(),
+            vec![
+                (attr::SECURITY_RULE_NAME, json!(btrfs_denied())),
+                // BTRFS_IOC_SNAP_CREATE_V2
+                (attr::FILE_IOCTL_CMD, json!(0x5000_9417u32)),
+            ],
+            run(
+                "/bin/btrfs",
+                &[
+                    "-q",
+                    "subvolume",
+                    "snapshot",
+                    &path(BTRFS, "sub"),
+                    &path(BTRFS, "snap"),
+                ],
+            ),
+        ),
+        file_op(
+            "files.ioctl.btrfs-send",
+            event::FILE_IOCTL,
+            path(BTRFS, "sent"),
+            vec![
+                (attr::SECURITY_RULE_NAME, json!(path(BTRFS, "sent/secret"))),
+                // BTRFS_IOC_SEND
+                (attr::FILE_IOCTL_CMD, json!(0x4048_9426u32)),
+            ],
+            run(
+                "/bin/btrfs",
+                &["-q", "send", "-f", "/tmp/sgb.send", &path(BTRFS, "sent")],
+            ),
         ),
         file_op(
             "files.open.bind-mount",
@@ -1085,6 +1216,30 @@ fn untouched(expect: Expect) -> Vec<Untouched> {
                 in_chroot(JAIL, || open_read(&path(DENIED, "x")))
             })),
         },
+        // The same inode number and generation in another subvolume is
+        // another file.
+        Untouched {
+            what: "btrfs-twin-subvolume",
+            key: attr::FILE_PATH,
+            value: path(BTRFS, "twin/secret/read"),
+            action: run("/bin/cat", &[&path(BTRFS, "twin/secret/read")]),
+        },
+        // A snapshot of a subvolume with no denied file in it.
+        Untouched {
+            what: "btrfs-snapshot-of-another-subvolume",
+            key: attr::FILE_PATH,
+            value: path(BTRFS, "shelf"),
+            action: run(
+                "/bin/btrfs",
+                &[
+                    "-q",
+                    "subvolume",
+                    "snapshot",
+                    &path(BTRFS, "twin"),
+                    &path(BTRFS, "shelf/twin"),
+                ],
+            ),
+        },
         Untouched {
             what: "mkdir-elsewhere",
             key: attr::FILE_PATH,
@@ -1107,7 +1262,7 @@ fn untouched(expect: Expect) -> Vec<Untouched> {
 
 fn config(mode: &str, tier: &str) -> String {
     format!(
-        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}, {RULED_MOUNTS}, {EXT4}/secret]\n  allow: [{OTHER}]\n\
+        "files:\n  enable: true\n  mode: {mode}\n  ioctl: true\n  deny: [{DENIED}, {BELOW_ANCESTOR}, {PLANTED}, {LATER}, {RULED_MOUNTS}, {EXT4}/secret, {BTRFS}/sub/secret, {BTRFS}/sent/secret]\n  allow: [{OTHER}]\n\
          kernel:\n  tier: {tier}\n"
     )
 }
