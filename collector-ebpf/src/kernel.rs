@@ -81,9 +81,15 @@ fn read_ptr(base: *const u8, offset: &'static u64) -> *const u8 {
 
 /// Whether identities on a filesystem of `magic` take their device from
 /// each inode's btrfs subvolume ([`subvolume_dev`]).
+///
+/// The global is tested first: the verifier knows it (frozen `.rodata`),
+/// and where it is 0 it drops the test of `magic` and the paths it would
+/// split, which a walk verified twice over cannot afford (`path_rename`
+/// on 6.1 went past a million instructions with the tests the other way
+/// round).
 #[inline(always)]
 fn subvolume_devices(magic: u64) -> bool {
-    magic == collector_common::BTRFS_MAGIC && global(&BTRFS_SUBVOLUMES) != 0
+    global(&BTRFS_SUBVOLUMES) != 0 && magic == collector_common::BTRFS_MAGIC
 }
 
 /// Stands for "each inode's subvolume's" in an [`IdentityWalk`]'s `dev`.
@@ -724,6 +730,41 @@ pub fn load_path_parts(path: *const u8) -> (*const u8, *const u8) {
 /// pays for the `bpf_loop` walk.
 #[inline(always)]
 pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule, bool) {
+    let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
+        // Never: the array has its one entry. Refused, not let through.
+        return (
+            collector_common::PathRule {
+                deny_rule: collector_common::RULE_PATH_UNRESOLVED,
+                allow_rule: 0,
+            },
+            false,
+        );
+    };
+    let (rule, settled) = walk_identities(dentry, set);
+    // Each way out of the walk leaves the verifier a state of its own, and
+    // it goes through the rest of the program once for each (the programs
+    // with two or three walks, `path_rename` and `path_link`, came close to
+    // its million instructions, and went past it as the walk changed).
+    // Passed through map memory, which it does not track, the answers are
+    // one state, and the rest of the program is verified once.
+    unsafe {
+        let w = &mut (*scratch).identity;
+        core::ptr::write_volatile(&mut w.deny, u64::from(rule.deny_rule));
+        core::ptr::write_volatile(&mut w.allow, u64::from(rule.allow_rule));
+        core::ptr::write_volatile(&mut w.settled, u64::from(settled));
+        (
+            collector_common::PathRule {
+                deny_rule: core::ptr::read_volatile(&w.deny) as u32,
+                allow_rule: core::ptr::read_volatile(&w.allow) as u32,
+            },
+            core::ptr::read_volatile(&w.settled) != 0,
+        )
+    }
+}
+
+/// The walk of [`identity_rule`].
+#[inline(always)]
+fn walk_identities(dentry: *const u8, set: u8) -> (collector_common::PathRule, bool) {
     use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT};
     let mut rule = collector_common::PathRule::default();
     if dentry.is_null() {
@@ -935,7 +976,9 @@ pub fn subvolume_copy_rule(file: *const u8, cmd: u32, arg: u64, set: u8) -> u32 
             == collector_common::BTRFS_MAGIC
     };
     if global(&BTRFS_SUBVOLUMES) == 0
-        || (cmd != BTRFS_IOC_SEND && cmd != BTRFS_IOC_SNAP_CREATE && cmd != BTRFS_IOC_SNAP_CREATE_V2)
+        || (cmd != BTRFS_IOC_SEND
+            && cmd != BTRFS_IOC_SNAP_CREATE
+            && cmd != BTRFS_IOC_SNAP_CREATE_V2)
     {
         return 0;
     }
@@ -947,8 +990,7 @@ pub fn subvolume_copy_rule(file: *const u8, cmd: u32, arg: u64, set: u8) -> u32 
     let inode = if cmd == BTRFS_IOC_SEND {
         own
     } else {
-        let Ok(fd) = (unsafe { aya_ebpf::helpers::bpf_probe_read_user(arg as *const i64) })
-        else {
+        let Ok(fd) = (unsafe { aya_ebpf::helpers::bpf_probe_read_user(arg as *const i64) }) else {
             return collector_common::RULE_PATH_UNRESOLVED;
         };
         if !(0..=i64::from(i32::MAX)).contains(&fd) {

@@ -34,8 +34,8 @@ use std::{
 };
 
 use collector_common::{
-    BTRFS_MAGIC, GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey,
-    generation_mask, mount::MountIdentity,
+    BTRFS_MAGIC, GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule,
+    InodeKey, generation_mask, mount::MountIdentity,
 };
 use tracing::warn;
 

@@ -582,9 +582,15 @@ fn mount_btrfs() -> Result<(), String> {
         .and_then(|f| f.set_len(128 << 20))
         .map_err(|e| format!("{BTRFS_IMAGE}: {e}"))?;
     run_ok("/bin/mkfs.btrfs", &["-q", "-f", BTRFS_IMAGE])?;
-    run_ok("/bin/mount", &["-t", "btrfs", "-o", "loop", BTRFS_IMAGE, BTRFS])?;
+    run_ok(
+        "/bin/mount",
+        &["-t", "btrfs", "-o", "loop", BTRFS_IMAGE, BTRFS],
+    )?;
     for sub in ["sub", "twin", "sent"] {
-        run_ok("/bin/btrfs", &["-q", "subvolume", "create", &path(BTRFS, sub)])?;
+        run_ok(
+            "/bin/btrfs",
+            &["-q", "subvolume", "create", &path(BTRFS, sub)],
+        )?;
     }
     fs::create_dir(path(BTRFS, "shelf")).map_err(|e| e.to_string())?;
     // A read-only subvolume (what `btrfs send` needs) with a denied file.
@@ -601,7 +607,11 @@ fn mount_btrfs() -> Result<(), String> {
         fs::write(path(&dir, "read"), "data\n").map_err(|e| e.to_string())?;
         fs::create_dir(path(BTRFS, &format!("{sub}/public"))).map_err(|e| e.to_string())?;
     }
-    let number = |p: &str| fs::metadata(p).map(|m| m.ino()).map_err(|e| format!("{p}: {e}"));
+    let number = |p: &str| {
+        fs::metadata(p)
+            .map(|m| m.ino())
+            .map_err(|e| format!("{p}: {e}"))
+    };
     let (denied, twin) = (
         number(&path(&btrfs_denied(), "read"))?,
         number(&path(BTRFS, "twin/secret/read"))?,
