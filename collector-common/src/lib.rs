@@ -161,6 +161,9 @@ hooks! {
     /// A cgroup v2 directory made: its id and path, so that a container's
     /// events are named after it even once its cgroup is gone.
     TpCgroupMkdir = 53 => "raw_tracepoint/cgroup_mkdir", false;
+    /// A 32-bit program's ioctl, on kernels that have this hook (6.8 on,
+    /// and the stable kernels it went back to): judged as `file_ioctl`.
+    LsmFileIoctlCompat = 54 => "lsm/file_ioctl_compat", true;
 }
 
 /// Number of [`Hook`] values: the size of per-hook counter maps.

@@ -189,12 +189,19 @@ pub struct InodeKey {
 /// `statfs` magic numbers of the filesystems whose identities carry the
 /// inode's generation: each gives every new inode a generation of its own,
 /// and hands it out in its file handles, where the agent reads it.
-pub const GENERATION_MAGICS: [u64; 4] = [
+/// (btrfs too, [`keyed_by_generation`], whose walks go their own way.)
+pub const GENERATION_MAGICS: [u64; 3] = [
     0xef53,      // ext2/3/4
     0x5846_5342, // XFS
     0x0102_1994, // tmpfs
-    BTRFS_MAGIC,
 ];
+
+/// Whether identities on a filesystem of `magic` carry the inode's
+/// generation: those of [`GENERATION_MAGICS`], and btrfs, whose walks take
+/// each inode's device from its subvolume and its generation with it.
+pub fn keyed_by_generation(magic: u64) -> bool {
+    generation_mask(magic) != 0 || magic == BTRFS_MAGIC
+}
 
 /// The btrfs ioctls that copy a whole subvolume without opening its
 /// files: a snapshot (`BTRFS_IOC_SNAP_CREATE`, `_V2`, the source's
@@ -233,7 +240,6 @@ pub fn generation_mask(magic: u64) -> u32 {
     if magic == GENERATION_MAGICS[0]
         || magic == GENERATION_MAGICS[1]
         || magic == GENERATION_MAGICS[2]
-        || magic == GENERATION_MAGICS[3]
     {
         u32::MAX
     } else {
@@ -398,8 +404,12 @@ mod tests {
         for magic in GENERATION_MAGICS {
             assert_eq!(generation_mask(magic), u32::MAX);
         }
+        // btrfs: a walk of its own, with generations.
+        assert_eq!(generation_mask(BTRFS_MAGIC), 0);
+        assert!(keyed_by_generation(BTRFS_MAGIC));
         // overlayfs, procfs: the number alone.
         for magic in [0x794c_7630, 0x9fa0] {
+            assert!(!keyed_by_generation(magic));
             assert_eq!(generation_mask(magic), 0);
         }
         // The filter speaks of numbers: a key's generation moves no bit.

@@ -94,6 +94,15 @@ impl Hook {
     }
 }
 
+/// BPF-LSM hooks attached together with a row's hook where the kernel has
+/// them: another way into the same operation, judged by the same program
+/// body. `(row's hook, companion)`.
+pub const COMPANION_HOOKS: &[(Hook, Hook)] = &[
+    // compat_sys_ioctl calls security_file_ioctl_compat, not
+    // security_file_ioctl, where the former exists.
+    (Hook::LsmFileIoctl, Hook::LsmFileIoctlCompat),
+];
+
 const fn lsm(name: &'static str, module: Module, hook: Hook, audit: AuditTier) -> RowSpec {
     RowSpec {
         name,

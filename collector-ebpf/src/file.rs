@@ -88,6 +88,30 @@ fn file_path(rec: &mut FileRecord, file: *const u8) -> FilePath {
     FilePath::Whole((len as usize - 1) & (PATH_MAX - 1))
 }
 
+/// The file's path from the real root, walked (`kernel::walk_path`).
+#[inline(always)]
+fn walked_file_path(rec: &mut FileRecord, file: *const u8) -> FilePath {
+    let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
+    match kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()) {
+        Some((len, false)) => FilePath::Whole(len),
+        _ => FilePath::Unresolved,
+    }
+}
+
+/// `statfs` magic numbers of the filesystems whose files have no path
+/// (`bpf_d_path` names them without a leading `/`): pipes, sockets,
+/// anonymous inodes, namespaces, pidfds, DMA buffers, secret memory. For
+/// the hook that cannot call `bpf_d_path` (`file_ioctl_compat`).
+const NAMELESS_FILESYSTEMS: [u64; 7] = [
+    0x5049_5045, // pipefs
+    0x534f_434b, // sockfs
+    0x0904_1934, // anon_inodefs
+    0x6e73_6673, // nsfs
+    0x5049_4446, // pidfs
+    0x444d_4142, // dmabuf
+    0x5345_434d, // secretmem
+];
+
 /// What `dentry` answers to by identity, where the policy has identities,
 /// and whether that settles it (`kernel::identity_rule`).
 #[inline(always)]
@@ -99,10 +123,29 @@ fn by_identity(config: &ModuleConfig, dentry: *const u8) -> (PathRule, bool) {
     }
 }
 
-/// A hook on a `struct file *`: open, mmap, ioctl. `ioctl_arg` is an
-/// ioctl's argument (0 for the others).
+/// [`by_identity`]'s rule, for the `path_*` hooks
+/// (`kernel::looped_identity_rule`).
 #[inline(always)]
-fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64, ioctl_arg: u64) -> i32 {
+fn by_identity_looped(config: &ModuleConfig, dentry: *const u8) -> PathRule {
+    if config.flags & FLAG_FILE_IDENTITIES != 0 && !dentry.is_null() {
+        kernel::looped_identity_rule(dentry, config.generation)
+    } else {
+        PathRule::default()
+    }
+}
+
+/// A hook on a `struct file *`: open, mmap, ioctl. `ioctl_arg` is an
+/// ioctl's argument (0 for the others). `d_path`: whether the hook may
+/// call `bpf_d_path`; where not, the path is walked.
+#[inline(always)]
+fn judge_file(
+    file: *const u8,
+    hook: Hook,
+    op: FileOp,
+    arg: u64,
+    ioctl_arg: u64,
+    d_path: bool,
+) -> i32 {
     let Some(config) = record::active_module(Module::Files) else {
         return 0;
     };
@@ -137,16 +180,18 @@ fn judge_file(file: *const u8, hook: Hook, op: FileOp, arg: u64, ioctl_arg: u64)
         return 0;
     }
     let Some(rec) = scratch() else { return 0 };
-    let named = match file_path(rec, file) {
-        // Named relative to a chroot: walk to the real root instead.
-        FilePath::Whole(_) if kernel::chrooted() => {
-            let (mnt, dentry) = kernel::path_parts(kernel::file_f_path(file));
-            match kernel::walk_path(mnt, dentry, rec.paths.as_mut_ptr()) {
-                Some((len, false)) => FilePath::Whole(len),
-                _ => FilePath::Unresolved,
-            }
+    let named = if !d_path {
+        if NAMELESS_FILESYSTEMS.contains(&kernel::file_fs_magic(file)) {
+            FilePath::Nameless
+        } else {
+            walked_file_path(rec, file)
         }
-        named => named,
+    } else {
+        match file_path(rec, file) {
+            // Named relative to a chroot: walk to the real root instead.
+            FilePath::Whole(_) if kernel::chrooted() => walked_file_path(rec, file),
+            named => named,
+        }
     };
     let (denial, len, cut) = match named {
         FilePath::Whole(len) => (
@@ -209,7 +254,7 @@ fn judge_paths(
                 rec,
                 len1,
             )),
-            &by_identity(config, first.1).0,
+            &by_identity_looped(config, first.1),
         ),
         cut1,
     );
@@ -239,7 +284,7 @@ fn judge_paths(
                             at,
                             len2,
                         )),
-                        &by_identity(config, dentry).0,
+                        &by_identity_looped(config, dentry),
                     ),
                     cut2,
                 );
@@ -269,7 +314,7 @@ fn under(dir: *const u8, dentry: *const u8) -> (*const u8, *const u8) {
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 1);
-    judge_file(ctx.arg(0), Hook::LsmFileOpen, FileOp::Open, 0, 0)
+    judge_file(ctx.arg(0), Hook::LsmFileOpen, FileOp::Open, 0, 0, true)
 }
 
 #[lsm(hook = "mmap_file")]
@@ -287,6 +332,7 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
         FileOp::Mmap,
         (prot & 0xffff_ffff) | (flags << 32),
         0,
+        true,
     )
 }
 
@@ -300,6 +346,24 @@ pub fn file_ioctl(ctx: LsmContext) -> i32 {
         FileOp::Ioctl,
         u64::from(cmd),
         ctx.arg(2),
+        true,
+    )
+}
+
+/// A 32-bit program's ioctl (`compat_sys_ioctl`), where the kernel has
+/// this hook: judged as [`file_ioctl`].
+#[lsm(hook = "file_ioctl_compat")]
+pub fn file_ioctl_compat(ctx: LsmContext) -> i32 {
+    earlier_denial!(ctx, 3);
+    let cmd: u32 = ctx.arg(1);
+    judge_file(
+        ctx.arg(0),
+        Hook::LsmFileIoctlCompat,
+        FileOp::Ioctl,
+        u64::from(cmd),
+        ctx.arg(2),
+        // The kernel keeps `bpf_d_path` from this hook.
+        false,
     )
 }
 
@@ -437,5 +501,12 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
 #[lsm(hook = "file_receive")]
 pub fn file_receive(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 1);
-    judge_file(ctx.arg(0), Hook::LsmFileReceive, FileOp::Receive, 0, 0)
+    judge_file(
+        ctx.arg(0),
+        Hook::LsmFileReceive,
+        FileOp::Receive,
+        0,
+        0,
+        true,
+    )
 }

@@ -84,9 +84,7 @@ fn read_ptr(base: *const u8, offset: &'static u64) -> *const u8 {
 ///
 /// The global is tested first: the verifier knows it (frozen `.rodata`),
 /// and where it is 0 it drops the test of `magic` and the paths it would
-/// split, which a walk verified twice over cannot afford (`path_rename`
-/// on 6.1 went past a million instructions with the tests the other way
-/// round).
+/// split.
 #[inline(always)]
 fn subvolume_devices(magic: u64) -> bool {
     global(&BTRFS_SUBVOLUMES) != 0 && magic == collector_common::BTRFS_MAGIC
@@ -730,41 +728,6 @@ pub fn load_path_parts(path: *const u8) -> (*const u8, *const u8) {
 /// pays for the `bpf_loop` walk.
 #[inline(always)]
 pub fn identity_rule(dentry: *const u8, set: u8) -> (collector_common::PathRule, bool) {
-    let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
-        // Never: the array has its one entry. Refused, not let through.
-        return (
-            collector_common::PathRule {
-                deny_rule: collector_common::RULE_PATH_UNRESOLVED,
-                allow_rule: 0,
-            },
-            false,
-        );
-    };
-    let (rule, settled) = walk_identities(dentry, set);
-    // Each way out of the walk leaves the verifier a state of its own, and
-    // it goes through the rest of the program once for each (the programs
-    // with two or three walks, `path_rename` and `path_link`, came close to
-    // its million instructions, and went past it as the walk changed).
-    // Passed through map memory, which it does not track, the answers are
-    // one state, and the rest of the program is verified once.
-    unsafe {
-        let w = &mut (*scratch).identity;
-        core::ptr::write_volatile(&mut w.deny, u64::from(rule.deny_rule));
-        core::ptr::write_volatile(&mut w.allow, u64::from(rule.allow_rule));
-        core::ptr::write_volatile(&mut w.settled, u64::from(settled));
-        (
-            collector_common::PathRule {
-                deny_rule: core::ptr::read_volatile(&w.deny) as u32,
-                allow_rule: core::ptr::read_volatile(&w.allow) as u32,
-            },
-            core::ptr::read_volatile(&w.settled) != 0,
-        )
-    }
-}
-
-/// The walk of [`identity_rule`].
-#[inline(always)]
-fn walk_identities(dentry: *const u8, set: u8) -> (collector_common::PathRule, bool) {
     use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT};
     let mut rule = collector_common::PathRule::default();
     if dentry.is_null() {
@@ -773,11 +736,14 @@ fn walk_identities(dentry: *const u8, set: u8) -> (collector_common::PathRule, b
     let sb: *const u8 = load(dentry, &DENTRY_D_SB_OFFSET);
     let dev: u32 = load(sb, &SB_S_DEV_OFFSET);
     let magic: u64 = load(sb, &SB_S_MAGIC_OFFSET);
-    let generations = collector_common::generation_mask(magic);
+    // btrfs first, and `magic` read no more after `generation_mask`: the
+    // paths through its tests then end in one state, and the inline steps
+    // below are verified once for them, not once per magic number.
     if subvolume_devices(magic) {
         // A device per subvolume: the walk reads each inode's.
-        return deeper_identity_rule(dentry, DEV_OF_SUBVOLUME, generations, set, rule, 0);
+        return deeper_identity_rule(dentry, DEV_OF_SUBVOLUME, u32::MAX, set, rule, 0);
     }
+    let generations = collector_common::generation_mask(magic);
     let map = if set == 0 {
         &crate::maps::FILE_INODES_0
     } else {
@@ -838,14 +804,7 @@ pub fn real_inode_rule(
     if inode.is_null() || inode == load::<*const u8>(path_dentry, &DENTRY_D_INODE_OFFSET) {
         return None;
     }
-    let sb: *const u8 = load(inode, &INODE_I_SB_OFFSET);
-    let magic: u64 = load(sb, &SB_S_MAGIC_OFFSET);
-    let dev = if subvolume_devices(magic) {
-        DEV_OF_SUBVOLUME
-    } else {
-        u64::from(load::<u32>(sb, &SB_S_DEV_OFFSET))
-    };
-    let generations = collector_common::generation_mask(magic);
+    let (dev, generations) = walk_device(load(inode, &INODE_I_SB_OFFSET));
     // `i_dentry.first` is the `d_u.d_alias` node inside a dentry.
     let alias: *const u8 = load(inode, &INODE_I_DENTRY_OFFSET);
     if alias.is_null() {
@@ -863,6 +822,45 @@ pub fn real_inode_rule(
         )
         .0,
     )
+}
+
+/// The rules `dentry` answers to by identity, as [`identity_rule`] finds
+/// them, with every step under `bpf_loop`: for the hooks off the hot path
+/// (`path_*`). Their programs walk two paths, and the inline steps cost
+/// the verifier most of its million instructions there (`path_rename`
+/// and `path_link` came close, and went past it as the walk changed).
+/// `dentry` must be a typed pointer (see [`load`]).
+#[inline(always)]
+pub fn looped_identity_rule(dentry: *const u8, set: u8) -> collector_common::PathRule {
+    if dentry.is_null() {
+        return collector_common::PathRule::default();
+    }
+    let (dev, generations) = walk_device(load(dentry, &DENTRY_D_SB_OFFSET));
+    deeper_identity_rule(
+        dentry,
+        dev,
+        generations,
+        set,
+        collector_common::PathRule::default(),
+        0,
+    )
+    .0
+}
+
+/// `(dev, generations)` of an [`IdentityWalk`] on the filesystem of `sb`,
+/// a typed `struct super_block *`: its device (or each inode's
+/// subvolume's, on btrfs) and the mask of its generations.
+#[inline(always)]
+fn walk_device(sb: *const u8) -> (u64, u32) {
+    let magic: u64 = load(sb, &SB_S_MAGIC_OFFSET);
+    if subvolume_devices(magic) {
+        (DEV_OF_SUBVOLUME, u32::MAX)
+    } else {
+        (
+            u64::from(load::<u32>(sb, &SB_S_DEV_OFFSET)),
+            collector_common::generation_mask(magic),
+        )
+    }
 }
 
 /// The rest of an identity walk from `dentry` on, under `bpf_loop`.
@@ -889,14 +887,12 @@ fn deeper_identity_rule(
         seen: u64::from(seen),
         settled: 0,
     };
-    unsafe {
-        generated::bpf_loop(
-            MAX_DEPTH,
-            identity_step as *mut core::ffi::c_void,
-            core::ptr::null_mut(),
-            0,
-        )
+    let step = if dev == DEV_OF_SUBVOLUME {
+        identity_step::<true> as *mut core::ffi::c_void
+    } else {
+        identity_step::<false> as *mut core::ffi::c_void
     };
+    unsafe { generated::bpf_loop(MAX_DEPTH, step, core::ptr::null_mut(), 0) };
     let w = scratch.identity;
     (
         collector_common::PathRule {
@@ -909,8 +905,15 @@ fn deeper_identity_rule(
 
 /// One step of an identity walk: look the dentry up, then go to its
 /// parent. Returns 1 to stop the loop.
+///
+/// `SUBVOLUMES`: the walk is on btrfs, and takes each inode's device from
+/// its subvolume ([`subvolume_dev`]); a callback of its own, so that a walk
+/// elsewhere is verified as it was before btrfs was known.
 #[inline(never)]
-extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn identity_step<const SUBVOLUMES: bool>(
+    _index: u64,
+    _ctx: *mut core::ffi::c_void,
+) -> i64 {
     use collector_common::{IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT};
     let Some(scratch) = WALK_SCRATCH.get_ptr_mut(0) else {
         return 1;
@@ -923,7 +926,7 @@ extern "C" fn identity_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let inode = read_ptr(dentry, &DENTRY_D_INODE_OFFSET);
     let mut here = 0u64;
     if !inode.is_null() {
-        let dev = if w.dev == DEV_OF_SUBVOLUME {
+        let dev = if SUBVOLUMES {
             subvolume_dev(inode)
         } else {
             w.dev as u32
@@ -1014,6 +1017,16 @@ pub fn subvolume_copy_rule(file: *const u8, cmd: u32, arg: u64, set: u8) -> u32 
         &crate::maps::FILE_INODES_1
     };
     unsafe { map.get(&key) }.map_or(0, |rule| rule.deny_rule)
+}
+
+/// The `statfs` magic number of the filesystem of a typed `struct file *`.
+#[inline(always)]
+pub fn file_fs_magic(file: *const u8) -> u64 {
+    let inode: *const u8 = load(file, &FILE_F_INODE_OFFSET);
+    load(
+        load::<*const u8>(inode, &INODE_I_SB_OFFSET),
+        &SB_S_MAGIC_OFFSET,
+    )
 }
 
 /// `(vfsmount, dentry)` of a `struct path *` (`{ mnt; dentry; }`, a layout

@@ -14,7 +14,7 @@ use aya::{
 use collector_common::{
     Hook, Module, TARGET_CONTAINER,
     container::CGROUP_RMDIR_PROGRAM,
-    rows::{AuditTier, ROWS, RowSpec},
+    rows::{AuditTier, COMPANION_HOOKS, ROWS, RowSpec},
 };
 use tracing::warn;
 
@@ -245,7 +245,7 @@ impl Attacher<'_> {
         match result {
             Ok(link) => {
                 self.links.push((program.to_string(), link));
-                Ok(())
+                self.companions(hook)
             }
             Err(reason) => {
                 if reason.refuses_every_program() {
@@ -254,6 +254,31 @@ impl Attacher<'_> {
                 Err(reason)
             }
         }
+    }
+
+    /// The companions of `hook` the kernel has (`COMPANION_HOOKS`): the
+    /// row holds only with them.
+    fn companions(&mut self, hook: Hook) -> Result<(), LsmUnavailable> {
+        for &(_, companion) in COMPANION_HOOKS.iter().filter(|(of, _)| *of == hook) {
+            let Some(name) = companion.lsm_hook() else {
+                continue;
+            };
+            let function = format!("bpf_lsm_{name}");
+            if self
+                .btf
+                .id_by_type_name_kind(&function, aya_obj::btf::BtfKind::Func)
+                .is_err()
+            {
+                tracing::debug!(
+                    hook = name,
+                    "the kernel has no such hook: nothing to attach"
+                );
+                continue;
+            }
+            let link = try_lsm(self.ebpf, self.btf, companion)?;
+            self.links.push((companion.program().to_string(), link));
+        }
+        Ok(())
     }
 
     /// Once any row of the module went without BPF-LSM: the module's cgroup
@@ -575,6 +600,14 @@ mod tests {
             Some(ProgramSection::RawTracePoint)
         ));
         named.insert(rmdir);
+        for &(_, companion) in COMPANION_HOOKS {
+            let program = companion.program();
+            assert!(
+                of_hook_type(companion, &object.programs[program].section),
+                "{program}"
+            );
+            named.insert(program);
+        }
         let exit = collector_common::guard::GUARD_EXIT_PROGRAM;
         assert!(matches!(
             object.programs.get(exit).map(|p| &p.section),

@@ -34,8 +34,8 @@ use std::{
 };
 
 use collector_common::{
-    BTRFS_MAGIC, GENERATION_MAGICS, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule,
-    InodeKey, generation_mask, mount::MountIdentity,
+    BTRFS_MAGIC, IDENTITY_CHECK_PATH, IDENTITY_KNOWN_ROOT, IdentityRule, InodeKey,
+    keyed_by_generation, mount::MountIdentity,
 };
 use tracing::warn;
 
@@ -473,7 +473,7 @@ fn unescape(field: &str) -> String {
 /// made, FAT by place, network filesystems as the server says.
 fn stable_inodes(magic: Option<u64>) -> bool {
     const RAMFS: u64 = 0x8584_58f6;
-    magic.is_some_and(|magic| GENERATION_MAGICS.contains(&magic) || magic == RAMFS)
+    magic.is_some_and(|magic| keyed_by_generation(magic) || magic == RAMFS)
 }
 
 /// The `statfs` magic number of the filesystem holding `path`.
@@ -500,13 +500,13 @@ pub(crate) fn key_of(meta: &fs::Metadata) -> InodeKey {
 }
 
 /// A file's key in `FILE_INODES`: [`key_of`] with, on a filesystem whose
-/// identities carry it ([`GENERATION_MAGICS`]), the inode's generation as
+/// identities carry it ([`keyed_by_generation`]), the inode's generation as
 /// the programs read it. Where the generation cannot be read there, the
 /// key cannot match and the file is judged by its path alone: said once.
 /// `magic` is the filesystem's (see [`fs_magic`]).
 fn identity_key(path: &Path, meta: &fs::Metadata, follow: Follow, magic: Option<u64>) -> InodeKey {
     let mut key = key_of(meta);
-    if magic.is_some_and(|magic| generation_mask(magic) != 0) {
+    if magic.is_some_and(keyed_by_generation) {
         match generation_of(path, follow, key.ino) {
             Some(generation) => key.generation = generation,
             None => {
@@ -890,7 +890,7 @@ mod tests {
         // The number of another inode is not this file's.
         assert_eq!(generation_of(&file, Follow::Links, meta.ino() + 1), None);
         // Its key in `FILE_INODES` carries it on these filesystems.
-        if fs_magic(&file).is_some_and(|magic| generation_mask(magic) != 0) {
+        if fs_magic(&file).is_some_and(keyed_by_generation) {
             assert_eq!(
                 identity_key(&file, &meta, Follow::Links, fs_magic(&file)).generation,
                 generation

@@ -592,7 +592,9 @@ fn mount_btrfs() -> Result<(), String> {
             &["-q", "subvolume", "create", &path(BTRFS, sub)],
         )?;
     }
-    fs::create_dir(path(BTRFS, "shelf")).map_err(|e| e.to_string())?;
+    for dir in ["shelf", "drop"] {
+        fs::create_dir(path(BTRFS, dir)).map_err(|e| e.to_string())?;
+    }
     // A read-only subvolume (what `btrfs send` needs) with a denied file.
     fs::write(path(BTRFS, "sent/secret"), "data\n").map_err(|e| e.to_string())?;
     run_ok(
@@ -640,6 +642,67 @@ fn mount_btrfs() -> Result<(), String> {
         "/bin/mount",
         &["-t", "btrfs", "-o", "subvol=sub", &device, BTRFS_SUBVOL],
     )
+}
+
+/// `ioctl(fd, cmd, arg)` made through the 32-bit system call entry
+/// (`int 0x80`), as a 32-bit program makes it: the kernel takes it
+/// through `compat_sys_ioctl`. `arg` must lie below 4 GiB ([`low_page`]).
+fn compat_ioctl(fd: i32, cmd: u32, arg: u32) -> Result<(), i32> {
+    let ret: u64;
+    // SAFETY: ioctl(2), number 54 of the i386 table. LLVM keeps rbx for
+    // itself, so the descriptor goes through another register.
+    unsafe {
+        std::arch::asm!(
+            "xchg {fd}, rbx",
+            "int 0x80",
+            "xchg {fd}, rbx",
+            fd = inout(reg) u64::from(fd as u32) => _,
+            inlateout("rax") 54u64 => ret,
+            in("rcx") u64::from(cmd),
+            in("rdx") u64::from(arg),
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    match ret as u32 as i32 {
+        r if r < 0 => Err(-r),
+        _ => Ok(()),
+    }
+}
+
+/// A zeroed page below 4 GiB (`MAP_32BIT`), for a compat ioctl's argument.
+fn low_page() -> Result<&'static mut [u8; 4096], i32> {
+    // SAFETY: a fresh anonymous mapping, never unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        Ok(&mut *p.cast::<[u8; 4096]>())
+    }
+}
+
+/// `BTRFS_IOC_SNAP_CREATE_V2` of `source` as `name` in `into`, by a
+/// 32-bit program (`compat_ioctl`).
+fn compat_snapshot(source: &str, into: &str, name: &str) -> Result<(), i32> {
+    let os = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
+    let source = fs::File::open(source).map_err(os)?;
+    let into = fs::File::open(into).map_err(os)?;
+    let args = low_page()?;
+    // struct btrfs_ioctl_vol_args_v2: the source's descriptor first, the
+    // new subvolume's name at byte 56.
+    args[..8].copy_from_slice(&i64::from(source.as_raw_fd()).to_ne_bytes());
+    args[56..56 + name.len()].copy_from_slice(name.as_bytes());
+    compat_ioctl(into.as_raw_fd(), 0x5000_9417, args.as_ptr() as u32)
 }
 
 fn run_ok(program: &str, args: &[&str]) -> Result<(), String> {
@@ -873,6 +936,21 @@ fn ops() -> Vec<Op> {
                     &path(BTRFS, "snap"),
                 ],
             ),
+        ),
+        // The same, by a 32-bit program: on kernels with the hook,
+        // `file_ioctl_compat` sees it, not `file_ioctl`.
+        file_op(
+            "files.ioctl.btrfs-snapshot-compat",
+            event::FILE_IOCTL,
+            path(BTRFS, "drop"),
+            vec![
+                (attr::SECURITY_RULE_NAME, json!(btrfs_denied())),
+                (attr::FILE_IOCTL_CMD, json!(0x5000_9417u32)),
+                (attr::HOOK, json!("lsm/file_ioctl_compat")),
+            ],
+            Action::Call(Box::new(|| {
+                compat_snapshot(&path(BTRFS, "sub"), &path(BTRFS, "drop"), "snap")
+            })),
         ),
         file_op(
             "files.ioctl.btrfs-send",
@@ -1132,7 +1210,10 @@ fn ops() -> Vec<Op> {
             "files.ioctl",
             event::FILE_IOCTL,
             path(DENIED, "ioctl"),
-            vec![(attr::FILE_IOCTL_CMD, json!(libc::FIONREAD))],
+            vec![
+                (attr::FILE_IOCTL_CMD, json!(libc::FIONREAD)),
+                (attr::HOOK, json!("lsm/file_ioctl")),
+            ],
             Action::Call(Box::new(|| {
                 let mut n: libc::c_int = 0;
                 // SAFETY: FIONREAD writes one int.
@@ -1140,6 +1221,21 @@ fn ops() -> Vec<Op> {
                     0 => Ok(()),
                     _ => Err(errno()),
                 }
+            })),
+        ),
+        file_op(
+            "files.ioctl.compat",
+            event::FILE_IOCTL,
+            path(DENIED, "ioctl"),
+            vec![
+                (attr::FILE_IOCTL_CMD, json!(libc::FIONREAD)),
+                // Both test kernels have the compat hook (6.1 by a
+                // stable backport).
+                (attr::HOOK, json!("lsm/file_ioctl_compat")),
+            ],
+            Action::Call(Box::new(|| {
+                let out = low_page()?;
+                compat_ioctl(held_fd(1), libc::FIONREAD as u32, out.as_ptr() as u32)
             })),
         ),
         file_op(
