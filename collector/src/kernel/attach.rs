@@ -196,8 +196,17 @@ impl Attacher<'_> {
         let reason = match self.lsm(hook) {
             Ok(()) => {
                 self.lsm[spec.module as usize] = true;
+                // The row's hook, and the companions this kernel has.
+                let companions = COMPANION_HOOKS
+                    .iter()
+                    .filter(|(of, _)| *of == hook)
+                    .map(|&(_, companion)| companion)
+                    .filter(|c| self.links.iter().any(|(p, _)| p == c.program()));
                 return Ok(Coverage::Enforced {
-                    hooks: vec![hook.name().to_string()],
+                    hooks: std::iter::once(hook)
+                        .chain(companions)
+                        .map(|h| h.name().to_string())
+                        .collect(),
                 });
             }
             Err(reason) if self.tier == TierChoice::Lsm => {

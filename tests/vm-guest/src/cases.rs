@@ -206,6 +206,20 @@ fn block_mode(agent_bin: &str) -> TestResult {
     ensure(agent.log().contains("enforced by BPF-LSM"), || {
         format!("agent did not report BPF-LSM enforcement: {}", agent.log())
     })?;
+    // Both test kernels have `file_ioctl_compat` (6.1 by a backport): the
+    // row names it beside its own hook.
+    ensure(
+        agent.log().lines().any(|l| {
+            l.contains("files.ioctl: enforced")
+                && l.contains("lsm/file_ioctl,lsm/file_ioctl_compat")
+        }),
+        || {
+            format!(
+                "files.ioctl does not name lsm/file_ioctl_compat: {}",
+                agent.log()
+            )
+        },
+    )?;
 
     let denied = cat(SECRET)?;
     let own = open_read(SECRET);
