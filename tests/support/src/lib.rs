@@ -357,11 +357,16 @@ fn complete_config(config: &str, dir: &Path) -> String {
 }
 
 /// Parses a JSON-lines event file; a line that is not JSON is an error.
+/// A last line without its newline is one the agent is still writing
+/// (a test may read while it runs): it is left for the next read.
 pub fn read_events(path: &Path) -> Result<Vec<Value>, String> {
     let text = fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("event line {l:?} is not JSON: {e}")))
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l.trim_end())
+                .map_err(|e| format!("event line {l:?} is not JSON: {e}"))
+        })
         .collect()
 }
 
@@ -535,7 +540,19 @@ pub fn connect_from(cgroup: Option<&Path>, addr: std::net::SocketAddr) -> (u32, 
 mod tests {
     use serde_json::json;
 
-    use super::event_name;
+    use super::{event_name, read_events};
+
+    #[test]
+    fn a_line_still_being_written_waits_and_a_bad_whole_line_is_an_error() {
+        let log = std::env::temp_dir().join(format!("sg-read-events-{}.jsonl", std::process::id()));
+        std::fs::write(&log, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let events = read_events(&log).unwrap();
+        assert_eq!(events, vec![json!({"a": 1}), json!({"a": 2})]);
+        std::fs::write(&log, "{\"a\":1}\nnot json\n").unwrap();
+        let err = read_events(&log).unwrap_err();
+        assert!(err.contains("not json"), "{err}");
+        std::fs::remove_file(&log).unwrap();
+    }
 
     #[test]
     fn the_event_name_is_read_under_either_key_the_new_one_first() {
