@@ -339,31 +339,29 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
 #[lsm(hook = "file_ioctl")]
 pub fn file_ioctl(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 3);
-    let cmd: u32 = ctx.arg(1);
-    judge_file(
-        ctx.arg(0),
-        Hook::LsmFileIoctl,
-        FileOp::Ioctl,
-        u64::from(cmd),
-        ctx.arg(2),
-        true,
-    )
+    judge_ioctl(&ctx, Hook::LsmFileIoctl, true)
 }
 
 /// A 32-bit program's ioctl (`compat_sys_ioctl`), where the kernel has
-/// this hook: judged as [`file_ioctl`].
+/// this hook: judged as [`file_ioctl`]. The kernel keeps `bpf_d_path`
+/// from this hook.
 #[lsm(hook = "file_ioctl_compat")]
 pub fn file_ioctl_compat(ctx: LsmContext) -> i32 {
     earlier_denial!(ctx, 3);
+    judge_ioctl(&ctx, Hook::LsmFileIoctlCompat, false)
+}
+
+/// `(struct file *file, unsigned int cmd, unsigned long arg)`.
+#[inline(always)]
+fn judge_ioctl(ctx: &LsmContext, hook: Hook, d_path: bool) -> i32 {
     let cmd: u32 = ctx.arg(1);
     judge_file(
         ctx.arg(0),
-        Hook::LsmFileIoctlCompat,
+        hook,
         FileOp::Ioctl,
         u64::from(cmd),
         ctx.arg(2),
-        // The kernel keeps `bpf_d_path` from this hook.
-        false,
+        d_path,
     )
 }
 

@@ -804,24 +804,17 @@ pub fn real_inode_rule(
     if inode.is_null() || inode == load::<*const u8>(path_dentry, &DENTRY_D_INODE_OFFSET) {
         return None;
     }
-    let (dev, generations) = walk_device(load(inode, &INODE_I_SB_OFFSET));
     // `i_dentry.first` is the `d_u.d_alias` node inside a dentry.
     let alias: *const u8 = load(inode, &INODE_I_DENTRY_OFFSET);
     if alias.is_null() {
         return None;
     }
     let dentry = (alias as u64).wrapping_sub(global(&DENTRY_D_U_OFFSET) as u64) as *const u8;
-    Some(
-        deeper_identity_rule(
-            dentry,
-            dev,
-            generations,
-            set,
-            collector_common::PathRule::default(),
-            0,
-        )
-        .0,
-    )
+    Some(whole_looped_walk(
+        dentry,
+        load(inode, &INODE_I_SB_OFFSET),
+        set,
+    ))
 }
 
 /// The rules `dentry` answers to by identity, as [`identity_rule`] finds
@@ -835,7 +828,14 @@ pub fn looped_identity_rule(dentry: *const u8, set: u8) -> collector_common::Pat
     if dentry.is_null() {
         return collector_common::PathRule::default();
     }
-    let (dev, generations) = walk_device(load(dentry, &DENTRY_D_SB_OFFSET));
+    whole_looped_walk(dentry, load(dentry, &DENTRY_D_SB_OFFSET), set)
+}
+
+/// A walk from `dentry`, on the filesystem of `sb` (a typed
+/// `struct super_block *`), with every step under `bpf_loop`: its rules.
+#[inline(always)]
+fn whole_looped_walk(dentry: *const u8, sb: *const u8, set: u8) -> collector_common::PathRule {
+    let (dev, generations) = walk_device(sb);
     deeper_identity_rule(
         dentry,
         dev,

@@ -194,19 +194,10 @@ impl Attacher<'_> {
     /// A row with a BPF-LSM hook: enforced, or its audit tier.
     fn lsm_row(&mut self, spec: &RowSpec, hook: Hook) -> Result<Coverage, KernelError> {
         let reason = match self.lsm(hook) {
-            Ok(()) => {
+            Ok(hooks) => {
                 self.lsm[spec.module as usize] = true;
-                // The row's hook, and the companions this kernel has.
-                let companions = COMPANION_HOOKS
-                    .iter()
-                    .filter(|(of, _)| *of == hook)
-                    .map(|&(_, companion)| companion)
-                    .filter(|c| self.links.iter().any(|(p, _)| p == c.program()));
                 return Ok(Coverage::Enforced {
-                    hooks: std::iter::once(hook)
-                        .chain(companions)
-                        .map(|h| h.name().to_string())
-                        .collect(),
+                    hooks: hooks.iter().map(|h| h.name().to_string()).collect(),
                 });
             }
             Err(reason) if self.tier == TierChoice::Lsm => {
@@ -235,8 +226,9 @@ impl Attacher<'_> {
         }
     }
 
-    /// Tries BPF-LSM for the program of one hook.
-    fn lsm(&mut self, hook: Hook) -> Result<(), LsmUnavailable> {
+    /// Tries BPF-LSM for the program of one hook; the hooks attached: it
+    /// and the companions this kernel has.
+    fn lsm(&mut self, hook: Hook) -> Result<Vec<Hook>, LsmUnavailable> {
         let program = hook.program();
         if self.tier == TierChoice::Tracepoint {
             return Err(LsmUnavailable::Forced);
@@ -265,9 +257,11 @@ impl Attacher<'_> {
         }
     }
 
-    /// The companions of `hook` the kernel has (`COMPANION_HOOKS`): the
-    /// row holds only with them.
-    fn companions(&mut self, hook: Hook) -> Result<(), LsmUnavailable> {
+    /// Attaches the companions of `hook` the kernel has (`COMPANION_HOOKS`),
+    /// after `hook` itself: the row holds only with them. The hooks
+    /// attached, `hook` first.
+    fn companions(&mut self, hook: Hook) -> Result<Vec<Hook>, LsmUnavailable> {
+        let mut attached = vec![hook];
         for &(_, companion) in COMPANION_HOOKS.iter().filter(|(of, _)| *of == hook) {
             let Some(name) = companion.lsm_hook() else {
                 continue;
@@ -286,8 +280,9 @@ impl Attacher<'_> {
             }
             let link = try_lsm(self.ebpf, self.btf, companion)?;
             self.links.push((companion.program().to_string(), link));
+            attached.push(companion);
         }
-        Ok(())
+        Ok(attached)
     }
 
     /// Once any row of the module went without BPF-LSM: the module's cgroup
