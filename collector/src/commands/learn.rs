@@ -29,6 +29,8 @@ use super::{
     generate::{check_accepted, write},
     load_config,
 };
+use collector_common::Hook;
+
 use crate::{
     agent,
     cli::{ConfigArgs, GenerateMode, LearnArgs},
@@ -265,6 +267,10 @@ struct Learned {
     last: Option<String>,
     executables: BTreeMap<String, Seen>,
     destinations: BTreeMap<IpAddr, Seen>,
+    /// The users and groups (real ids, as the kernel judges them) of the
+    /// tasks that connected, sent or bound.
+    users: BTreeMap<u32, Seen>,
+    groups: BTreeMap<u32, Seen>,
     files: BTreeMap<String, Seen>,
     /// The names `dns_proxy` answered each address for.
     answered: BTreeMap<IpAddr, BTreeSet<String>>,
@@ -277,7 +283,16 @@ struct Report<'a> {
     last: &'a Option<String>,
     executables: Vec<Item<'a, String>>,
     destinations: Vec<Item<'a, String>>,
+    users: Vec<Id<'a>>,
+    groups: Vec<Id<'a>>,
     files: Vec<Item<'a, String>>,
+}
+
+#[derive(Serialize)]
+struct Id<'a> {
+    id: u32,
+    #[serde(flatten)]
+    seen: &'a Seen,
 }
 
 #[derive(Serialize)]
@@ -346,6 +361,21 @@ impl Learned {
                     .or_default()
                     .add(e, op.to_string());
             }
+            // Rules on who connects judge the task that asks; an inbound
+            // connection or datagram is handled in whatever task the
+            // kernel was running, which says nothing of the receiver.
+            let inbound = [Hook::LsmInetConnRequest, Hook::LsmSockRcvSkb]
+                .iter()
+                .any(|h| e[attr::HOOK] == h.name());
+            if !inbound {
+                let id = |key: &str| e[key].as_u64().and_then(|v| u32::try_from(v).ok());
+                if let Some(uid) = id(attr::PROCESS_REAL_USER_ID) {
+                    self.users.entry(uid).or_default().add(e, op.to_string());
+                }
+                if let Some(gid) = id(attr::PROCESS_GROUP_ID) {
+                    self.groups.entry(gid).or_default().add(e, op.to_string());
+                }
+            }
         } else if let Some(op) = name.strip_prefix("safeguard.file.") {
             let Some(path) = e[attr::FILE_PATH].as_str() else {
                 return;
@@ -402,6 +432,9 @@ impl Learned {
                 })
                 .collect()
         }
+        fn ids(m: &BTreeMap<u32, Seen>) -> Vec<Id<'_>> {
+            m.iter().map(|(&id, seen)| Id { id, seen }).collect()
+        }
         Report {
             events: self.events,
             first: &self.first,
@@ -417,6 +450,8 @@ impl Learned {
                     seen,
                 })
                 .collect(),
+            users: ids(&self.users),
+            groups: ids(&self.groups),
             files: paths(&self.files),
         }
     }
@@ -517,6 +552,19 @@ impl Learned {
             .collect();
         list(&mut out, "      ", networks);
         out.push_str("    deny: []\n");
+        // Only these users and groups may connect: an allow list of UIDs
+        // or GIDs lets no one else through a whitelist.
+        for (key, ids) in [("uid", &self.users), ("gid", &self.groups)] {
+            let _ = write!(out, "  {key}:\n    allow:");
+            list(
+                &mut out,
+                "      ",
+                ids.iter()
+                    .map(|(id, seen)| (id.to_string(), seen.comment()))
+                    .collect(),
+            );
+            out.push_str("    deny: []\n");
+        }
 
         if protect.is_empty() {
             out.push_str(
@@ -644,8 +692,25 @@ mod tests {
             "time": "2026-12-04T10:00:01Z",
             "otel.event.name": event::NETWORK_CONNECT,
             "safeguard.decision": decision,
+            "safeguard.hook": "lsm/socket_connect",
             "network.peer.address": addr,
             "safeguard.process.comm": "curl",
+            "process.user.id": 0,
+            "process.real_user.id": 1000,
+            "safeguard.process.group_id": 100,
+        })
+    }
+
+    /// An inbound connection, judged in whatever task the kernel ran.
+    fn accept(addr: &str) -> Value {
+        json!({
+            "otel.event.name": event::NETWORK_ACCEPT,
+            "safeguard.decision": "would_block",
+            "safeguard.hook": "lsm/inet_conn_request",
+            "network.peer.address": addr,
+            "safeguard.process.comm": "swapper/0",
+            "process.real_user.id": 0,
+            "safeguard.process.group_id": 0,
         })
     }
 
@@ -670,17 +735,23 @@ mod tests {
             connect("192.0.2.7", "would_block"),
             connect("::ffff:192.0.2.8", "would_block"),
             connect("192.0.2.9", "blocked"),
+            accept("192.0.2.10"),
             open("/srv/data/a", &["read"]),
             open("/srv/database/x", &["read"]),
             open("/etc/passwd", &["read"]),
         ] {
             l.observe(&e, &protect);
         }
-        assert_eq!(l.events, 9);
+        assert_eq!(l.events, 10);
         assert_eq!(l.executables.keys().collect::<Vec<_>>(), ["/usr/bin/curl"]);
         assert_eq!(l.executables["/usr/bin/curl"].count, 2);
         let reached: Vec<String> = l.destinations.keys().map(ToString::to_string).collect();
-        assert_eq!(reached, ["192.0.2.7", "192.0.2.8"]);
+        assert_eq!(reached, ["192.0.2.7", "192.0.2.8", "192.0.2.10"]);
+        // The real ids of who connected; not the task an inbound
+        // connection happened to interrupt, nor a refused connect's.
+        assert_eq!(l.users.keys().collect::<Vec<_>>(), [&1000]);
+        assert_eq!(l.users[&1000].count, 2);
+        assert_eq!(l.groups.keys().collect::<Vec<_>>(), [&100]);
         assert_eq!(l.files.keys().collect::<Vec<_>>(), ["/srv/data/a"]);
         assert_eq!(l.files["/srv/data/a"].comment(), "open read 1 time by sh");
     }
@@ -773,6 +844,7 @@ mod tests {
             "{yaml}"
         );
         assert!(yaml.contains(r#"- "192.0.2.7/32"  # connect"#), "{yaml}");
+        assert!(yaml.contains("- 1000  # connect 1 time by curl"), "{yaml}");
         assert!(yaml.contains(r#"- "/srv/data/a"  # open write"#), "{yaml}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.yaml");
@@ -792,6 +864,8 @@ mod tests {
             crate::config::ListPolicy::Whitelist
         );
         assert_eq!(config.files.settings.mode, crate::config::Mode::Block);
+        assert_eq!(config.network.uid_allow, [1000]);
+        assert_eq!(config.network.gid_allow, [100]);
         let policy = crate::policy::Policy::compile(&config);
         assert_eq!(policy.process.rules.len(), 1, "{yaml}");
     }

@@ -3,8 +3,8 @@
 //! watched by `safeguard learn --duration`; the report names what it did,
 //! the policy written is accepted by `safeguard check`, and, enforced by
 //! the agent, lets the same workload through untouched while refusing what
-//! was never seen: another program, another address, a new file in the
-//! tree.
+//! was never seen: another program, another address, another user, a new
+//! file in the tree.
 //!
 //! The learned policy is a process whitelist for every task of the VM:
 //! while it is in force, this test runs only the programs the workload ran
@@ -44,6 +44,9 @@ const ME: &str = "/bin/safeguard-vm-tests";
 const SEEN: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 /// An address never connected to while learning: refused.
 const UNSEEN: &str = "127.0.0.4";
+/// A user (and group) that never connected while learning: its connect to
+/// a learned address is refused. The workload runs as root.
+const OTHER_USER: u32 = 1000;
 /// Where the learn command's configuration, policy and report go.
 const DIR: &str = "/tmp/sgtest-learn";
 /// How long `safeguard learn` watches.
@@ -234,6 +237,15 @@ fn check_report(learned: &Learned) -> TestResult {
             format!("{address} is not among the destinations learned: {report}{context}")
         })?;
     }
+    let users: Vec<u64> = report["users"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i["id"].as_u64()).collect())
+        .unwrap_or_default();
+    ensure(users == [0], || {
+        format!(
+            "the users learned are {users:?}, want [0] (root ran the workload): {report}{context}"
+        )
+    })?;
     let files = listed(report, "files", "path");
     for path in [READ, WRITTEN] {
         ensure(files.contains(&path), || {
@@ -307,6 +319,12 @@ fn enforce(agent_bin: &str, policy: &str) -> TestResult {
         .stderr(Stdio::null())
         .status();
     let connect = run(ME, &["--connect", &format!("{UNSEEN}:9")], None, None);
+    let other_user = run(
+        ME,
+        &["--connect", &format!("{}:9", SEEN[0])],
+        Some(OTHER_USER),
+        None,
+    );
     let create = run("/bin/sh", &["-c", &format!("echo x > {NEW}")], None, None);
     let (events, log) = agent.stop()?;
 
@@ -343,11 +361,13 @@ fn enforce(agent_bin: &str, policy: &str) -> TestResult {
             || format!("a use of {path} was blocked: {:?}", blocked(&events)),
         )?;
     }
+    let by_other_user = |e: &Value| e[attr::PROCESS_REAL_USER_ID] == OTHER_USER;
     for address in SEEN {
         ensure(
-            !blocked(&events)
-                .iter()
-                .any(|e| e[attr::NETWORK_PEER_ADDRESS].as_str().and_then(ip) == ip(address)),
+            !blocked(&events).iter().any(|e| {
+                e[attr::NETWORK_PEER_ADDRESS].as_str().and_then(ip) == ip(address)
+                    && !by_other_user(e)
+            }),
             || format!("a connect to {address} was blocked: {:?}", blocked(&events)),
         )?;
     }
@@ -388,6 +408,32 @@ fn enforce(agent_bin: &str, policy: &str) -> TestResult {
                 && e[attr::NETWORK_PEER_ADDRESS].as_str().and_then(ip) == ip(UNSEEN)
         }),
         || format!("no blocked connect to {UNSEEN} reported: {events:?}"),
+    )?;
+
+    // A learned address, from a user that never connected while learning.
+    let other_user =
+        other_user.map_err(|e| format!("--connect {}:9 as uid {OTHER_USER}: {e}", SEEN[0]))?;
+    ensure(other_user.code == libc::EPERM, || {
+        format!(
+            "connect to {} as uid {OTHER_USER}: exit {}, want {} (EPERM): {}",
+            SEEN[0],
+            other_user.code,
+            libc::EPERM,
+            other_user.stderr
+        )
+    })?;
+    ensure(
+        blocked(&events).iter().any(|e| {
+            event_name(e) == Some(event::NETWORK_CONNECT)
+                && e[attr::NETWORK_PEER_ADDRESS].as_str().and_then(ip) == ip(SEEN[0])
+                && by_other_user(e)
+        }),
+        || {
+            format!(
+                "no blocked connect to {} by uid {OTHER_USER} reported: {events:?}",
+                SEEN[0]
+            )
+        },
     )?;
 
     // A file never used in the protected tree: creating it is judged
