@@ -367,6 +367,8 @@ fn container_workloads_are_named_by_podmans_id_across_a_restart_and_after_exit()
     );
     for e in &restarted {
         assert_eq!(e[attr::CONTAINER_RUNTIME_NAME], "podman", "{e}");
+        // podman's containers/storage record names the image.
+        assert_eq!(e[attr::CONTAINER_IMAGE_NAME], WORKLOAD, "{e}");
     }
     assert!(
         !of(&gone).is_empty(),

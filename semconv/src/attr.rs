@@ -79,6 +79,9 @@ names! {
         /// The container runtime (`docker`, `containerd`, `cri-o`, `podman`),
         /// where the cgroup path shows it.
         CONTAINER_RUNTIME_NAME = "container.runtime.name";
+        /// The image the container was made from, as its runtime recorded it
+        /// (`localhost/app:1.2`, `nginx:1.27`).
+        CONTAINER_IMAGE_NAME = "container.image.name";
         /// UID of the Kubernetes pod the container belongs to.
         K8S_POD_UID = "k8s.pod.uid";
 

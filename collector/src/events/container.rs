@@ -25,6 +25,8 @@ use collector_common::container::{
 };
 use rustc_hash::FxHashMap;
 
+use super::image::RuntimeRoots;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The full 64-hex-digit container id.
@@ -33,6 +35,9 @@ pub struct Identity {
     pub runtime: Option<&'static str>,
     /// The Kubernetes pod's UID, for a container in a pod.
     pub pod_uid: Option<String>,
+    /// The image the container was made from, where its runtime's files
+    /// say (`super::image`).
+    pub image: Option<String>,
 }
 
 /// `pod<uid>` or `kubepods-<qos>-pod<uid_with_underscores>.slice`.
@@ -74,6 +79,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Identity> {
         container_id,
         runtime,
         pod_uid,
+        image: None,
     })
 }
 
@@ -140,6 +146,8 @@ pub struct Containers {
     cache: Mutex<FxHashMap<u64, Option<Arc<Identity>>>>,
     /// The cgroup v2 mount point and its directory, opened once.
     hierarchy: Option<(PathBuf, std::fs::File)>,
+    /// Where the runtimes say which image a container was made from.
+    runtimes: RuntimeRoots,
 }
 
 /// Cached cgroups before the cache starts over.
@@ -154,6 +162,7 @@ impl Default for Containers {
         Self {
             cache: Mutex::new(FxHashMap::default()),
             hierarchy,
+            runtimes: RuntimeRoots::default(),
         }
     }
 }
@@ -163,12 +172,22 @@ impl Containers {
     /// on, also once the cgroup is gone. Before its tasks' records, so it
     /// replaces whatever the id meant before.
     pub fn made(&self, cgroup_id: u64, path: &str) {
-        let identity = from_cgroup_path(path).map(Arc::new);
+        let identity = self.identity(path);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
         cache.insert(cgroup_id, identity);
+    }
+
+    /// The identity a cgroup path shows, with the container's image: read
+    /// once per cgroup, and the runtime wrote it before making the cgroup.
+    fn identity(&self, path: &str) -> Option<Arc<Identity>> {
+        let mut identity = from_cgroup_path(path)?;
+        identity.image = self
+            .runtimes
+            .image_name(identity.runtime, &identity.container_id);
+        Some(Arc::new(identity))
     }
 
     /// The identity of the container the task (`pid`, in cgroup
@@ -185,7 +204,7 @@ impl Containers {
             .filter(|_| cgroup_id != 0)
             .and_then(|(mount, dir)| cgroup_path_by_id(dir, mount, cgroup_id));
         let path = by_id.or_else(|| cgroup_path(pid))?;
-        let identity = from_cgroup_path(&path).map(Arc::new);
+        let identity = self.identity(&path);
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
@@ -211,6 +230,7 @@ mod tests {
             container_id: ID.into(),
             runtime: Some("docker"),
             pod_uid: None,
+            image: None,
         };
         assert_eq!(
             id(&format!("/system.slice/docker-{ID}.scope")),
@@ -231,6 +251,7 @@ mod tests {
                 container_id: ID.into(),
                 runtime: Some("containerd"),
                 pod_uid: Some(UID.into()),
+                image: None,
             })
         );
         let guaranteed = format!("/kubepods.slice/kubepods-pod{underscored}.slice/crio-{ID}.scope");

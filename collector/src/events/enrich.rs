@@ -436,6 +436,9 @@ impl Enricher {
             if let Some(uid) = &c.pod_uid {
                 a.push((attr::K8S_POD_UID, uid.clone().into()));
             }
+            if let Some(image) = &c.image {
+                a.push((attr::CONTAINER_IMAGE_NAME, image.clone().into()));
+            }
         }
         a.push((attr::HOST_NAME, self.host_name.clone().into()));
         a

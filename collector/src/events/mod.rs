@@ -9,6 +9,7 @@ pub mod decode;
 pub mod enrich;
 pub mod enriched;
 pub mod exe;
+pub mod image;
 pub mod reader;
 pub mod recording;
 

@@ -60,6 +60,7 @@ struct ProcessSpan {
 const SPAN_ATTRIBUTES: &[&str] = &[
     attr::CONTAINER_ID,
     attr::CONTAINER_RUNTIME_NAME,
+    attr::CONTAINER_IMAGE_NAME,
     attr::K8S_POD_UID,
     attr::PROCESS_PID,
     attr::PROCESS_PARENT_PID,
