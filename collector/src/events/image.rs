@@ -53,9 +53,9 @@ impl RuntimeRoots {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let storage = || self.from_containers_storage(id);
-        let docker = || self.from_docker(id);
-        let containerd = || self.from_containerd(id);
+        let storage = || self.in_containers_storage(id);
+        let docker = || self.in_docker(id);
+        let containerd = || self.in_containerd(id);
         match runtime {
             Some("podman" | "cri-o") => storage(),
             Some("docker") => docker().or_else(containerd),
@@ -65,7 +65,7 @@ impl RuntimeRoots {
         .filter(|name| !name.is_empty())
     }
 
-    fn from_containers_storage(&self, id: &str) -> Option<String> {
+    fn in_containers_storage(&self, id: &str) -> Option<String> {
         self.containers_storage.iter().find_map(|root| {
             // One `<driver>-containers` directory per storage driver used.
             let drivers = std::fs::read_dir(root).ok()?;
@@ -82,12 +82,12 @@ impl RuntimeRoots {
         })
     }
 
-    fn from_docker(&self, id: &str) -> Option<String> {
+    fn in_docker(&self, id: &str) -> Option<String> {
         let config = read_json(&self.docker.join(id).join("config.v2.json"))?;
         config["Config"]["Image"].as_str().map(str::to_string)
     }
 
-    fn from_containerd(&self, id: &str) -> Option<String> {
+    fn in_containerd(&self, id: &str) -> Option<String> {
         let namespaces = std::fs::read_dir(&self.containerd_tasks).ok()?;
         namespaces
             .flatten()
