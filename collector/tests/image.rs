@@ -378,6 +378,47 @@ fn container_workloads_are_named_by_podmans_id_across_a_restart_and_after_exit()
             .filter(|e| e.get(attr::CONTAINER_ID).is_some())
             .collect::<Vec<_>>()
     );
+
+    // `safeguard learn` from that log: the image's containers get a policy
+    // of their own, next to the host's, that `check` accepts.
+    let policy = root.path().join("learned.yaml");
+    let learned = Command::new(AGENT)
+        .arg("learn")
+        .arg("--from")
+        .arg(agent_dir.join("events.jsonl"))
+        .arg("--output")
+        .arg(&policy)
+        .output()
+        .expect("run safeguard learn");
+    let stderr = String::from_utf8_lossy(&learned.stderr);
+    assert!(learned.status.success(), "safeguard learn: {stderr}");
+    let image_policy = root
+        .path()
+        .join("learned.image-localhost_safeguard-test-busybox_latest.yaml");
+    let yaml = std::fs::read_to_string(&image_policy)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", image_policy.display()));
+    assert!(yaml.contains("target: container"), "{yaml}");
+    assert!(!yaml.contains("target: host"), "{yaml}");
+    // The workload's shell ran in the container: its path, in the
+    // container's root, is in the image's whitelist.
+    let shell = restarted
+        .iter()
+        .find_map(|e| e[attr::PROCESS_EXECUTABLE_PATH].as_str())
+        .expect("an exec path in the container");
+    assert!(yaml.contains(&format!("- {shell:?}")), "{shell} in {yaml}");
+    let checked = Command::new(AGENT)
+        .arg("check")
+        .arg("--config")
+        .arg(&image_policy)
+        .output()
+        .expect("run safeguard check");
+    assert!(
+        checked.status.success(),
+        "check refused {}: {}{}",
+        image_policy.display(),
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 #[test]

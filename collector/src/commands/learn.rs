@@ -173,6 +173,7 @@ fn write_policy(args: &LearnArgs, protect: &[PathBuf], events: &Path) -> anyhow:
         })?;
         learned.observe(&event, protect);
     }
+    learned.finish();
     let mode = match args.mode {
         GenerateMode::Monitor => semconv::mode::MONITOR,
         GenerateMode::Block => semconv::mode::BLOCK,
@@ -187,16 +188,42 @@ fn write_policy(args: &LearnArgs, protect: &[PathBuf], events: &Path) -> anyhow:
             })
             .unwrap_or_default()
     });
-    let yaml = learned.to_yaml(mode, protect, &outside);
+    let yaml = learned.to_yaml(mode, Scope::Host, protect, &outside);
     check_accepted(&yaml)?;
+    let mut policies = BTreeMap::new();
     match &args.output {
-        Some(path) => write(path, &yaml)?,
-        None => print!("{yaml}"),
+        Some(path) => {
+            write(path, &yaml)?;
+            let mut taken = BTreeSet::from([path.clone()]);
+            for (image, seen) in &learned.images {
+                let yaml = seen.to_yaml(mode, Scope::Image(image), protect, &outside);
+                check_accepted(&yaml)
+                    .with_context(|| format!("the policy of image {}", printable(image)))?;
+                let at = image_policy_path(path, image, &mut taken);
+                write(&at, &yaml)?;
+                eprintln!(
+                    "safeguard learn: image {}: {} events; wrote {}",
+                    printable(image),
+                    seen.events,
+                    at.display()
+                );
+                policies.insert(image.clone(), at);
+            }
+        }
+        None => {
+            print!("{yaml}");
+            if !learned.images.is_empty() {
+                eprintln!(
+                    "safeguard learn: {} container images seen; with --output, each one's policy is written next to it",
+                    learned.images.len()
+                );
+            }
+        }
     }
     if let Some(path) = &args.report {
         write(
             path,
-            &(serde_json::to_string_pretty(&learned.report())? + "\n"),
+            &(serde_json::to_string_pretty(&learned.report(&policies))? + "\n"),
         )?;
     }
     eprintln!(
@@ -252,10 +279,7 @@ impl Seen {
             if self.count == 1 { "" } else { "s" },
             self.commands.iter().cloned().collect::<Vec<_>>().join(", ")
         );
-        // One line, printable: a command name is whatever a task set.
-        text.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect()
+        printable(&text)
     }
 }
 
@@ -274,6 +298,10 @@ struct Learned {
     files: BTreeMap<String, Seen>,
     /// The names `dns_proxy` answered each address for.
     answered: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// The containers seen (`container.id`).
+    containers: BTreeSet<String>,
+    /// What the containers of each image did (`container.image.name`).
+    images: BTreeMap<String, Learned>,
 }
 
 #[derive(Serialize)]
@@ -286,6 +314,20 @@ struct Report<'a> {
     users: Vec<Id<'a>>,
     groups: Vec<Id<'a>>,
     files: Vec<Item<'a, String>>,
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    containers: &'a BTreeSet<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    images: Vec<ImageReport<'a>>,
+}
+
+/// One image's part of the report, and the policy written for it.
+#[derive(Serialize)]
+struct ImageReport<'a> {
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(flatten)]
+    seen: Report<'a>,
 }
 
 #[derive(Serialize)]
@@ -309,10 +351,33 @@ struct Item<'a, K> {
 }
 
 impl Learned {
-    /// Takes in one event of the log. A refused operation (`blocked`) did
-    /// not happen and teaches nothing.
+    /// Takes in one event of the log, for the whole host and for the image
+    /// of its container.
     fn observe(&mut self, e: &Value, protect: &[PathBuf]) {
+        self.take_in(e, protect);
+        if let Some(image) = e[attr::CONTAINER_IMAGE_NAME].as_str() {
+            self.images
+                .entry(image.to_string())
+                .or_default()
+                .take_in(e, protect);
+        }
+    }
+
+    /// The image policies name destinations by the answers of `dns_proxy`,
+    /// which the agent gave, not a container: once every event is in.
+    fn finish(&mut self) {
+        for image in self.images.values_mut() {
+            image.answered.clone_from(&self.answered);
+        }
+    }
+
+    /// Takes in one event. A refused operation (`blocked`) did not happen
+    /// and teaches nothing.
+    fn take_in(&mut self, e: &Value, protect: &[PathBuf]) {
         self.events += 1;
+        if let Some(id) = e[attr::CONTAINER_ID].as_str() {
+            self.containers.insert(id.to_string());
+        }
         if let Some(time) = e["time"].as_str() {
             self.first.get_or_insert_with(|| time.to_string());
             self.last = Some(time.to_string());
@@ -421,7 +486,8 @@ impl Learned {
         (names, bare)
     }
 
-    fn report(&self) -> Report<'_> {
+    /// The report; `policies` says where each image's policy went.
+    fn report(&self, policies: &BTreeMap<String, PathBuf>) -> Report<'_> {
         fn paths(m: &BTreeMap<String, Seen>) -> Vec<Item<'_, String>> {
             m.iter()
                 .map(|(k, seen)| Item {
@@ -453,15 +519,44 @@ impl Learned {
             users: ids(&self.users),
             groups: ids(&self.groups),
             files: paths(&self.files),
+            containers: &self.containers,
+            images: self
+                .images
+                .iter()
+                .map(|(image, learned)| ImageReport {
+                    image,
+                    policy: policies.get(image).map(|p| p.display().to_string()),
+                    seen: learned.report(&BTreeMap::new()),
+                })
+                .collect(),
         }
     }
 
     /// The policy, as a configuration `check` accepts unchanged. Strings
     /// are written as JSON strings (YAML double-quoted scalars), so no
     /// path can change the meaning of a line.
-    fn to_yaml(&self, mode: &str, protect: &[PathBuf], outside: &[String]) -> String {
+    fn to_yaml(&self, mode: &str, scope: Scope, protect: &[PathBuf], outside: &[String]) -> String {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut out = String::new();
+        let target = match scope {
+            Scope::Host => "host",
+            Scope::Image(_) => "container",
+        };
+        if let Scope::Image(image) = scope {
+            let _ = writeln!(
+                out,
+                "# The containers of image {} ({}): what they did alone.\n\
+                 # target: container: in force, it judges every container on the host\n\
+                 # by this image's behaviour (the host's own tasks are not judged), so\n\
+                 # it fits where this image's containers are the ones that run.",
+                printable(image),
+                self.containers
+                    .iter()
+                    .map(|id| &id[..id.len().min(12)])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "# Learned by `safeguard learn` from {} events, {} to {}.\n\
@@ -486,11 +581,23 @@ impl Learned {
                 )
             }
         );
+        if scope == Scope::Host && !self.images.is_empty() {
+            let _ = writeln!(
+                out,
+                "# It holds the containers' behaviour too (images: {}); each image's\n\
+                 # alone is written next to it.",
+                self.images
+                    .keys()
+                    .map(|i| printable(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         out.push_str("policy: whitelist\n");
         let module = |out: &mut String, name: &str| {
             let _ = writeln!(
                 out,
-                "{name}:\n  enable: true\n  mode: {mode}\n  target: host\n  policy: whitelist"
+                "{name}:\n  enable: true\n  mode: {mode}\n  target: {target}\n  policy: whitelist"
             );
         };
         let list = |out: &mut String, indent: &str, items: Vec<(String, String)>| {
@@ -583,6 +690,60 @@ impl Learned {
         }
         out.push_str("mount:\n  enable: false\n");
         out
+    }
+}
+
+/// `text` on one line, for a YAML comment: a command or image name is
+/// whatever someone set.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Whom a learned policy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope<'a> {
+    /// Every task (`target: host`): what the host and its containers did.
+    Host,
+    /// The containers of one image (`target: container`).
+    Image(&'a str),
+}
+
+/// Where the policy of `image` goes, next to the host's `output`
+/// (`policy.yaml` → `policy.image-localhost_app_1.yaml`): a name made of
+/// the image's letters and digits, numbered where two images would share
+/// one.
+fn image_policy_path(output: &Path, image: &str, taken: &mut BTreeSet<PathBuf>) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned());
+    let ext = output
+        .extension()
+        .map_or_else(|| "yaml".into(), |s| s.to_string_lossy().into_owned());
+    let slug: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let path = output.with_file_name(format!("{stem}.image-{slug}{suffix}.{ext}"));
+        if taken.insert(path.clone()) {
+            return path;
+        }
+        n += 1;
     }
 }
 
@@ -778,7 +939,7 @@ mod tests {
         assert_eq!(names.keys().collect::<Vec<_>>(), ["api.example.test"]);
         assert_eq!(names["api.example.test"].count, 2);
         assert_eq!(bare, [IpAddr::from([198, 51, 100, 1])]);
-        let yaml = l.to_yaml("monitor", &[], &[]);
+        let yaml = l.to_yaml("monitor", Scope::Host, &[], &[]);
         check_accepted(&yaml).unwrap();
         assert!(
             yaml.contains(r#"- "api.example.test"  # through dns_proxy: connect 2 times"#),
@@ -786,6 +947,99 @@ mod tests {
         );
         assert!(yaml.contains(r#"- "198.51.100.1/32""#), "{yaml}");
         assert!(!yaml.contains("192.0.2.7"), "{yaml}");
+    }
+
+    /// `event` as done in a container of `image`.
+    fn in_container(mut event: Value, image: &str, id: &str) -> Value {
+        event[attr::CONTAINER_IMAGE_NAME] = image.into();
+        event[attr::CONTAINER_ID] = id.into();
+        event
+    }
+
+    #[test]
+    fn each_image_gets_a_policy_of_its_own_and_the_host_one_holds_them_all() {
+        const WEB: &str = "localhost/web:1";
+        const DB: &str = "registry.example/db:2";
+        let mut l = Learned::default();
+        for e in [
+            exec("/usr/bin/ssh", "ssh"),
+            in_container(exec("/usr/sbin/nginx", "nginx"), WEB, "aaaa1111"),
+            in_container(exec("/usr/sbin/nginx", "nginx"), WEB, "bbbb2222"),
+            in_container(connect("192.0.2.7", "would_block"), WEB, "aaaa1111"),
+            in_container(exec("/usr/bin/postgres", "postgres"), DB, "cccc3333"),
+        ] {
+            l.observe(&e, &[]);
+        }
+        l.finish();
+        assert_eq!(l.executables.len(), 3);
+        assert_eq!(l.images.keys().collect::<Vec<_>>(), [WEB, DB]);
+        let web = &l.images[WEB];
+        assert_eq!(web.events, 3);
+        assert_eq!(
+            web.executables.keys().collect::<Vec<_>>(),
+            ["/usr/sbin/nginx"]
+        );
+        assert_eq!(web.containers.len(), 2);
+
+        let host = l.to_yaml("monitor", Scope::Host, &[], &[]);
+        check_accepted(&host).unwrap();
+        assert!(host.contains("target: host"), "{host}");
+        assert!(host.contains(r#""/usr/bin/postgres""#), "{host}");
+        let yaml = web.to_yaml("monitor", Scope::Image(WEB), &[], &[]);
+        check_accepted(&yaml).unwrap();
+        assert!(
+            yaml.contains("# The containers of image localhost/web:1 (aaaa1111, bbbb2222)"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("target: container") && !yaml.contains("target: host"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains(r#"- "/usr/sbin/nginx"  # exec 2 times by nginx"#),
+            "{yaml}"
+        );
+        assert!(yaml.contains(r#"- "192.0.2.7/32""#), "{yaml}");
+        assert!(
+            !yaml.contains("postgres") && !yaml.contains("ssh"),
+            "{yaml}"
+        );
+
+        let policies = BTreeMap::from([(WEB.to_string(), PathBuf::from("/p.image-web.yaml"))]);
+        let report = serde_json::to_value(l.report(&policies)).unwrap();
+        assert_eq!(report["images"][0]["image"], WEB, "{report}");
+        assert_eq!(
+            report["images"][0]["policy"], "/p.image-web.yaml",
+            "{report}"
+        );
+        assert_eq!(
+            report["images"][0]["executables"][0]["path"],
+            "/usr/sbin/nginx"
+        );
+        assert_eq!(
+            report["containers"].as_array().unwrap().len(),
+            3,
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn image_policies_are_named_after_the_image_next_to_the_output() {
+        let mut taken = BTreeSet::new();
+        let out = Path::new("/etc/safeguard/learned.yaml");
+        assert_eq!(
+            image_policy_path(out, "localhost/web:1", &mut taken),
+            Path::new("/etc/safeguard/learned.image-localhost_web_1.yaml")
+        );
+        // Another image with the same letters gets a number.
+        assert_eq!(
+            image_policy_path(out, "localhost/web_1", &mut taken),
+            Path::new("/etc/safeguard/learned.image-localhost_web_1-2.yaml")
+        );
+        assert_eq!(
+            image_policy_path(Path::new("p"), "../x", &mut taken),
+            Path::new("p.image-.._x.yaml")
+        );
     }
 
     #[test]
@@ -837,7 +1091,7 @@ mod tests {
         ] {
             l.observe(&e, &protect);
         }
-        let yaml = l.to_yaml("block", &protect, &["/bin".to_string()]);
+        let yaml = l.to_yaml("block", Scope::Host, &protect, &["/bin".to_string()]);
         check_accepted(&yaml).unwrap();
         assert!(
             yaml.contains(r#"- "/usr/bin/curl"  # exec 1 time by cu?rl"#),
