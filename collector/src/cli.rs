@@ -59,9 +59,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ControllerCommand {
-    /// The same as `safeguard generate`.
+    /// The same as `safeguard generate`, except that, as in openEuler
+    /// safeguard, the policy goes to `demo-whitelist.yaml` (in the current
+    /// directory) unless --output says otherwise.
     Generate(GenerateArgs),
 }
+
+/// Where openEuler safeguard's `controller generate` writes its policy by
+/// default.
+pub const CONTROLLER_GENERATE_OUTPUT: &str = "demo-whitelist.yaml";
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use safeguard::{
-    cli::{Cli, Command, ControllerCommand},
+    cli::{CONTROLLER_GENERATE_OUTPUT, Cli, Command, ControllerCommand},
     commands,
 };
 
@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         Command::Stop(args) => commands::stop(&args),
         Command::Unpin(args) => commands::unpin(&args),
         Command::Learn(args) => commands::learn(&args),
-        Command::Generate(args) | Command::Controller(ControllerCommand::Generate(args)) => {
+        Command::Generate(args) => commands::generate(&args),
+        Command::Controller(ControllerCommand::Generate(mut args)) => {
+            args.output
+                .get_or_insert_with(|| CONTROLLER_GENERATE_OUTPUT.into());
             commands::generate(&args)
         }
     }

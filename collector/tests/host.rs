@@ -814,7 +814,8 @@ fn audit_rate_limit_samples_a_flood_and_counts_it() {
 /// `check` takes unchanged, and a report of what it found: this test's
 /// own executable is allowed to run, the loopback network to be reached,
 /// this test's user to connect. `controller generate` (openEuler
-/// safeguard's name) writes the same to standard output.
+/// safeguard's name) writes the same to `demo-whitelist.yaml`, as the
+/// original does.
 #[test]
 fn generate_writes_a_whitelist_check_accepts_and_a_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -889,10 +890,16 @@ fn generate_writes_a_whitelist_check_accepts_and_a_report() {
 
     let alias = Command::new(AGENT)
         .args(["controller", "generate"])
+        .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(alias.status.success());
-    let yaml = String::from_utf8_lossy(&alias.stdout);
+    assert!(
+        alias.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alias.stderr)
+    );
+    assert!(alias.stdout.is_empty(), "the policy goes to the file");
+    let yaml = fs::read_to_string(dir.path().join("demo-whitelist.yaml")).unwrap();
     assert!(yaml.contains("policy: whitelist\n"), "{yaml}");
     assert!(
         yaml.contains("mode: monitor\n"),
