@@ -83,7 +83,7 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
 pub trait Programs {
     /// Puts a new policy in force, or leaves the old one (see
     /// [`Kernel::reload`]).
-    fn reload(&mut self, policy: &Policy) -> Result<(), ReloadError>;
+    fn reload(&mut self, policy: &Arc<Policy>) -> Result<(), ReloadError>;
     /// Nothing new reaches the ring buffer after this (pinned programs
     /// stay; see [`Kernel::detach`]).
     fn detach(&mut self);
@@ -95,7 +95,7 @@ pub trait Programs {
 }
 
 impl Programs for Kernel {
-    fn reload(&mut self, policy: &Policy) -> Result<(), ReloadError> {
+    fn reload(&mut self, policy: &Arc<Policy>) -> Result<(), ReloadError> {
         Kernel::reload(self, policy)
     }
     fn detach(&mut self) {
@@ -381,7 +381,7 @@ pub(crate) mod tests {
     }
 
     impl Programs for FakeKernel {
-        fn reload(&mut self, _: &Policy) -> Result<(), ReloadError> {
+        fn reload(&mut self, _: &Arc<Policy>) -> Result<(), ReloadError> {
             if self.refuse {
                 return Err(ReloadError::ModuleSwitched("files"));
             }

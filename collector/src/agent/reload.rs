@@ -96,14 +96,43 @@ impl Live {
     ) -> Result<(), ReloadError> {
         let next =
             Policy::compile_with(&config, Some(&self.policy), &self.learned.merged(&resolved));
+        self.put_in_force(next, kernel, enricher, observed)?;
+        self.config = config;
+        self.resolved = resolved;
+        Ok(())
+    }
+
+    /// Puts the running configuration in force with other addresses for
+    /// its domain rules (`resolved`, and those `dns_proxy` answered): only
+    /// the network rules are compiled and written again.
+    fn apply_addresses(
+        &mut self,
+        resolved: dns::Resolved,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) -> Result<(), ReloadError> {
+        let next = self
+            .policy
+            .with_addresses(&self.config, &self.learned.merged(&resolved));
+        self.put_in_force(next, kernel, enricher, observed)?;
+        self.resolved = resolved;
+        Ok(())
+    }
+
+    fn put_in_force(
+        &mut self,
+        next: Policy,
+        kernel: &mut impl Programs,
+        enricher: &Enricher,
+        observed: &Observed,
+    ) -> Result<(), ReloadError> {
         next.fits()?;
-        kernel.reload(&next)?;
         let next = Arc::new(next);
+        kernel.reload(&next)?;
         enricher.set_policy(next.clone());
         *observed.rules.lock().unwrap_or_else(|e| e.into_inner()) = rule_counts(&next);
         self.policy = next;
-        self.config = config;
-        self.resolved = resolved;
         Ok(())
     }
 
@@ -133,8 +162,8 @@ impl Live {
         if known {
             return true;
         }
-        let (config, resolved) = (self.config.clone(), self.resolved.clone());
-        match self.apply(config, resolved, kernel, enricher, observed) {
+        let resolved = self.resolved.clone();
+        match self.apply_addresses(resolved, kernel, enricher, observed) {
             Ok(()) => {
                 debug!("dns_proxy: {name} → {addrs:?} in force");
                 true
@@ -160,8 +189,8 @@ impl Live {
             return;
         }
         let previous = std::mem::replace(&mut self.learned, next);
-        let (config, resolved) = (self.config.clone(), self.resolved.clone());
-        if let Err(e) = self.apply(config, resolved, kernel, enricher, observed) {
+        let resolved = self.resolved.clone();
+        if let Err(e) = self.apply_addresses(resolved, kernel, enricher, observed) {
             self.learned = previous;
             error!("dns_proxy: expired addresses cannot be dropped: {e}");
         }
@@ -219,8 +248,7 @@ impl Live {
             .filter(|(name, addrs)| self.resolved.get(*name) != Some(*addrs))
             .map(|(name, addrs)| format!("{name} → {addrs:?}"))
             .collect();
-        let config = self.config.clone();
-        match self.apply(config, resolved, kernel, enricher, observed) {
+        match self.apply_addresses(resolved, kernel, enricher, observed) {
             Ok(()) => info!(
                 "network.domain: addresses changed, in force: {}",
                 changes.join(", ")
@@ -748,6 +776,57 @@ mod tests {
         // The same names again: nothing to start over.
         assert!(!r.reload(&format!("{SECRET}{network}[example.com]\n")));
         assert_eq!(r.registry.get(Counter::Reloads), 2);
+    }
+
+    /// A `dns_proxy` answer or new addresses of a domain rule put only the
+    /// network rules in force again: the file rules' identities are kept
+    /// as they were, not looked for again on every answer (a rule on a
+    /// large tree would make each answer wait for a walk of it).
+    #[test]
+    fn new_addresses_compile_the_network_rules_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "x").unwrap();
+        let yaml = format!(
+            "files:\n  deny: [{}]\nnetwork:\n  enable: true\n  domain:\n    deny: [example.test]\n",
+            secret.display()
+        );
+        let mut r = Reloading::new(&yaml);
+        let identities = r.live.policy.files.identities.clone();
+        assert!(!identities.is_empty());
+        // Gone from the disk: a whole compile would no longer find it.
+        std::fs::remove_file(&secret).unwrap();
+        let addr: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(r.live.apply_learned(
+            "example.test",
+            &[addr],
+            Duration::from_secs(60),
+            &mut r.kernel,
+            &r.enricher,
+            &r.observed,
+        ));
+        assert_eq!(r.kernel.reloads, 1);
+        assert!(r.live.policy.files.identities.same_entries(&identities));
+        let v4 = r.live.policy.network.net.v4_entries();
+        assert!(
+            v4.iter()
+                .any(|e| e.addr == [192, 0, 2, 7] && e.rule.deny_rule != 0),
+            "{v4:?}"
+        );
+        // New answers of the domain rules likewise.
+        let mut resolved = dns::Resolved::new();
+        resolved.insert("example.test".into(), vec!["192.0.2.8".parse().unwrap()]);
+        r.live
+            .apply_resolved(resolved, &mut r.kernel, &r.enricher, &r.observed);
+        assert_eq!(r.kernel.reloads, 2);
+        assert!(r.live.policy.files.identities.same_entries(&identities));
+        assert_eq!(
+            r.live.resolved["example.test"],
+            ["192.0.2.8".parse::<std::net::IpAddr>().unwrap()]
+        );
+        // A reload compiles everything: the file is gone.
+        r.reload(&yaml);
+        assert!(!r.live.policy.files.identities.same_entries(&identities));
     }
 
     #[test]

@@ -13,17 +13,15 @@ mod mounts;
 pub mod offsets;
 pub mod pin;
 mod probe;
+mod rules;
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
 };
-use collector_common::{
-    AncestorRule, DropReason, HOOK_COUNT, Hook, IdentityRule, InodeFilter, InodeKey, Module,
-    ModuleConfig, NameKey, PathKey, PathRule, globals, maps,
-};
+use collector_common::{DropReason, HOOK_COUNT, Hook, Module, ModuleConfig, globals, maps};
 use tracing::{debug, info, warn};
 
 pub use attach::{Coverage, Reason, Row};
@@ -112,6 +110,9 @@ pub struct Kernel {
     /// Per module: enabled at start (its programs are attached), and its
     /// BPF-LSM programs attached.
     modules: [(Module, bool, bool); 4],
+    /// What each policy set was last written with, where known: a reload
+    /// writes only what differs (`rules::write_set`).
+    held: [Option<Arc<Policy>>; 2],
 }
 
 /// Why a new policy cannot be put in place while running.
@@ -163,7 +164,9 @@ impl Kernel {
         // switches: a program never sees its module enabled without its
         // rules. Fresh maps start zeroed: epoch 0, set 0, in force.
         let set = takeover.map_or(0, |t| 1 - t.set as u8);
-        fill(&mut ebpf, policy, set, takeover.is_some())?;
+        // Taking over, the set not in force may hold an older policy: it is
+        // emptied first (fresh maps are empty).
+        rules::write_set(&mut ebpf, policy, set, None)?;
         let mut attached = attach::attach_all(&mut ebpf, &btf, tier, policy, net_cgroup)?;
         if module_policy(policy, Module::Network).enabled() {
             // After the programs that keep it from now on are attached.
@@ -198,6 +201,7 @@ impl Kernel {
             pinned_links: Vec::new(),
             protection,
             modules,
+            held: [None, None],
         };
         kernel.hand_over(&pins, takeover, &pinning)?;
         if protect && kernel.protection == Protection::Off {
@@ -339,19 +343,24 @@ impl Kernel {
     }
 
     /// Puts `policy` in force without a gap: it is written into the policy
-    /// set not in force (emptied first), then one number switches the
-    /// programs over to it. An operation is judged wholly by the old
+    /// set not in force (each family of maps whose entries differ from what
+    /// that set holds is emptied and written again), then one number
+    /// switches the programs over to it. An operation is judged wholly by the old
     /// policy or wholly by the new one. The old set is left as it is until
     /// the next reload. If writing fails, the old policy stays in force.
-    pub fn reload(&mut self, policy: &Policy) -> Result<(), ReloadError> {
+    pub fn reload(&mut self, policy: &Arc<Policy>) -> Result<(), ReloadError> {
         for (module, enabled_at_start, _) in self.modules {
             if module_policy(policy, module).enabled() != enabled_at_start {
                 return Err(ReloadError::ModuleSwitched(module_name(module)));
             }
         }
         let next = 1 - self.set;
-        clear_rules(&mut self.ebpf, next)?;
-        write_rules(&mut self.ebpf, policy, next)?;
+        // Unknown until written whole: a write that fails half way leaves
+        // the set holding neither policy.
+        let held = self.held[usize::from(next)].take();
+        let written = rules::write_set(&mut self.ebpf, policy, next, held.as_deref())?;
+        self.held[usize::from(next)] = Some(policy.clone());
+        debug!("policy set {next}: rewrote {written:?}");
         write_all_switches(&mut self.ebpf, policy, &self.modules, next)?;
         self.set_active(next)?;
         Ok(())
@@ -512,15 +521,6 @@ fn load(
     Ok((ebpf, btf))
 }
 
-/// Writes `policy` into policy set `set`. Taking over, the set not in
-/// force may hold an older policy: it is emptied first.
-fn fill(ebpf: &mut Ebpf, policy: &Policy, set: u8, taking_over: bool) -> Result<(), KernelError> {
-    if taking_over {
-        clear_rules(ebpf, set)?;
-    }
-    write_rules(ebpf, policy, set)
-}
-
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
     move |source| KernelError::Map { name, source }
 }
@@ -541,179 +541,6 @@ fn module_name(module: Module) -> &'static str {
         Module::Mount => "mount",
         Module::Network => "network",
     }
-}
-
-/// Empties every rule map of policy set `set`.
-fn clear_rules(ebpf: &mut Ebpf, set: u8) -> Result<(), KernelError> {
-    let set = usize::from(set);
-    for name in [
-        maps::FILE_RULES[set],
-        maps::EXEC_PATH_RULES[set],
-        maps::MOUNT_RULES[set],
-    ] {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or(KernelError::Missing("a path rule map"))?;
-        let mut trie = LpmTrie::<_, PathKey, PathRule>::try_from(map).map_err(map_err(name))?;
-        let keys: Vec<_> = trie.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            trie.remove(&key).map_err(map_err(name))?;
-        }
-    }
-    macro_rules! clear {
-        ($name:expr, $map:ty) => {{
-            let name = $name;
-            let map = ebpf
-                .map_mut(name)
-                .ok_or(KernelError::Missing("a rule map"))?;
-            let mut m = <$map>::try_from(map).map_err(map_err(name))?;
-            let keys: Vec<_> = m.keys().filter_map(Result::ok).collect();
-            for key in keys {
-                m.remove(&key).map_err(map_err(name))?;
-            }
-        }};
-    }
-    clear!(
-        maps::FILE_ANCESTORS[set],
-        LpmTrie::<_, PathKey, AncestorRule>
-    );
-    clear!(
-        maps::MOUNT_ANCESTORS[set],
-        LpmTrie::<_, PathKey, AncestorRule>
-    );
-    clear!(maps::EXEC_NAME_RULES[set], HashMap::<_, NameKey, PathRule>);
-    clear!(
-        maps::MOUNT_INODES[set],
-        HashMap::<_, InodeKey, collector_common::mount::MountIdentity>
-    );
-    clear!(maps::NET_V4_RULES[set], LpmTrie::<_, [u8; 4], PathRule>);
-    clear!(maps::NET_V6_RULES[set], LpmTrie::<_, [u8; 16], PathRule>);
-    clear!(
-        maps::NET_COMMAND_RULES[set],
-        HashMap::<_, [u8; collector_common::COMM_LEN], PathRule>
-    );
-    clear!(maps::NET_UID_RULES[set], HashMap::<_, u32, PathRule>);
-    clear!(maps::NET_GID_RULES[set], HashMap::<_, u32, PathRule>);
-    Ok(())
-}
-
-fn write_rules(ebpf: &mut Ebpf, policy: &Policy, set: u8) -> Result<(), KernelError> {
-    let set = usize::from(set);
-    for (name, module) in [
-        (maps::FILE_RULES[set], &policy.files),
-        (maps::EXEC_PATH_RULES[set], &policy.process),
-        (maps::MOUNT_RULES[set], &policy.mount),
-    ] {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or(KernelError::Missing("a path rule map"))?;
-        let mut trie = LpmTrie::<_, PathKey, PathRule>::try_from(map).map_err(map_err(name))?;
-        for entry in module.paths.entries() {
-            let key = Key::new((entry.key_len * 8) as u32, entry.key);
-            trie.insert(&key, entry.rule, 0).map_err(map_err(name))?;
-        }
-    }
-    for (name, module) in [
-        (maps::FILE_ANCESTORS[set], &policy.files),
-        (maps::MOUNT_ANCESTORS[set], &policy.mount),
-    ] {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or(KernelError::Missing("an ancestor map"))?;
-        let mut ancestors =
-            LpmTrie::<_, PathKey, AncestorRule>::try_from(map).map_err(map_err(name))?;
-        for (key, len, rule) in module.ancestors.entries() {
-            ancestors
-                .insert(&Key::new((len * 8) as u32, key), rule, 0)
-                .map_err(map_err(name))?;
-        }
-    }
-    let name = maps::FILE_INODES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("FILE_INODES map"))?;
-    let mut inodes = HashMap::<_, InodeKey, IdentityRule>::try_from(map).map_err(map_err(name))?;
-    let mut filter: Box<InodeFilter> = Box::new([0; collector_common::INODE_FILTER_WORDS]);
-    for (key, rule) in policy.files.identities.entries() {
-        inodes.insert(key, rule, 0).map_err(map_err(name))?;
-        key.enter(&mut filter);
-    }
-    // Written whole, so the set's filter never lacks a key of its map.
-    let name = maps::FILE_INODE_FILTER;
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("FILE_INODE_FILTER map"))?;
-    Array::<_, InodeFilter>::try_from(map)
-        .map_err(map_err(name))?
-        .set(set as u32, filter, 0)
-        .map_err(map_err(name))?;
-    let name = maps::MOUNT_INODES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("MOUNT_INODES map"))?;
-    let mut sources = HashMap::<_, InodeKey, collector_common::mount::MountIdentity>::try_from(map)
-        .map_err(map_err(name))?;
-    for (key, rule) in &policy.mount.mount_sources {
-        sources.insert(key, rule, 0).map_err(map_err(name))?;
-    }
-    write_network_rules(ebpf, &policy.network, set)?;
-    let name = maps::EXEC_NAME_RULES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("EXEC_NAME_RULES map"))?;
-    let mut names = HashMap::<_, NameKey, PathRule>::try_from(map).map_err(map_err(name))?;
-    for (key, rule) in policy.process.names.entries() {
-        names.insert(key, rule, 0).map_err(map_err(name))?;
-    }
-    Ok(())
-}
-
-fn write_network_rules(
-    ebpf: &mut Ebpf,
-    network: &ModulePolicy,
-    set: usize,
-) -> Result<(), KernelError> {
-    let net = &network.net;
-    let name = maps::NET_V4_RULES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("NET_V4_RULES map"))?;
-    let mut v4 = LpmTrie::<_, [u8; 4], PathRule>::try_from(map).map_err(map_err(name))?;
-    for e in net.v4_entries() {
-        v4.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
-            .map_err(map_err(name))?;
-    }
-    let name = maps::NET_V6_RULES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("NET_V6_RULES map"))?;
-    let mut v6 = LpmTrie::<_, [u8; 16], PathRule>::try_from(map).map_err(map_err(name))?;
-    for e in net.v6_entries() {
-        v6.insert(&Key::new(u32::from(e.prefix), e.addr), e.rule, 0)
-            .map_err(map_err(name))?;
-    }
-    let name = maps::NET_COMMAND_RULES[set];
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(KernelError::Missing("NET_COMMAND_RULES map"))?;
-    let mut commands = HashMap::<_, [u8; collector_common::COMM_LEN], PathRule>::try_from(map)
-        .map_err(map_err(name))?;
-    for (key, rule) in net.command_entries() {
-        commands.insert(key, rule, 0).map_err(map_err(name))?;
-    }
-    for (name, ids) in [
-        (maps::NET_UID_RULES[set], &net.uids),
-        (maps::NET_GID_RULES[set], &net.gids),
-    ] {
-        let map = ebpf
-            .map_mut(name)
-            .ok_or(KernelError::Missing("a UID/GID rule map"))?;
-        let mut m = HashMap::<_, u32, PathRule>::try_from(map).map_err(map_err(name))?;
-        for (id, rule) in ids {
-            m.insert(id, rule, 0).map_err(map_err(name))?;
-        }
-    }
-    Ok(())
 }
 
 /// The switches of every module in policy set `set`.

@@ -68,6 +68,11 @@ pub struct Identities {
 }
 
 impl Identities {
+    /// Whether `other` puts the same entries into the map.
+    pub fn same_entries(&self, other: &Self) -> bool {
+        self.by_inode == other.by_inode
+    }
+
     /// `deny` and `allow` are `(rule id, normalised absolute path)`; paths
     /// that do not exist (yet) are left to the path rules. `paths` are the
     /// same rules as path prefixes: what a mount point inherits.

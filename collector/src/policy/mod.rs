@@ -170,6 +170,17 @@ impl Policy {
         }
     }
 
+    /// This policy with the network rules compiled again for new answers
+    /// of the domain rules (`resolved`), `config` being the one this policy
+    /// was compiled from: the other modules are kept as they are, their
+    /// identities too, so no rule path is looked at again.
+    pub fn with_addresses(&self, config: &Config, resolved: &crate::dns::Resolved) -> Self {
+        Self {
+            network: network(&config.network, self.network.rules.carried_over(), resolved),
+            ..self.clone()
+        }
+    }
+
     /// Rules loaded, over all modules.
     pub fn rule_count(&self) -> usize {
         self.files.rules.len()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use collector_common::{NAME_KEY_LEN, NameKey, PathRule};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameRules {
     by_name: HashMap<String, PathRule>,
 }

@@ -22,7 +22,7 @@ pub struct CidrEntry<const N: usize> {
     pub rule: PathRule,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetRules {
     v4: HashMap<([u8; 4], u8), PathRule>,
     v6: HashMap<([u8; 16], u8), PathRule>,

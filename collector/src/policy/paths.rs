@@ -20,7 +20,7 @@ pub struct PathEntry {
     pub rule: PathRule,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathRules {
     by_prefix: HashMap<Vec<u8>, PathRule>,
 }
@@ -118,7 +118,7 @@ fn boundaries(key: &[u8]) -> impl Iterator<Item = usize> + '_ {
 /// it: renaming one of these directories is refused
 /// (`collector_common::AncestorRule`). The root has no name to rename and
 /// is left out.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ancestors {
     by_dir: HashMap<Vec<u8>, u32>,
 }
