@@ -9,7 +9,8 @@
 #   pipeline decode → enrich → OTLP encoding on one core, per stage, on
 #            recorded kernel records (criterion; collector/benches/pipeline.rs)
 #   policy   what check and a reload do with 10,000 and 200,000 rules:
-#            load, validate, compile, fit (criterion; collector/benches/policy.rs)
+#            load, validate, compile, fit; and what a dns_proxy answer
+#            compiles (criterion; collector/benches/policy.rs)
 #   ring     the kernel event rate at which the ring buffer starts to drop,
 #            for a 64 KiB ring and the default 4 MiB, every open accounted
 #            for (received, or counted as a kernel or queue drop)
@@ -87,6 +88,9 @@ for case, what, n in [("files-10000", "files.deny", 10_000), ("files-200000", "f
         against += f"; {t / base:.0f}× the time of 10,000 files.deny for {n // 10_000}× the rules"
     target = "" if n == 10_000 else ("< 2 s: met" if t < 2000 else f"< 2 s: missed by {(t - 2000) / 20:.0f} %")
     print(f"| policy (check: load, validate, compile, fit) | {what}, {n:,} rules | {t:,.0f} ms | {against} | {target} |")
+answer = root.parent / "answer"
+whole, alone = [json.loads((answer / c / "new/estimates.json").read_text())["mean"]["point_estimate"] / 1e6 for c in ("whole", "addresses")]
+print(f"| policy (a dns_proxy answer with a new address) | 10,000 file rules on files + a domain rule, network rules compiled alone | {alone:,.2f} ms | {whole / alone:,.0f}× less than compiling the whole policy ({whole:,.0f} ms) | |")
 PY
 		)
 		;;
