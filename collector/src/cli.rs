@@ -44,9 +44,10 @@ pub enum Command {
     /// Write the narrowest policy that lets what the workload really did
     /// through: watch it for --duration (the agent runs in monitor mode
     /// meanwhile), or read the events already in the local log (--from).
-    /// The executables that ran, the addresses connected to, and the files
-    /// used under each --protect tree; everything else is refused by the
-    /// policy's whitelists. Review it and try it in monitor mode first.
+    /// The executables that ran, the addresses connected to, the users and
+    /// groups that connected, and the files used under each --protect
+    /// tree; everything else is refused by the policy's whitelists. Review
+    /// it and try it in monitor mode first.
     Learn(LearnArgs),
     /// openEuler safeguard's commands under their original names.
     #[command(subcommand)]
@@ -111,7 +112,9 @@ pub struct LearnArgs {
     #[arg(long, value_name = "DIR")]
     pub protect: Vec<PathBuf>,
 
-    /// Write the policy (YAML) here instead of to standard output.
+    /// Write the policy (YAML) here instead of to standard output; each
+    /// container image seen gets a policy of its own next to it
+    /// (policy.yaml: policy.image-NAME.yaml, with target: container).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
