@@ -148,6 +148,9 @@ pub struct Containers {
     hierarchy: Option<(PathBuf, std::fs::File)>,
     /// Where the runtimes say which image a container was made from.
     runtimes: RuntimeRoots,
+    /// Image names found, by container id: the cgroups a container makes
+    /// below its own (systemd in a container) ask again.
+    images: Mutex<FxHashMap<String, String>>,
 }
 
 /// Cached cgroups before the cache starts over.
@@ -163,6 +166,7 @@ impl Default for Containers {
             cache: Mutex::new(FxHashMap::default()),
             hierarchy,
             runtimes: RuntimeRoots::default(),
+            images: Mutex::new(FxHashMap::default()),
         }
     }
 }
@@ -184,9 +188,24 @@ impl Containers {
     /// once per cgroup, and the runtime wrote it before making the cgroup.
     fn identity(&self, path: &str) -> Option<Arc<Identity>> {
         let mut identity = from_cgroup_path(path)?;
-        identity.image = self
-            .runtimes
-            .image_name(identity.runtime, &identity.container_id);
+        let mut images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        identity.image = match images.get(&identity.container_id) {
+            Some(known) => Some(known.clone()),
+            None => {
+                // Not cached when not found: the runtime may not have
+                // written it yet for a cgroup made early.
+                let found = self
+                    .runtimes
+                    .image_name(identity.runtime, &identity.container_id);
+                if let Some(name) = &found {
+                    if images.len() >= CACHE_MAX {
+                        images.clear();
+                    }
+                    images.insert(identity.container_id.clone(), name.clone());
+                }
+                found
+            }
+        };
         Some(Arc::new(identity))
     }
 
