@@ -538,6 +538,11 @@ impl Learned {
     fn to_yaml(&self, mode: &str, scope: Scope, protect: &[PathBuf], outside: &[String]) -> String {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut out = String::new();
+        // A container names its files inside its own root, which neither
+        // the host's trees nor the host's listing of them describe: an
+        // image's policy leaves files out.
+        let files_left_out = matches!(scope, Scope::Image(_)) && !protect.is_empty();
+        let protect = if files_left_out { &[][..] } else { protect };
         let target = match scope {
             Scope::Host => "host",
             Scope::Image(_) => "container",
@@ -673,7 +678,13 @@ impl Learned {
             out.push_str("    deny: []\n");
         }
 
-        if protect.is_empty() {
+        if files_left_out {
+            out.push_str(
+                "# Files are not in an image's policy: --protect names the host's trees,\n\
+                 # and a container names its files inside its own root.\n\
+                 files:\n  enable: false\n",
+            );
+        } else if protect.is_empty() {
             out.push_str(
                 "# No --protect tree: file use was not learned.\nfiles:\n  enable: false\n",
             );
@@ -987,6 +998,17 @@ mod tests {
         assert!(host.contains(r#""/usr/bin/postgres""#), "{host}");
         let yaml = web.to_yaml("monitor", Scope::Image(WEB), &[], &[]);
         check_accepted(&yaml).unwrap();
+        let protected = web.to_yaml(
+            "monitor",
+            Scope::Image(WEB),
+            &[PathBuf::from("/srv/data")],
+            &["/bin".to_string()],
+        );
+        check_accepted(&protected).unwrap();
+        assert!(
+            protected.contains("files:\n  enable: false\n") && !protected.contains("\"/bin\""),
+            "{protected}"
+        );
         assert!(
             yaml.contains("# The containers of image localhost/web:1 (aaaa1111, bbbb2222)"),
             "{yaml}"
