@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make bench, hook overhead: the cost the agent's programs add to openat,
-# connect and fork+exec, on the BPF-LSM tier (in a QEMU VM, Debian's 6.12
-# kernel) and on the audit tier (this host), against no agent in the same
-# run. See tests/vm-guest/src/hook_bench.rs for the method.
+# rename, connect and fork+exec, on the BPF-LSM tier (in a QEMU VM,
+# Debian's 6.12 kernel) and on the audit tier (this host), against no agent
+# in the same run. See tests/vm-guest/src/hook_bench.rs for the method.
 #
 #   scripts/bench-hooks.sh [SECONDS_PER_MEASUREMENT] [ROUNDS]
 #

@@ -3,7 +3,7 @@
 # same run (this machine is noisy: ratios count, absolute numbers are
 # printed but not relied on). Sections:
 #
-#   hooks    the cost of the kernel programs on openat, connect, fork+exec,
+#   hooks    the cost of the kernel programs on openat, rename, connect, fork+exec,
 #            BPF-LSM in a QEMU VM (6.12) and the audit tier on this host,
 #            against no agent (tests/vm-guest/src/hook_bench.rs)
 #   pipeline decode → enrich → OTLP encoding on one core, per stage, on

@@ -1,6 +1,7 @@
 //! Hook overhead: what the agent's programs add to the syscalls they sit
 //! on. Each workload (openat+close of an existing and of a missing file,
-//! connect(2) of a UDP socket to loopback, fork+exec+wait) runs for a fixed
+//! a file renamed and renamed back, connect(2) of a UDP socket to loopback,
+//! fork+exec+wait) runs for a fixed
 //! time with no agent, with the agent in monitor mode, and in block mode
 //! with 1, 100 and 10,000 rules of the relevant kind, none matching the
 //! workload: what is measured is the cost of being looked at, not of being
@@ -33,6 +34,8 @@ use safeguard_test_support::{Agent, Launch, TestCgroup};
 const DIR: &str = "/tmp/sgbench";
 const EXISTING: &str = "/tmp/sgbench-files/present";
 const MISSING: &str = "/tmp/sgbench-files/absent";
+/// [`EXISTING`]'s name while the rename workload has it renamed.
+const RENAMED: &str = "/tmp/sgbench-files/renamed";
 /// The one file rule whose path exists, as most real policies have: the
 /// programs then also look files up by identity, and that cost is measured.
 const DENIED_DIR: &str = "/srv/sgbench-denied";
@@ -41,14 +44,17 @@ const DENIED_DIR: &str = "/srv/sgbench-denied";
 enum Workload {
     OpenExisting,
     OpenMissing,
+    /// `path_rename`: its identity walk runs under `bpf_loop`, step by step.
+    Rename,
     Connect,
     ForkExec,
 }
 
 impl Workload {
-    const ALL: [Workload; 4] = [
+    const ALL: [Workload; 5] = [
         Workload::OpenExisting,
         Workload::OpenMissing,
+        Workload::Rename,
         Workload::Connect,
         Workload::ForkExec,
     ];
@@ -57,6 +63,7 @@ impl Workload {
         match self {
             Workload::OpenExisting => "openat+close(existing)",
             Workload::OpenMissing => "openat(missing)",
+            Workload::Rename => "rename+rename(back)",
             Workload::Connect => "connect(udp,loopback)",
             Workload::ForkExec => "fork+exec+wait",
         }
@@ -153,6 +160,7 @@ fn config(setup: Agented, tier: &str, cgroup: Option<&Path>) -> String {
 fn measure(workload: Workload, time: Duration, peer: SocketAddr) -> f64 {
     let existing = CString::new(EXISTING).unwrap();
     let missing = CString::new(MISSING).unwrap();
+    let renamed = CString::new(RENAMED).unwrap();
     let truth = CString::new("/bin/true").unwrap();
     let argv = [truth.as_ptr(), std::ptr::null()];
     let env = [std::ptr::null()];
@@ -170,6 +178,18 @@ fn measure(workload: Workload, time: Duration, peer: SocketAddr) -> f64 {
                 Workload::OpenMissing => unsafe {
                     let fd = libc::open(missing.as_ptr(), libc::O_RDONLY);
                     assert!(fd < 0);
+                },
+                Workload::Rename => unsafe {
+                    assert_eq!(
+                        libc::rename(existing.as_ptr(), renamed.as_ptr()),
+                        0,
+                        "rename"
+                    );
+                    assert_eq!(
+                        libc::rename(renamed.as_ptr(), existing.as_ptr()),
+                        0,
+                        "rename back"
+                    );
                 },
                 Workload::Connect => {
                     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -249,6 +269,7 @@ fn main() {
     std::fs::create_dir_all(DENIED_DIR).unwrap();
     std::fs::write(EXISTING, "x").unwrap();
     let _ = std::fs::remove_file(MISSING);
+    let _ = std::fs::remove_file(RENAMED);
     let peer_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer = peer_socket.local_addr().unwrap();
     let time = Duration::from_secs_f64(args.seconds);
