@@ -20,6 +20,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use collector_common::Hook;
 use semconv::{attr, event};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,8 +30,6 @@ use super::{
     generate::{check_accepted, write},
     load_config,
 };
-use collector_common::Hook;
-
 use crate::{
     agent,
     cli::{ConfigArgs, GenerateMode, LearnArgs},
@@ -420,12 +419,13 @@ impl Learned {
                 .as_str()
                 .and_then(|a| a.parse::<IpAddr>().ok())
                 .map(|ip| ip.to_canonical());
-            if let Some(ip) = peer.filter(|ip| !ip.is_unspecified()) {
-                self.destinations
-                    .entry(ip)
-                    .or_default()
-                    .add(e, op.to_string());
-            }
+            let Some(ip) = peer.filter(|ip| !ip.is_unspecified()) else {
+                return;
+            };
+            self.destinations
+                .entry(ip)
+                .or_default()
+                .add(e, op.to_string());
             // Rules on who connects judge the task that asks; an inbound
             // connection or datagram is handled in whatever task the
             // kernel was running, which says nothing of the receiver.
@@ -908,13 +908,20 @@ mod tests {
             connect("::ffff:192.0.2.8", "would_block"),
             connect("192.0.2.9", "blocked"),
             accept("192.0.2.10"),
+            // A raw socket made: no peer, no destination, no user.
+            json!({
+                "otel.event.name": event::NETWORK_SOCKET,
+                "safeguard.decision": "would_block",
+                "process.real_user.id": 2000,
+                "safeguard.process.group_id": 2000,
+            }),
             open("/srv/data/a", &["read"]),
             open("/srv/database/x", &["read"]),
             open("/etc/passwd", &["read"]),
         ] {
             l.observe(&e, &protect);
         }
-        assert_eq!(l.events, 10);
+        assert_eq!(l.events, 11);
         assert_eq!(l.executables.keys().collect::<Vec<_>>(), ["/usr/bin/curl"]);
         assert_eq!(l.executables["/usr/bin/curl"].count, 2);
         let reached: Vec<String> = l.destinations.keys().map(ToString::to_string).collect();

@@ -345,9 +345,10 @@ impl Kernel {
     /// Puts `policy` in force without a gap: it is written into the policy
     /// set not in force (each family of maps whose entries differ from what
     /// that set holds is emptied and written again), then one number
-    /// switches the programs over to it. An operation is judged wholly by the old
-    /// policy or wholly by the new one. The old set is left as it is until
-    /// the next reload. If writing fails, the old policy stays in force.
+    /// switches the programs over to it. An operation is judged wholly by
+    /// the old policy or wholly by the new one. The old set is left as it
+    /// is until the next reload. If writing fails, the old policy stays in
+    /// force.
     pub fn reload(&mut self, policy: &Arc<Policy>) -> Result<(), ReloadError> {
         for (module, enabled_at_start, _) in self.modules {
             if module_policy(policy, module).enabled() != enabled_at_start {
